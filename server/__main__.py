@@ -1,0 +1,89 @@
+"""`python -m server`: start the Marionette generation server."""
+
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+import socket
+import sys
+from pathlib import Path
+
+from .protocol import DEFAULT_PORT
+
+
+def _loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(prog="python -m server", description="Marionette's AnimateDiff generation server")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
+    p.add_argument("--token", default=os.environ.get("MARIONETTE_TOKEN"),
+                   help="bearer token every request must carry; required for any non-loopback host "
+                        "(default: $MARIONETTE_TOKEN)")
+    p.add_argument("--models", type=Path, help="model config TOML (default: the public models by hub id)")
+    p.add_argument("--tiny", action="store_true",
+                   help="build and serve deterministic random tiny models (no download; for tests and demos)")
+    p.add_argument("--data", type=Path, default=Path("data"), help="folder for job folders (default ./data)")
+    p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
+    p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
+                   help="weights dtype (default: float16 on CUDA, float32 on CPU)")
+    p.add_argument("--max-upload-mb", type=int, default=512, help="largest request body accepted (default 512)")
+    args = p.parse_args(argv)
+    if args.tiny and args.models:
+        p.error("--tiny serves its own models; leave out --models")
+    if not _loopback(args.host) and not args.token:
+        p.error(f"--host {args.host} exposes the server beyond this machine: give --token (or MARIONETTE_TOKEN)")
+    return args
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    import uvicorn
+
+    from .app import Settings, _BodyLimit, create_app
+    from .models import ModelConfig
+
+    if args.tiny:
+        from . import tiny
+
+        models_file = tiny.build(args.data / "tiny-models") / "models.toml"
+    else:
+        models_file = args.models
+    try:
+        config = ModelConfig.load(models_file)
+    except (OSError, ValueError) as e:
+        sys.exit(f"cannot read the model config {models_file}: {e}")
+    settings = Settings(models=config, data_dir=args.data / "jobs", token=args.token, device=args.device,
+                        dtype=args.dtype, max_upload_mb=args.max_upload_mb)
+    app = create_app(settings)
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))
+    except OSError as e:
+        sys.exit(f"cannot listen on {args.host}:{args.port}: {e}. Is another server running? Try --port 0.")
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    def ready():
+        print(f"Marionette server ready at http://{host}:{port} (device {app.state.store.device})", flush=True)
+
+    app.router.on_startup.append(ready)
+
+    server = uvicorn.Server(uvicorn.Config(_BodyLimit(app, args.max_upload_mb * 2**20), log_level="warning",
+                                           timeout_graceful_shutdown=5))
+    server.run(sockets=[sock])
+
+
+if __name__ == "__main__":
+    main()

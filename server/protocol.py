@@ -1,0 +1,300 @@
+"""Marionette's wire format: the job spec, its validation, guide rules and event names.
+
+Standard library only: the Blender add-on imports this module too. Everything a client and the server must
+agree on lives here and nowhere else.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass, field
+
+PROTOCOL_VERSION = 1
+DEFAULT_PORT = 7860
+
+# Camera motion LoRAs (AnimateDiff v2). Each name describes what the CAMERA does; the second column is how the
+# content moves on screen as a result. Official file stem and diffusers hub repo follow.
+MOTION_LORAS = {
+    "zoom_in": ("content grows", "v2_lora_ZoomIn", "guoyww/animatediff-motion-lora-zoom-in"),
+    "zoom_out": ("content shrinks", "v2_lora_ZoomOut", "guoyww/animatediff-motion-lora-zoom-out"),
+    "pan_left": ("content drifts right", "v2_lora_PanLeft", "guoyww/animatediff-motion-lora-pan-left"),
+    "pan_right": ("content drifts left", "v2_lora_PanRight", "guoyww/animatediff-motion-lora-pan-right"),
+    "tilt_up": ("content drifts down", "v2_lora_TiltUp", "guoyww/animatediff-motion-lora-tilt-up"),
+    "tilt_down": ("content drifts up", "v2_lora_TiltDown", "guoyww/animatediff-motion-lora-tilt-down"),
+    "roll_clockwise": ("content turns anticlockwise", "v2_lora_RollingClockwise",
+                       "guoyww/animatediff-motion-lora-rolling-clockwise"),
+    "roll_anticlockwise": ("content turns clockwise", "v2_lora_RollingAnticlockwise",
+                           "guoyww/animatediff-motion-lora-rolling-anticlockwise"),
+}
+
+CONTROL_KINDS = ("depth", "normal", "openpose")
+SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm", "euler_trailing")
+CAMERA_MOTION_MODES = ("manual", "auto")
+EVENT_TYPES = ("queued", "loading", "step", "frame", "done", "error", "cancelled")
+JOB_STATES = ("queued", "running", "done", "error", "cancelled")
+FINAL_EVENTS = ("done", "error", "cancelled")
+
+# Multipart form fields of POST /jobs (see README "API").
+FORM_SPEC = "spec"            # the JSON spec, a text field
+FORM_DEPTH = "depth"          # one PNG per frame, repeated, in frame order
+FORM_NORMAL = "normal"        # one PNG per frame, repeated, in frame order
+FORM_POSE = "pose"            # one JSON file: a list with one OpenPose-style frame per frame
+FORM_KEYFRAME = "keyframe"    # one image per SparseCtrl keyframe, in the order of spec.sparsectrl.keyframes
+
+LIMITS = {
+    "steps": (1, 150),
+    "guidance": (0.0, 30.0),
+    "size": (64, 2048),
+    "frames": (1, 1024),
+    "fps": (1, 120),
+    "weight": (-2.0, 4.0),
+    "motion_lora_weight": (0.0, 2.0),
+}
+
+
+class SpecError(ValueError):
+    """A spec that cannot run. `errors` lists (field, message) pairs, each naming what to fix."""
+
+    def __init__(self, errors: list[tuple[str, str]]):
+        self.errors = errors
+        super().__init__("; ".join(f"{f}: {m}" for f, m in errors))
+
+
+@dataclass
+class Weighted:
+    name: str
+    weight: float = 1.0
+
+
+@dataclass
+class ControlSpec:
+    kind: str                 # depth | normal | openpose: which guide feeds it
+    model: str = ""           # ControlNet name in the server's model config; empty: the same as kind
+    weight: float = 1.0
+    start: float = 0.0        # fraction of the denoising steps where the ControlNet starts acting
+    end: float = 1.0
+
+
+@dataclass
+class SparseCtrlSpec:
+    model: str = "rgb"
+    keyframes: list[int] = field(default_factory=list)   # 0-based frame indices; one uploaded image each
+    weight: float = 1.0
+
+
+@dataclass
+class JobSpec:
+    prompt: str
+    negative_prompt: str = ""
+    seed: int = 0
+    steps: int = 25
+    guidance: float = 7.5
+    width: int = 512
+    height: int = 512
+    frames: int = 16
+    frame_start: int = 1      # the scene frame of index 0, kept for the client's naming
+    fps: int = 8
+    scheduler: str = "ddim"
+    base: str = "sd15"
+    motion_module: str = "v2"
+    loras: list[Weighted] = field(default_factory=list)
+    controlnets: list[ControlSpec] = field(default_factory=list)
+    sparsectrl: SparseCtrlSpec | None = None
+    motion_loras: list[Weighted] = field(default_factory=list)
+    camera_motion: str = "manual"
+    camera: dict | None = None
+    version: int = PROTOCOL_VERSION
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+
+def _number(errors, where, value, lo, hi, integer=False):
+    ok_type = isinstance(value, int) if integer else isinstance(value, (int, float))
+    if isinstance(value, bool) or not ok_type or (not integer and not math.isfinite(value)):
+        errors.append((where, f"must be {'an integer' if integer else 'a number'}, got {value!r}"))
+        return False
+    if not lo <= value <= hi:
+        errors.append((where, f"must be between {lo} and {hi}, got {value}"))
+        return False
+    return True
+
+
+def _fields(errors, where, data, cls):
+    known = set(cls.__dataclass_fields__)
+    for key in data:
+        if key not in known:
+            errors.append((f"{where}{key}", f"unknown field; known fields: {', '.join(sorted(known))}"))
+    return {k: v for k, v in data.items() if k in known}
+
+
+def _weighted_list(errors, where, items, lo, hi):
+    out = []
+    if not isinstance(items, list):
+        errors.append((where, "must be a list of {\"name\", \"weight\"}"))
+        return out
+    for i, item in enumerate(items):
+        at = f"{where}[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item.get("name"):
+            errors.append((at, "must be an object with a non-empty \"name\""))
+            continue
+        item = _fields(errors, f"{at}.", item, Weighted)
+        weight = item.get("weight", 1.0)
+        if _number(errors, f"{at}.weight", weight, lo, hi):
+            out.append(Weighted(item["name"], float(weight)))
+    return out
+
+
+def parse_spec(data) -> JobSpec:
+    """Validate a decoded JSON spec and return a JobSpec. Raises SpecError listing every problem found."""
+    errors: list[tuple[str, str]] = []
+    if not isinstance(data, dict):
+        raise SpecError([("spec", "must be a JSON object")])
+    data = _fields(errors, "", data, JobSpec)
+    version = data.get("version", PROTOCOL_VERSION)
+    if version != PROTOCOL_VERSION:
+        errors.append(("version", f"this server speaks protocol version {PROTOCOL_VERSION}, got {version!r}"))
+    if not isinstance(data.get("prompt"), str) or not data.get("prompt", "").strip():
+        errors.append(("prompt", "is required and must be a non-empty string"))
+    if not isinstance(data.get("negative_prompt", ""), str):
+        errors.append(("negative_prompt", "must be a string"))
+    for name in ("base", "motion_module", "scheduler", "camera_motion"):
+        if name in data and (not isinstance(data[name], str) or not data[name]):
+            errors.append((name, "must be a non-empty string"))
+    _number(errors, "seed", data.get("seed", 0), 0, 2**63 - 1, integer=True)
+    _number(errors, "steps", data.get("steps", 25), *LIMITS["steps"], integer=True)
+    _number(errors, "guidance", data.get("guidance", 7.5), *LIMITS["guidance"])
+    for name in ("width", "height"):
+        value = data.get(name, 512)
+        if _number(errors, name, value, *LIMITS["size"], integer=True) and value % 8:
+            errors.append((name, f"must be a multiple of 8, got {value} (try {value // 8 * 8})"))
+    _number(errors, "frames", data.get("frames", 16), *LIMITS["frames"], integer=True)
+    _number(errors, "frame_start", data.get("frame_start", 1), -10**7, 10**7, integer=True)
+    _number(errors, "fps", data.get("fps", 8), *LIMITS["fps"], integer=True)
+    if data.get("scheduler", "ddim") not in SCHEDULERS:
+        errors.append(("scheduler", f"unknown scheduler {data.get('scheduler')!r}; choose one of {', '.join(SCHEDULERS)}"))
+    if data.get("camera_motion", "manual") not in CAMERA_MOTION_MODES:
+        errors.append(("camera_motion", f"must be one of {', '.join(CAMERA_MOTION_MODES)}"))
+
+    loras = _weighted_list(errors, "loras", data.get("loras", []), *LIMITS["weight"])
+    motion_loras = _weighted_list(errors, "motion_loras", data.get("motion_loras", []), *LIMITS["motion_lora_weight"])
+    seen = set()
+    for i, m in enumerate(motion_loras):
+        if m.name in seen:
+            errors.append((f"motion_loras[{i}].name", f"{m.name!r} is listed twice"))
+        seen.add(m.name)
+
+    controlnets = []
+    raw_controls = data.get("controlnets", [])
+    if not isinstance(raw_controls, list):
+        errors.append(("controlnets", "must be a list"))
+        raw_controls = []
+    kinds_seen = set()
+    for i, item in enumerate(raw_controls):
+        at = f"controlnets[{i}]"
+        if not isinstance(item, dict):
+            errors.append((at, "must be an object with \"kind\""))
+            continue
+        item = _fields(errors, f"{at}.", item, ControlSpec)
+        kind = item.get("kind")
+        if kind not in CONTROL_KINDS:
+            errors.append((f"{at}.kind", f"must be one of {', '.join(CONTROL_KINDS)}, got {kind!r}"))
+            continue
+        if kind in kinds_seen:
+            errors.append((f"{at}.kind", f"{kind!r} is listed twice"))
+        kinds_seen.add(kind)
+        ok = _number(errors, f"{at}.weight", item.get("weight", 1.0), *LIMITS["weight"])
+        ok &= _number(errors, f"{at}.start", item.get("start", 0.0), 0.0, 1.0)
+        ok &= _number(errors, f"{at}.end", item.get("end", 1.0), 0.0, 1.0)
+        if ok and item.get("start", 0.0) >= item.get("end", 1.0):
+            errors.append((f"{at}.start", "must be below end"))
+        model = item.get("model") or kind
+        if not isinstance(model, str):
+            errors.append((f"{at}.model", "must be a string"))
+        elif ok:
+            controlnets.append(ControlSpec(kind, model, float(item.get("weight", 1.0)),
+                                           float(item.get("start", 0.0)), float(item.get("end", 1.0))))
+
+    sparsectrl = None
+    if data.get("sparsectrl") is not None:
+        raw = data["sparsectrl"]
+        if not isinstance(raw, dict):
+            errors.append(("sparsectrl", "must be an object with \"keyframes\""))
+        else:
+            raw = _fields(errors, "sparsectrl.", raw, SparseCtrlSpec)
+            keys = raw.get("keyframes", [])
+            frames = data.get("frames", 16)
+            if not isinstance(keys, list) or not keys:
+                errors.append(("sparsectrl.keyframes", "must be a non-empty list of frame indices"))
+                keys = []
+            for i, k in enumerate(keys):
+                if isinstance(frames, int):
+                    _number(errors, f"sparsectrl.keyframes[{i}]", k, 0, max(frames - 1, 0), integer=True)
+            if len(set(map(str, keys))) != len(keys):
+                errors.append(("sparsectrl.keyframes", "lists a frame twice"))
+            _number(errors, "sparsectrl.weight", raw.get("weight", 1.0), *LIMITS["weight"])
+            sparsectrl = SparseCtrlSpec(raw.get("model") or "rgb", list(keys), float(raw.get("weight", 1.0))
+                                        if isinstance(raw.get("weight", 1.0), (int, float)) else 1.0)
+
+    camera = data.get("camera")
+    if camera is not None and not (isinstance(camera, dict) and isinstance(camera.get("frames"), list)):
+        errors.append(("camera", "must be a camera path object with a \"frames\" list"))
+    if data.get("camera_motion") == "auto" and camera is None:
+        errors.append(("camera_motion", "\"auto\" needs a camera path in \"camera\""))
+
+    if errors:
+        raise SpecError(errors)
+    plain = {k: v for k, v in data.items()
+             if k not in ("loras", "motion_loras", "controlnets", "sparsectrl")}
+    return JobSpec(**plain, loras=loras, motion_loras=motion_loras, controlnets=controlnets, sparsectrl=sparsectrl)
+
+
+def guide_errors(spec: JobSpec, counts: dict[str, int]) -> list[tuple[str, str]]:
+    """Check that the uploaded guides match the spec. `counts` maps form field -> number of parts sent."""
+    errors = []
+    for control in spec.controlnets:
+        field_name = FORM_POSE if control.kind == "openpose" else control.kind
+        if control.kind == "openpose":
+            if counts.get(FORM_POSE, 0) != 1:
+                errors.append((FORM_POSE, "the openpose ControlNet needs one pose JSON file"))
+        elif counts.get(field_name, 0) != spec.frames:
+            errors.append((field_name, f"{counts.get(field_name, 0)} {field_name} images for {spec.frames} frames; "
+                                       f"send one per frame"))
+    used = {("pose" if c.kind == "openpose" else c.kind) for c in spec.controlnets}
+    for name in (FORM_DEPTH, FORM_NORMAL, FORM_POSE):
+        if counts.get(name, 0) and name not in used:
+            errors.append((name, f"{name} guides were sent but no ControlNet uses them; add a controlnets entry "
+                                 f"or leave them out"))
+    wanted = len(spec.sparsectrl.keyframes) if spec.sparsectrl else 0
+    if counts.get(FORM_KEYFRAME, 0) != wanted:
+        errors.append((FORM_KEYFRAME, f"{counts.get(FORM_KEYFRAME, 0)} keyframe images for {wanted} "
+                                      f"sparsectrl.keyframes"))
+    return errors
+
+
+def frame_filename(index: int) -> str:
+    """Frame files are numbered from 1 so that Blender reads them as an image sequence starting at 1."""
+    return f"frame_{index + 1:04d}.png"
+
+
+def format_event(seq: int, kind: str, data: dict) -> bytes:
+    """One server-sent event. `id` lets a client resume with Last-Event-ID."""
+    return f"id: {seq}\nevent: {kind}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def parse_events(lines):
+    """Parse a server-sent event stream (an iterable of text lines) into (id, type, data) tuples."""
+    seq, kind, data = None, "message", []
+    for raw in lines:
+        line = raw.rstrip("\r\n")
+        if not line:
+            if data:
+                yield seq, kind, json.loads("\n".join(data))
+            seq, kind, data = None, "message", []
+        elif line.startswith("id:"):
+            seq = int(line[3:].strip())
+        elif line.startswith("event:"):
+            kind = line[6:].strip()
+        elif line.startswith("data:"):
+            data.append(line[5:].strip())

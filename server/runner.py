@@ -1,0 +1,154 @@
+"""Runs one job: resolves its models, builds the pipeline call from the spec, streams steps and frames."""
+
+from __future__ import annotations
+
+import math
+import platform
+import time
+import traceback
+from dataclasses import asdict
+
+import numpy as np
+import torch
+from PIL import Image
+
+from . import __version__
+from .jobs import Cancelled, Job
+from .models import ModelStore, file_identity
+from .pipeline import Control, Keyframes, latent_preview
+from .protocol import JobSpec
+from .schedulers import make_scheduler
+
+
+def plan(spec: JobSpec, store: ModelStore) -> dict:
+    """What a spec resolves to, without generating: models, ControlNets, LoRA weights and notes."""
+    from .checkpoints import motion_adapter_info
+
+    config = store.config
+    module = config.get("motion_module", spec.motion_module)
+    info = motion_adapter_info(module.source, module.config)
+    notes = []
+    if spec.motion_loras and info["version"] != "v2":
+        notes.append(f"motion LoRAs act as intended only on the v2 motion module; {spec.motion_module!r} is "
+                     f"{info['version']}: expect little effect")
+    if spec.sparsectrl and info["version"] not in ("v3", "unknown"):
+        notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
+    return {
+        "base": file_identity(config.get("base", spec.base)),
+        "motion_module": {**file_identity(module), **info},
+        "controlnets": [{"kind": c.kind, "model": c.model, "weight": c.weight, "start": c.start, "end": c.end,
+                         "source": config.get("controlnet", c.model).source} for c in spec.controlnets],
+        "sparsectrl": None if spec.sparsectrl is None else {
+            "model": spec.sparsectrl.model, "keyframes": spec.sparsectrl.keyframes,
+            "weight": spec.sparsectrl.weight, "source": config.get("sparsectrl", spec.sparsectrl.model).source},
+        "motion_loras": [{"name": m.name, "weight": m.weight} for m in spec.motion_loras],
+        "loras": [{"name": m.name, "weight": m.weight} for m in spec.loras],
+        "camera_motion": spec.camera_motion,
+        "scheduler": spec.scheduler,
+        "notes": notes,
+    }
+
+
+def _library_versions() -> dict:
+    import diffusers
+    import peft
+    import transformers
+
+    return {"marionette": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
+            "transformers": transformers.__version__, "peft": peft.__version__,
+            "python": platform.python_version()}
+
+
+def _grid(frames: np.ndarray) -> np.ndarray:
+    """Lay (F, h, w, 3) frames out in a near-square grid."""
+    n, h, w, _ = frames.shape
+    cols = math.ceil(math.sqrt(n))
+    rows = math.ceil(n / cols)
+    out = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
+    for k, frame in enumerate(frames):
+        r, c = divmod(k, cols)
+        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = frame
+    return out
+
+
+def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
+    return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float() / 255.0
+
+
+def run_job(job: Job, store: ModelStore):
+    """Run a job to its end; every outcome ends in exactly one done, error or cancelled event."""
+    spec = job.spec
+    timings = {"queued_s": round(time.time() - job.created, 3)}
+    t0 = time.perf_counter()
+    job.manifest = {"id": job.id, "spec": asdict(spec), "seed": spec.seed, "status": "running",
+                    "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype)}
+    try:
+        job.manifest["plan"] = plan(spec, store)
+        job.write_manifest()
+        job.emit("loading", models=[spec.base, spec.motion_module] + [c.model for c in spec.controlnets])
+        loads_before = len(store.loads)
+        with store.lock:
+            pipe = store.pipeline(spec.base, spec.motion_module)
+            store.set_loras(pipe, [("lora", m.name, m.weight) for m in spec.loras]
+                            + [("motion_lora", m.name, m.weight) for m in spec.motion_loras])
+            controls = [Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)
+                        for c in spec.controlnets]
+            keyframes = None
+            if spec.sparsectrl:
+                keyframes = Keyframes(store.sparsectrl(spec.sparsectrl.model), _to_tensor(job.guides["keyframe"]),
+                                      spec.sparsectrl.keyframes, spec.sparsectrl.weight)
+            pipe.scheduler = make_scheduler(spec.scheduler, pipe.scheduler.config)
+            job.manifest["loaded_now"] = store.loads[loads_before:]
+            timings["load_s"] = round(time.perf_counter() - t0, 3)
+            job.check_cancel()
+
+            t1 = time.perf_counter()
+
+            def on_step(i, n, x0):
+                step = i + 1
+                Image.fromarray(_grid(latent_preview(x0))).save(job.folder / "previews" / f"step_{step:04d}.png")
+                job.emit("step", i=step, n=n, preview=f"/jobs/{job.id}/previews/{step}")
+                job.check_cancel()
+
+            def on_frame(index, rgb):
+                Image.fromarray(rgb).save(job.frame_path(index))
+                job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
+
+            generator = torch.Generator("cpu").manual_seed(spec.seed)
+            pipe.generate(prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.frames,
+                          height=spec.height, width=spec.width, steps=spec.steps, guidance=spec.guidance,
+                          generator=generator, controls=controls, keyframes=keyframes,
+                          on_step=on_step, on_frame=on_frame)
+            timings["generate_s"] = round(time.perf_counter() - t1, 3)
+        job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
+        timings["total_s"] = round(time.perf_counter() - t0, 3)
+        job.manifest["timings"] = timings
+        job.write_manifest()
+        job.emit("done", frames=len(job.frames_ready), manifest=f"/jobs/{job.id}/manifest",
+                 loaded=job.manifest.get("loaded_now", []))
+    except Cancelled:
+        _finish(job, "cancelled", "cancelled by the client", timings)
+        job.emit("cancelled", message="cancelled by the client", frames=len(job.frames_ready))
+    except Exception as exc:  # a failing job must never take the worker down
+        message = describe_failure(exc)
+        _finish(job, "error", message, timings, traceback.format_exc())
+        job.emit("error", message=message, frames=len(job.frames_ready))
+
+
+def describe_failure(exc: BaseException) -> str:
+    """A message that names the cause and what to do about it."""
+    if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
+        return ("out of GPU memory: lower the size or frame count, use fewer ControlNets, or release other models "
+                f"(POST /release). Detail: {exc}")
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _finish(job: Job, status: str, message: str, timings: dict, trace: str | None = None):
+    job.manifest.update(status=status, message=message, timings=timings,
+                        frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
+    if trace:
+        job.manifest["traceback"] = trace
+    try:
+        job.write_manifest()
+    except OSError:
+        pass
