@@ -19,7 +19,7 @@ test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
 
 demo: $(STAMP)
-	$(PY) -m server.demo --out out/demo
+	$(PY) demo/run.py --out out/demo
 
 bench: $(STAMP)
 	$(PY) bench/bench_server.py

@@ -39,8 +39,10 @@ class ModelEntry:
         return os.path.isabs(self.source)
 
 
-def _is_hub_id(source: str) -> bool:
-    return source.count("/") == 1 and not source.startswith((".", "/", "~")) and not os.path.exists(source)
+def _is_hub_id(root: Path, source: str) -> bool:
+    """`org/name` that is not an existing path next to the config file."""
+    return (source.count("/") == 1 and not source.startswith((".", "/", "~"))
+            and not (root / source).exists())
 
 
 class ModelConfig:
@@ -69,7 +71,7 @@ class ModelConfig:
             for name, item in data.get(kind, {}).items():
                 if "source" not in item:
                     raise ValueError(f"{path}: [{kind}.{name}] needs a source")
-                source = item["source"] if _is_hub_id(item["source"]) else _resolve(root, item["source"])
+                source = item["source"] if _is_hub_id(root, item["source"]) else _resolve(root, item["source"])
                 config = _resolve(root, item["config"]) if item.get("config") else None
                 entries[kind][name] = ModelEntry(kind, name, source, config, item.get("weight_name"))
         for kind in data:

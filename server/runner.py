@@ -78,7 +78,7 @@ def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
 def run_job(job: Job, store: ModelStore):
     """Run a job to its end; every outcome ends in exactly one done, error or cancelled event."""
     spec = job.spec
-    timings = {"queued_s": round(time.time() - job.created, 3)}
+    timings = {"queued_s": round(time.time() - job.created, 3), "started_at": time.time()}
     t0 = time.perf_counter()
     job.manifest = {"id": job.id, "spec": asdict(spec), "seed": spec.seed, "status": "running",
                     "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype)}
@@ -122,6 +122,7 @@ def run_job(job: Job, store: ModelStore):
             timings["generate_s"] = round(time.perf_counter() - t1, 3)
         job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
         timings["total_s"] = round(time.perf_counter() - t0, 3)
+        timings["finished_at"] = time.time()
         job.manifest["timings"] = timings
         job.write_manifest()
         job.emit("done", frames=len(job.frames_ready), manifest=f"/jobs/{job.id}/manifest",

@@ -1,0 +1,1 @@
+"""Blender-side logic without UI. Standard library, numpy, bpy and mathutils only."""

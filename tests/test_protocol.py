@@ -1,0 +1,81 @@
+"""The wire format: spec validation names the field to fix; guide counts; event framing."""
+
+import pytest
+
+from server.protocol import (JobSpec, SpecError, format_event, frame_filename, guide_errors, parse_events,
+                             parse_spec)
+
+
+def fields(exc):
+    return {f for f, _ in exc.value.errors}
+
+
+def test_minimal_spec_gets_published_defaults():
+    spec = parse_spec({"prompt": "a knight"})
+    assert (spec.steps, spec.guidance, spec.width, spec.height, spec.frames, spec.fps, spec.scheduler) == \
+        (25, 7.5, 512, 512, 16, 8, "ddim")
+
+
+def test_full_spec_round_trips():
+    data = {"prompt": "p", "seed": 3, "controlnets": [{"kind": "depth", "weight": 0.5, "start": 0.1, "end": 0.9}],
+            "motion_loras": [{"name": "zoom_in", "weight": 0.8}], "loras": [{"name": "style", "weight": 0.6}],
+            "sparsectrl": {"keyframes": [0, 15]}}
+    spec = parse_spec(data)
+    assert spec.controlnets[0].model == "depth" and spec.controlnets[0].weight == 0.5
+    assert spec.motion_loras[0].name == "zoom_in" and spec.sparsectrl.keyframes == [0, 15]
+    assert isinstance(parse_spec(__import__("json").loads(spec.to_json())), JobSpec)
+
+
+@pytest.mark.parametrize("patch, field", [
+    ({"width": 500}, "width"),
+    ({"height": 0}, "height"),
+    ({"steps": 0}, "steps"),
+    ({"steps": 1000}, "steps"),
+    ({"guidance": 99}, "guidance"),
+    ({"guidance": float("nan")}, "guidance"),
+    ({"seed": -1}, "seed"),
+    ({"frames": "16"}, "frames"),
+    ({"scheduler": "heun"}, "scheduler"),
+    ({"prompt": "  "}, "prompt"),
+    ({"colour": "red"}, "colour"),
+    ({"version": 2}, "version"),
+    ({"controlnets": [{"kind": "canny"}]}, "controlnets[0].kind"),
+    ({"controlnets": [{"kind": "depth", "start": 0.8, "end": 0.2}]}, "controlnets[0].start"),
+    ({"motion_loras": [{"name": "pan_left", "weight": 5}]}, "motion_loras[0].weight"),
+    ({"sparsectrl": {"keyframes": [0, 16]}}, "sparsectrl.keyframes[1]"),
+    ({"camera_motion": "auto"}, "camera_motion"),
+])
+def test_bad_fields_are_named(patch, field):
+    with pytest.raises(SpecError) as exc:
+        parse_spec({"prompt": "p", **patch})
+    assert field in fields(exc)
+
+
+def test_size_error_suggests_a_multiple_of_8():
+    with pytest.raises(SpecError) as exc:
+        parse_spec({"prompt": "p", "width": 500})
+    assert "496" in str(exc.value)
+
+
+def test_every_problem_is_reported_at_once():
+    with pytest.raises(SpecError) as exc:
+        parse_spec({"prompt": "", "width": 7, "steps": -3})
+    assert {"prompt", "width", "steps"} <= fields(exc)
+
+
+def test_guide_counts_must_match_frames():
+    spec = parse_spec({"prompt": "p", "frames": 4, "controlnets": [{"kind": "depth"}, {"kind": "openpose"}],
+                       "sparsectrl": {"keyframes": [0]}})
+    assert guide_errors(spec, {"depth": 4, "pose": 1, "keyframe": 1}) == []
+    bad = {f for f, _ in guide_errors(spec, {"depth": 3, "normal": 4, "keyframe": 0})}
+    assert bad == {"depth", "pose", "normal", "keyframe"}
+
+
+def test_frames_are_numbered_from_one():
+    assert frame_filename(0) == "frame_0001.png" and frame_filename(41) == "frame_0042.png"
+
+
+def test_events_round_trip():
+    raw = b"".join(format_event(i + 1, k, {"i": i}) for i, k in enumerate(["queued", "step", "done"]))
+    lines = (raw.decode() + ": keep-alive\n\n").splitlines(keepends=True)
+    assert list(parse_events(lines)) == [(1, "queued", {"i": 0}), (2, "step", {"i": 1}), (3, "done", {"i": 2})]

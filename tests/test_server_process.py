@@ -1,0 +1,70 @@
+"""The real server as a subprocess on a free loopback port, driven by the add-on's own stdlib client."""
+
+from __future__ import annotations
+
+import io
+import subprocess
+import sys
+
+import pytest
+from PIL import Image
+
+from backend import launcher
+from backend.client import Client, ServerError
+from helpers import SIZE, gradient_frames, tiny_spec
+
+
+@pytest.fixture(scope="module")
+def served(tiny_models, tmp_path_factory):
+    data = tmp_path_factory.mktemp("served")
+    # The tiny models the server builds for itself land in DATA/tiny-models; reuse the session's copy.
+    (data / "tiny-models").symlink_to(tiny_models, target_is_directory=True)
+    server = launcher.start(args=["--tiny", "--port", "0", "--data", str(data), "--token", "s3cret"],
+                            log=data / "server.log", timeout=180)
+    yield server
+    server.stop()
+    assert not server.alive()
+
+
+def test_subprocess_serves_a_whole_job(served):
+    client = Client(served.url, token="s3cret")
+    assert client.health()["status"] == "ok"
+    job = client.submit(tiny_spec(controlnets=[{"kind": "normal"}]), {"normal": gradient_frames(4)})
+    kinds, frames = [], {}
+    for _, kind, data in client.events(job):
+        kinds.append(kind)
+        if kind == "frame":
+            frames[data["index"]] = Image.open(io.BytesIO(client.fetch(data["url"])))
+    assert kinds[0] == "queued" and kinds[-1] == "done" and kinds.count("step") == 3
+    assert sorted(frames) == [0, 1, 2, 3] and all(f.size == (SIZE, SIZE) for f in frames.values())
+
+
+def test_every_route_needs_the_token(served):
+    anonymous = Client(served.url)
+    for call in (anonymous.health, anonymous.models, lambda: anonymous.submit(tiny_spec())):
+        with pytest.raises(ServerError) as exc:
+            call()
+        assert exc.value.status == 401
+    with pytest.raises(ServerError) as exc:
+        Client(served.url, token="wrong").health()
+    assert exc.value.status == 401
+
+
+def test_client_errors_come_back_readable(served):
+    client = Client(served.url, token="s3cret")
+    with pytest.raises(ServerError) as exc:
+        client.submit(tiny_spec(width=100))
+    assert exc.value.status == 422 and "width" in str(exc.value) and "multiple of 8" in str(exc.value)
+    assert client.health()["status"] == "ok"
+
+
+def test_unreachable_server_is_a_clear_error():
+    with pytest.raises(ServerError) as exc:
+        Client("http://127.0.0.1:9", timeout=2).health()
+    assert exc.value.status == 0 and "cannot reach" in str(exc.value)
+
+
+def test_non_loopback_host_requires_a_token():
+    r = subprocess.run([sys.executable, "-m", "server", "--host", "0.0.0.0", "--port", "0"],
+                       capture_output=True, text=True, timeout=60, cwd=launcher.EXTENSION_ROOT)
+    assert r.returncode != 0 and "--token" in r.stderr
