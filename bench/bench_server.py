@@ -116,7 +116,7 @@ def main():
     args = p.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="marionette-bench-"))
-    models = args.models or tiny.build(work / "tiny") / "models.toml"
+    models = args.models or tiny.build(work / "tiny")
     config = ModelConfig.load(models)
     images = guides(args.frames, args.size)
     server_args = ["--port", "0", "--data", str(work / "server"), "--device", args.device, "--dtype", args.dtype,

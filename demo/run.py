@@ -49,10 +49,8 @@ def ball_guides(frames: int, size: int) -> tuple[list[np.ndarray], list[np.ndarr
     depth = [np.where(np.isfinite(z), (1 / z - near) / (far - near), 0.0) for z in zs]
     depth = [(np.repeat(d[..., None], 3, -1) * 255).round().astype(np.uint8) for d in depth]
     # BAE: rgb = ((-x, y, z) + 1) / 2 in Blender camera axes, which are OpenCV's (x, -y, -z)
-    normal = [((-n + 1) / 2 * 255).round().clip(0, 255).astype(np.uint8) for n in normals]
-    background = ~np.isfinite(zs[0])
-    for image in normal:
-        image[background] = (128, 128, 255)
+    normal = [np.where(np.isfinite(z)[..., None], ((-n + 1) / 2 * 255).round().clip(0, 255), (128, 128, 255))
+              .astype(np.uint8) for n, z in zip(normals, zs)]
     return depth, normal
 
 

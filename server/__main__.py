@@ -54,7 +54,7 @@ def main(argv=None):
     if args.tiny:
         from . import tiny
 
-        models_file = tiny.build(args.data / "tiny-models") / "models.toml"
+        models_file = tiny.build(args.data / "tiny-models")
     else:
         models_file = args.models
     try:

@@ -14,7 +14,7 @@ from fastapi import Depends, FastAPI, HTTPException, Request
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from PIL import Image, UnidentifiedImageError
 
-from . import __version__, pose
+from . import __version__
 from .jobs import JobQueue
 from .models import KINDS, ModelConfig, ModelStore, UnknownModel
 from .protocol import (FINAL_EVENTS, FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_SPEC, SpecError,
@@ -158,7 +158,7 @@ def create_app(settings: Settings) -> FastAPI:
                 data, parts = await request.json(), {}
             except ValueError:
                 raise SpecError([("spec", "body must be JSON")])
-        elif content_type.startswith("multipart/form-data"):
+        elif content_type.startswith(("multipart/form-data", "application/x-www-form-urlencoded")):
             form = await request.form(max_files=4096, max_fields=64, max_part_size=32 * 2**20)
             raw = form.get(FORM_SPEC)
             if raw is None:
@@ -271,6 +271,8 @@ def _decode_guides(spec, parts: dict[str, list[bytes]]) -> dict[str, list[np.nda
         if parts.get(name):
             guides[name] = [_decode_png(d, f"{name}[{i}]", spec.width, spec.height) for i, d in enumerate(parts[name])]
     if parts.get(FORM_POSE):
+        from . import pose  # controlnet-aux is slow to import: only when a job has a pose guide
+
         try:
             people = pose.parse_frames(json.loads(parts[FORM_POSE][0]), spec.frames, spec.width, spec.height)
         except ValueError as e:

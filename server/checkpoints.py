@@ -36,7 +36,6 @@ TOKENIZER_REPOS = (("openai/clip-vit-large-patch14", ""), ("stable-diffusion-v1-
                    ("runwayml/stable-diffusion-v1-5", "tokenizer"))
 
 MOTION_VERSIONS = ("v1", "v2", "v3")
-_MOTION_PE_LENGTH = {"v1": 24, "v2": 32, "v3": 32}
 
 _KIND_TEXT = {
     "sd_ldm": "a Stable Diffusion checkpoint in the original LDM layout (model.diffusion_model.*)",
@@ -396,7 +395,6 @@ def _load_clip_from_ldm(sd: dict, config_dir: Path, path):
 def load_base(source, config=None, weight_name=None) -> dict:
     """An SD1.5 base model: {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}, fp32 on the CPU.
     `source`: a hub id, a diffusers pipeline folder, or a single-file checkpoint in the original LDM layout."""
-    import torch
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
 
@@ -426,8 +424,9 @@ def load_base(source, config=None, weight_name=None) -> dict:
         raise CheckpointError(f"{where}: expected an SD1.5 checkpoint (cross-attention width 768), found width "
                               f"{probe.shape[-1]} (SD2.x/SDXL are not supported); pass config= for other models")
     config_dir = _config_dir(config) or CONFIGS / "sd15"
-    unet = _single_file(UNet2DConditionModel, sd, where, config_dir,
-                        convert_ldm_unet_checkpoint(sd, dict(UNet2DConditionModel.load_config(
+    unet_sd = {k: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
+    unet = _single_file(UNet2DConditionModel, unet_sd, where, config_dir,
+                        convert_ldm_unet_checkpoint(unet_sd, dict(UNet2DConditionModel.load_config(
                             str(config_dir), subfolder="unet"))).keys(), subfolder="unet")
     vae_sd = {k: v for k, v in sd.items() if k.startswith(("first_stage_model.", "vae."))}
     if not vae_sd:

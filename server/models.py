@@ -201,6 +201,9 @@ class ModelStore:
             adapter = self._component("motion_module", motion_module)
             self._drop_pipeline()
             unet = UNetMotionModel.from_unet2d(parts["unet"], adapter)
+            # Inference only. Frozen weights also make a LoRA at weight 0 bit-identical to none: torch picks
+            # other matmul paths for weights that require grad, and loading a LoRA freezes the base weights.
+            unet.requires_grad_(False)
             pipe = GuidedAnimateDiffPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"],
                                              tokenizer=parts["tokenizer"], unet=unet, motion_adapter=adapter,
                                              scheduler=parts["scheduler"])

@@ -24,6 +24,16 @@ from server.protocol import MOTION_LORAS
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """Tiny models gain nothing from threads, and on a busy 2-core machine OpenMP threads waiting on each other
+    make the pipeline runs many times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 def entries(root: Path):
     config = tomllib.loads((root / "models.toml").read_text())
     for kind, table in config.items():
@@ -272,7 +282,8 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
             print("missing_hub", "guoyww/not-in-the-cache" in str(e))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), HF_HUB_DISABLE_TELEMETRY="1")
+    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), HF_HUB_DISABLE_TELEMETRY="1",
+               OMP_NUM_THREADS="1")
     result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
                             timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
