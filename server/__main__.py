@@ -47,7 +47,9 @@ def parse_args(argv=None):
 def main(argv=None):
     args = parse_args(argv)
     import uvicorn
+    from diffusers.utils import logging as diffusers_logging
 
+    diffusers_logging.set_verbosity_error()  # dtype-cast chatter on every load hides what matters in the log
     from .app import Settings, _BodyLimit, create_app
     from .models import ModelConfig
 

@@ -253,6 +253,13 @@ def _from_pretrained(cls, where, what: str, **kwargs):
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
 
 
+def _pretrained(cls, kind: str, where, what: str):
+    """A model from a diffusers folder (its class checked first) or a hub id."""
+    if kind == "dir":
+        _check_folder_class(where, (cls.__name__,), what)
+    return _from_pretrained(cls, where, what)
+
+
 def _to_float32(sd: dict) -> dict:
     import torch
 
@@ -508,10 +515,8 @@ def load_motion_adapter(source, config=None, weight_name=None):
 
     kind, where = _resolve(source, weight_name)
     what = "an AnimateDiff motion adapter"
-    if kind == "dir":
-        _check_folder_class(where, ("MotionAdapter",), what)
     if kind in ("dir", "hub"):
-        return _from_pretrained(MotionAdapter, where, what)
+        return _pretrained(MotionAdapter, kind, where, what)
     sd = read_state_dict(where)
     _expect(where, classify(sd), ("motion_module", "motion_module_diffusers"), "an AnimateDiff motion module")
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
@@ -539,10 +544,8 @@ def load_sparsectrl(source, config=None, weight_name=None):
 
     kind, where = _resolve(source, weight_name)
     what = "a SparseCtrl model"
-    if kind == "dir":
-        _check_folder_class(where, ("SparseControlNetModel",), what)
     if kind in ("dir", "hub"):
-        return _from_pretrained(SparseControlNetModel, where, what)
+        return _pretrained(SparseControlNetModel, kind, where, what)
     sd = read_state_dict(where)
     _expect(where, classify(sd), ("sparsectrl",), "a SparseCtrl model (controlnet_cond_embedding.* + motion modules)")
     if "controlnet_cond_embedding.weight" in sd:
@@ -565,10 +568,8 @@ def load_controlnet(source, config=None, weight_name=None):
 
     kind, where = _resolve(source, weight_name)
     what = "a ControlNet"
-    if kind == "dir":
-        _check_folder_class(where, ("ControlNetModel",), what)
     if kind in ("dir", "hub"):
-        return _from_pretrained(ControlNetModel, where, what)
+        return _pretrained(ControlNetModel, kind, where, what)
     sd = read_state_dict(where)
     found = classify(sd)
     _expect(where, found, ("controlnet_ldm", "controlnet_diffusers"), "an SD1.5 ControlNet (control_model.* keys, "

@@ -146,3 +146,24 @@ def test_decode_chunk_size_does_not_change_frames(store):
     latents = torch.randn((1, 4, FRAMES, SIZE // 8, SIZE // 8), generator=torch.Generator().manual_seed(3))
     a, b = pipe.decode(latents, chunk=1), pipe.decode(latents, chunk=FRAMES)
     assert np.abs(a.astype(int) - b.astype(int)).max() <= 1
+
+
+def test_every_scheduler_runs_with_the_published_settings(store):
+    from server.protocol import SCHEDULERS
+    from server.schedulers import make_scheduler
+
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    original = pipe.scheduler
+    outputs = {}
+    try:
+        for name in SCHEDULERS:
+            pipe.scheduler = make_scheduler(name, original.config)
+            assert pipe.scheduler.config.beta_schedule == "linear" and pipe.scheduler.config.beta_end == 0.012
+            outputs[name] = run(pipe, steps=2)
+    finally:
+        pipe.scheduler = original
+    assert make_scheduler("euler_trailing").config.timestep_spacing == "trailing"
+    assert make_scheduler("ddim").config.clip_sample is False
+    assert all(o.shape == (FRAMES, SIZE, SIZE, 3) for o in outputs.values())
+    assert not np.array_equal(outputs["ddim"], outputs["euler"])

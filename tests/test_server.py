@@ -228,3 +228,10 @@ def test_failure_while_running_is_an_error_event_and_frames_stay(server, monkeyp
     monkeypatch.undo()
     _, after = run_to_end(server, tiny_spec())
     assert after[-1][1] == "done"
+
+
+def test_event_stream_resumes_after_last_event_id(server):
+    job_id, events = run_to_end(server, tiny_spec())
+    with server.stream("GET", f"/jobs/{job_id}/events", headers={"Last-Event-ID": "3"}) as resumed:
+        again = read_events(resumed)
+    assert again == events[3:]
