@@ -50,7 +50,7 @@ def main(argv=None):
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # dtype-cast chatter on every load hides what matters in the log
-    from .app import Settings, _BodyLimit, create_app
+    from .app import Settings, create_app
     from .models import ModelConfig
 
     if args.tiny:
@@ -82,7 +82,7 @@ def main(argv=None):
 
     app.router.on_startup.append(ready)
 
-    server = uvicorn.Server(uvicorn.Config(_BodyLimit(app, args.max_upload_mb * 2**20), log_level="warning",
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
                                            timeout_graceful_shutdown=5))
     server.run(sockets=[sock])
 

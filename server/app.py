@@ -35,11 +35,12 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
 
-class _BodyLimit:
+class BodyLimit:
     """Refuse request bodies over the limit with 413, whether or not they announce their length."""
 
     def __init__(self, app, limit: int):
         self.app, self.limit = app, limit
+
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -93,6 +94,7 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(401, "missing or wrong bearer token (Authorization: Bearer <token>)")
 
     app = FastAPI(title="Marionette server", version=__version__, dependencies=[Depends(auth)])
+    app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     app.state.store, app.state.queue, app.state.settings = store, queue, settings
     app.router.on_shutdown.append(queue.stop)
 

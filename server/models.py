@@ -158,6 +158,7 @@ class ModelStore:
         self._adapters: set[str] = set()
         self.lock = threading.RLock()
         self.loads: list[str] = []   # every load, in order: what tests and the manifest read
+        self._loaded: tuple[str, ...] = ()
 
     # --- components -------------------------------------------------------------------------------
     def _component(self, kind: str, name: str):
@@ -178,6 +179,7 @@ class ModelStore:
                 obj = obj.to(self.device, self.dtype).eval()
             self._cache[key] = obj
             self.loads.append(f"{kind}:{name}")
+            self._refresh()
         return self._cache[key]
 
     def controlnet(self, name: str):
@@ -211,6 +213,7 @@ class ModelStore:
             pipe.set_progress_bar_config(disable=True)
             self._pipe, self._pipe_key = pipe, (base, motion_module)
             self.loads.append(f"pipeline:{base}+{motion_module}")
+            self._refresh()
             return pipe
 
     def set_loras(self, pipe, loras: list[tuple[str, str, float]]):
@@ -230,6 +233,7 @@ class ModelStore:
                     pipe.load_lora_weights(weights_in, adapter_name=adapter)
                     self._adapters.add(adapter)
                     self.loads.append(f"{kind}:{name}")
+                    self._refresh()
                 names.append(adapter)
                 weights.append(weight)
             if not self._adapters:
@@ -242,18 +246,21 @@ class ModelStore:
 
     # --- introspection and release ------------------------------------------------------------------
     def loaded(self) -> list[str]:
-        with self.lock:
-            items = [f"{k}:{n}" for k, n in self._cache]
-            if self._pipe_key:
-                items.append(f"pipeline:{self._pipe_key[0]}+{self._pipe_key[1]}")
-            items += sorted(a.replace("__", ":", 1) for a in self._adapters)
-            return items
+        """What is in memory now. Lock-free (a snapshot), so /health answers while a model loads."""
+        return list(self._loaded)
+
+    def _refresh(self):
+        items = [f"{k}:{n}" for k, n in self._cache]
+        if self._pipe_key:
+            items.append(f"pipeline:{self._pipe_key[0]}+{self._pipe_key[1]}")
+        self._loaded = tuple(items + sorted(a.replace("__", ":", 1) for a in self._adapters))
 
     def _drop_pipeline(self):
         if self._pipe is not None and self._adapters:
             self._pipe.unload_lora_weights()  # the text encoder is shared with the cache: strip its adapters
         self._pipe, self._pipe_key = None, None
         self._adapters.clear()
+        self._refresh()
 
     def release(self):
         """Unload every model and give the accelerator's memory back."""
@@ -262,6 +269,7 @@ class ModelStore:
         with self.lock:
             self._drop_pipeline()
             self._cache.clear()
+            self._refresh()
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()

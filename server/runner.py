@@ -87,7 +87,7 @@ def run_job(job: Job, store: ModelStore):
         job.write_manifest()
         job.emit("loading", models=[spec.base, spec.motion_module] + [c.model for c in spec.controlnets])
         loads_before = len(store.loads)
-        with store.lock:
+        with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module)
             store.set_loras(pipe, [("lora", m.name, m.weight) for m in spec.loras]
                             + [("motion_lora", m.name, m.weight) for m in spec.motion_loras])
@@ -102,24 +102,24 @@ def run_job(job: Job, store: ModelStore):
             timings["load_s"] = round(time.perf_counter() - t0, 3)
             job.check_cancel()
 
-            t1 = time.perf_counter()
+        t1 = time.perf_counter()
 
-            def on_step(i, n, x0):
-                step = i + 1
-                Image.fromarray(_grid(latent_preview(x0))).save(job.folder / "previews" / f"step_{step:04d}.png")
-                job.emit("step", i=step, n=n, preview=f"/jobs/{job.id}/previews/{step}")
-                job.check_cancel()
+        def on_step(i, n, x0):
+            step = i + 1
+            Image.fromarray(_grid(latent_preview(x0))).save(job.folder / "previews" / f"step_{step:04d}.png")
+            job.emit("step", i=step, n=n, preview=f"/jobs/{job.id}/previews/{step}")
+            job.check_cancel()
 
-            def on_frame(index, rgb):
-                Image.fromarray(rgb).save(job.frame_path(index))
-                job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
+        def on_frame(index, rgb):
+            Image.fromarray(rgb).save(job.frame_path(index))
+            job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
 
-            generator = torch.Generator("cpu").manual_seed(spec.seed)
-            pipe.generate(prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.frames,
-                          height=spec.height, width=spec.width, steps=spec.steps, guidance=spec.guidance,
-                          generator=generator, controls=controls, keyframes=keyframes,
-                          on_step=on_step, on_frame=on_frame)
-            timings["generate_s"] = round(time.perf_counter() - t1, 3)
+        generator = torch.Generator("cpu").manual_seed(spec.seed)
+        pipe.generate(prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.frames,
+                      height=spec.height, width=spec.width, steps=spec.steps, guidance=spec.guidance,
+                      generator=generator, controls=controls, keyframes=keyframes,
+                      on_step=on_step, on_frame=on_frame)
+        timings["generate_s"] = round(time.perf_counter() - t1, 3)
         job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         timings["finished_at"] = time.time()

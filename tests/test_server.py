@@ -12,7 +12,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spec
-from server.app import Settings, _BodyLimit, create_app
+from server.app import Settings, create_app
 from server.models import ModelConfig
 
 
@@ -21,7 +21,7 @@ def server(tiny_models, tmp_path_factory):
     settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"),
                         data_dir=tmp_path_factory.mktemp("jobs"), max_upload_mb=4)
     app = create_app(settings)
-    with TestClient(_BodyLimit(app, settings.max_upload_mb * 2**20)) as client:
+    with TestClient(app) as client:
         client.app_state = app.state
         yield client
 
@@ -235,3 +235,18 @@ def test_event_stream_resumes_after_last_event_id(server):
     with server.stream("GET", f"/jobs/{job_id}/events", headers={"Last-Event-ID": "3"}) as resumed:
         again = read_events(resumed)
     assert again == events[3:]
+
+
+def test_health_answers_while_a_job_runs(server):
+    job_id = submit(server, tiny_spec(steps=60, frames=8)).json()["id"]
+    deadline = time.monotonic() + 30
+    while server.get(f"/jobs/{job_id}").json()["step"] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    started = time.monotonic()
+    health = server.get("/health").json()
+    assert time.monotonic() - started < 1.0
+    assert health["busy"] and "pipeline:sd15+v2" in health["loaded"]
+    assert server.get(f"/jobs/{job_id}").json()["state"] == "running"
+    server.delete(f"/jobs/{job_id}")
+    with server.stream("GET", f"/jobs/{job_id}/events") as events:
+        assert read_events(events)[-1][1] == "cancelled"
