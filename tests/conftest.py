@@ -2,7 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import tempfile
+
 import pytest
+
+# Blender's user folders (extensions, config) go to a throwaway folder, never the developer's home. This must be
+# set before any test module imports bpy.
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="marionette-blender-user-"))
+
+TOKEN = "s3cret"
 
 
 @pytest.fixture(scope="session")
@@ -13,3 +22,17 @@ def tiny_models(tmp_path_factory):
     root = tmp_path_factory.mktemp("tiny-models")
     tiny.build(root)
     return root
+
+
+@pytest.fixture(scope="session")
+def tiny_server(tiny_models, tmp_path_factory):
+    """The real server as a subprocess on a free loopback port, on tiny models, requiring TOKEN."""
+    from backend import launcher
+
+    data = tmp_path_factory.mktemp("served")
+    # `--tiny` builds its models in DATA/tiny-models; reuse the session's copy.
+    (data / "tiny-models").symlink_to(tiny_models, target_is_directory=True)
+    server = launcher.start(args=["--tiny", "--port", "0", "--data", str(data), "--token", TOKEN],
+                            log=data / "server.log", timeout=180)
+    yield server
+    server.stop()

@@ -11,23 +11,17 @@ from PIL import Image
 
 from backend import launcher
 from backend.client import Client, ServerError
+from conftest import TOKEN
 from helpers import SIZE, gradient_frames, tiny_spec
 
 
 @pytest.fixture(scope="module")
-def served(tiny_models, tmp_path_factory):
-    data = tmp_path_factory.mktemp("served")
-    # The tiny models the server builds for itself land in DATA/tiny-models; reuse the session's copy.
-    (data / "tiny-models").symlink_to(tiny_models, target_is_directory=True)
-    server = launcher.start(args=["--tiny", "--port", "0", "--data", str(data), "--token", "s3cret"],
-                            log=data / "server.log", timeout=180)
-    yield server
-    server.stop()
-    assert not server.alive()
+def served(tiny_server):
+    return tiny_server
 
 
 def test_subprocess_serves_a_whole_job(served):
-    client = Client(served.url, token="s3cret")
+    client = Client(served.url, token=TOKEN)
     assert client.health()["status"] == "ok"
     job = client.submit(tiny_spec(controlnets=[{"kind": "normal"}]), {"normal": gradient_frames(4)})
     kinds, frames = [], {}
@@ -51,7 +45,7 @@ def test_every_route_needs_the_token(served):
 
 
 def test_client_errors_come_back_readable(served):
-    client = Client(served.url, token="s3cret")
+    client = Client(served.url, token=TOKEN)
     with pytest.raises(ServerError) as exc:
         client.submit(tiny_spec(width=100))
     assert exc.value.status == 422 and "width" in str(exc.value) and "multiple of 8" in str(exc.value)

@@ -1,0 +1,313 @@
+"""Bring a generated frame sequence (<folder>/frame_0001.png, frame_0002.png, …) into Blender.
+
+One Image datablock (source SEQUENCE) is shared by every target: the compositor, the sequencer and the camera
+background. Everything this module creates is tagged so that a second import (more frames arrived, or a new job)
+updates it in place instead of adding another copy, and so that nothing the artist made is touched.
+
+Frame mapping: scene frame `frame_start` shows frame_0001.png, `frame_start + count - 1` shows the last frame.
+
+"Over the render" (compositor, `over_render=True`): an Alpha Over node with the Render Layers image as background
+and the generated frames as foreground. Its factor starts at 1.0 (the generated frame covers the render, since
+the frames are opaque); the artist lowers it to see the render through. A later import keeps the factor the
+artist set.
+
+Blender 4.2–4.5 keep the compositor in `scene.node_tree` with a Composite node; Blender 5.0 made it a node group
+(`scene.compositing_node_group`) whose Group Output is the result. Only `compositor_tree()` and
+`compositor_output()` know about that difference.
+"""
+
+from __future__ import annotations
+
+import numbers
+import os
+
+import bpy
+
+TAG = "marionette"  # custom property on the nodes, strips and images this module owns
+TARGETS = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
+
+
+def frame_filename(index: int) -> str:
+    """File name of frame `index` (1-based)."""
+    return f"frame_{index:04d}.png"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Input checks: everything is checked before anything in the file changes.
+
+def check_frames(folder, count) -> str:
+    """The absolute folder, or ValueError saying what to fix."""
+    if not folder:
+        raise ValueError("No result folder given: pass the job's frame folder.")
+    folder = os.path.abspath(bpy.path.abspath(str(folder)))
+    if not os.path.isdir(folder):
+        raise ValueError(f"Result folder {folder!r} does not exist: check the job folder path.")
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+        raise ValueError(f"Frame count must be a whole number of at least 1, got {count!r}.")
+    missing = [frame_filename(i) for i in range(1, count + 1)
+               if not os.path.isfile(os.path.join(folder, frame_filename(i)))]
+    if missing:
+        shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
+        raise ValueError(f"{len(missing)} of {count} frames are missing in {folder!r} ({shown}): "
+                         f"import only the frames that have arrived (count = frames on disk).")
+    return folder
+
+
+def _check_frame_start(frame_start):
+    if isinstance(frame_start, bool) or not isinstance(frame_start, numbers.Integral):
+        raise ValueError(f"frame_start must be a whole frame number, got {frame_start!r}.")
+
+
+def _blend_path(path: str) -> str:
+    """`path` relative to the .blend ("//…") when the .blend is saved and the path lies under its folder."""
+    if not bpy.data.filepath:
+        return path
+    blend_dir = os.path.dirname(os.path.abspath(bpy.data.filepath))
+    if os.path.commonpath([blend_dir, os.path.abspath(path)]) != blend_dir:
+        return path
+    return bpy.path.relpath(path)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The image
+
+def load_sequence(folder, count, name="Marionette") -> bpy.types.Image:
+    """Create or update the Image datablock `name` as a sequence starting at frame_0001.png, reloaded from disk.
+
+    The frame mapping lives in each image user (the compositor node, the camera background), not in the image;
+    `count` is kept on the image so that `wire_compositor` can use it.
+    """
+    folder = check_frames(folder, count)
+    path = _blend_path(os.path.join(folder, frame_filename(1)))
+    image = bpy.data.images.get(name)
+    if image is None:
+        image = bpy.data.images.load(os.path.join(folder, frame_filename(1)), check_existing=False)
+        image.name = name
+    image.source = "SEQUENCE"
+    image.filepath = path
+    image[TAG] = True
+    image[TAG + "_count"] = int(count)
+    image.reload()  # drops cached frames so frames written since the last import show up
+    return image
+
+
+def _set_image_user(user, frame_start, count):
+    """Scene frame `frame_start` shows frame_0001; `user` is an ImageUser or a Compositor Image node."""
+    user.frame_duration = int(count)
+    user.frame_start = int(frame_start)
+    user.frame_offset = 0
+    user.use_cyclic = False
+    user.use_auto_refresh = True
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Compositor
+
+def _compositor_is_node_group() -> bool:
+    """Blender 5.0+: the compositor is a node group the scene points at, and its Group Output is the result."""
+    return "compositing_node_group" in bpy.types.Scene.bl_rna.properties
+
+
+def compositor_tree(scene, create=True):
+    """The scene's compositor node tree (None when it has none and `create` is False)."""
+    if _compositor_is_node_group():
+        tree = scene.compositing_node_group
+        if tree is None and create:
+            tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
+            scene.compositing_node_group = tree
+        return tree
+    if create:
+        scene.use_nodes = True  # creates scene.node_tree (Render Layers → Composite) on first use
+    return scene.node_tree
+
+
+def compositor_output(tree):
+    """The input socket that is the compositor's result: the Composite node's (4.x) or the Group Output's (5.0+)."""
+    if not _compositor_is_node_group():
+        node = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"), None)
+        if node is None:
+            node = tree.nodes.new("CompositorNodeComposite")
+            node.location = (600, 0)
+        return node.inputs["Image"]
+    # The group's first output socket is the composited image; a new tree has none yet.
+    if not any(item.item_type == "SOCKET" and item.in_out == "OUTPUT" for item in tree.interface.items_tree):
+        tree.interface.new_socket(name="Image", in_out="OUTPUT", socket_type="NodeSocketColor")
+    outputs = [n for n in tree.nodes if n.bl_idname == "NodeGroupOutput"]
+    node = next((n for n in outputs if n.is_active_output), outputs[0] if outputs else None)
+    if node is None:
+        node = tree.nodes.new("NodeGroupOutput")
+        node.location = (600, 0)
+    return node.inputs[0]
+
+
+def _alpha_over_sockets(node):
+    """(factor, background, foreground): 5.0 names them, 4.x has "Fac" and two inputs named "Image"."""
+    inputs = node.inputs
+    if inputs.get("Foreground") is not None:
+        return inputs["Factor"], inputs["Background"], inputs["Foreground"]
+    return inputs["Fac"], inputs[1], inputs[2]
+
+
+def _owned(tree, role):
+    return [n for n in tree.nodes if n.get(TAG) == role]
+
+
+def _ensure_node(tree, role, bl_idname, location):
+    """The one node of `role` this module made in `tree` (extra copies removed), created when missing."""
+    nodes = _owned(tree, role)
+    for extra in nodes[1:]:
+        tree.nodes.remove(extra)
+    if nodes:
+        return nodes[0]
+    node = tree.nodes.new(bl_idname)
+    node[TAG] = role
+    node.name = node.label = "Marionette" if role == "image" else f"Marionette {role.title()}"
+    node.location = location
+    return node
+
+
+def _remove_owned(tree, role):
+    for node in _owned(tree, role):
+        tree.nodes.remove(node)
+
+
+def _link(tree, from_socket, to_socket):
+    """Link once; an input takes one link, so this also replaces whatever fed `to_socket` before."""
+    if not any(link.from_socket == from_socket for link in to_socket.links):
+        tree.links.new(from_socket, to_socket)
+
+
+def _render_layers(tree, scene):
+    """The artist's Render Layers node for this scene if there is one (left as it is), else one of ours."""
+    for node in tree.nodes:
+        if node.bl_idname == "CompositorNodeRLayers" and node.get(TAG) is None and node.scene in (None, scene):
+            _remove_owned(tree, "render")
+            return node
+    node = _ensure_node(tree, "render", "CompositorNodeRLayers", (-300, 300))
+    node.scene = scene
+    return node
+
+
+def wire_compositor(scene, image, over_render=False, frame_start=None, count=None):
+    """Show `image` in the compositor result and the Viewer, optionally over the render (see the module doc).
+
+    `frame_start` defaults to the scene's first frame, `count` to the count `load_sequence` stored on the image.
+    Returns the Image node.
+    """
+    frame_start = scene.frame_start if frame_start is None else frame_start
+    count = int(image.get(TAG + "_count", 1)) if count is None else count
+    tree = compositor_tree(scene)
+    output = compositor_output(tree)
+    x, y = output.node.location
+
+    frames = _ensure_node(tree, "image", "CompositorNodeImage", (x - 500, y - 150))
+    frames.image = image
+    _set_image_user(frames, frame_start, count)
+    result = frames.outputs["Image"]
+
+    if over_render:
+        over = _ensure_node(tree, "over", "CompositorNodeAlphaOver", (x - 200, y))
+        factor, background, foreground = _alpha_over_sockets(over)
+        _link(tree, _render_layers(tree, scene).outputs["Image"], background)
+        _link(tree, result, foreground)
+        result = over.outputs["Image"]
+    else:
+        _remove_owned(tree, "over")
+        _remove_owned(tree, "render")
+
+    viewer = _ensure_node(tree, "viewer", "CompositorNodeViewer", (x, y - 250))
+    _link(tree, result, output)
+    _link(tree, result, viewer.inputs["Image"])
+    tree.nodes.active = viewer  # the active Viewer is the one the backdrop and Image Editor show
+    scene.render.use_compositing = True
+    return frames
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Sequencer
+
+def _strips(editor):
+    """Top-level strips: `strips` in 5.0 (and 4.4+), `sequences` before."""
+    return editor.strips if hasattr(editor, "strips") else editor.sequences
+
+
+def _free_channel(strips, start, end):
+    """Lowest channel with no strip overlapping frames [start, end)."""
+    used = {s.channel for s in strips if s.frame_final_start < end and s.frame_final_end > start}
+    return next(c for c in range(1, 129) if c not in used)
+
+
+def place_in_sequencer(scene, folder, count, frame_start, channel=None):
+    """An image strip of frames 1..count from `frame_start`, replacing the strip a previous import made.
+
+    Without `channel` it goes where the previous strip was, else on the lowest free channel.
+    """
+    folder = check_frames(folder, count)
+    _check_frame_start(frame_start)
+    editor = scene.sequence_editor or scene.sequence_editor_create()
+    strips = _strips(editor)
+    previous = [s for s in strips if s.get(TAG)]
+    if channel is None and previous:
+        channel = previous[0].channel
+    for strip in previous:
+        strips.remove(strip)
+    if channel is None:
+        channel = _free_channel(strips, frame_start, frame_start + count)
+
+    strip = strips.new_image("Marionette", os.path.join(folder, frame_filename(1)), channel, int(frame_start))
+    for i in range(2, count + 1):
+        strip.elements.append(frame_filename(i))
+    strip.directory = _blend_path(folder + os.sep)
+    strip[TAG] = True
+    return strip
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Camera background
+
+def set_camera_background(camera_obj, image, frame_start, count):
+    """Show `image` as the camera's background image, updating the entry a previous import made."""
+    if camera_obj is None or camera_obj.type != "CAMERA":
+        raise ValueError("The camera background needs a camera object: set the scene camera first.")
+    camera = camera_obj.data
+    # Background entries take no custom properties: ours is the one showing the Marionette image.
+    ours = [bg for bg in camera.background_images if bg.image == image]
+    for extra in ours[1:]:
+        camera.background_images.remove(extra)
+    background = ours[0] if ours else camera.background_images.new()
+    background.source = "IMAGE"
+    background.image = image
+    background.show_background_image = True
+    _set_image_user(background.image_user, frame_start, count)
+    camera.show_background_images = True
+    return background
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Entry point
+
+def import_result(scene, folder, count, frame_start, targets=frozenset({"COMPOSITOR"}), over_render=False,
+                  name="Marionette") -> bpy.types.Image:
+    """Load the frames and show them in each of `targets` (COMPOSITOR, SEQUENCER, CAMERA_BACKGROUND).
+
+    Safe to call again as more frames arrive: everything is updated in place. Bad input raises ValueError
+    before anything changes.
+    """
+    targets = set(targets)
+    unknown = targets - TARGETS
+    if unknown or not targets:
+        raise ValueError(f"Targets must be some of {sorted(TARGETS)}, got {sorted(targets) or 'none'}.")
+    folder = check_frames(folder, count)
+    _check_frame_start(frame_start)
+    if "CAMERA_BACKGROUND" in targets and (scene.camera is None or scene.camera.type != "CAMERA"):
+        raise ValueError(f"Scene {scene.name!r} has no camera for the camera background: "
+                         "set Scene Properties ▸ Camera, or leave out CAMERA_BACKGROUND.")
+
+    image = load_sequence(folder, count, name)
+    if "COMPOSITOR" in targets:
+        wire_compositor(scene, image, over_render, frame_start, count)
+    if "SEQUENCER" in targets:
+        place_in_sequencer(scene, folder, count, frame_start)
+    if "CAMERA_BACKGROUND" in targets:
+        set_camera_background(scene.camera, image, frame_start, count)
+    return image

@@ -1,0 +1,98 @@
+"""One generation job driven from worker threads. No bpy here: the main thread drains `messages`.
+
+Two network phases with the guide capture (main thread, bpy) between them: `preflight` asks the server for the
+plan of the spec, so a bad model name, a clip too long for the motion module or an unreachable server is reported
+before anything is rendered; `stream` submits the job with its guides and follows it. Frames are written to the job
+folder by the worker the moment they arrive, so nothing received is lost whatever happens later in Blender.
+Without an event loop (`blender -b`, the bpy module) the phases are called directly instead of through `start`.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from pathlib import Path
+
+from .client import Client, ServerError
+
+try:
+    from ..server.protocol import FINAL_EVENTS, frame_filename
+except ImportError:
+    from server.protocol import FINAL_EVENTS, frame_filename
+
+
+class Generation:
+    def __init__(self, client: Client, spec: dict, out_dir: Path):
+        self.client, self.spec = client, spec
+        self.guides: dict[str, list[bytes]] = {}
+        self.out_dir = Path(out_dir)
+        self.messages: queue.Queue = queue.Queue()
+        self.job_id: str | None = None
+        self.cancel_requested = threading.Event()
+        self.finished = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    def start(self, phase, *args):
+        """Run a phase (`self.preflight` or `self.stream`) in a worker thread."""
+        self._thread = threading.Thread(target=phase, args=args, name="marionette-generation", daemon=True)
+        self._thread.start()
+
+    def preflight(self):
+        """Check the spec against the server: ("planned", plan) or a final ("error", ...)."""
+        try:
+            # The camera path exists only after capture; the plan checks models and limits without it.
+            self.messages.put(("planned", self.client.plan({**self.spec, "camera_motion": "manual",
+                                                            "camera": None})))
+        except ServerError as e:
+            self.messages.put(("error", {"message": str(e), "status": e.status}))
+            self.finished.set()
+
+    def stream(self, guides: dict[str, list[bytes]], camera_path: dict | None = None):
+        """Submit, follow the events, save frames; always ends with one final message."""
+        self.guides = guides
+        if camera_path is not None:
+            self.spec["camera"] = camera_path
+        try:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            self.job_id = self.client.submit(self.spec, self.guides)
+            self.messages.put(("submitted", {"id": self.job_id}))
+            if self.cancel_requested.is_set():
+                self._send_cancel()
+            for _, kind, data in self.client.events(self.job_id):
+                if kind == "frame":
+                    path = self.out_dir / frame_filename(data["index"])
+                    path.write_bytes(self.client.fetch(data["url"]))
+                    data = dict(data, path=str(path))
+                elif kind == "step" and data.get("preview"):
+                    (self.out_dir / "preview.png").write_bytes(self.client.fetch(data["preview"]))
+                self.messages.put((kind, data))
+                if kind in FINAL_EVENTS:
+                    return
+            self.messages.put(("error", {"message": "the server closed the event stream before the job ended; "
+                                                    "the frames received so far are kept"}))
+        except ServerError as e:
+            self.messages.put(("error", {"message": str(e), "status": e.status}))
+        except OSError as e:
+            self.messages.put(("error", {"message": f"cannot write frames to {self.out_dir}: {e}"}))
+        finally:
+            self.finished.set()
+
+    def cancel(self):
+        """Ask the server to stop the job; returns at once (the request runs in its own thread)."""
+        self.cancel_requested.set()
+        if self.job_id:
+            threading.Thread(target=self._send_cancel, daemon=True).start()
+
+    def _send_cancel(self):
+        try:
+            self.client.cancel(self.job_id)
+        except ServerError:
+            pass  # the job may have just ended; the event stream says how
+
+    def drain(self) -> list[tuple[str, dict]]:
+        out = []
+        while True:
+            try:
+                out.append(self.messages.get_nowait())
+            except queue.Empty:
+                return out

@@ -1,0 +1,178 @@
+"""marionette.generate and marionette.cancel.
+
+Generate captures the guides on the main thread, then a worker thread talks to the server while a modal timer
+applies its messages to Blender. In background mode (`blender -b`, the bpy module) there is no event loop, so the
+same operator runs the job to its end before returning.
+"""
+
+import bpy
+
+from .. import preferences
+from ..backend import compositing, job_spec, server_control
+from ..backend.generation import Generation
+from . import paths
+from .capture import capture
+
+_active: Generation | None = None
+
+
+def _client(context):
+    prefs = preferences.get(context)
+    return server_control.client(prefs.server_url, prefs.port, prefs.token)
+
+
+def _targets(settings) -> set[str]:
+    return {name for name, on in (("COMPOSITOR", settings.import_compositor),
+                                  ("SEQUENCER", settings.import_sequencer),
+                                  ("CAMERA_BACKGROUND", settings.import_camera_background)) if on}
+
+
+def apply_messages(context, generation: Generation, messages) -> str | None:
+    """Apply worker messages to Blender (main thread). Returns the final event's kind once the job has ended."""
+    runtime = context.window_manager.marionette
+    settings = context.scene.marionette
+    frames = generation.spec["frames"]
+    steps = generation.spec["steps"]
+    final = None
+    for kind, data in messages:
+        if kind == "planned":
+            for note in data.get("notes", []):
+                runtime.status = note
+        elif kind == "submitted":
+            runtime.job_id = data["id"]
+            runtime.status = "Queued"
+        elif kind == "queued" and data.get("position"):
+            runtime.status = f"Queued behind {data['position']} job(s)"
+        elif kind == "loading":
+            runtime.status = "Loading models"
+        elif kind == "step":
+            runtime.status = f"Step {data['i']}/{data['n']}"
+            runtime.progress = 0.9 * data["i"] / steps
+        elif kind == "frame":
+            runtime.frames_received += 1
+            runtime.status = f"Frame {runtime.frames_received}/{frames}"
+            runtime.progress = 0.9 + 0.1 * runtime.frames_received / frames
+        elif kind in ("done", "error", "cancelled"):
+            final = kind
+            runtime.running = False
+            received = runtime.frames_received
+            if received:
+                compositing.import_result(context.scene, generation.out_dir, received,
+                                          generation.spec["frame_start"], _targets(settings), settings.over_render)
+            if kind == "done":
+                runtime.progress = 1.0
+                runtime.status = f"Done: {received} frames in {generation.out_dir}"
+            elif kind == "cancelled":
+                runtime.status = f"Cancelled; {received} frames kept in {generation.out_dir}"
+            else:
+                runtime.error = data.get("message", "unknown error")
+                runtime.status = f"Failed; {received} frames kept"
+    return final
+
+
+class MARIONETTE_OT_generate(bpy.types.Operator):
+    bl_idname = "marionette.generate"
+    bl_label = "Generate"
+    bl_description = "Capture the guides and generate the animation on the Marionette server"
+
+    _timer = None
+
+    def execute(self, context):
+        global _active
+        scene, runtime = context.scene, context.window_manager.marionette
+        if _active is not None and not _active.finished.is_set():
+            self.report({"ERROR"}, "A generation is already running: cancel it or wait")
+            return {"CANCELLED"}
+        snap = job_spec.snapshot(scene.marionette, scene)
+        problems = job_spec.problems(snap, scene.camera is not None)
+        if "pose" in snap["guides"]:
+            problems.append("The pose guide needs rig keypoints, which this version cannot capture yet: "
+                            "switch the Pose guide off")
+        if problems:
+            for problem in problems:
+                self.report({"ERROR"}, problem)
+            return {"CANCELLED"}
+
+        out_dir = paths.new_job_dir(scene.marionette)
+        runtime.error, runtime.frames_received, runtime.progress = "", 0, 0.0
+        runtime.job_dir, runtime.status, runtime.running = str(out_dir), "Checking the job with the server", True
+        self._snap = snap
+        # The camera path is captured with the guides and added to the spec before it is submitted.
+        _active = Generation(_client(context), job_spec.build_spec(snap), out_dir)
+
+        if bpy.app.background:
+            _active.preflight()
+            final = None
+            while final is None:
+                messages = _active.drain()
+                if any(kind == "planned" for kind, _ in messages):
+                    if not self._capture_and_stream(context, wait=True):
+                        return {"CANCELLED"}
+                    messages += _active.drain()
+                final = apply_messages(context, _active, messages)
+            return self._finish(final)
+        _active.start(_active.preflight)
+        self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
+        context.window_manager.modal_handler_add(self)
+        return {"RUNNING_MODAL"}
+
+    def _capture_and_stream(self, context, wait: bool) -> bool:
+        """Capture the guides (main thread), then send the job. False when the capture failed."""
+        runtime = context.window_manager.marionette
+        runtime.status = "Capturing guides"
+        try:
+            guides, camera_path = capture(context.scene, self._snap, _active.out_dir / "guides")
+        except Exception as e:  # noqa: BLE001 - any render failure is reported; the scene is already restored
+            runtime.running, runtime.status, runtime.error = False, "Capture failed", str(e)
+            _active.finished.set()
+            self.report({"ERROR"}, f"Capturing guides failed: {e}")
+            return False
+        runtime.status = "Sending the job"
+        if wait:
+            _active.stream(guides, camera_path)
+        else:
+            _active.start(_active.stream, guides, camera_path)
+        return True
+
+    def modal(self, context, event):
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        messages = _active.drain()
+        if any(kind == "planned" for kind, _ in messages) and not self._capture_and_stream(context, wait=False):
+            context.window_manager.event_timer_remove(self._timer)
+            return {"CANCELLED"}
+        final = apply_messages(context, _active, messages)
+        for area in context.screen.areas if context.screen else ():
+            if area.type in {"VIEW_3D", "NODE_EDITOR", "SEQUENCE_EDITOR", "IMAGE_EDITOR"}:
+                area.tag_redraw()
+        runtime = context.window_manager.marionette
+        context.workspace.status_text_set(f"Marionette: {runtime.status}" if final is None else None)
+        if final is None:
+            return {"PASS_THROUGH"}
+        context.window_manager.event_timer_remove(self._timer)
+        return self._finish(final)
+
+    def _finish(self, final):
+        runtime = bpy.context.window_manager.marionette
+        if final == "error":
+            self.report({"ERROR"}, f"Marionette: {runtime.error}")
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Marionette: {runtime.status}")
+        return {"FINISHED"} if final == "done" else {"CANCELLED"}
+
+
+class MARIONETTE_OT_cancel(bpy.types.Operator):
+    bl_idname = "marionette.cancel"
+    bl_label = "Cancel"
+    bl_description = "Stop the running generation; frames already received stay on disk"
+
+    def execute(self, context):
+        if _active is None or _active.finished.is_set():
+            self.report({"WARNING"}, "No generation is running")
+            return {"CANCELLED"}
+        _active.cancel()
+        context.window_manager.marionette.status = "Cancelling"
+        return {"FINISHED"}
+
+
+CLASSES = (MARIONETTE_OT_generate, MARIONETTE_OT_cancel)

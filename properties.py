@@ -1,0 +1,104 @@
+"""Settings the artist chooses (saved with the scene) and runtime state (on the window manager, never saved)."""
+
+import bpy
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
+                       StringProperty)
+
+from .server.protocol import MOTION_LORAS, SCHEDULERS
+
+
+class MARIONETTE_PG_lora(bpy.types.PropertyGroup):
+    name: StringProperty(name="LoRA", description="Image LoRA name in the server's model config")
+    weight: FloatProperty(name="Weight", default=0.8, min=-2.0, max=4.0, soft_min=0.0, soft_max=1.5)
+
+
+class MARIONETTE_PG_keyframe(bpy.types.PropertyGroup):
+    frame: IntProperty(name="Frame", description="Scene frame rendered as a SparseCtrl RGB keyframe")
+
+
+def _guide_props(kind, default_on, default_weight):
+    return {
+        f"use_{kind}": BoolProperty(name=kind.capitalize(), default=default_on,
+                                    description=f"Guide the animation with the {kind} ControlNet"),
+        f"{kind}_weight": FloatProperty(name="Weight", default=default_weight, min=0.0, max=2.0),
+        f"{kind}_start": FloatProperty(name="Start", default=0.0, min=0.0, max=1.0, subtype="FACTOR",
+                                       description="Fraction of the denoising steps where the ControlNet starts"),
+        f"{kind}_end": FloatProperty(name="End", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
+                                     description="Fraction of the denoising steps where the ControlNet stops"),
+    }
+
+
+class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
+    prompt: StringProperty(name="Prompt", default="a wooden marionette dancing on a stage, soft light")
+    negative_prompt: StringProperty(name="Negative", default="blurry, low quality, deformed")
+    seed: IntProperty(name="Seed", default=0, min=0)
+    steps: IntProperty(name="Steps", default=25, min=1, max=150)
+    guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
+    scheduler: EnumProperty(name="Scheduler", items=[(s, s, "") for s in SCHEDULERS], default="ddim")
+    base: StringProperty(name="Checkpoint", default="sd15", description="Base model name in the server's config")
+    motion_module: StringProperty(name="Motion module", default="v2",
+                                  description="Motion module name in the server's config (v2 for camera LoRAs, "
+                                              "v3 for SparseCtrl keyframes)")
+    loras: CollectionProperty(type=MARIONETTE_PG_lora)
+    lora_index: IntProperty()
+
+    __annotations__.update(_guide_props("depth", True, 1.0))
+    __annotations__.update(_guide_props("normal", False, 0.6))
+    __annotations__.update(_guide_props("pose", False, 1.0))
+
+    camera_motion: EnumProperty(name="Camera motion", default="MANUAL", items=[
+        ("MANUAL", "Manual", "Set the motion LoRA weights by hand"),
+        ("AUTO", "From camera", "Match the motion LoRAs to the scene camera's animation")])
+    __annotations__.update({
+        f"lora_{name}": FloatProperty(name=name.replace("_", " ").title(), default=0.0, min=0.0, max=2.0,
+                                      description=f"Camera {name.replace('_', ' ')}: {meaning}")
+        for name, (meaning, _stem, _repo) in MOTION_LORAS.items()})
+
+    keyframes: CollectionProperty(type=MARIONETTE_PG_keyframe)
+    keyframe_index: IntProperty()
+    keyframe_weight: FloatProperty(name="Keyframe strength", default=1.0, min=0.0, max=2.0)
+
+    use_scene_range: BoolProperty(name="Scene frame range", default=True)
+    frame_start: IntProperty(name="Start", default=1)
+    frame_end: IntProperty(name="End", default=16)
+    output_dir: StringProperty(name="Folder", default="//marionette/", subtype="DIR_PATH",
+                               description="Where job folders with the frames are written")
+    import_compositor: BoolProperty(name="Compositor", default=True)
+    import_sequencer: BoolProperty(name="Sequencer", default=False)
+    import_camera_background: BoolProperty(name="Camera background", default=False)
+    over_render: BoolProperty(name="Over the render", default=False,
+                              description="In the compositor, lay the frames over the render with Alpha Over")
+
+    def frame_range(self, scene):
+        if self.use_scene_range:
+            return scene.frame_start, scene.frame_end
+        return self.frame_start, self.frame_end
+
+
+class MARIONETTE_PG_runtime(bpy.types.PropertyGroup):
+    """Status shown in the panel. On the window manager, so it is never saved into the .blend."""
+    status: StringProperty(default="Idle")
+    progress: FloatProperty(default=0.0, min=0.0, max=1.0, subtype="FACTOR")
+    running: BoolProperty(default=False)
+    job_id: StringProperty()
+    job_dir: StringProperty(subtype="DIR_PATH")
+    frames_received: IntProperty()
+    error: StringProperty()
+    server: StringProperty(default="Not checked")
+
+
+CLASSES = (MARIONETTE_PG_lora, MARIONETTE_PG_keyframe, MARIONETTE_PG_settings, MARIONETTE_PG_runtime)
+
+
+def register():
+    for cls in CLASSES:
+        bpy.utils.register_class(cls)
+    bpy.types.Scene.marionette = PointerProperty(type=MARIONETTE_PG_settings)
+    bpy.types.WindowManager.marionette = PointerProperty(type=MARIONETTE_PG_runtime)
+
+
+def unregister():
+    del bpy.types.WindowManager.marionette
+    del bpy.types.Scene.marionette
+    for cls in reversed(CLASSES):
+        bpy.utils.unregister_class(cls)

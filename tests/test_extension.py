@@ -1,0 +1,150 @@
+"""The extension as a user gets it: built by Blender's own tool, installed from the zip, driven through its
+operators headless, against the real server subprocess on tiny models."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import bpy
+import pytest
+
+from conftest import TOKEN
+
+ROOT = Path(__file__).resolve().parent.parent
+EXT_TOOL = Path(bpy.__file__).parent / bpy.app.version_string.split()[0].rsplit(".", 1)[0] / \
+    "scripts/addons_core/bl_pkg/cli/blender_ext.py"
+PACKAGE = "bl_ext.user_default.marionette"
+
+
+@pytest.fixture(scope="module")
+def extension(tmp_path_factory):
+    out = tmp_path_factory.mktemp("ext")
+    built = subprocess.run([sys.executable, str(EXT_TOOL), "build", "--source-dir", str(ROOT), "--output-dir",
+                            str(out)], capture_output=True, text=True)
+    assert built.returncode == 0, built.stdout + built.stderr
+    zips = list(out.glob("marionette-*.zip"))
+    assert len(zips) == 1
+    names = __import__("zipfile").ZipFile(zips[0]).namelist()
+    assert "blender_manifest.toml" in names and "server/protocol.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv/", "demo/"))]
+    assert bpy.ops.extensions.package_install_files(filepath=str(zips[0]), repo="user_default",
+                                                     enable_on_install=True) == {"FINISHED"}
+    assert PACKAGE in bpy.context.preferences.addons
+    yield sys.modules[PACKAGE]
+    bpy.ops.preferences.addon_disable(module=PACKAGE)
+
+
+def scene_with_camera(tmp_path, frames=4, size=64, steps=3):
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = size
+    scene.render.resolution_percentage = 100
+    scene.frame_start, scene.frame_end = 1, frames
+    bpy.ops.mesh.primitive_plane_add(size=20, location=(0, 0, 0))
+    bpy.ops.mesh.primitive_cube_add(size=1, location=(0, 0, 0.5))
+    bpy.ops.object.camera_add(location=(0, -6, 2.5), rotation=(1.2, 0, 0))
+    scene.camera = bpy.context.object
+    settings = scene.marionette
+    settings.output_dir = str(tmp_path / "out")
+    settings.steps = steps
+    settings.use_depth, settings.use_normal = True, True
+    settings.lora_zoom_in = 0.5
+    return scene
+
+
+def point_at(extension, url, token=TOKEN):
+    prefs = bpy.context.preferences.addons[PACKAGE].preferences
+    prefs.server_url, prefs.token = url, token
+    return prefs
+
+
+def settings_fingerprint(scene):
+    r = scene.render
+    return (r.engine, r.filepath, r.resolution_x, scene.frame_current, scene.camera.name,
+            len(scene.view_layers[0].depsgraph.objects), scene.view_layers[0].use_pass_z,
+            scene.view_layers[0].use_pass_normal)
+
+
+def test_generate_headless_writes_every_frame_and_wires_the_compositor(extension, tiny_server, tmp_path):
+    scene = scene_with_camera(tmp_path)
+    point_at(extension, tiny_server.url)
+    before = settings_fingerprint(scene)
+    assert bpy.ops.marionette.generate() == {"FINISHED"}
+    runtime = bpy.context.window_manager.marionette
+    job_dir = Path(runtime.job_dir)
+    frames = sorted(job_dir.glob("frame_*.png"))
+    assert [f.name for f in frames] == [f"frame_{i:04d}.png" for i in range(1, 5)]
+    assert runtime.frames_received == 4 and runtime.progress == pytest.approx(1.0) and not runtime.error
+    assert sorted(p.name for p in (job_dir / "guides").glob("depth_*.png"))[:1] == ["depth_0001.png"]
+    images = [i for i in bpy.data.images if i.source == "SEQUENCE"]
+    assert len(images) == 1 and Path(bpy.path.abspath(images[0].filepath)) == frames[0]
+    assert settings_fingerprint(scene) == before
+
+
+def test_running_twice_replaces_what_the_last_run_made(extension, tiny_server, tmp_path):
+    scene_with_camera(tmp_path)
+    point_at(extension, tiny_server.url)
+    bpy.ops.marionette.generate()
+    bpy.ops.marionette.generate()
+    assert len([i for i in bpy.data.images if i.source == "SEQUENCE"]) == 1
+
+
+def test_cancel_mid_run_keeps_what_arrived(extension, tiny_server, tmp_path):
+    scene_with_camera(tmp_path, frames=8, steps=150)
+    point_at(extension, tiny_server.url)
+    generate = sys.modules[f"{PACKAGE}.operators.generate"]
+
+    def press_cancel_after_a_step():  # what the Cancel button does, from the artist's side
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            active = generate._active
+            if active is not None and (active.out_dir / "preview.png").exists():
+                active.cancel()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=press_cancel_after_a_step, daemon=True).start()
+    assert bpy.ops.marionette.generate() == {"CANCELLED"}
+    runtime = bpy.context.window_manager.marionette
+    assert runtime.status.startswith("Cancelled") and not runtime.running
+
+
+def test_server_down_is_a_clear_error_and_nothing_changes(extension, tmp_path):
+    scene = scene_with_camera(tmp_path)
+    point_at(extension, "http://127.0.0.1:9")
+    before = settings_fingerprint(scene)
+    with pytest.raises(RuntimeError, match="cannot reach the Marionette server"):
+        bpy.ops.marionette.generate()
+    runtime = bpy.context.window_manager.marionette
+    assert "cannot reach" in runtime.error and not runtime.running
+    assert settings_fingerprint(scene) == before
+
+
+def test_no_camera_says_what_to_do(extension, tiny_server, tmp_path):
+    scene = scene_with_camera(tmp_path)
+    scene.camera = None
+    point_at(extension, tiny_server.url)
+    with pytest.raises(RuntimeError, match="no active camera"):
+        bpy.ops.marionette.generate()
+
+
+def test_too_many_frames_for_the_motion_module_is_reported(extension, tiny_server, tmp_path):
+    scene_with_camera(tmp_path, frames=40, size=64)
+    point_at(extension, tiny_server.url)
+    with pytest.raises(RuntimeError, match="more than the motion module"):
+        bpy.ops.marionette.generate()
+
+
+def test_runtime_state_is_not_saved_into_the_blend(extension, tmp_path):
+    scene_with_camera(tmp_path)
+    bpy.context.window_manager.marionette.status = "Step 3/25"
+    bpy.context.scene.marionette.prompt = "kept"
+    path = tmp_path / "scene.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(path))
+    bpy.ops.wm.open_mainfile(filepath=str(path))
+    assert bpy.context.scene.marionette.prompt == "kept"
+    assert bpy.context.window_manager.marionette.status == "Idle"
