@@ -42,8 +42,10 @@ def check_frames(folder, count) -> str:
     folder = os.path.abspath(bpy.path.abspath(str(folder)))
     if not os.path.isdir(folder):
         raise ValueError(f"Result folder {folder!r} does not exist: check the job folder path.")
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 1:
+    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
         raise ValueError(f"Frame count must be a whole number of at least 1, got {count!r}.")
+    if count == 0:
+        raise ValueError(f"No frames to import in {folder!r} yet: wait for frame_0001.png, or pick the job folder.")
     missing = [frame_filename(i) for i in range(1, count + 1)
                if not os.path.isfile(os.path.join(folder, frame_filename(i)))]
     if missing:
@@ -254,10 +256,11 @@ def place_in_sequencer(scene, folder, count, frame_start, channel=None):
     if channel is None:
         channel = _free_channel(strips, frame_start, frame_start + count)
 
-    strip = strips.new_image("Marionette", os.path.join(folder, frame_filename(1)), channel, int(frame_start))
+    strip = strips.new_image("Marionette", os.path.join(folder, frame_filename(1)), channel, int(frame_start),
+                             fit_method="FIT")  # job frames are often smaller than the render size
     for i in range(2, count + 1):
         strip.elements.append(frame_filename(i))
-    strip.directory = _blend_path(folder + os.sep)
+    strip.directory = os.path.join(_blend_path(folder), "")  # Blender keeps strip folders with a trailing slash
     strip[TAG] = True
     return strip
 

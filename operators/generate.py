@@ -27,10 +27,16 @@ def _targets(settings) -> set[str]:
                                   ("CAMERA_BACKGROUND", settings.import_camera_background)) if on}
 
 
+def _import(context, generation: Generation, count: int):
+    """Show the frames received so far; called again as more arrive, it updates rather than adds."""
+    settings = context.scene.marionette
+    compositing.import_result(context.scene, generation.out_dir, count, generation.spec["frame_start"],
+                              _targets(settings), settings.over_render)
+
+
 def apply_messages(context, generation: Generation, messages) -> str | None:
     """Apply worker messages to Blender (main thread). Returns the final event's kind once the job has ended."""
     runtime = context.window_manager.marionette
-    settings = context.scene.marionette
     frames = generation.spec["frames"]
     steps = generation.spec["steps"]
     final = None
@@ -52,13 +58,11 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             runtime.frames_received += 1
             runtime.status = f"Frame {runtime.frames_received}/{frames}"
             runtime.progress = 0.9 + 0.1 * runtime.frames_received / frames
+            _import(context, generation, runtime.frames_received)
         elif kind in ("done", "error", "cancelled"):
             final = kind
             runtime.running = False
             received = runtime.frames_received
-            if received:
-                compositing.import_result(context.scene, generation.out_dir, received,
-                                          generation.spec["frame_start"], _targets(settings), settings.over_render)
             if kind == "done":
                 runtime.progress = 1.0
                 runtime.status = f"Done: {received} frames in {generation.out_dir}"

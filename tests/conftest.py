@@ -2,14 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
-
-# Blender's user folders (extensions, config) go to a throwaway folder, never the developer's home. This must be
-# set before any test module imports bpy.
-os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="marionette-blender-user-"))
 
 TOKEN = "s3cret"
 

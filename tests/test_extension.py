@@ -15,8 +15,7 @@ import pytest
 from conftest import TOKEN
 
 ROOT = Path(__file__).resolve().parent.parent
-EXT_TOOL = Path(bpy.__file__).parent / bpy.app.version_string.split()[0].rsplit(".", 1)[0] / \
-    "scripts/addons_core/bl_pkg/cli/blender_ext.py"
+EXT_TOOL = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core/bl_pkg/cli/blender_ext.py"
 PACKAGE = "bl_ext.user_default.marionette"
 
 
@@ -39,7 +38,7 @@ def extension(tmp_path_factory):
 
 
 def scene_with_camera(tmp_path, frames=4, size=64, steps=3):
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    bpy.ops.wm.read_homefile(use_empty=True)  # not read_factory_settings: that would disable the extension
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
@@ -97,12 +96,13 @@ def test_cancel_mid_run_keeps_what_arrived(extension, tiny_server, tmp_path):
     scene_with_camera(tmp_path, frames=8, steps=150)
     point_at(extension, tiny_server.url)
     generate = sys.modules[f"{PACKAGE}.operators.generate"]
+    previous = generate._active
 
     def press_cancel_after_a_step():  # what the Cancel button does, from the artist's side
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             active = generate._active
-            if active is not None and (active.out_dir / "preview.png").exists():
+            if active is not previous and (active.out_dir / "preview.png").exists():
                 active.cancel()
                 return
             time.sleep(0.05)
