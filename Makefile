@@ -3,6 +3,10 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(shell cksum pyproject.toml | cut -d' ' -f1)
+VENV5 := .venv-blender5
+PY5 := $(VENV5)/bin/python
+STAMP5 := $(VENV5)/.installed-$(shell cksum tests/blender5-requirements.txt | cut -d' ' -f1)
+BLENDER_TESTS := tests/test_capture.py tests/test_import.py tests/test_extension.py tests/test_boundaries.py
 
 .PHONY: venv test demo bench clean
 
@@ -13,10 +17,18 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $(STAMP)
 
+$(STAMP5): tests/blender5-requirements.txt
+	test -x $(PY5) || $(PYTHON) -m venv $(VENV5)
+	$(PY5) -m pip install --quiet -r tests/blender5-requirements.txt
+	rm -f $(VENV5)/.installed-*
+	touch $(STAMP5)
+
 venv: $(STAMP)
 
-test: $(STAMP)
+# Everything on Blender 4.5 LTS with the server stack, then the Blender-side tests again on Blender 5.0.
+test: $(STAMP) $(STAMP5)
 	$(PY) -m pytest $(PYTEST_ARGS)
+	MARIONETTE_SERVER_PYTHON=$(CURDIR)/$(PY) $(PY5) -m pytest $(PYTEST_ARGS) $(BLENDER_TESTS)
 
 demo: $(STAMP)
 	$(PY) demo/run.py --out out/demo

@@ -105,17 +105,24 @@ def _set_image_user(user, frame_start, count):
 # ---------------------------------------------------------------------------------------------------------------
 # Compositor
 
-def _compositor_is_node_group() -> bool:
+def compositor_is_node_group() -> bool:
     """Blender 5.0+: the compositor is a node group the scene points at, and its Group Output is the result."""
     return "compositing_node_group" in bpy.types.Scene.bl_rna.properties
 
 
 def compositor_tree(scene, create=True):
-    """The scene's compositor node tree (None when it has none and `create` is False)."""
-    if _compositor_is_node_group():
+    """The scene's compositor node tree (None when it has none and `create` is False).
+
+    A new tree starts as Blender's own new compositor does (`use_nodes` in 4.x, New in 5.0): Render Layers
+    feeding the result.
+    """
+    if compositor_is_node_group():
         tree = scene.compositing_node_group
         if tree is None and create:
             tree = bpy.data.node_groups.new(f"{scene.name} Compositing", "CompositorNodeTree")
+            render = tree.nodes.new("CompositorNodeRLayers")
+            render.location = (-300, 0)
+            tree.links.new(render.outputs["Image"], compositor_output(tree))
             scene.compositing_node_group = tree
         return tree
     if create:
@@ -125,7 +132,7 @@ def compositor_tree(scene, create=True):
 
 def compositor_output(tree):
     """The input socket that is the compositor's result: the Composite node's (4.x) or the Group Output's (5.0+)."""
-    if not _compositor_is_node_group():
+    if not compositor_is_node_group():
         node = next((n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"), None)
         if node is None:
             node = tree.nodes.new("CompositorNodeComposite")

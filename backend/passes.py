@@ -2,7 +2,8 @@
 
 How the passes are read: each frame is rendered with `bpy.ops.render.render(write_still=True)` into a temporary
 multilayer OpenEXR (32-bit float, no compression) and that file is parsed here with numpy. Render output settings
-are the same in Blender 4.2 to 5.x (5.0 only adds `image_settings.media_type`), so this path needs no compositor:
+are the same in Blender 4.2 to 5.x (5.0 adds `image_settings.media_type`, and `use_exr_interleave`, which must be on
+for the single-part file 4.x writes and `read_exr` parses), so this path needs no compositor:
 it does not depend on the node-tree and File Output changes of 5.0, and leaves the user's compositor untouched.
 `Image.pixels` of a loaded multilayer EXR only shows one pass, and the Render Result has no pixels headless.
 
@@ -107,6 +108,8 @@ def _configure(scene, layer, exr_path):
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "NONE"
+    if hasattr(settings, "use_exr_interleave"):  # Blender 5.0+ writes one part per pass unless told otherwise
+        settings.use_exr_interleave = True
     render.use_file_extension = True
     render.filepath = str(exr_path)
 

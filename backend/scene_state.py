@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 
+from .compositing import compositor_is_node_group
+
 # Restored first: the values allowed for the other format settings depend on them.
 _FIRST = ("media_type", "file_format")
 
@@ -46,7 +48,7 @@ def snapshot(scene) -> tuple[list, dict]:
     settings = [(struct, {name: _plain(getattr(struct, name)) for name in _writable(struct)})
                 for struct in _structs(scene)]
     own = {"frame_current": scene.frame_current, "frame_subframe": scene.frame_subframe, "camera": scene.camera}
-    if hasattr(scene, "use_nodes"):
+    if not compositor_is_node_group():  # 5.0 keeps `use_nodes` only as a deprecated switch that is always on
         own["use_nodes"] = scene.use_nodes
     return settings, own
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 TOKEN = "s3cret"
@@ -18,14 +20,16 @@ def tiny_models(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def tiny_server(tiny_models, tmp_path_factory):
-    """The real server as a subprocess on a free loopback port, on tiny models, requiring TOKEN."""
+def tiny_server(tmp_path_factory):
+    """The real server as a subprocess on a free loopback port, on tiny models, requiring TOKEN.
+
+    It runs on $MARIONETTE_SERVER_PYTHON when set: the Blender 5.0 test run has bpy but not the server's stack.
+    """
     from backend import launcher
 
     data = tmp_path_factory.mktemp("served")
-    # `--tiny` builds its models in DATA/tiny-models; reuse the session's copy.
-    (data / "tiny-models").symlink_to(tiny_models, target_is_directory=True)
-    server = launcher.start(args=["--tiny", "--port", "0", "--data", str(data), "--token", TOKEN],
+    server = launcher.start(os.environ.get("MARIONETTE_SERVER_PYTHON"),
+                            args=["--tiny", "--port", "0", "--data", str(data), "--token", TOKEN],
                             log=data / "server.log", timeout=180)
     yield server
     server.stop()

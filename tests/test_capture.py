@@ -10,7 +10,7 @@ import pytest
 bpy = pytest.importorskip("bpy")
 from mathutils import Euler, Matrix, Vector  # noqa: E402
 
-from backend import scene_state  # noqa: E402
+from backend import compositing, scene_state  # noqa: E402
 from backend.camera import camera_path, intrinsics, project, world_to_camera  # noqa: E402
 from backend.keyframes import render_keyframes  # noqa: E402
 from backend.passes import CaptureCancelled, render_guides  # noqa: E402
@@ -225,7 +225,8 @@ def user_settings(scene):
         "filter_width": round(cycles.filter_width, 5), "device": cycles.device,
         "layers": [(vl.name, vl.use, vl.samples, vl.use_pass_z, vl.use_pass_normal) for vl in scene.view_layers],
         "use_compositing": render.use_compositing, "use_sequencer": render.use_sequencer,
-        "use_nodes": scene.use_nodes, "nodes": sorted(n.name for n in scene.node_tree.nodes),
+        "use_nodes": scene.use_nodes,
+        "nodes": sorted(n.name for n in compositing.compositor_tree(scene, create=False).nodes),
         "filepath": render.filepath, "format": (image.file_format, image.color_mode, image.color_depth,
                                                 image.quality, image.exr_codec),
         "size": (render.resolution_x, render.resolution_y, render.resolution_percentage),
@@ -248,7 +249,7 @@ def dressed(scene):
     scene.cycles.samples, scene.cycles.use_denoising, scene.cycles.filter_width = 7, True, 2.0
     for layer in scene.view_layers:
         layer.samples = 3
-    scene.use_nodes = True
+    compositing.compositor_tree(scene)
     render.filepath = "//renders/shot_"
     render.image_settings.file_format, render.image_settings.quality = "JPEG", 77
     render.film_transparent = render.use_motion_blur = render.use_border = True

@@ -72,7 +72,9 @@ def owned(tree, role):
 
 
 def composite_input(tree):
-    return next(n for n in tree.nodes if n.bl_idname == "CompositorNodeComposite").inputs["Image"]
+    """The compositor's result: the Composite node's input (4.x) or the active Group Output's first input (5.0)."""
+    return next(n.inputs[0] for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"
+                or (n.bl_idname == "NodeGroupOutput" and n.is_active_output))
 
 
 def feeder(socket):
@@ -87,6 +89,14 @@ def assert_no_duplicate_links(tree):
 
 def marionette_strips(scene):
     return [s for s in compositing._strips(scene.sequence_editor) if s.get("marionette")]
+
+
+def add_colour_strip(sequencer, name, frame_start, frame_end):
+    """An artist's colour strip on channel 1; 5.0's new_effect takes a `length` where 4.x took `frame_end`."""
+    strips = compositing._strips(sequencer)
+    if "length" in strips.bl_rna.functions["new_effect"].parameters:
+        return strips.new_effect(name, "COLOR", 1, frame_start=frame_start, length=frame_end - frame_start)
+    return strips.new_effect(name, "COLOR", 1, frame_start=frame_start, frame_end=frame_end)
 
 
 def test_compositor_shows_each_frame_at_its_scene_frame(scene, tmp_path):
@@ -116,7 +126,7 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
     render_layers = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
     tree.links.new(render_layers.outputs["Image"], blur.inputs["Image"])
     sequencer = scene.sequence_editor_create()
-    artist_strip = compositing._strips(sequencer).new_effect("Artist Colour", "COLOR", 1, frame_start=1, frame_end=50)
+    artist_strip = add_colour_strip(sequencer, "Artist Colour", 1, 50)
     everything = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
 
     for _ in range(2):
@@ -150,8 +160,7 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
 
 def test_over_render_puts_frames_over_the_render_with_a_factor_the_artist_keeps(scene, tmp_path):
     folder = write_frames(tmp_path / "frames", [RED, GREEN])
-    scene.use_nodes = True
-    tree = scene.node_tree
+    tree = compositing.compositor_tree(scene)
     for node in list(tree.nodes):
         tree.nodes.remove(node)  # no Render Layers of the artist's: Marionette brings its own
 
@@ -196,7 +205,7 @@ def strip_count(scene):
 
 
 def scene_state(scene):
-    tree = scene.node_tree
+    tree = compositing.compositor_tree(scene, create=False)
     cameras = [len(c.background_images) for c in bpy.data.cameras]
     return (len(bpy.data.images), len(bpy.data.node_groups), scene.use_nodes, tree and len(tree.nodes),
             strip_count(scene), cameras)
