@@ -35,6 +35,7 @@ demo: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) bench/bench_server.py
+	$(PY) bench/bench_capture.py
 
 clean:
 	rm -rf out .pytest_cache
