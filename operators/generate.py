@@ -34,6 +34,23 @@ def _import(context, generation: Generation, count: int):
                               _targets(settings), settings.over_render)
 
 
+PREVIEW_IMAGE = "Marionette Preview"
+
+
+def _show_preview(path):
+    """The latest step preview as an image datablock the panel shows (and any Image Editor can)."""
+    if not path.exists():
+        return
+    image = bpy.data.images.get(PREVIEW_IMAGE)
+    if image is None:
+        image = bpy.data.images.load(str(path))
+        image.name = PREVIEW_IMAGE
+    else:
+        image.filepath = str(path)
+        image.reload()
+    image.preview_ensure()
+
+
 def apply_messages(context, generation: Generation, messages) -> str | None:
     """Apply worker messages to Blender (main thread). Returns the final event's kind once the job has ended."""
     runtime = context.window_manager.marionette
@@ -54,6 +71,7 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
         elif kind == "step":
             runtime.status = f"Step {data['i']}/{data['n']}"
             runtime.progress = 0.9 * data["i"] / steps
+            _show_preview(generation.out_dir / "preview.png")
         elif kind == "frame":
             runtime.frames_received += 1
             runtime.status = f"Frame {runtime.frames_received}/{frames}"
@@ -70,6 +88,9 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
                 runtime.status = f"Cancelled; {received} frames kept in {generation.out_dir}"
             else:
                 runtime.error = data.get("message", "unknown error")
+                if data.get("status") == 0:  # unreachable: say where to look
+                    runtime.error += (f". Start it in Marionette > Server, or check the Server URL in the "
+                                      f"preferences; server log: {server_control.log_path(paths.server_data_dir())}")
                 runtime.status = f"Failed; {received} frames kept"
     return final
 

@@ -20,6 +20,9 @@ class MARIONETTE_PT_main(_Panel, bpy.types.Panel):
         if runtime.running:
             layout.progress(factor=runtime.progress, text=runtime.status)
             layout.operator("marionette.cancel", icon="CANCEL")
+            preview = bpy.data.images.get("Marionette Preview")
+            if preview is not None and preview.preview is not None:
+                layout.template_icon(icon_value=preview.preview.icon_id, scale=8)
         else:
             layout.operator("marionette.generate", icon="RENDER_ANIMATION")
             layout.label(text=runtime.status)

@@ -81,6 +81,10 @@ def test_generate_headless_writes_every_frame_and_wires_the_compositor(extension
     assert sorted(p.name for p in (job_dir / "guides").glob("depth_*.png"))[:1] == ["depth_0001.png"]
     images = [i for i in bpy.data.images if i.source == "SEQUENCE"]
     assert len(images) == 1 and Path(bpy.path.abspath(images[0].filepath)) == frames[0]
+    tree = sys.modules[f"{PACKAGE}.backend.compositing"].compositor_tree(scene, create=False)
+    nodes = [n for n in tree.nodes if n.bl_idname == "CompositorNodeImage" and n.image == images[0]]
+    assert len(nodes) == 1 and nodes[0].outputs[0].is_linked
+    assert bpy.data.images["Marionette Preview"].size[0] > 0, "the step previews reach Blender"
     assert settings_fingerprint(scene) == before
 
 
@@ -120,7 +124,7 @@ def test_server_down_is_a_clear_error_and_nothing_changes(extension, tmp_path):
     with pytest.raises(RuntimeError, match="cannot reach the Marionette server"):
         bpy.ops.marionette.generate()
     runtime = bpy.context.window_manager.marionette
-    assert "cannot reach" in runtime.error and not runtime.running
+    assert "cannot reach" in runtime.error and "server log" in runtime.error and not runtime.running
     assert settings_fingerprint(scene) == before
 
 
