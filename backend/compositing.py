@@ -12,8 +12,8 @@ the frames are opaque); the artist lowers it to see the render through. A later 
 artist set.
 
 Blender 4.2–4.5 keep the compositor in `scene.node_tree` with a Composite node; Blender 5.0 made it a node group
-(`scene.compositing_node_group`) whose Group Output is the result. Only `compositor_tree()` and
-`compositor_output()` know about that difference.
+(`scene.compositing_node_group`) whose Group Output is the result. `compositor_is_node_group()` tells them apart;
+only `compositor_tree()`, `compositor_output()` and `scene_state` (which skips 5.0's no-op `use_nodes`) use it.
 """
 
 from __future__ import annotations

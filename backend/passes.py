@@ -2,9 +2,10 @@
 
 How the passes are read: each frame is rendered with `bpy.ops.render.render(write_still=True)` into a temporary
 multilayer OpenEXR (32-bit float, no compression) and that file is parsed here with numpy. Render output settings
-are the same in Blender 4.2 to 5.x (5.0 adds `image_settings.media_type`, and `use_exr_interleave`, which must be on
-for the single-part file 4.x writes and `read_exr` parses), so this path needs no compositor:
-it does not depend on the node-tree and File Output changes of 5.0, and leaves the user's compositor untouched.
+are the same in Blender 4.2 to 5.x except that 5.0 adds `image_settings.media_type` and writes multi-part EXR unless
+`use_exr_interleave` asks for the single-part layout 4.x writes and `read_exr` parses. So this path needs no
+compositor: it does not depend on the node-tree and File Output changes of 5.0, and leaves the user's compositor
+untouched.
 `Image.pixels` of a loaded multilayer EXR only shows one pass, and the Render Result has no pixels headless.
 
 Encodings (shared/CONVENTIONS.md):
@@ -108,7 +109,7 @@ def _configure(scene, layer, exr_path):
     settings.file_format = "OPEN_EXR_MULTILAYER"
     settings.color_depth = "32"
     settings.exr_codec = "NONE"
-    if hasattr(settings, "use_exr_interleave"):  # Blender 5.0+ writes one part per pass unless told otherwise
+    if "use_exr_interleave" in settings.bl_rna.properties:  # 5.0+ writes one part per pass unless told otherwise
         settings.use_exr_interleave = True
     render.use_file_extension = True
     render.filepath = str(exr_path)
