@@ -58,8 +58,63 @@ def control_active(step: int, steps: int, start: float, end: float) -> bool:
     return not (step / steps < start or (step + 1) / steps > end)
 
 
+@dataclass
+class ContextWindows:
+    """Run the clip as overlapping windows the motion module was trained on, through the whole UNet (ControlNets
+    and SparseCtrl included), fusing the overlapping predictions; memory is that of one window."""
+    length: int = 16
+    overlap: int = 4
+    loop: bool = False       # windows wrap from the last frames to the first, so the clip loops seamlessly
+    fuse: str = "pyramid"    # "pyramid": frames near a window's centre count more; "flat": all the same
+
+
+def context_windows(frames: int, length: int, overlap: int, loop: bool) -> list[list[int]]:
+    """Frame indices of each window. A clip no longer than a window is one window (unless it loops)."""
+    if frames <= length and not loop:
+        return [list(range(frames))]
+    length = min(length, frames)
+    stride = max(1, length - min(overlap, length - 1))
+    if loop:
+        return [[(start + i) % frames for i in range(length)] for start in range(0, frames, stride)]
+    starts = list(range(0, frames - length + 1, stride))
+    if starts[-1] != frames - length:
+        starts.append(frames - length)
+    return [list(range(start, start + length)) for start in starts]
+
+
+def fusion_table(frames: int, windows: list[list[int]], fuse: str) -> torch.Tensor:
+    """(windows, frames) weights with which each window's prediction enters each frame; every column sums to 1."""
+    length = len(windows[0])
+    if fuse == "flat":
+        ramp = torch.ones(length, dtype=torch.float64)
+    elif fuse == "pyramid":
+        ramp = torch.tensor([min(i + 1, length - i) for i in range(length)], dtype=torch.float64)
+    else:
+        raise ValueError(f"unknown fuse {fuse!r}; use 'pyramid' or 'flat'")
+    table = torch.zeros((len(windows), frames), dtype=torch.float64)
+    for w, idx in enumerate(windows):
+        table[w, idx] = ramp
+    return table / table.sum(0, keepdim=True)
+
+
+def travel(keys: list[tuple[int, torch.Tensor]], frames: int) -> torch.Tensor:
+    """Per-frame prompt embeddings (frames, tokens, dim) linearly interpolated between (frame, embedding) keys."""
+    keys = sorted(keys, key=lambda k: k[0])
+    out = []
+    for f in range(frames):
+        after = next((k for k in keys if k[0] >= f), keys[-1])
+        before = next((k for k in reversed(keys) if k[0] <= f), keys[0])
+        if after[0] == before[0]:
+            out.append(before[1])
+        else:
+            a = (f - before[0]) / (after[0] - before[0])
+            out.append(torch.lerp(before[1], after[1], a))
+    return torch.stack(out)
+
+
 class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
-    """AnimateDiffPipeline whose `generate` takes ControlNets and SparseCtrl keyframes per call."""
+    """AnimateDiffPipeline whose `generate` takes ControlNets, SparseCtrl keyframes, context windows and prompt
+    keys per call."""
 
     @torch.no_grad()
     def generate(
@@ -75,63 +130,84 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         generator: torch.Generator | None = None,
         controls: list[Control] = (),
         keyframes: Keyframes | None = None,
+        context: ContextWindows | None = None,
+        prompt_keys: list[tuple[int, str]] = (),
+        on_window: Callable[[int, list[int]], None] | None = None,
         on_step: Callable[[int, int, torch.Tensor], None] | None = None,
         on_frame: Callable[[int, np.ndarray], None] | None = None,
         decode_chunk: int = 4,
     ) -> np.ndarray:
-        """Generate a clip; returns (frames, H, W, 3) uint8. Callbacks: on_step(i, n, x0), on_frame(index, rgb)."""
+        """Generate a clip; returns (frames, H, W, 3) uint8.
+
+        prompt_keys: (frame index, prompt) pairs for prompt travel; `prompt` alone when empty.
+        Callbacks: on_window(window, frame indices) before each window's prediction (per-window LoRA weights),
+        on_step(i, n, x0), on_frame(index, rgb).
+        """
         device = self._execution_device
         cfg = guidance > 1.0
-        pos, neg = self.encode_prompt(prompt, device, 1, cfg, negative_prompt)
-        embeds = torch.cat([neg, pos]) if cfg else pos
-        embeds = embeds.repeat_interleave(repeats=num_frames, dim=0)
+        batch = 2 if cfg else 1
+        keys = list(prompt_keys) or [(0, prompt)]
+        encoded = [(f, *self.encode_prompt(p, device, 1, cfg, negative_prompt)) for f, p in keys]
+        positive = travel([(f, pos[0]) for f, pos, _ in encoded], num_frames)    # (F, tokens, dim)
+        negative = encoded[0][2]                                                # (1, tokens, dim) or None
 
         self.scheduler.set_timesteps(steps, device=device)
         timesteps = self.scheduler.timesteps
         latents = self.prepare_latents(1, self.unet.config.in_channels, num_frames, height, width,
-                                       embeds.dtype, device, generator)
+                                       positive.dtype, device, generator)
         extra = self.prepare_extra_step_kwargs(generator, 0.0)
-        batch = 2 if cfg else 1
-
-        control_inputs = []
-        for c in controls:
-            images = c.images.to(device=device, dtype=c.model.dtype)
-            control_inputs.append(torch.cat([images] * batch) if cfg else images)
+        images = [c.images.to(device=device, dtype=c.model.dtype) for c in controls]
         sparse = self._sparse_inputs(keyframes, num_frames, batch, device) if keyframes else None
+        context = context or ContextWindows(length=num_frames, overlap=0)
+        windows = context_windows(num_frames, context.length, context.overlap, context.loop)
+        table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
 
         for i, t in enumerate(timesteps):
-            model_in = torch.cat([latents] * batch) if cfg else latents
-            model_in = self.scheduler.scale_model_input(model_in, t)
-            down, mid = None, None
-
-            flat = None
-            for c, cond in zip(controls, control_inputs):
-                if not control_active(i, len(timesteps), c.start, c.end):
-                    continue
-                if flat is None:  # (b, c, f, h, w) -> (b*f, c, h, w), frame-major as the ControlNet expects
-                    flat = model_in.transpose(1, 2).reshape(-1, *model_in.shape[1:2], *model_in.shape[3:])
-                d, m = c.model(flat, t, encoder_hidden_states=embeds, controlnet_cond=cond,
-                               conditioning_scale=c.scale, return_dict=False)
-                down, mid = _add_residuals(down, mid, d, m)
-            if sparse is not None:
-                cond, mask = sparse
-                d, m = keyframes.model(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond,
-                                       conditioning_mask=mask, conditioning_scale=keyframes.scale,
-                                       return_dict=False)
-                down, mid = _add_residuals(down, mid, d, m)
-
-            noise = self.unet(model_in, t, encoder_hidden_states=embeds,
-                              down_block_additional_residuals=down, mid_block_additional_residual=mid).sample
-            if cfg:
-                uncond, text = noise.chunk(2)
-                noise = uncond + guidance * (text - uncond)
-            out = self.scheduler.step(noise, t, latents, **extra)
+            fused = torch.zeros_like(latents)
+            for w, idx in enumerate(windows):
+                if on_window is not None:
+                    on_window(w, idx)
+                embeds = positive[idx]
+                if cfg:
+                    embeds = torch.cat([negative.expand(len(idx), -1, -1), embeds])
+                noise = self._predict(latents[:, :, idx], t, i, len(timesteps), embeds, guidance, controls,
+                                      [torch.cat([im[idx]] * batch) for im in images],
+                                      None if sparse is None else (sparse[0][:, :, idx], sparse[1][:, :, idx]),
+                                      keyframes)
+                fused[:, :, idx] += noise * table[w, idx][None, None, :, None, None]
+            out = self.scheduler.step(fused, t, latents, **extra)
             latents = out.prev_sample
             if on_step is not None:
                 x0 = getattr(out, "pred_original_sample", None)
                 on_step(i, len(timesteps), latents if x0 is None else x0)
 
         return self.decode(latents, on_frame, decode_chunk)
+
+    def _predict(self, latents, t, step, steps, embeds, guidance, controls, control_images, sparse, keyframes):
+        """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed."""
+        cfg = guidance > 1.0
+        model_in = torch.cat([latents] * 2) if cfg else latents
+        model_in = self.scheduler.scale_model_input(model_in, t)
+        down, mid, flat = None, None, None
+        for c, cond in zip(controls, control_images):
+            if not control_active(step, steps, c.start, c.end):
+                continue
+            if flat is None:  # (b, c, f, h, w) -> (b*f, c, h, w), frame-major as the ControlNet expects
+                flat = model_in.transpose(1, 2).reshape(-1, model_in.shape[1], *model_in.shape[3:])
+            d, m = c.model(flat, t, encoder_hidden_states=embeds, controlnet_cond=cond,
+                           conditioning_scale=c.scale, return_dict=False)
+            down, mid = _add_residuals(down, mid, d, m)
+        if sparse is not None:
+            cond, mask = sparse
+            d, m = keyframes.model(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond,
+                                   conditioning_mask=mask, conditioning_scale=keyframes.scale, return_dict=False)
+            down, mid = _add_residuals(down, mid, d, m)
+        noise = self.unet(model_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+                          mid_block_additional_residual=mid).sample
+        if cfg:
+            uncond, text = noise.chunk(2)
+            noise = uncond + guidance * (text - uncond)
+        return noise
 
     def _sparse_inputs(self, keyframes: Keyframes, num_frames: int, batch: int, device):
         """Keyframe conditioning and mask, (batch, C, F, h, w) and (batch, 1, F, h, w)."""

@@ -1,0 +1,152 @@
+"""Long and looping clips: context windows through the whole UNet, fusion, loops, per-window LoRAs, prompt travel."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from server.models import ModelConfig, ModelStore
+from server.pipeline import Control, ContextWindows, context_windows, fusion_table, travel
+
+SIZE = 64
+
+
+@pytest.fixture(scope="module")
+def store(tiny_models):
+    return ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
+
+
+def run(pipe, frames, **kw):
+    args = dict(prompt="a marionette", negative_prompt="blurry", num_frames=frames, height=SIZE, width=SIZE,
+                steps=2, guidance=7.5, generator=torch.Generator().manual_seed(3))
+    args.update(kw)
+    return pipe.generate(**args)
+
+
+@pytest.mark.parametrize("frames, length, overlap", [(64, 16, 4), (40, 16, 8), (17, 16, 4), (128, 16, 2)])
+def test_windows_cover_the_clip_in_order(frames, length, overlap):
+    windows = context_windows(frames, length, overlap, loop=False)
+    assert all(len(w) == length and w == list(range(w[0], w[0] + length)) for w in windows)
+    assert windows[0][0] == 0 and windows[-1][-1] == frames - 1
+    assert set().union(*map(set, windows)) == set(range(frames))
+    starts = [w[0] for w in windows]
+    assert all(0 < b - a <= length - overlap for a, b in zip(starts, starts[1:]))
+
+
+def test_short_clip_is_one_window():
+    assert context_windows(12, 16, 4, loop=False) == [list(range(12))]
+
+
+def test_looped_windows_wrap_from_the_end_to_the_start():
+    windows = context_windows(32, 16, 4, loop=True)
+    assert any(w.index(0) == w.index(31) + 1 for w in windows if 0 in w and 31 in w)
+    counts = np.bincount(np.concatenate(windows), minlength=32)
+    assert counts.min() >= 1 and len(windows) == 3
+    short = context_windows(10, 16, 4, loop=True)
+    assert any(w.index(0) > 0 for w in short), "a short loop still gets a window across its seam"
+
+
+@pytest.mark.parametrize("fuse", ["pyramid", "flat"])
+@pytest.mark.parametrize("loop", [False, True])
+def test_fuse_weights_of_every_frame_sum_to_one(fuse, loop):
+    windows = context_windows(50, 16, 6, loop)
+    table = fusion_table(50, windows, fuse)
+    assert torch.allclose(table.sum(0), torch.ones(50, dtype=table.dtype))
+    for w, idx in enumerate(windows):
+        outside = sorted(set(range(50)) - set(idx))
+        assert (table[w, outside] == 0).all()
+    if fuse == "pyramid" and not loop:
+        first = windows[0]
+        assert table[0, first[0]] == 1 and table[0, first[-1]] < table[1, first[-1]]
+
+
+def test_prompt_travel_interpolates_between_keys():
+    a, b = torch.zeros(3, 4), torch.ones(3, 4)
+    per_frame = travel([(2, a), (6, b)], 9)
+    assert torch.equal(per_frame[0], a) and torch.equal(per_frame[2], a)
+    assert torch.allclose(per_frame[3], torch.full((3, 4), 0.25))
+    assert torch.allclose(per_frame[4], torch.full((3, 4), 0.5))
+    assert torch.equal(per_frame[6], b) and torch.equal(per_frame[8], b)
+
+
+def test_prompt_travel_reaches_the_unet(store):
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    seen = []
+    hook = pipe.unet.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True)
+    try:
+        run(pipe, 8, prompt_keys=[(0, "a red ball"), (7, "a blue cube")], steps=1)
+    finally:
+        hook.remove()
+    embeds = seen[0]                                    # (2 * frames, tokens, dim): negatives, then positives
+    pos = embeds[8:]
+    red = pipe.encode_prompt("a red ball", "cpu", 1, False)[0][0]
+    blue = pipe.encode_prompt("a blue cube", "cpu", 1, False)[0][0]
+    assert torch.allclose(pos[0], red) and torch.allclose(pos[7], blue)
+    assert torch.allclose(pos[3], torch.lerp(red, blue, 3 / 7), atol=1e-6)
+
+
+def test_long_clip_needs_only_one_window_of_memory(store):
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    net = store.controlnet("depth")
+    largest = {}
+
+    def record(module, args, output):
+        tensors = output if isinstance(output, tuple) else (output,)
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                largest[frames] = max(largest.get(frames, 0), t.numel())
+
+    hooks = [m.register_forward_hook(record) for m in list(pipe.unet.modules()) + list(net.modules())]
+    try:
+        for frames in (16, 64):
+            guide = torch.rand((frames, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
+            out = run(pipe, frames, steps=1, controls=[Control(net, guide, 1.0)],
+                      context=ContextWindows(length=16, overlap=4))
+            assert out.shape == (frames, SIZE, SIZE, 3)
+    finally:
+        for h in hooks:
+            h.remove()
+    assert largest[64] == largest[16], largest
+
+
+def test_windows_run_the_whole_unet_and_change_with_overlap(store):
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    windows_seen = []
+    a = run(pipe, 40, context=ContextWindows(length=16, overlap=4), on_window=lambda w, idx: windows_seen.append(idx))
+    b = run(pipe, 40, context=ContextWindows(length=16, overlap=8))
+    assert windows_seen[:3] == [list(range(0, 16)), list(range(12, 28)), list(range(24, 40))]
+    assert not np.array_equal(a, b)
+    looped = run(pipe, 40, context=ContextWindows(length=16, overlap=4, loop=True))
+    assert looped.shape == a.shape and not np.array_equal(a, looped)
+
+
+def test_one_window_equals_no_windows(store):
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    assert np.array_equal(run(pipe, 8), run(pipe, 8, context=ContextWindows(length=16, overlap=4)))
+
+
+def test_per_window_lora_schedule_reaches_the_adapters(store):
+    pipe = store.pipeline("sd15", "v2")
+    schedule = [[("motion_lora", "pan_left", 1.0)], [("motion_lora", "zoom_in", 0.5)]]
+    store.set_loras(pipe, schedule[0] + [("motion_lora", "zoom_in", 0.0)])
+    layer = next(m for n, m in pipe.unet.named_modules() if n.endswith("motion_modules.0.transformer_blocks.0.attn1.to_q")
+                 and hasattr(m, "scaling"))
+    seen = []
+    hook = layer.register_forward_pre_hook(
+        lambda m, args: seen.append({a: m.scaling[a] for a in m.active_adapters}))
+    try:
+        run(pipe, 24, steps=1, context=ContextWindows(length=16, overlap=4),
+            on_window=lambda w, idx: store.set_loras(pipe, schedule[w]))
+    finally:
+        hook.remove()
+        store.set_loras(pipe, [])
+    by_window = [{k.split("__")[1]: v for k, v in s.items()} for s in seen]
+    assert by_window[0]["pan_left"] > 0 and "zoom_in" not in by_window[0]
+    assert by_window[1]["zoom_in"] > 0 and "pan_left" not in by_window[1]
+    assert by_window[1]["zoom_in"] == pytest.approx(by_window[0]["pan_left"] * 0.5)
