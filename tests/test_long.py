@@ -150,3 +150,17 @@ def test_per_window_lora_schedule_reaches_the_adapters(store):
     assert by_window[0]["pan_left"] > 0 and "zoom_in" not in by_window[0]
     assert by_window[1]["zoom_in"] > 0 and "pan_left" not in by_window[1]
     assert by_window[1]["zoom_in"] == pytest.approx(by_window[0]["pan_left"] * 0.5)
+
+
+def test_seam_score_sees_jumps_at_window_boundaries():
+    from server.metrics import seam_score
+
+    windows = context_windows(40, 16, 4, loop=False)          # starts 0, 12, 24
+    smooth = np.stack([np.full((4, 4, 3), f, dtype=np.float64) for f in range(40)])
+    assert seam_score(smooth, windows) == pytest.approx(1.0)
+    jumpy = smooth.copy()
+    for start in (12, 24):
+        jumpy[start:] += 10.0                                  # a jump into each window's first frame
+    assert seam_score(jumpy, windows) > 3.0
+    with pytest.raises(ValueError):
+        seam_score(smooth[:10], context_windows(10, 16, 4, loop=False))
