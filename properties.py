@@ -85,6 +85,7 @@ class MARIONETTE_PG_runtime(bpy.types.PropertyGroup):
     frames_received: IntProperty()
     error: StringProperty()
     server: StringProperty(default="Not checked")
+    camera_match: StringProperty(description="Motion LoRAs the server matched to the camera for the last job")
 
 
 CLASSES = (MARIONETTE_PG_lora, MARIONETTE_PG_keyframe, MARIONETTE_PG_settings, MARIONETTE_PG_runtime)

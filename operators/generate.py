@@ -51,6 +51,13 @@ def _show_preview(path):
     image.preview_ensure()
 
 
+def describe_motion_loras(motion_loras: list) -> str:
+    """The job's camera motion LoRAs as one short line for the panel, e.g. "pan left 0.8, zoom in 0.35"."""
+    if not motion_loras:
+        return "no camera motion (static or shaking): no LoRA"
+    return ", ".join(f"{m['name'].replace('_', ' ')} {m['weight']:g}" for m in motion_loras)
+
+
 def apply_messages(context, generation: Generation, messages) -> str | None:
     """Apply worker messages to Blender (main thread). Returns the final event's kind once the job has ended."""
     runtime = context.window_manager.marionette
@@ -84,6 +91,8 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             if kind == "done":
                 runtime.progress = 1.0
                 runtime.status = f"Done: {received} frames in {generation.out_dir}"
+                if generation.spec.get("camera_motion") == "auto":
+                    runtime.camera_match = describe_motion_loras(data.get("motion_loras", []))
             elif kind == "cancelled":
                 runtime.status = f"Cancelled; {received} frames kept in {generation.out_dir}"
             else:
@@ -120,6 +129,7 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
 
         out_dir = paths.new_job_dir(scene.marionette)
         runtime.error, runtime.frames_received, runtime.progress = "", 0, 0.0
+        runtime.camera_match = ""
         runtime.job_dir, runtime.status, runtime.running = str(out_dir), "Checking the job with the server", True
         self._snap = snap
         # The camera path is captured with the guides and added to the spec before it is submitted.

@@ -105,6 +105,11 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
             col = layout.column(align=True)
             for name in MOTION_LORAS:
                 col.prop(s, f"lora_{name}")
+        else:
+            matched = context.window_manager.marionette.camera_match
+            layout.label(text="Matched for the last job:" if matched else "Matched to the camera on Generate")
+            for line in _wrap(matched, 40):
+                layout.label(text=line, icon="CAMERA_DATA")
         if s.motion_module != "v2" and (s.camera_motion == "AUTO" or any(
                 getattr(s, f"lora_{n}") > 0 for n in MOTION_LORAS)):
             layout.label(text="Camera LoRAs act on the v2 motion module only", icon="INFO")

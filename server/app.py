@@ -19,7 +19,7 @@ from .jobs import JobQueue
 from .models import KINDS, ModelConfig, ModelStore, UnknownModel
 from .protocol import (FINAL_EVENTS, FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_SPEC, SpecError,
                        format_event, frame_filename, guide_errors, parse_spec)
-from .runner import plan, run_job
+from .runner import motion_loras_for, plan, run_job
 
 GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME)
 
@@ -115,8 +115,8 @@ def create_app(settings: Settings) -> FastAPI:
                 settings.models.get("controlnet", c.model)
             for m in spec.loras:
                 settings.models.get("lora", m.name)
-            for m in spec.motion_loras:
-                settings.models.get("motion_lora", m.name)
+            for m in motion_loras_for(spec)[0]:  # with camera_motion "auto": the ones the camera matched
+                settings.models.get("motion_lora", m["name"])
             if spec.sparsectrl:
                 settings.models.get("sparsectrl", spec.sparsectrl.model)
         except UnknownModel as e:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import math
 import platform
 import time
@@ -13,6 +14,7 @@ import torch
 from PIL import Image
 
 from . import __version__
+from .camera_motion import match, plot_png, with_overrides
 from .jobs import Cancelled, Job
 from .models import ModelStore, file_identity
 from .pipeline import Control, Keyframes, latent_preview
@@ -28,9 +30,12 @@ def plan(spec: JobSpec, store: ModelStore) -> dict:
     module = config.get("motion_module", spec.motion_module)
     info = motion_adapter_info(module.source, module.config)
     notes = []
-    if spec.motion_loras and info["version"] != "v2":
+    motion_loras, camera = motion_loras_for(spec)
+    if (motion_loras or spec.camera_motion == "auto") and info["version"] != "v2":
         notes.append(f"motion LoRAs act as intended only on the v2 motion module; {spec.motion_module!r} is "
                      f"{info['version']}: expect little effect")
+    if camera is not None:
+        notes += camera["notes"]
     if spec.sparsectrl and info["version"] not in ("v3", "unknown"):
         notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
     return {
@@ -41,12 +46,36 @@ def plan(spec: JobSpec, store: ModelStore) -> dict:
         "sparsectrl": None if spec.sparsectrl is None else {
             "model": spec.sparsectrl.model, "keyframes": spec.sparsectrl.keyframes,
             "weight": spec.sparsectrl.weight, "source": config.get("sparsectrl", spec.sparsectrl.model).source},
-        "motion_loras": [{"name": m.name, "weight": m.weight} for m in spec.motion_loras],
+        "motion_loras": motion_loras,
         "loras": [{"name": m.name, "weight": m.weight} for m in spec.loras],
         "camera_motion": spec.camera_motion,
+        # with a camera path: what it matched (before manual overrides), the schedule, the per-pair components and
+        # a base64 PNG plot of both (README "Camera matching")
+        "matched_motion_loras": None if camera is None else camera["motion_loras"],
+        "windows": None if camera is None else camera["windows"],
+        "components": None if camera is None else camera["components"],
+        "camera_matching": None if camera is None else {k: camera[k] for k in ("rates", "settings")},
+        "plot_png": None if camera is None else base64.b64encode(
+            plot_png(camera["components"], camera["windows"])).decode(),
         "scheduler": spec.scheduler,
         "notes": notes,
     }
+
+
+def motion_loras_for(spec: JobSpec) -> tuple[list[dict], dict | None]:
+    """The motion LoRA weights a job applies, and the camera match when the spec has a camera path.
+
+    "auto": the camera's clip weights, manual entries overriding per name (also in every window); "manual": the
+    spec's own weights (the camera match is still returned, for display)."""
+    manual = [{"name": m.name, "weight": m.weight} for m in spec.motion_loras]
+    if spec.camera is None:
+        return manual, None
+    camera = match(spec.camera)
+    if spec.camera_motion != "auto":
+        return manual, camera
+    for w in camera["windows"]:
+        w["motion_loras"] = with_overrides(w["motion_loras"], spec.motion_loras)
+    return with_overrides(camera["motion_loras"], spec.motion_loras), camera
 
 
 def _library_versions() -> dict:
@@ -84,13 +113,17 @@ def run_job(job: Job, store: ModelStore):
                     "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype)}
     try:
         job.manifest["plan"] = plan(spec, store)
+        plot = job.manifest["plan"].pop("plot_png")
+        if plot:  # the manifest keeps the schedule; the plot goes beside it
+            (job.folder / "camera_motion.png").write_bytes(base64.b64decode(plot))
         job.write_manifest()
         job.emit("loading", models=[spec.base, spec.motion_module] + [c.model for c in spec.controlnets])
         loads_before = len(store.loads)
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module)
+            motion_loras = job.manifest["plan"]["motion_loras"]   # the camera's, with camera_motion "auto"
             store.set_loras(pipe, [("lora", m.name, m.weight) for m in spec.loras]
-                            + [("motion_lora", m.name, m.weight) for m in spec.motion_loras])
+                            + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])
             controls = [Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)
                         for c in spec.controlnets]
             keyframes = None
@@ -126,7 +159,7 @@ def run_job(job: Job, store: ModelStore):
         job.manifest["timings"] = timings
         job.write_manifest()
         job.emit("done", frames=len(job.frames_ready), manifest=f"/jobs/{job.id}/manifest",
-                 loaded=job.manifest.get("loaded_now", []))
+                 loaded=job.manifest.get("loaded_now", []), motion_loras=job.manifest["plan"]["motion_loras"])
     except Cancelled:
         _finish(job, "cancelled", "cancelled by the client", timings)
         job.emit("cancelled", message="cancelled by the client", frames=len(job.frames_ready))
