@@ -58,6 +58,21 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
     keyframe_index: IntProperty()
     keyframe_weight: FloatProperty(name="Keyframe strength", default=1.0, min=0.0, max=2.0)
 
+    use_context: BoolProperty(name="Context windows", default=True,
+                              description="Generate clips longer than a window as overlapping windows (the motion "
+                                          "modules were trained on 16 frames)")
+    context_length: IntProperty(name="Window", default=16, min=2, max=32)
+    context_overlap: IntProperty(name="Overlap", default=4, min=0, max=31)
+    loop: BoolProperty(name="Loop", default=False,
+                       description="Make the last frames lead seamlessly into the first (windows wrap around)")
+    fuse: EnumProperty(name="Blend", default="pyramid", items=[
+        ("pyramid", "Pyramid", "Frames near a window's centre count more where windows overlap"),
+        ("flat", "Flat", "Overlapping windows count the same")])
+    prompts_from_markers: BoolProperty(
+        name="Prompts from markers", default=False,
+        description="Prompt travel: each timeline marker in the range is a prompt from its frame on (its name, or "
+                    "the text of a Text datablock with that name), blended between markers")
+
     use_scene_range: BoolProperty(name="Scene frame range", default=True)
     frame_start: IntProperty(name="Start", default=1)
     frame_end: IntProperty(name="End", default=16)

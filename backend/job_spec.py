@@ -1,6 +1,8 @@
-"""The job spec from a snapshot of the scene settings. Plain data in, plain data out: no bpy."""
+"""The job spec from a snapshot of the scene settings: `snapshot` reads the scene, the rest is plain data."""
 
 from __future__ import annotations
+
+import bpy
 
 try:
     from ..server.protocol import MOTION_LORAS, PROTOCOL_VERSION
@@ -18,6 +20,9 @@ def snapshot(settings, scene) -> dict:
         "prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "base", "motion_module",
         "camera_motion", "keyframe_weight")}
     snap.update(
+        context={"length": settings.context_length, "overlap": settings.context_overlap, "loop": settings.loop,
+                 "fuse": settings.fuse} if settings.use_context else None,
+        prompt_keys=marker_prompts(scene, start, end) if settings.prompts_from_markers else [],
         frame_start=start, frame_end=end, fps=round(r.fps / r.fps_base),
         width=r.resolution_x * r.resolution_percentage // 100,
         height=r.resolution_y * r.resolution_percentage // 100,
@@ -29,6 +34,17 @@ def snapshot(settings, scene) -> dict:
                 for kind in GUIDE_KINDS if getattr(settings, f"use_{kind}")},
     )
     return snap
+
+
+def marker_prompts(scene, start: int, end: int) -> list[tuple[int, str]]:
+    """(scene frame, prompt) from the timeline markers in the range: a marker's name, or the text of a Text
+    datablock of that name (for prompts longer than a marker name)."""
+    keys = []
+    for marker in sorted(scene.timeline_markers, key=lambda m: m.frame):
+        if start <= marker.frame <= end and marker.name.strip():
+            text = bpy.data.texts.get(marker.name)
+            keys.append((marker.frame, text.as_string().strip() if text else marker.name.strip()))
+    return keys
 
 
 def problems(snap: dict, has_camera: bool) -> list[str]:
@@ -65,6 +81,11 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> dict:
     }
     if camera_path is not None:
         spec["camera"] = camera_path
+    context = snap.get("context")
+    if context and (frames > context["length"] or context["loop"]):
+        spec["context"] = context
+    if snap.get("prompt_keys"):
+        spec["prompts"] = [{"frame": f - snap["frame_start"], "prompt": p} for f, p in snap["prompt_keys"]]
     if snap["keyframes"]:
         spec["sparsectrl"] = {"keyframes": [f - snap["frame_start"] for f in snap["keyframes"]],
                               "weight": snap["keyframe_weight"]}

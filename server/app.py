@@ -122,9 +122,14 @@ def create_app(settings: Settings) -> FastAPI:
         except UnknownModel as e:
             raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known})
         max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
-        if spec.frames > max_frames:
+        if spec.context is not None and spec.context.length > max_frames:
+            raise SpecError([("context.length", f"windows of {spec.context.length} frames are more than the motion "
+                                                f"module {spec.motion_module!r} takes ({max_frames}); 16 is what "
+                                                f"it was trained on")])
+        if spec.context is None and spec.frames > max_frames:
             raise SpecError([("frames", f"{spec.frames} frames is more than the motion module "
-                                        f"{spec.motion_module!r} takes ({max_frames}); shorten the clip")])
+                                        f"{spec.motion_module!r} takes ({max_frames}) in one pass; shorten the clip "
+                                        f"or send \"context\" windows (e.g. length 16, overlap 4)")])
 
     @app.exception_handler(SpecError)
     async def spec_error(_request, exc: SpecError):

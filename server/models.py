@@ -156,6 +156,7 @@ class ModelStore:
         self._pipe_key: tuple[str, str] | None = None
         self._pipe = None
         self._adapters: set[str] = set()
+        self._applied: list | None = None   # the (kind, name, weight) list set_loras applied last
         self.lock = threading.RLock()
         self.loads: list[str] = []   # every load, in order: what tests and the manifest read
         self._loaded: tuple[str, ...] = ()
@@ -221,6 +222,8 @@ class ModelStore:
         from . import checkpoints
 
         with self.lock:
+            if list(loras) == self._applied:
+                return  # per-window schedules ask again for every window and step
             names, weights = [], []
             for kind, name, weight in loras:
                 adapter = f"{kind}__{name}"
@@ -236,6 +239,7 @@ class ModelStore:
                     self._refresh()
                 names.append(adapter)
                 weights.append(weight)
+            self._applied = list(loras)
             if not self._adapters:
                 return
             if names:
@@ -260,6 +264,7 @@ class ModelStore:
             self._pipe.unload_lora_weights()  # the text encoder is shared with the cache: strip its adapters
         self._pipe, self._pipe_key = None, None
         self._adapters.clear()
+        self._applied = None
         self._refresh()
 
     def release(self):

@@ -102,6 +102,24 @@ class SparseCtrlSpec:
 
 
 @dataclass
+class ContextSpec:
+    """Context windows for clips longer than the motion module was trained on (or to loop)."""
+    length: int = 16
+    overlap: int = 4
+    loop: bool = False
+    fuse: str = "pyramid"     # pyramid | flat
+
+
+@dataclass
+class PromptKey:
+    frame: int                # 0-based frame index where this prompt holds fully
+    prompt: str
+
+
+FUSE_MODES = ("pyramid", "flat")
+
+
+@dataclass
 class JobSpec:
     prompt: str
     negative_prompt: str = ""
@@ -122,6 +140,8 @@ class JobSpec:
     motion_loras: list[Weighted] = field(default_factory=list)
     camera_motion: str = "manual"
     camera: dict | None = None
+    context: ContextSpec | None = None
+    prompts: list[PromptKey] = field(default_factory=list)   # prompt travel; `prompt` holds where empty
     version: int = PROTOCOL_VERSION
 
     def to_json(self) -> str:
@@ -261,11 +281,54 @@ def parse_spec(data) -> JobSpec:
     if data.get("camera_motion") == "auto" and camera is None:
         errors.append(("camera_motion", "\"auto\" needs a camera path in \"camera\""))
 
+    context = _context(errors, data.get("context"))
+    prompts = _prompt_keys(errors, data.get("prompts", []), data.get("frames", 16))
     if errors:
         raise SpecError(errors)
     plain = {k: v for k, v in data.items()
-             if k not in ("loras", "motion_loras", "controlnets", "sparsectrl")}
-    return JobSpec(**plain, loras=loras, motion_loras=motion_loras, controlnets=controlnets, sparsectrl=sparsectrl)
+             if k not in ("loras", "motion_loras", "controlnets", "sparsectrl", "context", "prompts")}
+    return JobSpec(**plain, loras=loras, motion_loras=motion_loras, controlnets=controlnets, sparsectrl=sparsectrl,
+                   context=context, prompts=prompts)
+
+
+def _context(errors, raw) -> ContextSpec | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, dict):
+        errors.append(("context", "must be an object: {\"length\", \"overlap\", \"loop\", \"fuse\"}"))
+        return None
+    raw = _fields(errors, "context.", raw, ContextSpec)
+    length, overlap = raw.get("length", 16), raw.get("overlap", 4)
+    ok = _number(errors, "context.length", length, 2, LIMITS["frames"][1], integer=True)
+    if ok:
+        ok = _number(errors, "context.overlap", overlap, 0, length - 1, integer=True)
+    if not isinstance(raw.get("loop", False), bool):
+        errors.append(("context.loop", "must be true or false"))
+        ok = False
+    if raw.get("fuse", "pyramid") not in FUSE_MODES:
+        errors.append(("context.fuse", f"must be one of {', '.join(FUSE_MODES)}"))
+        ok = False
+    return ContextSpec(length, overlap, raw.get("loop", False), raw.get("fuse", "pyramid")) if ok else None
+
+
+def _prompt_keys(errors, raw, frames) -> list[PromptKey]:
+    if not isinstance(raw, list):
+        errors.append(("prompts", "must be a list of {\"frame\", \"prompt\"}"))
+        return []
+    keys, seen = [], set()
+    for i, item in enumerate(raw):
+        at = f"prompts[{i}]"
+        if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
+            errors.append((at, "must be an object with a non-empty \"prompt\" and a \"frame\""))
+            continue
+        item = _fields(errors, f"{at}.", item, PromptKey)
+        last = frames - 1 if isinstance(frames, int) and frames > 0 else 0
+        if _number(errors, f"{at}.frame", item.get("frame"), 0, last, integer=True):
+            if item["frame"] in seen:
+                errors.append((f"{at}.frame", f"frame {item['frame']} has two prompts"))
+            seen.add(item["frame"])
+            keys.append(PromptKey(item["frame"], item["prompt"]))
+    return keys
 
 
 _CAMERA_KEYS = ("fps", "width", "height", "frames", "up", *CAMERA_MATCH_DEFAULTS)

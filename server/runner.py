@@ -17,7 +17,7 @@ from . import __version__
 from .camera_motion import match, plot_png, with_overrides
 from .jobs import Cancelled, Job
 from .models import ModelStore, file_identity
-from .pipeline import Control, Keyframes, latent_preview
+from .pipeline import Control, ContextWindows, Keyframes, context_windows, latent_preview
 from .protocol import JobSpec
 from .schedulers import make_scheduler
 
@@ -78,6 +78,16 @@ def motion_loras_for(spec: JobSpec) -> tuple[list[dict], dict | None]:
     return with_overrides(camera["motion_loras"], spec.motion_loras), camera
 
 
+def window_schedule(camera_windows: list[dict], windows: list[list[int]]) -> list[list[dict]]:
+    """For each context window, the motion LoRAs of the camera schedule window sharing the most frames with it."""
+    out = []
+    for idx in windows:
+        frames = set(idx)
+        best = max(camera_windows, key=lambda cw: len(frames & set(range(cw["start"], cw["end"]))))
+        out.append(best["motion_loras"])
+    return out
+
+
 def _library_versions() -> dict:
     import diffusers
     import peft
@@ -122,8 +132,8 @@ def run_job(job: Job, store: ModelStore):
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module)
             motion_loras = job.manifest["plan"]["motion_loras"]   # the camera's, with camera_motion "auto"
-            store.set_loras(pipe, [("lora", m.name, m.weight) for m in spec.loras]
-                            + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])
+            image_loras = [("lora", m.name, m.weight) for m in spec.loras]
+            store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])
             controls = [Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)
                         for c in spec.controlnets]
             keyframes = None
@@ -147,10 +157,23 @@ def run_job(job: Job, store: ModelStore):
             Image.fromarray(rgb).save(job.frame_path(index))
             job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
 
+        context = None if spec.context is None else ContextWindows(**asdict(spec.context))
+        on_window = None
+        camera_windows = job.manifest["plan"]["windows"] if spec.camera_motion == "auto" else None
+        if context is not None and camera_windows:
+            # Each context window gets the camera LoRA weights of the schedule window it overlaps most.
+            schedule = window_schedule(camera_windows, context_windows(spec.frames, context.length,
+                                                                       context.overlap, context.loop))
+            job.manifest["window_motion_loras"] = schedule
+
+            def on_window(w, idx):
+                store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in schedule[w]])
+
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         pipe.generate(prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.frames,
                       height=spec.height, width=spec.width, steps=spec.steps, guidance=spec.guidance,
-                      generator=generator, controls=controls, keyframes=keyframes,
+                      generator=generator, controls=controls, keyframes=keyframes, context=context,
+                      prompt_keys=[(k.frame, k.prompt) for k in spec.prompts], on_window=on_window,
                       on_step=on_step, on_frame=on_frame)
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
         job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])

@@ -137,7 +137,8 @@ def test_no_camera_says_what_to_do(extension, tiny_server, tmp_path):
 
 
 def test_too_many_frames_for_the_motion_module_is_reported(extension, tiny_server, tmp_path):
-    scene_with_camera(tmp_path, frames=40, size=64)
+    scene = scene_with_camera(tmp_path, frames=40, size=64)
+    scene.marionette.use_context = False
     point_at(extension, tiny_server.url)
     with pytest.raises(RuntimeError, match="more than the motion module"):
         bpy.ops.marionette.generate()
@@ -152,3 +153,19 @@ def test_runtime_state_is_not_saved_into_the_blend(extension, tmp_path):
     bpy.ops.wm.open_mainfile(filepath=str(path))
     assert bpy.context.scene.marionette.prompt == "kept"
     assert bpy.context.window_manager.marionette.status == "Idle"
+
+
+def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp_path):
+    scene = scene_with_camera(tmp_path, frames=20, steps=2)
+    scene.marionette.loop = True
+    scene.marionette.prompts_from_markers = True
+    scene.timeline_markers.new("a red ball", frame=1)
+    scene.timeline_markers.new("long", frame=15)
+    bpy.data.texts.new("long").write("a blue cube on a long wooden table")
+    point_at(extension, tiny_server.url)
+    assert bpy.ops.marionette.generate() == {"FINISHED"}
+    spec = sys.modules[f"{PACKAGE}.operators.generate"]._active.spec
+    assert spec["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid"}
+    assert spec["prompts"] == [{"frame": 0, "prompt": "a red ball"},
+                               {"frame": 14, "prompt": "a blue cube on a long wooden table"}]
+    assert len(list(Path(bpy.context.window_manager.marionette.job_dir).glob("frame_*.png"))) == 20

@@ -250,3 +250,27 @@ def test_health_answers_while_a_job_runs(server):
     server.delete(f"/jobs/{job_id}")
     with server.stream("GET", f"/jobs/{job_id}/events") as events:
         assert read_events(events)[-1][1] == "cancelled"
+
+
+def test_long_clip_with_context_windows_and_prompt_travel(server):
+    spec = tiny_spec(frames=40, steps=2, context={"length": 16, "overlap": 4, "loop": True},
+                     prompts=[{"frame": 0, "prompt": "a red ball"}, {"frame": 39, "prompt": "a blue cube"}])
+    job_id, events = run_to_end(server, spec)
+    assert events[-1][1] == "done" and events[-1][2]["frames"] == 40
+    manifest = server.get(f"/jobs/{job_id}/manifest").json()
+    assert manifest["spec"]["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid"}
+    assert [k["frame"] for k in manifest["spec"]["prompts"]] == [0, 39]
+
+
+def test_context_window_longer_than_the_motion_module_is_422(server):
+    assert_field(submit(server, tiny_spec(context={"length": 48})), 422, "context.length")
+    assert_field(submit(server, tiny_spec(prompts=[{"frame": 9, "prompt": "x"}])), 422, "prompts[0].frame")
+
+
+def test_window_schedule_follows_the_camera_windows():
+    from server.runner import window_schedule
+
+    camera = [{"start": 0, "end": 16, "motion_loras": [{"name": "pan_left", "weight": 0.8}]},
+              {"start": 12, "end": 28, "motion_loras": [{"name": "zoom_in", "weight": 0.6}]}]
+    schedule = window_schedule(camera, [list(range(0, 16)), list(range(10, 26)), list(range(12, 28))])
+    assert [s[0]["name"] for s in schedule] == ["pan_left", "zoom_in", "zoom_in"]
