@@ -3,37 +3,30 @@ operators headless, against the real server subprocess on tiny models."""
 
 from __future__ import annotations
 
-import subprocess
 import sys
 import threading
 import time
+import zipfile
 from pathlib import Path
 
 import bpy
 import pytest
 
+from cli import extension as extension_cli
 from conftest import TOKEN
 
-ROOT = Path(__file__).resolve().parent.parent
-EXT_TOOL = Path(bpy.utils.system_resource("SCRIPTS")) / "addons_core/bl_pkg/cli/blender_ext.py"
-PACKAGE = "bl_ext.user_default.marionette"
+PACKAGE = extension_cli.PACKAGE
 
 
 @pytest.fixture(scope="module")
 def extension(tmp_path_factory):
-    out = tmp_path_factory.mktemp("ext")
-    built = subprocess.run([sys.executable, str(EXT_TOOL), "build", "--source-dir", str(ROOT), "--output-dir",
-                            str(out)], capture_output=True, text=True)
-    assert built.returncode == 0, built.stdout + built.stderr
-    zips = list(out.glob("marionette-*.zip"))
-    assert len(zips) == 1
-    names = __import__("zipfile").ZipFile(zips[0]).namelist()
+    zip_path = extension_cli.build(tmp_path_factory.mktemp("ext"))
+    names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "server/protocol.py" in names
-    assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv/", "demo/"))]
-    assert bpy.ops.extensions.package_install_files(filepath=str(zips[0]), repo="user_default",
-                                                     enable_on_install=True) == {"FINISHED"}
+    assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv", "demo/", "cli/"))]
+    module = extension_cli.install(zip_path)
     assert PACKAGE in bpy.context.preferences.addons
-    yield sys.modules[PACKAGE]
+    yield module
     bpy.ops.preferences.addon_disable(module=PACKAGE)
 
 
