@@ -101,6 +101,8 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
                     runtime.error += (f". Start it in Marionette > Server, or check the Server URL in the "
                                       f"preferences; server log: {server_control.log_path(paths.server_data_dir())}")
                 runtime.status = f"Failed; {received} frames kept"
+        if bpy.app.background and kind in ("step", "frame", "done", "error", "cancelled"):
+            print(f"Marionette: {runtime.status}", flush=True)  # headless: the terminal is the status bar
     return final
 
 
