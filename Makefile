@@ -30,8 +30,9 @@ test: $(STAMP) $(STAMP5)
 	$(PY) -m pytest $(PYTEST_ARGS)
 	MARIONETTE_SERVER_PYTHON=$(CURDIR)/$(PY) $(PY5) -m pytest $(PYTEST_ARGS) $(BLENDER_TESTS)
 
+# The demo scene through the extension, the server and generation into out/demo. TINY=1: offline tiny models.
 demo: $(STAMP)
-	$(PY) demo/run.py --out out/demo
+	$(PY) -m cli.demo --out out/demo $(if $(TINY),--tiny,)
 
 bench: $(STAMP)
 	$(PY) bench/bench_server.py

@@ -629,6 +629,9 @@ def motion_lora_state_dict(source, weight_name=None) -> dict:
     return _to_float32(sd)
 
 
+_UNET_ONLY_LORA = re.compile(r"(down_blocks|mid_block|up_blocks)\.")
+
+
 def image_lora_source(source, weight_name=None):
     """Something `pipe.load_lora_weights` accepts for an SD1.5 image LoRA: a hub id or a diffusers LoRA folder
     (as a string), or the state dict of a single file (kohya `lora_unet_*`/`lora_te_*` with alphas, or diffusers
@@ -647,4 +650,9 @@ def image_lora_source(source, weight_name=None):
         raise CheckpointError(f"{where}: expected {what}, but this is an AnimateDiff motion LoRA; "
                               f"configure it as a motion_lora")
     _expect(where, found, ("image_lora",), what + " (kohya lora_unet_*/lora_te_* or diffusers *lora* keys)")
+    if all(_UNET_ONLY_LORA.match(k) for k in sd):
+        # UNet keys with no component prefix (AnimateDiff's v3_sd15_adapter.ckpt: `down_blocks.0.attentions.0.
+        # transformer_blocks.0.attn1.processor.to_q_lora.down.weight`): diffusers only loads keys under "unet."
+        # and would silently skip every one of these.
+        sd = {f"unet.{k}": v for k, v in sd.items()}
     return _to_float32(sd)

@@ -415,3 +415,24 @@ def test_tiny_build_is_deterministic_and_idempotent(tiny_models, tmp_path):
     assert (tiny_models / "models.toml").stat().st_mtime_ns == stamp          # up to date: nothing rewritten
     tiny.build(tmp_path / "again")
     assert _digests(tmp_path / "again") == _digests(tiny_models)
+
+
+def test_unprefixed_unet_lora_lands_on_the_unet(tiny_models, tmp_path):
+    """AnimateDiff's v3 domain adapter (v3_sd15_adapter.ckpt) keys have no "unet." prefix (`down_blocks.0.attentions.0
+    .transformer_blocks.0.attn1.processor.to_q_lora.down.weight`); diffusers skips such keys without an error, so
+    image_lora_source prefixes them and every pair lands on a spatial attention projection."""
+    import re
+
+    pipe = _tiny_animatediff(tiny_models)
+    sd = {}
+    for name, module in pipe.unet.named_modules():
+        if "motion_modules" not in name and re.search(r"\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$", name):
+            key = re.sub(r"\.(to_q|to_k|to_v|to_out)(\.0)?$", r".processor.\1_lora", name)
+            sd[f"{key}.down.weight"] = torch.randn(4, module.in_features)
+            sd[f"{key}.up.weight"] = torch.randn(module.out_features, 4)
+    torch.save({"state_dict": sd}, tmp_path / "v3_sd15_adapter.ckpt")
+    source = C.image_lora_source(tmp_path / "v3_sd15_adapter.ckpt")
+    assert sorted(source) == sorted(f"unet.{k}" for k in sd)
+    pipe.load_lora_weights(source, adapter_name="domain")
+    wrapped = [n for n, m in pipe.unet.named_modules() if hasattr(m, "lora_A") and "domain" in m.lora_A]
+    assert len(wrapped) == len(sd) // 2 and not any("motion_modules" in n for n in wrapped)
