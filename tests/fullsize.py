@@ -581,9 +581,11 @@ class _default_dtype:
         torch.set_default_dtype(self.saved)
 
 
-def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16") -> dict:
+def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str = "cpu", frames: int = 2,
+                  size: int = 64, steps: int = 1) -> dict:
     """The full-size pipeline through the server's ModelStore (a models.toml naming the public files), one
-    denoising step at 64x64 with 2 frames. v2: SD1.5 + mm_sd_v15_v2 + ControlNet depth (.pth) + v2_lora_ZoomIn;
+    denoising step at 64x64 with 2 frames by default (a GPU bench passes device="cuda", dtype="float16", frames=16,
+    size=512, steps=25). v2: SD1.5 + mm_sd_v15_v2 + ControlNet depth (.pth) + v2_lora_ZoomIn;
     v3: SD1.5 + v3_sd15_mm + SparseCtrl RGB + ControlNet openpose (hub folder) + the v3 domain adapter LoRA."""
     from server.models import ModelConfig, ModelStore
     from server.pipeline import Control, Keyframes
@@ -616,18 +618,18 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16") -> dict:
     times["write_s"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    store = ModelStore(ModelConfig.load(root / "models.toml"), device="cpu", dtype=dtype)
+    store = ModelStore(ModelConfig.load(root / "models.toml"), device=device, dtype=dtype)
     # ModelStore builds the UNetMotionModel in fp32 and casts it afterwards; at full size that alone is 5.2 GB on
     # top of the fp32 components. Building it directly in the store's dtype keeps the test under its memory cap;
-    # every weight is then loaded from the components exactly as in production.
-    with _default_dtype(store.dtype):
+    # every weight is then loaded from the components exactly as in production. Off the CPU: production as is.
+    with _default_dtype(store.dtype if device == "cpu" else torch.get_default_dtype()):
         pipe = store.pipeline("sd15", motion)
     store.set_loras(pipe, loras)
-    guides = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    guides = torch.rand(frames, 3, size, size, generator=torch.Generator().manual_seed(1))
     control = Control(store.controlnet(controlnet), guides)
     keyframes = None
     if variant == "v3":
-        keyframes = Keyframes(store.sparsectrl("rgb"), torch.rand(1, 3, 64, 64), indices=[0])
+        keyframes = Keyframes(store.sparsectrl("rgb"), torch.rand(1, 3, size, size), indices=[0])
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
     times["load_s"] = time.perf_counter() - t0
     for f in files:                 # everything is in memory now
@@ -639,14 +641,20 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16") -> dict:
 
     previews = []
     t0 = time.perf_counter()
-    frames = pipe.generate(prompt="a wooden marionette dancing", negative_prompt="blurry", num_frames=2, height=64,
-                           width=64, steps=1, guidance=7.5, generator=torch.Generator().manual_seed(0),
-                           controls=[control], keyframes=keyframes,
-                           on_step=lambda i, n, x0: previews.append((i, n, x0.float())))
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+        torch.cuda.reset_peak_memory_stats()
+    video = pipe.generate(prompt="a wooden marionette dancing", negative_prompt="blurry", num_frames=frames,
+                          height=size, width=size, steps=steps, guidance=7.5,
+                          generator=torch.Generator().manual_seed(0), controls=[control], keyframes=keyframes,
+                          on_step=lambda i, n, x0: previews.append((i, n, x0.float())))
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
     times["generate_s"] = time.perf_counter() - t0
     return {
         "variant": variant, "disk_bytes": disk, "loads": store.loads,
-        "frames": [list(frames.shape), str(frames.dtype)],
+        "frames": [list(video.shape), str(video.dtype)],
+        "gpu_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
         "steps": [(i, n) for i, n, _ in previews],
         "x0_finite": all(bool(torch.isfinite(x0).all()) for _, _, x0 in previews),
         "x0_shape": list(previews[-1][2].shape) if previews else None,
