@@ -4,6 +4,7 @@ import bpy
 from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
+from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
 
 
@@ -14,6 +15,27 @@ class MARIONETTE_PG_lora(bpy.types.PropertyGroup):
 
 class MARIONETTE_PG_keyframe(bpy.types.PropertyGroup):
     frame: IntProperty(name="Frame", description="Scene frame rendered as a SparseCtrl RGB keyframe")
+
+
+def _bone_props(point):
+    label = point.replace("_", " ").capitalize()
+    what = "the head bone, whose frame places the face points the rig has no bones for" if point == HEAD \
+        else f"the {point.replace('_', ' ')} keypoint (the character's own left and right)"
+    return {
+        point: StringProperty(name=label, description=f"Bone for {what}; empty: the automatic map"),
+        f"{point}_end": EnumProperty(name="End", default="HEAD", items=[
+            ("HEAD", "Head", "The bone's head (where it starts)"), ("TAIL", "Tail", "The bone's tail (its tip)")]),
+    }
+
+
+class MARIONETTE_PG_pose_map(bpy.types.PropertyGroup):
+    """Per armature (saved with the Armature datablock): include it in the pose guide, and bones picked by hand,
+    which win over the automatic map."""
+    include: BoolProperty(name="Include", default=True,
+                          description="Capture this armature's pose for the OpenPose guide")
+    for _point in BODY_POINTS + (HEAD,):
+        __annotations__.update(_bone_props(_point))
+    del _point
 
 
 def _guide_props(kind, default_on, default_weight):
@@ -45,6 +67,16 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
     __annotations__.update(_guide_props("depth", True, 1.0))
     __annotations__.update(_guide_props("normal", False, 0.6))
     __annotations__.update(_guide_props("pose", False, 1.0))
+    pose_hands: BoolProperty(name="Hands", default=True,
+                             description="Add the 21 hand keypoints of each hand when the rig has finger bones")
+    pose_own_body_hides: BoolProperty(
+        name="Own body hides", default=False,
+        description="Let a character's own meshes hide its keypoints (e.g. the far arm behind the torso); off: "
+                    "only other objects hide them")
+    pose_thickness: FloatProperty(
+        name="Body thickness", default=0.15, min=0.0, soft_max=1.0, subtype="DISTANCE",
+        description="With Own body hides: the character's surface must be this far in front of a keypoint to hide "
+                    "it (joints sit inside the body)")
 
     camera_motion: EnumProperty(name="Camera motion", default="MANUAL", items=[
         ("MANUAL", "Manual", "Set the motion LoRA weights by hand"),
@@ -103,18 +135,21 @@ class MARIONETTE_PG_runtime(bpy.types.PropertyGroup):
     camera_match: StringProperty(description="Motion LoRAs the server matched to the camera for the last job")
 
 
-CLASSES = (MARIONETTE_PG_lora, MARIONETTE_PG_keyframe, MARIONETTE_PG_settings, MARIONETTE_PG_runtime)
+CLASSES = (MARIONETTE_PG_lora, MARIONETTE_PG_keyframe, MARIONETTE_PG_pose_map, MARIONETTE_PG_settings,
+           MARIONETTE_PG_runtime)
 
 
 def register():
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.marionette = PointerProperty(type=MARIONETTE_PG_settings)
+    bpy.types.Armature.marionette_pose = PointerProperty(type=MARIONETTE_PG_pose_map)
     bpy.types.WindowManager.marionette = PointerProperty(type=MARIONETTE_PG_runtime)
 
 
 def unregister():
     del bpy.types.WindowManager.marionette
+    del bpy.types.Armature.marionette_pose
     del bpy.types.Scene.marionette
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)

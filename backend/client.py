@@ -112,6 +112,12 @@ class Client:
         with self._request("GET", f"/jobs/{job_id}/events", timeout=120.0, headers=headers) as r:
             yield from parse_events(line.decode() for line in r)
 
+    def draw_pose(self, frame: dict, width: int, height: int) -> bytes:
+        """PNG of one OpenPose frame ({"people": [...]}) drawn by the server as it draws a job's pose guide."""
+        body = json.dumps({"width": width, "height": height, "people": frame.get("people", [])}).encode()
+        with self._request("POST", "/pose/draw", body, "application/json") as r:
+            return r.read()
+
     def fetch(self, path: str) -> bytes:
         """Bytes at a path the server handed out (a frame or preview URL)."""
         with self._request("GET", path) as r:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import bpy
 
+from . import pose_capture
+
 try:
     from ..server.protocol import MOTION_LORAS, PROTOCOL_VERSION
 except ImportError:
@@ -33,6 +35,10 @@ def snapshot(settings, scene) -> dict:
                        "end": getattr(settings, f"{kind}_end")}
                 for kind in GUIDE_KINDS if getattr(settings, f"use_{kind}")},
     )
+    if settings.use_pose:
+        snap["pose"] = {"characters": [o.name for o in pose_capture.characters(scene)],
+                        "why_none": pose_capture.describe_missing(scene), "hands": settings.pose_hands,
+                        "own_body_hides": settings.pose_own_body_hides, "thickness": settings.pose_thickness}
     return snap
 
 
@@ -59,6 +65,8 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
         out.append("The frame range is empty: set End at or after Start")
     if not snap["prompt"].strip():
         out.append("The prompt is empty")
+    if "pose" in snap["guides"] and not snap["pose"]["characters"]:
+        out.append(snap["pose"]["why_none"])
     for frame in snap["keyframes"]:
         if not snap["frame_start"] <= frame <= snap["frame_end"]:
             out.append(f"Keyframe {frame} is outside the frame range {snap['frame_start']}-{snap['frame_end']}")

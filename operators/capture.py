@@ -1,11 +1,16 @@
 """marionette.capture_guides: render the guides of the frame range into a folder (also used by Generate)."""
 
+import json
 from pathlib import Path
 
 import bpy
 
-from ..backend import camera, job_spec, keyframes, passes
+from .. import preferences
+from ..backend import camera, job_spec, keyframes, passes, pose_capture, server_control
+from ..backend.client import ServerError
 from . import paths
+
+POSE_IMAGE = "Marionette Pose Guide"
 
 
 def capture(scene, snap: dict, folder: Path) -> tuple[dict, dict]:
@@ -20,13 +25,47 @@ def capture(scene, snap: dict, folder: Path) -> tuple[dict, dict]:
     if snap["keyframes"]:
         files["keyframe"] = [Path(p).read_bytes() for p in keyframes.render_keyframes(scene, snap["keyframes"], folder)]
     path = camera.camera_path(scene, frames, rendered["median_depth"])
+    if "pose" in snap["guides"]:
+        files["pose"] = [capture_pose(scene, snap["pose"], path, rendered["depth_raw"], folder)]
     return files, path
+
+
+def capture_pose(scene, settings: dict, path: dict, depth_raw: list, folder: Path) -> bytes:
+    """The keypoints of every frame as the pose form file; also written to `folder/pose.json`."""
+    frames = pose_capture.capture(scene, settings["characters"], path, depth_raw, hands=settings["hands"],
+                                  own_body_hides=settings["own_body_hides"], thickness=settings["thickness"])
+    data = json.dumps(frames).encode()
+    (folder / "pose.json").write_bytes(data)
+    return data
+
+
+def draw_pose_previews(client, pose_json: bytes, width: int, height: int, folder: Path) -> list[Path]:
+    """The server draws each frame's pose image (controlnet-aux, as for a job); written as pose_0001.png..."""
+    written = []
+    for index, frame in enumerate(json.loads(pose_json)):
+        path = folder / f"pose_{index + 1:04d}.png"
+        path.write_bytes(client.draw_pose(frame, width, height))
+        written.append(path)
+    return written
+
+
+def show_sequence(first: Path, count: int):
+    """The pose images as one image sequence datablock, for the Image Editor."""
+    image = bpy.data.images.get(POSE_IMAGE)
+    if image is None:
+        image = bpy.data.images.load(str(first))
+        image.name = POSE_IMAGE
+    else:
+        image.filepath = str(first)
+    image.source = "SEQUENCE" if count > 1 else "FILE"
+    image.reload()
 
 
 class MARIONETTE_OT_capture_guides(bpy.types.Operator):
     bl_idname = "marionette.capture_guides"
     bl_label = "Preview Guides"
-    bl_description = "Render the depth and normal guides and the camera path of the frame range into a folder"
+    bl_description = ("Render the guides and the camera path of the frame range into a folder; with the Pose "
+                      "guide, the keypoints (pose.json) and, when the server answers, their pose images")
 
     def execute(self, context):
         scene = context.scene
@@ -36,12 +75,22 @@ class MARIONETTE_OT_capture_guides(bpy.types.Operator):
             return {"CANCELLED"}
         folder = paths.new_job_dir(scene.marionette) / "guides"
         try:
-            capture(scene, snap, folder)
+            files, _path = capture(scene, snap, folder)
         except Exception as e:  # a failed render must not leave a half-changed scene or a traceback
             self.report({"ERROR"}, f"Capturing guides failed: {e}")
             return {"CANCELLED"}
         context.window_manager.marionette.job_dir = str(folder)
-        self.report({"INFO"}, f"Guides written to {folder}")
+        message = f"Guides written to {folder}"
+        if "pose" in files:
+            prefs = preferences.get(context)
+            client = server_control.client(prefs.server_url, prefs.port, prefs.token)
+            try:
+                drawn = draw_pose_previews(client, files["pose"][0], snap["width"], snap["height"], folder)
+                show_sequence(drawn[0], len(drawn))
+                message += f"; pose images in the image \"{POSE_IMAGE}\""
+            except ServerError as e:
+                message += f"; pose keypoints in pose.json (pose images need the server: {e})"
+        self.report({"INFO"}, message)
         return {"FINISHED"}
 
 

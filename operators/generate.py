@@ -121,9 +121,6 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
             return {"CANCELLED"}
         snap = job_spec.snapshot(scene.marionette, scene)
         problems = job_spec.problems(snap, scene.camera is not None)
-        if "pose" in snap["guides"]:
-            problems.append("The pose guide needs rig keypoints, which this version cannot capture yet: "
-                            "switch the Pose guide off")
         if problems:
             for problem in problems:
                 self.report({"ERROR"}, problem)

@@ -2,6 +2,7 @@
 
 import bpy
 
+from ..backend import pose_capture, rigs
 from ..server.protocol import MOTION_LORAS
 
 
@@ -87,9 +88,82 @@ class MARIONETTE_PT_guides(_Panel, bpy.types.Panel):
                 row.prop(s, f"{kind}_weight")
                 row.prop(s, f"{kind}_start")
                 row.prop(s, f"{kind}_end")
-        if s.use_pose:
-            layout.label(text="Pose from rigs comes with rig support", icon="INFO")
         layout.operator("marionette.capture_guides", icon="IMAGE_ZDEPTH")
+
+
+class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
+    """The pose guide: which armatures are captured, what their bone maps cover, and the hand-made map."""
+    bl_label = "Pose from Rigs"
+    bl_parent_id = "MARIONETTE_PT_guides"
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.marionette.use_pose
+
+    def draw(self, context):
+        s = context.scene.marionette
+        layout = self.layout
+        row = layout.row(align=True)
+        row.prop(s, "pose_hands")
+        row.prop(s, "pose_own_body_hides")
+        if s.pose_own_body_hides:
+            layout.prop(s, "pose_thickness")
+        armatures = [o for o in context.view_layer.objects if o.type == "ARMATURE"]
+        if not armatures:
+            for line in _wrap(pose_capture.describe_missing(context.scene, context.view_layer), 44):
+                layout.label(text=line)
+            return
+        for obj in sorted(armatures, key=lambda o: o.name):
+            report = rigs.report(obj.data)
+            box = layout.box()
+            row = box.row()
+            row.prop(obj.data.marionette_pose, "include", text=obj.name)
+            row.label(text=f"{report['kind']}: {len(report['mapped'])}/18",
+                      icon="CHECKMARK" if report["usable"] else "ERROR")
+            details = []
+            if report["missing"]:
+                details.append("missing " + ", ".join(p.replace("_", " ") for p in report["missing"]))
+            if report["estimated"]:
+                details.append("from the head bone: " + ", ".join(p.replace("_", " ") for p in report["estimated"]))
+            if report["hands"]:
+                details.append("hands: " + ", ".join(report["hands"]))
+            if obj.hide_render:
+                details.append("not captured: hidden in renders")
+            for line in _wrap("; ".join(details), 44):
+                box.label(text=line)
+
+
+class MARIONETTE_PT_pose_map(_Panel, bpy.types.Panel):
+    """Bones picked by hand for the active armature; saved in the .blend, they win over the automatic map."""
+    bl_label = "Bone Map"
+    bl_parent_id = "MARIONETTE_PT_pose"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    @classmethod
+    def poll(cls, context):
+        return context.scene.marionette.use_pose
+
+    def draw(self, context):
+        layout = self.layout
+        obj = context.object
+        if obj is None or obj.type != "ARMATURE":
+            layout.label(text="Select an armature to edit its map")
+            return
+        armature, picks = obj.data, obj.data.marionette_pose
+        report = rigs.report(armature)
+        layout.label(text=f"{obj.name}: empty fields use the automatic map")
+        for point in rigs.BODY_POINTS + (rigs.HEAD,):
+            auto = report["automatic"].get(point)
+            mapped = point in report["mapped"] or (point == rigs.HEAD and auto)
+            split = layout.split(factor=0.35, align=True)
+            split.label(text=point.replace("_", " ").capitalize(), icon="CHECKMARK" if mapped else "ERROR")
+            row = split.row(align=True)
+            row.prop_search(picks, point, armature, "bones", text="", icon="BONE_DATA")
+            row.prop(picks, f"{point}_end", text="")
+            if auto and not getattr(picks, point):
+                split = layout.split(factor=0.35)
+                split.label(text="")
+                split.label(text=f"auto: {auto}")
 
 
 class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
@@ -175,6 +249,7 @@ def _wrap(text: str, width: int) -> list[str]:
 
 
 CLASSES = (MARIONETTE_PT_main, MARIONETTE_PT_server, MARIONETTE_PT_prompt, MARIONETTE_PT_guides,
-           MARIONETTE_PT_camera, MARIONETTE_PT_keyframes, MARIONETTE_PT_output)
+           MARIONETTE_PT_pose, MARIONETTE_PT_pose_map, MARIONETTE_PT_camera, MARIONETTE_PT_keyframes,
+           MARIONETTE_PT_output)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

@@ -17,8 +17,8 @@ from PIL import Image, UnidentifiedImageError
 from . import __version__
 from .jobs import JobQueue
 from .models import KINDS, ModelConfig, ModelStore, UnknownModel
-from .protocol import (FINAL_EVENTS, FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_SPEC, SpecError,
-                       format_event, frame_filename, guide_errors, parse_spec)
+from .protocol import (FINAL_EVENTS, FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_SPEC, LIMITS,
+                       SpecError, format_event, frame_filename, guide_errors, parse_spec)
 from .runner import motion_loras_for, plan, run_job
 
 GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME)
@@ -250,6 +250,22 @@ def create_app(settings: Settings) -> FastAPI:
             queue.cancel(job)
         return {"id": job.id, "state": job.state, "cancel_requested": True}
 
+    @app.post("/pose/draw")
+    async def pose_draw(request: Request):
+        """One OpenPose frame {"width", "height", "people"} drawn as a job's pose guide is: a PNG."""
+        try:
+            data = await request.json()
+        except ValueError:
+            raise SpecError([("pose", "body must be JSON: {\"width\", \"height\", \"people\": [...]}")])
+        if not isinstance(data, dict):
+            raise SpecError([("pose", "body must be an object: {\"width\", \"height\", \"people\": [...]}")])
+        lo, hi = LIMITS["size"]
+        for name in ("width", "height"):
+            value = data.get(name)
+            if isinstance(value, bool) or not isinstance(value, int) or not lo <= value <= hi:
+                raise SpecError([(name, f"must be an integer between {lo} and {hi}, got {value!r}")])
+        return Response(await asyncio.to_thread(_draw_pose_png, data), media_type="image/png")
+
     @app.post("/release")
     def release():
         if not queue.idle():
@@ -289,6 +305,19 @@ def _decode_guides(spec, parts: dict[str, list[bytes]]) -> dict[str, list[np.nda
         guides["keyframe"] = [_decode_png(d, f"keyframe[{i}]", spec.width, spec.height)
                               for i, d in enumerate(parts[FORM_KEYFRAME])]
     return guides
+
+
+def _draw_pose_png(data: dict) -> bytes:
+    from . import pose
+
+    width, height = data["width"], data["height"]
+    try:
+        people = pose.parse_frames([{"people": data.get("people")}], 1, width, height)[0]
+    except ValueError as e:
+        raise SpecError([("pose", str(e))])
+    buf = io.BytesIO()
+    Image.fromarray(pose.draw(people, width, height)).save(buf, format="PNG")
+    return buf.getvalue()
 
 
 def _save_guides(folder: Path, guides: dict[str, list[np.ndarray]], parts: dict[str, list[bytes]]):

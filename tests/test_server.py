@@ -274,3 +274,16 @@ def test_window_schedule_follows_the_camera_windows():
               {"start": 12, "end": 28, "motion_loras": [{"name": "zoom_in", "weight": 0.6}]}]
     schedule = window_schedule(camera, [list(range(0, 16)), list(range(10, 26)), list(range(12, 28))])
     assert [s[0]["name"] for s in schedule] == ["pan_left", "zoom_in", "zoom_in"]
+
+
+def test_pose_draw_returns_the_png_a_job_would_use_and_names_bad_input(server):
+    people = [{"pose_keypoints_2d": [10.0, 12.0, 1.0, 30.0, 30.0, 1.0] + [0.0] * 48}]
+    r = server.post("/pose/draw", json={"width": SIZE, "height": SIZE, "people": people})
+    assert r.status_code == 200 and r.headers["content-type"] == "image/png"
+    image = np.asarray(Image.open(io.BytesIO(r.content)))
+    assert image.shape == (SIZE, SIZE, 3) and image[12, 10].any() and not image[60, 60].any()
+    far = [{"pose_keypoints_2d": [SIZE + 5.0, 1.0, 1.0] + [0.0] * 51}]
+    r = server.post("/pose/draw", json={"width": SIZE, "height": SIZE, "people": far})
+    assert r.status_code == 422 and "outside" in r.text and "confidence 0" in r.text
+    r = server.post("/pose/draw", json={"height": SIZE, "people": []})
+    assert r.status_code == 422 and r.json()["detail"][0]["field"] == "width"
