@@ -42,7 +42,7 @@ def can_get_public_models() -> bool:
 
 def contact_sheet(guides: Path, frames: list[Path], out: Path):
     rows = []
-    for kind in ("depth", "normal", "openpose", "pose"):
+    for kind in ("depth", "normal", "openpose"):
         files = sorted(guides.glob(f"{kind}_*.png"))
         if len(files) == len(frames):
             rows.append(np.concatenate([read_png(f)[..., :3] for f in files], axis=1))
@@ -78,7 +78,7 @@ def main(argv=None) -> int:
     settings = scene.marionette
     settings.prompt = "a wooden marionette walking through a sunny toy town, soft light, detailed"
     settings.steps, settings.seed = steps, 42
-    settings.use_depth, settings.use_normal = True, True
+    settings.use_depth, settings.use_normal, settings.use_pose = True, True, True
     settings.normal_weight = 0.5
     settings.camera_motion = "AUTO"
     settings.output_dir = str((out / "jobs").resolve())
@@ -107,7 +107,8 @@ def main(argv=None) -> int:
     fps = scene.render.fps / scene.render.fps_base
     media.write_video(frames_dir, fps, out / "animation.gif")
     media.write_video(frames_dir, fps, out / "animation.mp4")
-    contact_sheet(job_dir / "guides", frames, out / "contact_sheet.png")
+    # the server keeps every guide it used, the pose images it drew from the rig's keypoints included
+    contact_sheet(out / "server" / "jobs" / runtime.job_id / "guides", frames, out / "contact_sheet.png")
     plan = json.loads(manifest)["plan"]
     print(f"done in {time.perf_counter() - t:.1f} s: {len(frames)} frames, camera LoRAs "
           f"{plan.get('motion_loras')}, in {out}: frames/, animation.gif, animation.mp4, contact_sheet.png, "
