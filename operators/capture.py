@@ -9,6 +9,7 @@ from .. import preferences
 from ..backend import camera, job_spec, keyframes, passes, pose_capture, server_control
 from ..backend.client import ServerError
 from . import paths
+from .images import named_image
 
 POSE_IMAGE = "Marionette Pose Guide"
 
@@ -51,12 +52,7 @@ def draw_pose_previews(client, pose_json: bytes, width: int, height: int, folder
 
 def show_sequence(first: Path, count: int):
     """The pose images as one image sequence datablock, for the Image Editor."""
-    image = bpy.data.images.get(POSE_IMAGE)
-    if image is None:
-        image = bpy.data.images.load(str(first))
-        image.name = POSE_IMAGE
-    else:
-        image.filepath = str(first)
+    image = named_image(POSE_IMAGE, first)
     image.source = "SEQUENCE" if count > 1 else "FILE"
     image.reload()
 

@@ -11,6 +11,7 @@ from .. import preferences
 from ..backend import compositing, job_spec, server_control
 from ..backend.generation import Generation
 from . import paths
+from .images import named_image
 from .capture import capture
 
 _active: Generation | None = None
@@ -39,16 +40,8 @@ PREVIEW_IMAGE = "Marionette Preview"
 
 def _show_preview(path):
     """The latest step preview as an image datablock the panel shows (and any Image Editor can)."""
-    if not path.exists():
-        return
-    image = bpy.data.images.get(PREVIEW_IMAGE)
-    if image is None:
-        image = bpy.data.images.load(str(path))
-        image.name = PREVIEW_IMAGE
-    else:
-        image.filepath = str(path)
-        image.reload()
-    image.preview_ensure()
+    if path.exists():
+        named_image(PREVIEW_IMAGE, path).preview_ensure()
 
 
 def describe_motion_loras(motion_loras: list) -> str:
