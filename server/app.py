@@ -154,7 +154,7 @@ def create_app(settings: Settings) -> FastAPI:
         except ValueError:
             raise SpecError([("spec", "body must be JSON")])
         spec = parse_spec(data)
-        check_models(spec)
+        await asyncio.to_thread(check_models, spec)  # may read a checkpoint's keys: off the event loop
         return plan(spec, store)
 
     @app.post("/jobs", status_code=202)
@@ -178,7 +178,7 @@ def create_app(settings: Settings) -> FastAPI:
         else:
             raise HTTPException(415, "send multipart/form-data (spec + guides) or application/json (spec only)")
         spec = parse_spec(data)
-        check_models(spec)
+        await asyncio.to_thread(check_models, spec)  # may read a checkpoint's keys: off the event loop
         errors = guide_errors(spec, {k: len(v) for k, v in parts.items()})
         if errors:
             raise SpecError(errors)

@@ -112,7 +112,17 @@ def _file_keys_and_shapes(path: Path) -> dict[str, tuple]:
                 return {k: tuple(f.get_slice(k).get_shape()) for k in f.keys()}
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable .safetensors file ({type(e).__name__}: {e})") from e
-    return {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+    # A pickle has no header: read it once per file version, not on every /plan and job submission.
+    if not path.is_file():
+        read_state_dict(path)  # raises the CheckpointError that names the missing file
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _shapes_cache:
+        _shapes_cache[key] = {k: tuple(v.shape) for k, v in read_state_dict(path).items()}
+    return _shapes_cache[key]
+
+
+_shapes_cache: dict[tuple, dict[str, tuple]] = {}
 
 
 def classify(keys) -> str:
