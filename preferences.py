@@ -23,7 +23,7 @@ class MarionettePreferences(bpy.types.AddonPreferences):
     models_file: StringProperty(name="Model config", subtype="FILE_PATH",
                                 description="TOML file naming your checkpoints and model folders "
                                             "(empty: the public models by hub id)")
-    extra_args: StringProperty(name="Extra server options", description="e.g. --tiny, or --dtype bfloat16")
+    extra_args: StringProperty(name="Extra server options", description="e.g. --dtype bfloat16 or --max-upload-mb 1024")
 
     def draw(self, context):
         layout = self.layout

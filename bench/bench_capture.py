@@ -62,7 +62,11 @@ def main():
     print(f"capture: {args.frames} frames {args.size}x{args.size} depth+normal+camera in {capture_s:.2f} s = "
           f"{args.frames / capture_s:.2f} frames/s (main thread, like F12)")
 
-    server = launcher.start(args=["--tiny", "--port", "0", "--data", str(work / "server")], log=work / "server.log")
+    from tests.support import tiny_models
+
+    models = tiny_models.build(work / "tiny")
+    server = launcher.start(args=["--models", str(models), "--port", "0", "--data", str(work / "server")],
+                            log=work / "server.log")
     try:
         spec = {"prompt": "a marionette", "steps": args.steps, "width": args.size, "height": args.size,
                 "frames": args.frames, "base": "sd15", "motion_module": "v2", "camera": path,

@@ -29,8 +29,9 @@ sys.path.insert(0, str(ROOT))
 
 from backend import launcher  # noqa: E402
 from backend.client import Client  # noqa: E402
-from server import checkpoints, tiny  # noqa: E402
-from server.models import ModelConfig  # noqa: E402
+from server import loaders  # noqa: E402
+from tests.support import tiny_models as tiny  # noqa: E402
+from server.loaders import ModelConfig  # noqa: E402
 
 KINDS = ("depth", "normal", "openpose")
 
@@ -52,9 +53,9 @@ def plain_diffusers(config: ModelConfig, n_controls: int, args, images, out: Pat
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
     entry = lambda kind, name: config.get(kind, name)  # noqa: E731
-    base = checkpoints.load_base(entry("base", "sd15").source, entry("base", "sd15").config)
-    adapter = checkpoints.load_motion_adapter(entry("motion_module", "v2").source)
-    nets = [checkpoints.load_controlnet(entry("controlnet", k).source) for k in KINDS[:n_controls]]
+    base = loaders.load_base(entry("base", "sd15").source, entry("base", "sd15").config)
+    adapter = loaders.load_motion_adapter(entry("motion_module", "v2").source)
+    nets = [loaders.load_controlnet(entry("controlnet", k).source) for k in KINDS[:n_controls]]
     dtype = getattr(torch, args.dtype)
     pipe = AnimateDiffControlNetPipeline(vae=base["vae"], text_encoder=base["text_encoder"],
                                          tokenizer=base["tokenizer"], unet=base["unet"], motion_adapter=adapter,

@@ -133,8 +133,12 @@ def main(argv=None) -> int:
     else:
         from backend import launcher
 
-        server_args = ["--port", "0", "--data", str(args.out / "server")] + (["--tiny"] if args.tiny else []) + \
-            (["--models", args.models] if args.models else [])
+        models = args.models
+        if args.tiny:  # built by the server's Python: Blender's own has no torch
+            from tests.support import tiny_models
+
+            models = str(tiny_models.build_with(args.server_python or None, args.out / "server" / "tiny-models"))
+        server_args = ["--port", "0", "--data", str(args.out / "server")] + (["--models", models] if models else [])
         print("starting the server ...", flush=True)
         server = launcher.start(args.server_python or None, server_args, log=args.out / "server.log")
         prefs.server_url = server.url

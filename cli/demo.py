@@ -85,8 +85,12 @@ def main(argv=None) -> int:
 
     from backend import launcher
 
-    server_args = ["--port", "0", "--data", str(out / "server")] + (["--tiny"] if args.tiny else []) + \
-        (["--models", args.models] if args.models else [])
+    models = args.models
+    if args.tiny:
+        from tests.support import tiny_models
+
+        models = str(tiny_models.build(out / "server" / "tiny-models"))
+    server_args = ["--port", "0", "--data", str(out / "server")] + (["--models", models] if models else [])
     print(f"starting the server (log: {out / 'server.log'}) ...", flush=True)
     server = launcher.start(args=server_args, log=out / "server.log")
     try:

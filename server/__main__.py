@@ -29,16 +29,12 @@ def parse_args(argv=None):
                    help="bearer token every request must carry; required for any non-loopback host "
                         "(default: $MARIONETTE_TOKEN)")
     p.add_argument("--models", type=Path, help="model config TOML (default: the public models by hub id)")
-    p.add_argument("--tiny", action="store_true",
-                   help="build and serve deterministic random tiny models (no download; for tests and demos)")
     p.add_argument("--data", type=Path, default=Path("data"), help="folder for job folders (default ./data)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
                    help="weights dtype (default: float16 on CUDA, float32 on CPU)")
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest request body accepted (default 512)")
     args = p.parse_args(argv)
-    if args.tiny and args.models:
-        p.error("--tiny serves its own models; leave out --models")
     if not _loopback(args.host) and not args.token:
         p.error(f"--host {args.host} exposes the server beyond this machine: give --token (or MARIONETTE_TOKEN)")
     return args
@@ -50,15 +46,10 @@ def main(argv=None):
     from diffusers.utils import logging as diffusers_logging
 
     diffusers_logging.set_verbosity_error()  # dtype-cast chatter on every load hides what matters in the log
-    from .app import Settings, create_app
-    from .models import ModelConfig
+    from .api import Settings, create_app
+    from .loaders import ModelConfig
 
-    if args.tiny:
-        from . import tiny
-
-        models_file = tiny.build(args.data / "tiny-models")
-    else:
-        models_file = args.models
+    models_file = args.models
     try:
         config = ModelConfig.load(models_file)
     except (OSError, ValueError) as e:

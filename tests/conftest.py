@@ -11,25 +11,28 @@ TOKEN = "s3cret"
 
 @pytest.fixture(scope="session")
 def tiny_models(tmp_path_factory):
-    """The tiny random models (server/tiny.py), built once per test session; returns their root folder."""
-    from server import tiny
+    """The tiny random models (tests/support/tiny_models.py) and their models.toml, built once per test session;
+    returns their root folder. Built by $MARIONETTE_SERVER_PYTHON when set: the Blender 5.0 test run has bpy but
+    not the server's stack."""
+    from tests.support import tiny_models as tiny
 
     root = tmp_path_factory.mktemp("tiny-models")
-    tiny.build(root)
+    tiny.build_with(os.environ.get("MARIONETTE_SERVER_PYTHON"), root)
     return root
 
 
 @pytest.fixture(scope="session")
-def tiny_server(tmp_path_factory):
-    """The real server as a subprocess on a free loopback port, on tiny models, requiring TOKEN.
+def tiny_server(tmp_path_factory, tiny_models):
+    """The real server as a subprocess on a free loopback port, on the tiny models, requiring TOKEN.
 
-    It runs on $MARIONETTE_SERVER_PYTHON when set: the Blender 5.0 test run has bpy but not the server's stack.
+    It runs on $MARIONETTE_SERVER_PYTHON when set, like the tiny models' build.
     """
     from backend import launcher
 
     data = tmp_path_factory.mktemp("served")
     server = launcher.start(os.environ.get("MARIONETTE_SERVER_PYTHON"),
-                            args=["--tiny", "--port", "0", "--data", str(data), "--token", TOKEN],
+                            args=["--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data),
+                                  "--token", TOKEN],
                             log=data / "server.log", timeout=180)
     yield server
     server.stop()

@@ -1,4 +1,4 @@
-"""Camera matching (server/camera_motion.py): synthetic camera paths with known answers, the same motion at other
+"""Camera matching (server/camera/): synthetic camera paths with known answers, the same motion at other
 scales and frame rates, cameras animated in real bpy, CameraCtrl input, and POST /plan with a camera path."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
-from server.camera_motion import (COMPONENTS, THRESHOLDS, match, plot_png, plucker, realestate10k_lines,
+from server.camera import (COMPONENTS, THRESHOLDS, match, plot_png, plucker, realestate10k_lines,
                                   relative_poses, window_spans, with_overrides)
 from server.protocol import CAMERA_DIRECTIONS, MOTION_LORAS, SpecError, Weighted, parse_spec
 
@@ -359,8 +359,8 @@ def test_a_frame_with_nothing_in_view_may_have_no_depth():
 def server(tiny_models, tmp_path_factory):
     from fastapi.testclient import TestClient
 
-    from server.app import Settings, create_app
-    from server.models import ModelConfig
+    from server.api import Settings, create_app
+    from server.loaders import ModelConfig
 
     settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"),
                         data_dir=tmp_path_factory.mktemp("camera-jobs"))

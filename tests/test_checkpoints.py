@@ -1,4 +1,4 @@
-"""Model loading (server/checkpoints.py) on the tiny models, which are saved in the public files' formats and key
+"""Model loading (server/loaders/) on the tiny models, which are saved in the public files' formats and key
 layouts, and the configs shipped for the full-size public models."""
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 
-from server import checkpoints as C
-from server import tiny
+from server import loaders as C
+from server.loaders import sd15
 from server.protocol import MOTION_LORAS
+from tests.support import tiny_models as tiny
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -219,7 +220,7 @@ def test_single_file_base_equals_folder(tiny_models):
 def test_single_file_without_tokenizer_says_how_to_provide_one(tiny_models, tmp_path, monkeypatch):
     config = tmp_path / "sd15-config"
     shutil.copytree(tiny_models / "sd15", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer"))
-    monkeypatch.setattr(C, "TOKENIZER_REPOS", (("marionette-test/absent", ""),))
+    monkeypatch.setattr(sd15, "TOKENIZER_REPOS", (("marionette-test/absent", ""),))
     with pytest.raises(C.CheckpointError, match="no CLIP tokenizer") as info:
         C.load_base(tiny_models / "sd15.safetensors", config=config)
     assert "sd15.safetensors" in str(info.value) and "vocab.json" in str(info.value)
@@ -260,7 +261,7 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
         socket.socket.connect = refuse
         socket.create_connection = refuse
         import torch
-        from server import checkpoints as C
+        from server import loaders as C
         root = {str(tiny_models)!r}
         def same(a, b):
             return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
@@ -291,6 +292,38 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
     assert lines == {"single": "True", "tokenizer": "True", "hub_base": "True", "hub_adapter": "True",
                      "hub_info": "{'version': 'v2', 'max_frames': 32}", "hub_lora": "True",
                      "missing_hub": "True"}, result.stdout + result.stderr[-3000:]
+
+
+def test_model_config_keeps_hub_files_and_hub_ids_and_they_load(tiny_models, tmp_path, monkeypatch):
+    """A hub file `org/name/file.ckpt` in a model config stays a hub source (it used to become a local path that
+    never exists) and loads from the Hugging Face cache; a folder of that name next to the config still wins."""
+    import huggingface_hub.constants
+
+    hf_home = tmp_path / "hf"
+    _fake_hub_repo(hf_home, "guoyww/animatediff", {"mm_sd_v15_v2.ckpt": tiny_models / "mm_sd_v15_v2.ckpt"})
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(hf_home / "hub"))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    (tmp_path / "local" / "motion").mkdir(parents=True)
+    toml = tmp_path / "models.toml"
+    twin_config = tiny_models / "motion_v2"
+    toml.write_text(f'[motion_module.hub_file]\nsource = "guoyww/animatediff/mm_sd_v15_v2.ckpt"\n'
+                    f'config = "{twin_config}"\n'
+                    f'[motion_module.hub_id]\nsource = "guoyww/animatediff-motion-adapter-v1-5-2"\n'
+                    f'[motion_module.local]\nsource = "local/motion"\n'
+                    f'[motion_module.relative_file]\nsource = "mm/mm_sd_v15_v2.ckpt"\n')
+    config = C.ModelConfig.load(toml)
+    hub_file = config.get("motion_module", "hub_file")
+    assert hub_file.source == "guoyww/animatediff/mm_sd_v15_v2.ckpt" and not hub_file.local
+    assert config.get("motion_module", "hub_id").source == "guoyww/animatediff-motion-adapter-v1-5-2"
+    assert config.get("motion_module", "local").source == str(tmp_path / "local" / "motion")
+    assert C.motion_adapter_info(hub_file.source) == {"version": "v2", "max_frames": 32}
+    assert hub_file.config == str(tiny_models / "motion_v2")
+    assert config.get("motion_module", "relative_file").source == str(tmp_path / "mm" / "mm_sd_v15_v2.ckpt")
+    loaded = C.load_motion_adapter(hub_file.source, hub_file.config).state_dict()
+    twin = C.load_motion_adapter(tiny_models / "motion_v2").state_dict()
+    assert sorted(loaded) == sorted(twin) and all(torch.equal(loaded[k], twin[k]) for k in twin)
+    with pytest.raises(C.CheckpointError, match="guoyww/animatediff"):
+        C.load_motion_adapter("guoyww/animatediff/v3_sd15_mm.ckpt")   # not in the cache, and offline
 
 
 # --- the configs shipped for the public models ---------------------------------------------------------------------

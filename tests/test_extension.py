@@ -22,7 +22,7 @@ PACKAGE = extension_cli.PACKAGE
 def extension(tmp_path_factory):
     zip_path = extension_cli.build(tmp_path_factory.mktemp("ext"))
     names = zipfile.ZipFile(zip_path).namelist()
-    assert "blender_manifest.toml" in names and "server/protocol.py" in names
+    assert "blender_manifest.toml" in names and "server/protocol/__init__.py" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv", "demo/", "cli/"))]
     module = extension_cli.install(zip_path)
     assert PACKAGE in bpy.context.preferences.addons

@@ -6,8 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from server.models import ModelConfig, ModelStore
-from server.pipeline import Control, ContextWindows, context_windows, fusion_table, travel
+from server.engine.store import ModelStore
+from server.loaders import ModelConfig
+from server.engine.pipeline import Control, travel
+from server.engine.windows import ContextWindows, context_windows, fusion_table
 
 SIZE = 64
 
@@ -153,7 +155,7 @@ def test_per_window_lora_schedule_reaches_the_adapters(store):
 
 
 def test_seam_score_sees_jumps_at_window_boundaries():
-    from server.metrics import seam_score
+    from tests.support.metrics import seam_score
 
     windows = context_windows(40, 16, 4, loop=False)          # starts 0, 12, 24
     smooth = np.stack([np.full((4, 4, 3), f, dtype=np.float64) for f in range(40)])

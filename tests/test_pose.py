@@ -7,7 +7,7 @@ import pytest
 from controlnet_aux.open_pose import BodyResult, PoseResult, draw_poses
 from controlnet_aux.open_pose.body import Keypoint
 
-from server import pose
+from server.engine import pose
 
 W, H = 96, 128
 

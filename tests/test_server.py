@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from PIL import Image
 
 from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spec
-from server.app import Settings, create_app
-from server.models import ModelConfig
+from server.api import Settings, create_app
+from server.loaders import ModelConfig
 
 
 @pytest.fixture(scope="module")
@@ -208,7 +208,7 @@ def test_unknown_job_is_404(server):
 
 
 def test_failure_while_running_is_an_error_event_and_frames_stay(server, monkeypatch):
-    from server.pipeline import GuidedAnimateDiffPipeline
+    from server.engine.pipeline import GuidedAnimateDiffPipeline
 
     original = GuidedAnimateDiffPipeline.decode
 
@@ -268,7 +268,7 @@ def test_context_window_longer_than_the_motion_module_is_422(server):
 
 
 def test_window_schedule_follows_the_camera_windows():
-    from server.runner import window_schedule
+    from server.engine.planning import window_schedule
 
     camera = [{"start": 0, "end": 16, "motion_loras": [{"name": "pan_left", "weight": 0.8}]},
               {"start": 12, "end": 28, "motion_loras": [{"name": "zoom_in", "weight": 0.6}]}]

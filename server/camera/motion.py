@@ -1,6 +1,5 @@
 """Camera matching: from the camera path the artist animated, the camera motion LoRAs and their weights over time;
-and the same path as CameraCtrl input (RealEstate10K lines, Plücker embedding). numpy and the standard library
-(matplotlib only inside `plot_png`).
+numpy and the standard library. The same path as CameraCtrl input: `cameractrl.py`; the plot: `plot.py`.
 
 Conventions (shared/CONVENTIONS.md, "Camera"):
 - `world_to_camera` is OpenCV: camera x right, y DOWN, z FORWARD; X_cam = R X_world + t, so the camera centre is
@@ -35,12 +34,11 @@ Conventions (shared/CONVENTIONS.md, "Camera"):
 
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 
-from .protocol import CAMERA_DIRECTIONS, CAMERA_MATCH_DEFAULTS, MOTION_LORAS
+from ..protocol import CAMERA_DIRECTIONS, CAMERA_MATCH_DEFAULTS, MOTION_LORAS
 
 COMPONENTS = ("yaw", "pitch", "roll", "horizon_roll", "sideways", "vertical", "forward", "zoom")
 SIGNALS = ("pan", "tilt", "zoom", "roll")
@@ -223,90 +221,3 @@ def with_overrides(matched: list[dict], manual: list) -> list[dict]:
     out.update(manual)
     order = list(MOTION_LORAS) + sorted(set(out) - set(MOTION_LORAS))
     return [{"name": n, "weight": out[n]} for n in order if n in out and out[n] > 0]
-
-
-# --- CameraCtrl input ------------------------------------------------------------------------------------------
-
-def realestate10k_lines(path: dict) -> list[str]:
-    """One RealEstate10K-style line per frame, as CameraCtrl reads them:
-    `timestamp_us fx/W fy/H cx/W cy/H 0 0 r11 r12 r13 t1 r21 r22 r23 t2 r31 r32 r33 t3`
-    (timestamp = scene frame / fps in microseconds; K normalised by the image size, corner-origin convention so an
-    unshifted lens has cx/W = 0.5; then the 3×4 OpenCV world-to-camera, row-major)."""
-    cam = CameraPath(path)
-    lines = []
-    for number, K, M in zip(cam.numbers, cam.K, cam.w2c):
-        values = [K[0, 0] / cam.width, K[1, 1] / cam.height, K[0, 2] / cam.width, K[1, 2] / cam.height, 0.0, 0.0,
-                  *M[:3, :4].reshape(-1)]
-        lines.append(" ".join([str(round(number / cam.fps * 1e6))] + [f"{v:.9g}" for v in values]))
-    return lines
-
-
-def relative_poses(path: dict) -> np.ndarray:
-    """(F, 4, 4) camera-to-world matrices relative to the first frame: c2w_rel_i = w2c_0 @ inv(w2c_i); the first is
-    the identity, and every pose is expressed in the first camera's OpenCV axes."""
-    cam = CameraPath(path)
-    return np.stack([cam.w2c[0] @ np.linalg.inv(m) for m in cam.w2c])
-
-
-def plucker(path: dict, height: int | None = None, width: int | None = None) -> np.ndarray:
-    """(F, 6, H, W) float32 Plücker embedding of the pixel rays, as CameraCtrl's `ray_condition` builds it:
-    channels 0-2 o × d, channels 3-5 d, with d the unit ray direction and o the camera centre, both in the first
-    camera's axes (relative_poses). Rays go through pixel centres (i + 0.5, j + 0.5) of K, scaled from the path's
-    size to (height, width) when those are given (default: the path's size)."""
-    cam = CameraPath(path)
-    H, W = height or cam.height, width or cam.width
-    sx, sy = W / cam.width, H / cam.height
-    j, i = np.meshgrid(np.arange(H, dtype=np.float64) + 0.5, np.arange(W, dtype=np.float64) + 0.5, indexing="ij")
-    out = np.empty((len(cam), 6, H, W), dtype=np.float32)
-    for k, c2w in enumerate(relative_poses(path)):
-        K = cam.K[k]
-        fx, fy, cx, cy, skew = K[0, 0] * sx, K[1, 1] * sy, K[0, 2] * sx, K[1, 2] * sy, K[0, 1] * sx
-        y = (j - cy) / fy
-        x = (i - cx - skew * y) / fx
-        d_cam = np.stack([x, y, np.ones_like(x)], axis=-1)
-        d_cam /= np.linalg.norm(d_cam, axis=-1, keepdims=True)
-        d = d_cam @ c2w[:3, :3].T
-        o = np.broadcast_to(c2w[:3, 3], d.shape)
-        out[k, :3] = np.moveaxis(np.cross(o, d), -1, 0)
-        out[k, 3:] = np.moveaxis(d, -1, 0)
-    return out
-
-
-# --- plot ------------------------------------------------------------------------------------------------------
-
-def plot_png(components: dict, schedule: list[dict], width_px: int = 640, height_px: int = 400) -> bytes:
-    """A PNG: the per-pair components over time (top) and each window's chosen LoRA weights (bottom)."""
-    from matplotlib.backends.backend_agg import FigureCanvasAgg  # no pyplot: no global backend state
-    from matplotlib.figure import Figure
-
-    dpi = 80
-    fig = Figure(figsize=(width_px / dpi, height_px / dpi), dpi=dpi)
-    FigureCanvasAgg(fig)
-    top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
-    x = np.asarray(components["index"], dtype=np.float64) + 0.5
-    for name in COMPONENTS:
-        top.plot(x, components[name], label=name, linewidth=1.2,
-                 linestyle="-" if name in ("yaw", "pitch", "roll", "horizon_roll") else "--")
-    top.axhline(0.0, color="0.6", linewidth=0.6)
-    top.set_ylabel("per second")
-    top.set_title("camera motion: turns rad/s, moves depths/s, zoom log-focal/s", fontsize=9)
-    top.legend(fontsize=7, ncol=4, loc="upper left")
-    colours = {name: f"C{i}" for i, name in enumerate(MOTION_LORAS)}
-    shown = set()
-    for w in schedule:
-        for m in w["motion_loras"]:
-            bottom.hlines(m["weight"], w["start"], w["end"] - 1, colors=colours.get(m["name"], "k"), linewidth=3,
-                          label=None if m["name"] in shown else m["name"])
-            shown.add(m["name"])
-        bottom.axvline(w["start"], color="0.85", linewidth=0.6)
-    bottom.set_ylim(0, max([1.0] + [m["weight"] for w in schedule for m in w["motion_loras"]]) * 1.4)
-    bottom.set_ylabel("LoRA weight")
-    bottom.set_xlabel("job frame")
-    if shown:
-        bottom.legend(fontsize=7, ncol=4, loc="upper left")
-    else:
-        bottom.text(0.5, 0.5, "no camera motion LoRA", transform=bottom.transAxes, ha="center", va="center")
-    fig.tight_layout()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png")
-    return buf.getvalue()

@@ -10,7 +10,7 @@ from collections import deque
 from collections.abc import Callable
 from pathlib import Path
 
-from .protocol import FINAL_EVENTS, JobSpec, frame_filename
+from ..protocol import FINAL_EVENTS, JobSpec, frame_filename
 
 
 class Cancelled(Exception):

@@ -1,6 +1,6 @@
 """Regenerate the diffusers config folders shipped for offline single-file loads of the public models.
 
-    python -m server.configs.make_configs
+    python -m tools.make_configs
 
 Each config comes from diffusers'/transformers' own classes built with the published hyper-parameters on the meta
 device (no weights are created or written; only JSON lands in git):
@@ -23,7 +23,7 @@ import json
 import shutil
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
+HERE = Path(__file__).resolve().parent.parent / "server" / "configs"
 
 SD15_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
 SD15_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")

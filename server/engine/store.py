@@ -1,140 +1,11 @@
-"""Which models exist (the model config) and which are loaded (the store).
-
-A request names models only by the names of the config; the config alone maps a name to a source (a hub id,
-a diffusers folder or a single file inside the configured folders). No path from a request reaches the
-filesystem.
-"""
+"""Which models are loaded: the store loads each on first use and keeps it."""
 
 from __future__ import annotations
 
 import gc
-import hashlib
-import os
 import threading
-import tomllib
-from dataclasses import dataclass
-from pathlib import Path
 
-KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora")
-WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
-DEFAULT_CONFIG = Path(__file__).with_name("default_models.toml")
-
-
-class UnknownModel(LookupError):
-    def __init__(self, kind: str, name: str, known: list[str]):
-        self.kind, self.name, self.known = kind, name, known
-        super().__init__(f"unknown {kind} {name!r}; known: {', '.join(known) or 'none configured'}")
-
-
-@dataclass(frozen=True)
-class ModelEntry:
-    kind: str
-    name: str
-    source: str            # hub id "org/name", or an absolute local path
-    config: str | None     # local diffusers config folder for single files
-    weight_name: str | None = None   # a file inside a hub repo or folder (e.g. AnimateDiff-Lightning)
-
-    @property
-    def local(self) -> bool:
-        return os.path.isabs(self.source)
-
-
-def _is_hub_id(root: Path, source: str) -> bool:
-    """`org/name` that is not an existing path next to the config file."""
-    return (source.count("/") == 1 and not source.startswith((".", "/", "~"))
-            and not (root / source).exists())
-
-
-class ModelConfig:
-    """Model names by kind, from a TOML file: `[kind.name] source = ..., config = ...` and `[folders] kind = [...]`.
-
-    Relative paths resolve against the TOML file's folder. Each folder listed under `[folders]` adds its weight
-    files and model folders under their stem names.
-    """
-
-    def __init__(self, entries: dict[str, dict[str, ModelEntry]]):
-        self.entries = entries
-
-    @classmethod
-    def load(cls, path: Path | None = None) -> "ModelConfig":
-        path = Path(path or DEFAULT_CONFIG).expanduser().resolve()
-        with open(path, "rb") as f:
-            data = tomllib.load(f)
-        root = path.parent
-        entries: dict[str, dict[str, ModelEntry]] = {k: {} for k in KINDS}
-        for kind, dirs in data.get("folders", {}).items():
-            cls._check_kind(kind, path)
-            for folder in dirs:
-                for name, source in _scan(_resolve(root, folder)):
-                    entries[kind][name] = ModelEntry(kind, name, source, None)
-        for kind in KINDS:
-            for name, item in data.get(kind, {}).items():
-                if "source" not in item:
-                    raise ValueError(f"{path}: [{kind}.{name}] needs a source")
-                source = item["source"] if _is_hub_id(root, item["source"]) else _resolve(root, item["source"])
-                config = _resolve(root, item["config"]) if item.get("config") else None
-                entries[kind][name] = ModelEntry(kind, name, source, config, item.get("weight_name"))
-        for kind in data:
-            if kind != "folders":
-                cls._check_kind(kind, path)
-        return cls(entries)
-
-    @staticmethod
-    def _check_kind(kind: str, path: Path):
-        if kind not in KINDS:
-            raise ValueError(f"{path}: unknown model kind [{kind}]; kinds are {', '.join(KINDS)}")
-
-    def get(self, kind: str, name: str) -> ModelEntry:
-        try:
-            return self.entries[kind][name]
-        except KeyError:
-            raise UnknownModel(kind, name, sorted(self.entries.get(kind, {}))) from None
-
-    def names(self, kind: str) -> list[str]:
-        return sorted(self.entries[kind])
-
-
-def _resolve(root: Path, value: str) -> str:
-    return str((root / Path(value).expanduser()).resolve())
-
-
-def _scan(folder: str):
-    if not os.path.isdir(folder):
-        return
-    for entry in sorted(os.scandir(folder), key=lambda e: e.name):
-        if entry.is_file() and entry.name.endswith(WEIGHT_SUFFIXES):
-            yield Path(entry.name).stem, entry.path
-        elif entry.is_dir() and any(os.path.exists(os.path.join(entry.path, f))
-                                    for f in ("config.json", "model_index.json",
-                                              "diffusion_pytorch_model.safetensors")):
-            yield entry.name, entry.path
-
-
-_hash_cache: dict[tuple, str] = {}
-
-
-def file_identity(entry: ModelEntry) -> dict:
-    """The identity of a model for the manifest: its source and the sha256 of each local weight file."""
-    out = {"name": entry.name, "source": entry.source}
-    if entry.config:
-        out["config"] = entry.config
-    if not entry.local:
-        return out
-    paths = [entry.source] if os.path.isfile(entry.source) else sorted(
-        str(p) for p in Path(entry.source).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    hashes = {}
-    for p in paths:
-        st = os.stat(p)
-        key = (p, st.st_size, st.st_mtime_ns)
-        if key not in _hash_cache:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            _hash_cache[key] = h.hexdigest()
-        hashes[os.path.relpath(p, entry.source) if p != entry.source else os.path.basename(p)] = _hash_cache[key]
-    out["sha256"] = hashes
-    return out
+from ..loaders import ModelConfig
 
 
 class ModelStore:
@@ -165,14 +36,14 @@ class ModelStore:
     def _component(self, kind: str, name: str):
         key = (kind, name)
         if key not in self._cache:
-            from . import checkpoints
+            from .. import loaders
 
             entry = self.config.get(kind, name)
             loader = {
-                "base": checkpoints.load_base,
-                "motion_module": checkpoints.load_motion_adapter,
-                "controlnet": checkpoints.load_controlnet,
-                "sparsectrl": checkpoints.load_sparsectrl,
+                "base": loaders.load_base,
+                "motion_module": loaders.load_motion_adapter,
+                "controlnet": loaders.load_controlnet,
+                "sparsectrl": loaders.load_sparsectrl,
             }[kind]
             obj = loader(entry.source, entry.config) if entry.weight_name is None else \
                 loader(entry.source, entry.config, weight_name=entry.weight_name)
@@ -219,7 +90,7 @@ class ModelStore:
 
     def set_loras(self, pipe, loras: list[tuple[str, str, float]]):
         """Activate exactly these (kind, name, weight) LoRAs on the pipeline, loading any not loaded yet."""
-        from . import checkpoints
+        from .. import loaders
 
         with self.lock:
             if list(loras) == self._applied:
@@ -230,9 +101,9 @@ class ModelStore:
                 if adapter not in self._adapters:
                     entry = self.config.get(kind, name)
                     if kind == "motion_lora":
-                        weights_in = checkpoints.motion_lora_state_dict(entry.source)
+                        weights_in = loaders.motion_lora_state_dict(entry.source)
                     else:
-                        weights_in = checkpoints.image_lora_source(entry.source)
+                        weights_in = loaders.image_lora_source(entry.source)
                     pipe.load_lora_weights(weights_in, adapter_name=adapter)
                     self._adapters.add(adapter)
                     self.loads.append(f"{kind}:{name}")

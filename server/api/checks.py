@@ -1,0 +1,54 @@
+"""Checks shared by the routes: JSON bodies, known jobs, and that a spec's models exist and fit."""
+
+from __future__ import annotations
+
+from fastapi import HTTPException, Request
+from fastapi.responses import JSONResponse
+
+from ..engine.planning import motion_loras_for
+from ..loaders import UnknownModel, motion_adapter_info
+from ..protocol import SpecError
+
+
+def spec_error_response(errors) -> JSONResponse:
+    return JSONResponse(status_code=422, content={"detail": [{"field": f, "message": m} for f, m in errors]})
+
+
+async def json_body(request: Request, where: str, hint: str = ""):
+    try:
+        return await request.json()
+    except ValueError:
+        raise SpecError([(where, "body must be JSON" + (f": {hint}" if hint else ""))]) from None
+
+
+def job_or_404(request: Request, job_id: str):
+    job = request.app.state.queue.get(job_id)
+    if job is None:
+        raise HTTPException(404, f"no job {job_id!r}")
+    return job
+
+
+def check_models(models, spec):
+    """Every model name of the spec exists, and the clip fits the motion module. Raises 404 / SpecError."""
+    try:
+        models.get("base", spec.base)
+        module = models.get("motion_module", spec.motion_module)
+        for c in spec.controlnets:
+            models.get("controlnet", c.model)
+        for m in spec.loras:
+            models.get("lora", m.name)
+        for m in motion_loras_for(spec)[0]:  # with camera_motion "auto": the ones the camera matched
+            models.get("motion_lora", m["name"])
+        if spec.sparsectrl:
+            models.get("sparsectrl", spec.sparsectrl.model)
+    except UnknownModel as e:
+        raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
+    max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
+    if spec.context is not None and spec.context.length > max_frames:
+        raise SpecError([("context.length", f"windows of {spec.context.length} frames are more than the motion "
+                                            f"module {spec.motion_module!r} takes ({max_frames}); 16 is what "
+                                            f"it was trained on")])
+    if spec.context is None and spec.frames > max_frames:
+        raise SpecError([("frames", f"{spec.frames} frames is more than the motion module "
+                                    f"{spec.motion_module!r} takes ({max_frames}) in one pass; shorten the clip "
+                                    f"or send \"context\" windows (e.g. length 16, overlap 4)")])

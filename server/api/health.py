@@ -1,0 +1,25 @@
+"""GET /health and POST /release: is the server up, what is loaded, and giving memory back."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request
+
+from .. import __version__
+
+router = APIRouter()
+
+
+@router.get("/health")
+def health(request: Request):
+    store, queue = request.app.state.store, request.app.state.queue
+    return {"status": "ok", "version": __version__, "device": store.device, "loaded": store.loaded(),
+            "busy": not queue.idle()}
+
+
+@router.post("/release")
+def release(request: Request):
+    store, queue = request.app.state.store, request.app.state.queue
+    if not queue.idle():
+        raise HTTPException(409, "a job is running or queued; cancel it or wait, then release")
+    store.release()
+    return {"released": True, "loaded": store.loaded()}

@@ -1,0 +1,147 @@
+"""SD1.5 base models: a diffusers pipeline folder, a hub id, or a single file in the original LDM layout."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import CheckpointError, classify, expect_kind, read_state_dict
+from .folders import load_pretrained
+from .single_file import strict_single_file, to_float32
+from .sources import CONFIGS, config_folder, resolve_source
+
+# Where a single-file SD1.5 checkpoint can find a CLIP tokenizer when its config folder has none.
+TOKENIZER_REPOS = (("openai/clip-vit-large-patch14", ""), ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer"),
+                   ("runwayml/stable-diffusion-v1-5", "tokenizer"))
+
+
+def _load_scheduler(where, subfolder="scheduler", **kwargs):
+    import diffusers
+
+    try:
+        cfg = diffusers.DDIMScheduler.load_config(str(where), subfolder=subfolder, **kwargs)
+        cls = getattr(diffusers, cfg.get("_class_name", "DDIMScheduler"), diffusers.DDIMScheduler)
+        return cls.from_config(cfg)
+    except Exception as e:
+        raise CheckpointError(f"{where}: no readable scheduler config in {subfolder}/ ({e})") from e
+
+
+def _checked_tokenizer(folder, where, **kwargs):
+    """A CLIP tokenizer from `folder`; current transformers quietly builds an empty one when the vocabulary files
+    are missing, so insist on a real vocabulary."""
+    from transformers import CLIPTokenizer
+
+    try:
+        tokenizer = CLIPTokenizer.from_pretrained(str(folder), **kwargs)
+    except Exception as e:
+        raise CheckpointError(f"{where}: no readable CLIP tokenizer ({type(e).__name__}: {e})") from e
+    vocab = tokenizer.get_vocab()
+    if len(vocab) <= 256 or "<|endoftext|>" not in vocab:
+        raise CheckpointError(f"{where}: no CLIP tokenizer vocabulary (vocab.json and merges.txt) found")
+    return tokenizer
+
+
+def _load_tokenizer_for_single_file(config_dir: Path, path):
+    from huggingface_hub import try_to_load_from_cache
+
+    local = config_dir / "tokenizer"
+    if local.is_dir():
+        return _checked_tokenizer(local, local)
+    for repo, subfolder in TOKENIZER_REPOS:
+        try:
+            vocab = try_to_load_from_cache(repo, f"{subfolder}/vocab.json" if subfolder else "vocab.json")
+        except Exception:
+            continue
+        if isinstance(vocab, str) and (Path(vocab).parent / "merges.txt").is_file():
+            return _checked_tokenizer(Path(vocab).parent, f"{repo} (Hugging Face cache)")
+    raise CheckpointError(
+        f"{path}: no CLIP tokenizer found for this single-file checkpoint. Put the SD1.5 tokenizer files "
+        f"(vocab.json, merges.txt, tokenizer_config.json) in {local}, pass config= a diffusers SD1.5 folder that has "
+        f"a tokenizer/ subfolder, or cache one once with network access: "
+        f"`hf download openai/clip-vit-large-patch14 vocab.json merges.txt tokenizer_config.json "
+        f"special_tokens_map.json`")
+
+
+def _load_clip_from_ldm(sd: dict, config_dir: Path, path):
+    from accelerate import init_empty_weights
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    prefix = "cond_stage_model.transformer."
+    te = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not te:
+        raise CheckpointError(f"{path}: expected an SD1.5 checkpoint with a CLIP text encoder "
+                              f"(cond_stage_model.transformer.*); this one has none (SD2.x and SDXL files use "
+                              f"other text encoders and are not supported)")
+    try:
+        cfg = CLIPTextConfig.from_pretrained(str(config_dir / "text_encoder"))
+    except Exception as e:
+        raise CheckpointError(f"{config_dir}: no readable text_encoder/config.json ({e})") from e
+    with init_empty_weights():
+        model = CLIPTextModel(cfg)
+    expected = set(model.state_dict())
+    renamed = {}
+    for key, value in te.items():
+        if key not in expected and key.startswith("text_model.") and key[len("text_model."):] in expected:
+            key = key[len("text_model."):]
+        elif key not in expected and "text_model." + key in expected:
+            key = "text_model." + key
+        if key not in expected and key.endswith("position_ids"):
+            continue        # a non-persistent buffer in current transformers; the model builds its own
+        renamed[key] = value
+    missing, unexpected = sorted(expected - set(renamed)), sorted(set(renamed) - expected)
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: CLIP text encoder does not match {config_dir / 'text_encoder'}: "
+                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+    try:
+        model.load_state_dict(to_float32(renamed), strict=True, assign=True)
+    except Exception as e:
+        raise CheckpointError(f"{path}: CLIP text encoder does not match {config_dir / 'text_encoder'} ({e})") from e
+    return model.eval().requires_grad_(False)
+
+
+def load_base(source, config=None, weight_name=None) -> dict:
+    """An SD1.5 base model: {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}, fp32 on the CPU.
+    `source`: a hub id, a diffusers pipeline folder, or a single-file checkpoint in the original LDM layout."""
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from transformers import CLIPTextModel
+
+    kind, where = resolve_source(source, weight_name)
+    if kind in ("dir", "hub"):
+        what = "an SD1.5 pipeline (unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
+        if kind == "dir":
+            if not (where / "unet").is_dir() and not (where / "model_index.json").is_file():
+                raise CheckpointError(f"{where}: expected a diffusers SD1.5 pipeline folder (model_index.json, "
+                                      f"unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+        out = {
+            "unet": load_pretrained(UNet2DConditionModel, where, what, subfolder="unet"),
+            "vae": load_pretrained(AutoencoderKL, where, what, subfolder="vae"),
+            "text_encoder": load_pretrained(CLIPTextModel, where, what, subfolder="text_encoder"),
+        }
+        out["tokenizer"] = _checked_tokenizer(where, f"{where} (tokenizer/)", subfolder="tokenizer")
+        out["scheduler"] = _load_scheduler(where)
+        return out
+
+    from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
+
+    sd = read_state_dict(where)
+    expect_kind(where, classify(sd), ("sd_ldm",), "an SD1.5 checkpoint in the original LDM layout "
+            "(model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*)")
+    probe = sd.get("model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight")
+    if probe is not None and probe.shape[-1] != 768 and config is None:
+        raise CheckpointError(f"{where}: expected an SD1.5 checkpoint (cross-attention width 768), found width "
+                              f"{probe.shape[-1]} (SD2.x/SDXL are not supported); pass config= for other models")
+    config_dir = config_folder(config) or CONFIGS / "sd15"
+    unet_sd = {k: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
+    unet = strict_single_file(UNet2DConditionModel, unet_sd, where, config_dir,
+                        convert_ldm_unet_checkpoint(unet_sd, dict(UNet2DConditionModel.load_config(
+                            str(config_dir), subfolder="unet"))).keys(), subfolder="unet")
+    vae_sd = {k: v for k, v in sd.items() if k.startswith(("first_stage_model.", "vae."))}
+    if not vae_sd:
+        raise CheckpointError(f"{where}: expected an SD1.5 checkpoint with a VAE (first_stage_model.*); "
+                              f"this one has none")
+    vae = strict_single_file(AutoencoderKL, vae_sd, where, config_dir,
+                       convert_ldm_vae_checkpoint(vae_sd, dict(AutoencoderKL.load_config(
+                           str(config_dir), subfolder="vae"))).keys(), subfolder="vae")
+    text_encoder = _load_clip_from_ldm(sd, config_dir, where)
+    tokenizer = _load_tokenizer_for_single_file(config_dir, where)
+    scheduler = _load_scheduler(config_dir)
+    return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}

@@ -1,0 +1,58 @@
+"""Single files in an original layout, loaded strictly against a local diffusers config (no network)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import CheckpointError
+
+
+def to_float32(sd: dict) -> dict:
+    import torch
+
+    return {k: (v.to(torch.float32) if v.is_floating_point() else v) for k, v in sd.items()}
+
+
+def _expected_keys(cls, config_dir: Path, subfolder=None) -> tuple[set, set]:
+    """(parameter names, all state-dict names) of `cls` built from the config on the meta device (no memory)."""
+    import torch
+
+    try:
+        config = cls.load_config(str(config_dir), subfolder=subfolder)
+        with torch.device("meta"):
+            model = cls.from_config(config)
+    except Exception as e:
+        where = Path(config_dir) / (subfolder or "")
+        raise CheckpointError(f"{where}: not a usable {cls.__name__} config ({type(e).__name__}: {e})") from e
+    return {n for n, _ in model.named_parameters()}, set(model.state_dict())
+
+
+def _mismatch(path, config_dir, missing, unexpected) -> CheckpointError:
+    parts = []
+    if missing:
+        parts.append(f"{len(missing)} weights missing from the file (e.g. {', '.join(missing[:3])})")
+    if unexpected:
+        parts.append(f"{len(unexpected)} weights the config has no place for (e.g. {', '.join(unexpected[:3])})")
+    return CheckpointError(f"{path}: does not match the config {config_dir}: {'; '.join(parts)}")
+
+
+def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, subfolder=None):
+    """`cls.from_single_file` with a local config folder and no network, made strict: diffusers only logs weights
+    it cannot place and leaves weights the file lacks on the meta device, so compare the converted keys first."""
+    params, names = _expected_keys(cls, config_dir, subfolder)
+    converted = set(converted_keys)
+    missing, unexpected = sorted(params - converted), sorted(converted - names)
+    if missing or unexpected:
+        raise _mismatch(path, Path(config_dir) / (subfolder or ""), missing, unexpected)
+    kwargs = {"subfolder": subfolder} if subfolder else {}
+    try:
+        # Tensors are made float32 here rather than with torch_dtype=, so the model is built in float32 directly.
+        model = cls.from_single_file(to_float32(sd), config=str(config_dir), local_files_only=True, **kwargs)
+    except Exception as e:
+        raise CheckpointError(f"{path}: cannot be loaded as {cls.__name__} with the config {config_dir} "
+                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+                              ) from e
+    still_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if still_meta:
+        raise _mismatch(path, config_dir, still_meta, [])
+    return model.eval().requires_grad_(False)

@@ -1,0 +1,1 @@
+"""Test-only code: tiny-model writers, key-layout converters, measurements. Never shipped."""
