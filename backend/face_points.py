@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import bpy
 import numpy as np
-from mathutils import Vector
 
 from . import rig_structure
 

@@ -65,24 +65,26 @@ def body_bones(armature) -> list:
 def leaf_end(armature, bone):
     """Where a bone with no body child ends, as an entry (bone, end), or None when nothing says so.
 
-    An importer leaves a bone's length made up; an object parented to the bone (glTF's `<bone>_end` node, an
-    attached prop) does say where it ends. A tail is trusted when the bone's length is in proportion to its
-    parent's segment (a rig built in Blender).
+    An importer leaves a bone's length made up; an empty parented to the bone (glTF's `<bone>_end` node) says
+    where it ends, and a tail is trusted in a rig built in Blender. Either only when its distance from the bone's
+    head is in proportion to the parent's segment (some exporters write end nodes far off).
     """
+    segment = (bone.head_local - bone.parent.head_local).length if bone.parent is not None else 0.0
+
+    def in_proportion(length):
+        return segment > 0 and 0.2 < length / segment < 5.0
+
     obj = owner(armature)
     if obj is not None:
         marks = [c for c in obj.children if c.parent_type == "BONE" and c.parent_bone == bone.name
                  and c.type == "EMPTY" and not c.children]
         if marks:
-            depsgraph = bpy.context.evaluated_depsgraph_get()
-            evaluated = obj.evaluated_get(depsgraph)
-            frame = (evaluated.matrix_world @ evaluated.pose.bones[bone.name].matrix).inverted()
-            local = [frame @ m.evaluated_get(depsgraph).matrix_world.translation for m in marks]
-            return bone.name, max(local, key=lambda v: v.length)
-    if bone.parent is not None:
-        segment = (bone.head_local - bone.parent.head_local).length
-        if segment > 0 and 0.2 < bone.length / segment < 5.0:
-            return bone.name, "tail"
+            posed = obj.matrix_world @ obj.pose.bones[bone.name].matrix
+            frame = posed.inverted()
+            local = max((frame @ m.matrix_world.translation for m in marks), key=lambda v: v.length)
+            return (bone.name, local) if in_proportion(local.length) else None
+    if in_proportion(bone.length):
+        return bone.name, "tail"
     return None
 
 

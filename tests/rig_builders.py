@@ -83,7 +83,7 @@ def _words(joint):
              "toeend": "ToesEnd"}
     if base in table:
         return side + table[base]
-    return f"{side}{base[:-1].capitalize()}{'Proximal Intermediate Distal Tip'.split()[int(base[-1]) - 1]}"
+    return f"{side}{base[:-1].capitalize()}{('Proximal', 'Intermediate', 'Distal', 'Tip')[int(base[-1]) - 1]}"
 
 
 def _blender(joint):
@@ -191,7 +191,7 @@ def export_import(family: str, path, fmt: str, scale: float = 1.0, extras=()):
     """Build the rig in an empty file, write it with Blender's exporter (`fmt` "glb" or "fbx"); returns path."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.context.scene.frame_start, bpy.context.scene.frame_end = 1, 16
-    rig, body = build(family, scale, extras)
+    build(family, scale, extras)
     if fmt == "glb":
         bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", export_animations=True)
     else:

@@ -277,7 +277,9 @@ def test_hands_come_from_the_finger_bones(files, key):
         else:
             for point, bone in fingers.items():
                 assert hand[point] == (bone[:-1] + s, "head")
-            assert all(f"{finger}_4" in hand for finger in ("thumb", "index", "middle", "ring"))
+            # the thumb's and middle finger's `_end` nodes lie six finger segments out: no tips rather than wrong
+            # ones; the index and ring ends are in proportion
+            assert "thumb_4" not in hand and "middle_4" not in hand and "index_4" in hand and "ring_4" in hand
     front_camera(scene, rig)
     scene.frame_set(1)
     frame = pose_capture.capture(scene, [rig.name], camera.camera_path(scene, [1], [None]))[0]["people"][0]
@@ -380,7 +382,7 @@ def test_the_fox_is_refused_and_its_wrong_picks_are_not_shown(files, extension):
 
 def test_absurd_imported_bone_lengths_leave_the_face_where_the_head_is(files):
     """glTF from a centimetre rig: Blender's importer makes the head bone 22 m long; the face stays on the head."""
-    scene, rig = load(files["mixamo_glb_cm"])
+    _scene, rig = load(files["mixamo_glb_cm"])
     head = rig.data.bones["mixamorig:Head"]
     assert head.length * rig.matrix_world.to_scale()[0] > 5.0   # the made-up length this test pins
     mapping = rigs.body_map(rig.data)
