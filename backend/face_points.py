@@ -19,6 +19,7 @@ import numpy as np
 from . import rig_structure
 
 MIN_VERTICES = 12
+_WEIGHTED = {}   # (mesh, vertex count, groups, coordinates digest) -> indices of the head's vertices
 
 
 def head_vertices(armature, head_bone) -> np.ndarray:
@@ -36,10 +37,10 @@ def head_vertices(armature, head_bone) -> np.ndarray:
             indices = {g.index for g in mesh_obj.vertex_groups if g.name in group}
             if not indices:
                 continue
-            keep = [v.index for v in mesh_obj.data.vertices
-                    if sum(g.weight for g in v.groups if g.group in indices) >= 0.5]
+            coords = _coords(mesh_obj)
+            keep = _weighted(mesh_obj, indices, coords)
             if keep:
-                found.append(_coords(mesh_obj)[keep] @ _np(to_armature @ mesh_obj.matrix_world))
+                found.append(coords[keep] @ _np(to_armature @ mesh_obj.matrix_world))
             continue
         top = mesh_obj
         while top.parent is not None and top.parent != obj:
@@ -49,6 +50,17 @@ def head_vertices(armature, head_bone) -> np.ndarray:
             posed = obj.matrix_world @ obj.pose.bones[bone.name].matrix
             found.append(_coords(mesh_obj) @ _np(bone.matrix_local @ posed.inverted() @ mesh_obj.matrix_world))
     return np.concatenate(found) if found else np.zeros((0, 3))
+
+
+def _weighted(mesh_obj, indices, coords) -> list[int]:
+    """Vertices weighted at least half to the groups `indices`; remembered, as the panel asks on every redraw."""
+    key = (mesh_obj.data.as_pointer(), len(coords), tuple(sorted(indices)), hash(coords.tobytes()))
+    if key not in _WEIGHTED:
+        if len(_WEIGHTED) > 64:
+            _WEIGHTED.clear()
+        _WEIGHTED[key] = [v.index for v in mesh_obj.data.vertices
+                          if sum(g.weight for g in v.groups if g.group in indices) >= 0.5]
+    return _WEIGHTED[key]
 
 
 def _coords(mesh_obj) -> np.ndarray:
