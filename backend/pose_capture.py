@@ -10,7 +10,8 @@ Hidden: the raw depth pass (planar camera Z) at the point's pixel is nearer than
 the camera to the point says what is in front. The character's own meshes (children of the armature, or meshes
 with an Armature modifier on it) hide nothing, unless `own_body_hides`: then they hide a point when their surface
 is more than `thickness` in front of it (joints sit inside the body, so the skin just over them must not count).
-Objects that do not render (hide_render) hide nothing either.
+Only what the final render shows hides anything (render_visibility.py): an object hidden in renders, in a
+collection excluded from the view layer or disabled in renders, holdout or indirect-only hides nothing.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from . import camera as camera_math
-from . import rigs
+from . import render_visibility, rigs
 
 # Another object hides a point when its surface is more than this fraction of the point's depth in front of it
 # (depth precision, and a keypoint resting on a surface).
@@ -31,9 +32,10 @@ _MAX_LAYERS = 64   # surfaces one ray may pass through
 def candidates(scene, view_layer=None) -> list:
     """Armature objects of the view layer that render and are not switched off in the panel."""
     layer = view_layer or _view_layer(scene)
+    collections = render_visibility.rendered_collections(layer)
     found = []
     for obj in layer.objects:
-        if obj.type != "ARMATURE" or obj.hide_render:
+        if obj.type != "ARMATURE" or not render_visibility.in_render(obj, collections):
             continue
         settings = getattr(obj.data, "marionette_pose", None)
         if settings is not None and not settings.include:
@@ -50,7 +52,7 @@ def _view_layer(scene):
 
 
 def characters(scene, view_layer=None) -> list:
-    """The candidates whose bone map is usable (the neck and enough body points)."""
+    """The candidates that are people (or mapped by hand) with a usable bone map (the neck and enough points)."""
     return [obj for obj in candidates(scene, view_layer) if rigs.usable(rigs.body_map(obj.data))]
 
 
@@ -70,10 +72,19 @@ def capture(scene, armature_names, camera_path, depth_raw=None, hands=True, own_
 
     Leaves the scene at the frame it was on.
     """
-    width, height = camera_path["width"], camera_path["height"]
     objects = [scene.objects[name] for name in armature_names]
-    maps = [(obj, rigs.body_map(obj.data), rigs.hand_maps(obj.data) if hands else {}, own_meshes(obj, scene))
-            for obj in objects]
+    maps = []
+    for obj in objects:
+        found = rigs.assess(obj.data)
+        maps.append((obj, rigs.body_map(obj.data, found), rigs.hand_maps(obj.data, found) if hands else {},
+                     own_meshes(obj, scene)))
+    collections = render_visibility.rendered_collections(_view_layer(scene))
+    with render_visibility.revealed(scene, _view_layer(scene)):
+        return _frames(scene, camera_path, depth_raw, maps, collections, own_body_hides, thickness)
+
+
+def _frames(scene, camera_path, depth_raw, maps, collections, own_body_hides, thickness) -> list[dict]:
+    width, height = camera_path["width"], camera_path["height"]
     frames_out = []
     frame, subframe = scene.frame_current, scene.frame_subframe
     try:
@@ -81,7 +92,7 @@ def capture(scene, armature_names, camera_path, depth_raw=None, hands=True, own_
             scene.frame_set(item["frame"])
             depsgraph = camera_math._depsgraph(scene)
             depth = np.load(depth_raw[index]) if depth_raw else None
-            view = _View(scene, depsgraph, item["K"], item["world_to_camera"], width, height, depth)
+            view = _View(scene, depsgraph, item["K"], item["world_to_camera"], width, height, depth, collections)
             people = []
             for obj, body, hand_maps, own in maps:
                 evaluated = obj.evaluated_get(depsgraph)
@@ -113,8 +124,8 @@ def _points(view, evaluated, mapping, order, own, own_body_hides, thickness) -> 
 class _View:
     """One frame's camera, image and depth: projects world points and tells whether they are seen."""
 
-    def __init__(self, scene, depsgraph, K, world_to_camera, width, height, depth):
-        self.scene, self.depsgraph = scene, depsgraph
+    def __init__(self, scene, depsgraph, K, world_to_camera, width, height, depth, collections):
+        self.scene, self.depsgraph, self.collections = scene, depsgraph, collections
         self.K, self.w2c = K, world_to_camera
         self.width, self.height, self.depth = width, height, depth
         rotation = Matrix(world_to_camera).to_3x3()
@@ -145,7 +156,7 @@ class _View:
             if obj.name in own:
                 if own_body_hides and gap > thickness:
                     return True
-            elif not obj.hide_render and gap > SURFACE_TOLERANCE * z:
+            elif gap > SURFACE_TOLERANCE * z and render_visibility.in_render(obj, self.collections):
                 return True
             travelled = (location - self.origin).length + 1e-5 * distance
             start = self.origin + direction * travelled
@@ -160,6 +171,9 @@ def describe_missing(scene, view_layer=None) -> str:
     if not found:
         return ("The pose guide found no armature in the view layer: add a rigged character (Rigify, Mixamo, "
                 "Auto-Rig Pro or bones named like upper_arm.L / LeftArm), or switch the Pose guide off")
+    refused = [rigs.assess(o.data)["why"] for o in found[:3]]
+    why = "; ".join(w for w in refused if w)
     names = ", ".join(o.name for o in found[:3])
-    return (f"The pose guide cannot read a body from {names}: map its bones by hand in Guides > Pose (at least the "
-            f"neck and {rigs.USABLE_POINTS} of the 18 points), or switch the Pose guide off")
+    return (f"The pose guide cannot read a body from {names}{': ' + why if why else ''}. Map its bones by hand in "
+            f"Guides > Pose > Bone Map (at least the neck and {rigs.USABLE_POINTS} of the 18 points), or switch "
+            f"the Pose guide off")

@@ -1,21 +1,25 @@
-"""Which bone gives which OpenPose keypoint: bone maps for the common rigs, a name heuristic and the custom map.
+"""Which bone gives which OpenPose keypoint: rig tables, the rig's chain structure, the name heuristic, the custom map.
 
 A map is {keypoint: (bone name, end)}. `end` is "head" or "tail" of that bone, or a Vector: a point fixed in the
-bone's own rest frame (used for the face points estimated from the head bone). Left and right are the character's
-own (Rigify `.L`, Mixamo `Left…`, Auto-Rig Pro `.l` = the character's left), as in shared/CONVENTIONS.md.
+bone's own rest frame (a limb's end read from the importer's end node, a face point placed from the head's mesh).
+Left and right are the character's own (Rigify `.L`, Mixamo `Left…`, Auto-Rig Pro `.l` = the character's left),
+as in shared/CONVENTIONS.md.
 
-Covered rigs, tried in this order of tables (the one mapping most body points wins):
-- Rigify generated rigs: the metarig's names with `ORG-`, else `DEF-` (ORG and DEF bones follow the final pose;
-  MCH- bones are mechanism, not anatomy, and are never used). Rigify metarigs: the same names bare.
-- Mixamo: `mixamorig:`, numbered `mixamorig1:` (several characters in one file), `mixamorig_`, or no prefix.
-- Auto-Rig Pro: `.x/.l/.r` names of its deforming and finger bones (taken from its documented names; not checked
-  against a real ARP file here).
-- Anything else: bone names (Left/Right, .L/.R, _l/_r, L_ prefixes; upperarm/forearm/hand, thigh/upleg,
-  shin/calf/leg, foot, neck, head, eye, ear, nose), skipping IK/FK/pole/target/twist/control bones.
+First the structure (rig_structure.py) says whether the armature is a person at all; a quadruped, a vehicle or a
+prop rig gets no automatic map (only points picked by hand) and a message for the panel. Then, for a person:
+- a rig table when one maps the limbs: Rigify generated rigs (`ORG-`, else `DEF-`) and metarigs, Mixamo (every
+  prefix form: `mixamorig:`, `mixamorig1:`, `mixamorig_`, `mixamorigHips` as three.js writes it, none), Auto-Rig
+  Pro (from its documented names, not checked against a real file), Unreal/UE mannequin (`upperarm_l`), VRoid
+  (`J_Bip_L_UpperArm`), DAZ Genesis 3/8 (`lShldrBend`) and Character Creator (`CC_Base_L_Upperarm`) from their
+  public naming tables (not checked against real files here);
+- the chain structure for every joint a table leaves out, and for all other rigs (`upperarm.l`, `UpperArmL`,
+  `Left…` words, COLLADA `arm_joint_L`, unnamed bones);
+- eye, ear and nose bones by name (descendants of the head only; controllers never);
+- nose, eyes and ears a rig has no bones for, from the head's geometry (face_points.py).
 
-Nose, eyes and ears come from dedicated bones when the rig has them, else from the head bone (`FACE_PROPORTIONS`).
-Hands (21 points each, OpenPose order) come from finger bones when the rig has them. The 70 face points are not
-mapped: no rig here has a standard set of face bones that matches the 68+2 face landmarks.
+Hands (21 points each, OpenPose order) come from finger bones: the tables' names, else finger words (thumb,
+index, middle/mid, ring, pinky/little) under the forearm, skipping palm and metacarpal bones. The 70 face points
+are not mapped: no rig here has a standard set of face bones that matches the 68+2 face landmarks.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ from __future__ import annotations
 import re
 
 from mathutils import Vector
+
+from . import face_points, rig_structure
 
 # COCO-18 as OpenPose and controlnet-aux order it (shared/CONVENTIONS.md).
 BODY_POINTS = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
@@ -34,16 +40,9 @@ FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 HAND_POINTS = ("wrist",) + tuple(f"{finger}_{i}" for finger in FINGERS for i in range(1, 5))
 HEAD = "head"   # not a keypoint: the bone whose frame places estimated face points
 
-# Face points from the head bone, for rigs without eye/ear/nose bones. In fractions of the head bone's length,
-# from its head (the top of the neck), along the character's up (the bone), forward and sideways (+ = that
-# side). Measured on Rigify's human metarig, whose head bone runs from the top of the neck to the crown.
-FACE_PROPORTIONS = {
-    "nose": (0.32, 0.86, 0.0),
-    "eye": (0.57, 0.48, 0.26),
-    "ear": (0.41, 0.03, 0.46),
-}
 # A character counts when its map has the neck and at least this many of the 18 body points.
 USABLE_POINTS = 8
+LIMB_POINTS = tuple(p for p in BODY_POINTS if p not in FACE_POINTS)
 
 
 def _rigify_table() -> dict:
@@ -116,14 +115,45 @@ def _arp_hand(s: str) -> dict:
     return hand
 
 
-# name -> (body table, hand tables by side, prefixes tried in order for every name)
+def _side_table(neck, head, parts, sides, eye=None) -> dict:
+    """A body table from {point part: [name patterns with {s}]} for rigs that spell the side inside the name."""
+    table = {"neck": [(n, "head") for n in neck], HEAD: [(n, "head") for n in head]}
+    for side, s in zip(("right", "left"), sides):
+        for part, patterns in parts.items():
+            table[f"{side}_{part}"] = [(p.format(s=s), "head") for p in patterns]
+        if eye:
+            table[f"{side}_eye"] = [(p.format(s=s), "head") for p in eye]
+    return table
+
+
+_UNREAL = _side_table(["neck_01", "neck"], ["head"], {
+    "shoulder": ["upperarm_{s}"], "elbow": ["lowerarm_{s}"], "wrist": ["hand_{s}"],
+    "hip": ["thigh_{s}"], "knee": ["calf_{s}"], "ankle": ["foot_{s}"]}, ("r", "l"))
+_VROID = _side_table(["J_Bip_C_Neck"], ["J_Bip_C_Head"], {
+    "shoulder": ["J_Bip_{s}_UpperArm"], "elbow": ["J_Bip_{s}_LowerArm"], "wrist": ["J_Bip_{s}_Hand"],
+    "hip": ["J_Bip_{s}_UpperLeg"], "knee": ["J_Bip_{s}_LowerLeg"], "ankle": ["J_Bip_{s}_Foot"]}, ("R", "L"),
+    eye=["J_Adj_{s}_FaceEye", "J_Bip_{s}_Eye"])
+_DAZ = _side_table(["neckLower", "neck"], ["head"], {
+    "shoulder": ["{s}ShldrBend", "{s}Shldr"], "elbow": ["{s}ForearmBend", "{s}ForeArm"], "wrist": ["{s}Hand"],
+    "hip": ["{s}ThighBend", "{s}Thigh"], "knee": ["{s}Shin"], "ankle": ["{s}Foot"]}, ("r", "l"), eye=["{s}Eye"])
+_CC = _side_table(["CC_Base_NeckTwist01"], ["CC_Base_Head"], {
+    "shoulder": ["CC_Base_{s}_Upperarm"], "elbow": ["CC_Base_{s}_Forearm"], "wrist": ["CC_Base_{s}_Hand"],
+    "hip": ["CC_Base_{s}_Thigh"], "knee": ["CC_Base_{s}_Calf"], "ankle": ["CC_Base_{s}_Foot"]}, ("R", "L"),
+    eye=["CC_Base_{s}_Eye"])
+
+
+# name -> (body table, hand tables by side (None: finger words), prefixes tried in order for every name)
 RIG_TABLES = {
     "Rigify rig": (_rigify_table(), {"right": _rigify_hand("R"), "left": _rigify_hand("L")}, ("ORG-", "DEF-")),
     "Rigify metarig": (_rigify_table(), {"right": _rigify_hand("R"), "left": _rigify_hand("L")}, ("",)),
     "Mixamo": (_mixamo_table(), {"right": _mixamo_hand("Right"), "left": _mixamo_hand("Left")}, None),
     "Auto-Rig Pro": (_arp_table(), {"right": _arp_hand("r"), "left": _arp_hand("l")}, ("",)),
+    "Unreal mannequin": (_UNREAL, None, ("",)),
+    "VRoid": (_VROID, None, ("",)),
+    "DAZ Genesis": (_DAZ, None, ("",)),
+    "Character Creator": (_CC, None, ("",)),
 }
-_MIXAMO_PREFIX = re.compile(r"^mixamorig\d*[:_]")
+_MIXAMO_PREFIX = re.compile(r"^mixamorig\d*(?:[:_]|(?=[A-Z]))")
 
 
 def _prefixes(kind: str, names) -> tuple[str, ...]:
@@ -146,72 +176,40 @@ def _lookup(table: dict, names, prefixes) -> dict:
     return out
 
 
-# --- the name heuristic -------------------------------------------------------------------------------------
-
-_MECHANISM = {"ik", "fk", "pole", "target", "tgt", "ctrl", "ctl", "mch", "wgt", "helper", "twist", "roll", "ref",
-              "parent", "tweak", "vis", "snap", "end", "socket", "master", "lock", "track", "null", "proxy"}
-_FINGER_WORDS = ("thumb", "index", "middle", "ring", "pinky", "finger", "palm", "metacarpal")
-# (keypoint part, words): first match wins, so forearm comes before arm and thigh before leg.
-_PARTS = (
-    ("elbow", ("forearm", "lowerarm", "elbow")),
-    ("shoulder", ("upperarm", "uparm", "arm")),
-    ("wrist", ("hand", "wrist")),
-    ("hip", ("thigh", "upleg", "upperleg")),
-    ("knee", ("shin", "calf", "lowerleg", "knee", "leg")),
-    ("ankle", ("foot", "ankle")),
-    ("neck", ("neck",)),
-    ("head", ("head",)),
-    ("eye", ("eye",)),
-    ("ear", ("ear",)),
-    ("nose", ("nose",)),
-)
-# Words that may be written as one ("UpperArm", "upperarm") or split ("upper_arm"); other words must stand alone,
-# so "forehead" is no head and "earring" no ear.
-_COMPOUNDS = {"forearm", "lowerarm", "upperarm", "uparm", "upleg", "upperleg", "lowerleg"}
 
 
-def _words(name: str) -> list[str]:
-    """Lower-case words of a bone name: split at separators, digits and camelCase humps."""
-    spaced = re.sub(r"([a-z])([A-Z])", r"\1 \2", name)
-    return [w for w in re.split(r"[^a-z]+", spaced.lower()) if w]
+# --- names of face bones ------------------------------------------------------------------------------------
 
-
-def _side(words: list[str]) -> str | None:
-    if "left" in words or "l" in words:
-        return "left"
-    if "right" in words or "r" in words:
-        return "right"
-    return None
+_FACE_WORDS = {"eye": "eye", "eyeball": "eye", "ear": "ear", "nose": "nose"}
+# Not the eye itself, though named after it: lids, brows, lashes, targets, sockets.
+_NOT_THE_EYE = {"lid", "brow", "lash", "eyelid", "eyebrow", "eyelash", "socket", "lookat", "look", "aim", "upper",
+                "lower", "top", "bottom", "end", "tip", "corner", "inner", "outer"}
 
 
 def name_part(name: str) -> tuple[str, str | None] | None:
-    """(part, side) a bone name stands for, e.g. "upper_arm.L" -> ("shoulder", "left"); None when it is none."""
-    words = _words(name)
-    if name.upper().startswith(("MCH-", "WGT-", "VIS", "CTRL", "C_")) or _MECHANISM & set(words):
+    """(face part, side) a bone name stands for, e.g. "eye.L" -> ("eye", "left"); None for any other bone."""
+    if rig_structure.is_mechanism(name):
         return None
-    side = _side(words)
-    joined = "".join(w for w in words if w not in ("left", "right", "l", "r", "def", "org", "mixamorig"))
-    if any(w in joined for w in _FINGER_WORDS):
+    found = rig_structure.words(name)
+    if _NOT_THE_EYE & set(found) or "twist" in found:
         return None
-    for part, keys in _PARTS:
-        if any(k in words or (k in _COMPOUNDS and k in joined) for k in keys):
-            if part in ("neck", "head", "nose"):
-                return part, None
-            return (part, side) if side else None
-    return None
+    part = next((_FACE_WORDS[w] for w in found if w in _FACE_WORDS), None)
+    if part is None:
+        return None
+    if part == "nose":
+        return part, None
+    side = rig_structure.side_of(name)
+    return (part, side) if side else None
 
 
-def _heuristic(bones) -> dict:
-    """{point: (bone, "head")} from bone names; among several candidates: deforming first, then nearest the root."""
+def _face_bones(armature, head_bone) -> dict:
+    """{face point: (bone, "head")} for the eye, ear and nose bones under the head (the one nearest the head)."""
     found = {}
-    for bone in bones:
+    for bone in armature.bones[head_bone].children_recursive:
         guess = name_part(bone.name)
         if guess is None:
             continue
-        part, side = guess
-        point = HEAD if part == "head" else part if side is None else f"{side}_{part}"
-        if point not in BODY_POINTS and point != HEAD:
-            continue
+        point = guess[0] if guess[1] is None else f"{guess[1]}_{guess[0]}"
         rank = (not bone.use_deform, len(bone.parent_recursive), len(bone.name))
         if point not in found or rank < found[point][0]:
             found[point] = (rank, bone.name)
@@ -220,22 +218,96 @@ def _heuristic(bones) -> dict:
 
 # --- maps ---------------------------------------------------------------------------------------------------
 
-def automatic(armature) -> tuple[str, dict]:
-    """(rig kind, {point or HEAD: (bone, end)}) for an Armature datablock, before face estimates."""
+def assess(armature) -> dict:
+    """What the automatic map is made of: {"kind", "map" ({point or HEAD: entry}, no face estimates),
+    "humanoid", "why" (for a refused rig), "axes" ((up, forward, left) in armature space or None), "table"}."""
     names = set(armature.bones.keys())
-    best_kind, best = "Bone names", {}
+    best_kind, best = None, {}
+    vrm = _vrm_map(armature)
+    if vrm:
+        best_kind, best = "VRM humanoid", vrm
     for kind, (table, _hands, _p) in RIG_TABLES.items():
         found = _lookup(table, names, _prefixes(kind, names))
-        if _body_count(found) > _body_count(best):
+        if _limb_count(found) > _limb_count(best):
             best_kind, best = kind, found
-    guessed = _heuristic(armature.bones)
-    if _body_count(guessed) > _body_count(best):   # a rig's own table wins a tie
-        return "Bone names", guessed
-    return best_kind, best
+    structure = rig_structure.analyse(armature)
+    table_complete = _limb_count(best) >= len(LIMB_POINTS) - 1
+    humanoid = structure["humanoid"] or (table_complete and not structure["definite"])
+    if not humanoid:
+        return {"kind": "Not a person", "map": {}, "humanoid": False, "axes": None, "table": None,
+                "why": f"{_owner_name(armature)} {structure['why']}: no pose is read from it unless its bones "
+                       f"are picked by hand in the Bone Map"}
+    mapping = dict(structure.get("map", {}))
+    if table_complete or (best_kind and _limb_count(best) >= 6):
+        mapping.update(best)   # the rig's own names win over the structure
+    kind = best_kind if table_complete else "Bone chains"
+    head = mapping.get(HEAD)
+    if head is not None:
+        for point, entry in _face_bones(armature, head[0]).items():
+            mapping.setdefault(point, entry)
+    axes = structure.get("axes") or _axes_from_map(armature, mapping)
+    return {"kind": kind, "map": mapping, "humanoid": True, "why": "", "axes": axes,
+            "table": best_kind if best else None}
+
+
+def automatic(armature) -> tuple[str, dict]:
+    """(rig kind, {point or HEAD: (bone, end)}) for an Armature datablock, before face estimates."""
+    found = assess(armature)
+    return found["kind"], found["map"]
+
+
+def _limb_count(mapping) -> int:
+    return sum(1 for p in LIMB_POINTS if p in mapping)
 
 
 def _body_count(mapping) -> int:
     return sum(1 for p in BODY_POINTS if p in mapping)
+
+
+def _owner_name(armature) -> str:
+    obj = rig_structure.owner(armature)
+    return obj.name if obj is not None else armature.name
+
+
+def _axes_from_map(armature, mapping):
+    """(up, forward, left) from the shoulders (else hips) and the scene's up, for a rig read from a table."""
+    obj = rig_structure.owner(armature)
+    up = Vector((0.0, 0.0, 1.0))
+    if obj is not None:
+        up = (obj.matrix_world.to_3x3().inverted() @ up).normalized()
+    for a, b in (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):
+        if a in mapping and b in mapping:
+            left = rest_point(armature, mapping[a]) - rest_point(armature, mapping[b])
+            left -= up * left.dot(up)
+            if left.length > 0:
+                left.normalize()
+                return up, left.cross(up), left
+    return None
+
+
+# VRM's humanoid bone names (VRM 0.x and 1.0) for the points; read from the VRM add-on's data when it is there.
+_VRM_BONES = {"neck": "neck", HEAD: "head", "shoulder": "UpperArm", "elbow": "LowerArm", "wrist": "Hand",
+              "hip": "UpperLeg", "knee": "LowerLeg", "ankle": "Foot", "eye": "Eye"}
+
+
+def _vrm_map(armature) -> dict:
+    """The VRM file's own humanoid map where an importer kept it (the VRM add-on's `vrm_addon_extension`);
+    Blender's own glTF importer drops the VRM extension, so VRoid names are read from the VRoid table instead."""
+    extension = getattr(armature, "vrm_addon_extension", None)
+    try:
+        human_bones = extension.vrm0.humanoid.human_bones
+        pairs = {hb.bone: hb.node.bone_name for hb in human_bones}
+    except AttributeError:
+        return {}
+    out = {}
+    for point, vrm in _VRM_BONES.items():
+        for side, key in ((None, vrm[0].lower() + vrm[1:]), ("left", "left" + vrm), ("right", "right" + vrm)):
+            name = pairs.get(key)
+            if name and name in armature.bones:
+                target = point if side is None else f"{side}_{point}"
+                if target in BODY_POINTS or target == HEAD:
+                    out[target] = (name, "head")
+    return out
 
 
 def custom(armature) -> dict:
@@ -252,74 +324,78 @@ def custom(armature) -> dict:
 
 
 def body_map(armature, auto=None) -> dict:
-    """The 18-point map (and HEAD) used for capture: the custom picks win, then the rig's table or names, then
-    face points estimated from the head bone. `auto`: automatic(armature) when already known."""
-    mapping = dict((auto or automatic(armature))[1])
+    """The 18-point map (and HEAD) used for capture: the custom picks win, then the automatic map, then face
+    points from the head's geometry. `auto`: assess(armature) when already known. A refused rig: picks only."""
+    found = auto if isinstance(auto, dict) else assess(armature)
+    mapping = dict(found["map"])
     mapping.update(custom(armature))
     head = mapping.get(HEAD)
-    if head is not None:
-        for point, offset in face_estimates(armature, mapping).items():
-            mapping.setdefault(point, (head[0], offset))
+    if head is not None and any(p not in mapping for p in FACE_POINTS):
+        axes = found["axes"] or _axes_from_map(armature, mapping)
+        if axes is not None:
+            for point, offset in face_points.estimate(armature, mapping, head[0], axes).items():
+                mapping.setdefault(point, (head[0], offset))
     return mapping
 
 
-def hand_maps(armature, auto=None) -> dict:
+def hand_maps(armature, auto=None, mapping=None) -> dict:
     """{"left": {21 points}, "right": {...}} for the hands whose finger bones the rig has (a wrist and a finger)."""
-    kind, _body = auto or automatic(armature)
-    if kind not in RIG_TABLES:
+    found = auto if isinstance(auto, dict) else assess(armature)
+    if not found["humanoid"]:
         return {}
+    mapping = mapping or found["map"]
     names = set(armature.bones.keys())
-    prefixes = _prefixes(kind, names)
     hands = {}
-    for side, table in RIG_TABLES[kind][1].items():
-        found = _lookup(table, names, prefixes)
-        if "wrist" in found and len(found) >= 5:
-            hands[side] = found
+    kind = found["table"] if found["kind"] == found["table"] else None
+    tables = RIG_TABLES[kind][1] if kind in RIG_TABLES else None
+    for side in ("left", "right"):
+        if tables is not None:
+            hand = _lookup(tables[side], names, _prefixes(kind, names))
+        else:
+            hand = _finger_words(armature, mapping.get(f"{side}_wrist"))
+        if "wrist" in hand and len(hand) >= 5:
+            hands[side] = hand
     return hands
 
 
-def face_estimates(armature, mapping) -> dict:
-    """{face point: Vector in the head bone's rest frame} placed by FACE_PROPORTIONS.
+_FINGER_NAMES = {"thumb": "thumb", "index": "index", "middle": "middle", "mid": "middle", "ring": "ring",
+                 "pinky": "pinky", "little": "pinky", "pinkie": "pinky"}
 
-    The character's frame comes from the rest pose: up along the head bone, left from the right to the left
-    shoulder (else hip), forward = left × up (a character facing −Y with its left at +X has forward −Y).
-    """
-    bone = armature.bones[mapping[HEAD][0]]
-    head, tail = bone.head_local, bone.tail_local
-    length = (tail - head).length
-    if length == 0:
+
+def _finger_words(armature, wrist) -> dict:
+    """A hand from finger names under the forearm: per finger its bones from the palm out (palm, metacarpal and
+    carpal bones left out), OpenPose points 1-3 at their heads and 4 at the last bone's end."""
+    if wrist is None or wrist[1] != "head":
         return {}
-    up = (tail - head).normalized()
-    left = None
-    for a, b in (("left_shoulder", "right_shoulder"), ("left_hip", "right_hip")):
-        if a in mapping and b in mapping:
-            left = rest_point(armature, mapping[a]) - rest_point(armature, mapping[b])
-            break
-    if left is None:
-        left = Vector((1.0, 0.0, 0.0))
-    left = (left - up * left.dot(up))
-    if left.length == 0:
-        return {}
-    left.normalize()
-    forward = left.cross(up)
-    to_bone = bone.matrix_local.inverted()
-    out = {}
-    for point in FACE_POINTS:
-        part = point.split("_")[-1]
-        u, f, s = FACE_PROPORTIONS[part]
-        sign = -1.0 if point.startswith("right") else 1.0
-        rest = head + (up * u + forward * f + left * (sign * s)) * length
-        out[point] = to_bone @ rest
-    return out
+    hand_bone = armature.bones[wrist[0]]
+    above = hand_bone.parent or hand_bone
+    fingers = {}
+    for bone in above.children_recursive:
+        found = rig_structure.words(bone.name)
+        if rig_structure.is_mechanism(bone.name) or {"palm", "metacarpal", "carpal", "twist"} & set(found):
+            continue
+        finger = next((_FINGER_NAMES[w] for w in found if w in _FINGER_NAMES), None)
+        if finger is not None:
+            fingers.setdefault(finger, []).append(bone)
+    hand = {"wrist": wrist}
+    for finger, bones in fingers.items():
+        bones.sort(key=lambda b: len(b.parent_recursive))
+        chain = [(b.name, "head") for b in bones[:4]]
+        if len(chain) < 4:
+            end = rig_structure.leaf_end(armature, bones[len(chain) - 1])
+            for i, entry in enumerate(chain):
+                hand[f"{finger}_{i + 1}"] = entry
+            if end is not None:
+                hand[f"{finger}_4"] = end
+        else:
+            for i, entry in enumerate(chain):
+                hand[f"{finger}_{i + 1}"] = entry
+    return hand
 
 
 def rest_point(armature, entry) -> Vector:
     """A map entry's point in armature space at rest."""
-    bone = armature.bones[entry[0]]
-    end = entry[1]
-    if isinstance(end, str):
-        return (bone.head_local if end == "head" else bone.tail_local).copy()
-    return bone.matrix_local @ end
+    return rig_structure.entry_point(armature, entry)
 
 
 def pose_point(pose_bones, entry) -> Vector:
@@ -332,19 +408,22 @@ def pose_point(pose_bones, entry) -> Vector:
 
 
 def report(armature) -> dict:
-    """What the panel shows: the rig kind, body points mapped (with their bones), missing, estimated, hands."""
-    auto = automatic(armature)
-    kind, automatic_map = auto
-    mapping = body_map(armature, auto)
+    """What the panel shows: the rig kind, whether it is a person (and why not), the body points mapped (with
+    their bones), missing, estimated from the head's shape, picked by hand, and the hands."""
+    found = assess(armature)
+    mapping = body_map(armature, found)
     picked = custom(armature)
     return {
-        "kind": kind,
+        "kind": found["kind"],
+        "humanoid": found["humanoid"],
+        "why": found["why"],
         "mapped": {p: mapping[p][0] for p in BODY_POINTS if p in mapping},
         "missing": [p for p in BODY_POINTS if p not in mapping],
-        "estimated": [p for p in FACE_POINTS if p in mapping and not isinstance(mapping[p][1], str)],
+        "estimated": [p for p in FACE_POINTS if p in mapping and p not in picked
+                      and not isinstance(mapping[p][1], str)],
         "custom": sorted(picked),
-        "automatic": {p: automatic_map[p][0] for p in BODY_POINTS + (HEAD,) if p in automatic_map},
-        "hands": sorted(hand_maps(armature, auto)),
+        "automatic": {p: found["map"][p][0] for p in BODY_POINTS + (HEAD,) if p in found["map"]},
+        "hands": sorted(hand_maps(armature, found)),
         "usable": usable(mapping),
     }
 

@@ -120,11 +120,13 @@ class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
             row.prop(obj.data.marionette_pose, "include", text=obj.name)
             row.label(text=f"{report['kind']}: {len(report['mapped'])}/18",
                       icon="CHECKMARK" if report["usable"] else "ERROR")
-            details = []
+            details = [report["why"]] if report["why"] else []
+            if report["custom"]:
+                details.append("picked by hand: " + ", ".join(p.replace("_", " ") for p in report["custom"]))
             if report["missing"]:
                 details.append("missing " + ", ".join(p.replace("_", " ") for p in report["missing"]))
             if report["estimated"]:
-                details.append("from the head bone: " + ", ".join(p.replace("_", " ") for p in report["estimated"]))
+                details.append("estimated from the head's shape: " + ", ".join(p.replace("_", " ") for p in report["estimated"]))
             if report["hands"]:
                 details.append("hands: " + ", ".join(report["hands"]))
             if obj.hide_render:
@@ -151,6 +153,9 @@ class MARIONETTE_PT_pose_map(_Panel, bpy.types.Panel):
             return
         armature, picks = obj.data, obj.data.marionette_pose
         report = rigs.report(armature)
+        if report["why"]:
+            for line in _wrap(report["why"], 44):
+                layout.label(text=line, icon="ERROR")
         layout.label(text=f"{obj.name}: empty fields use the automatic map")
         for point in rigs.BODY_POINTS + (rigs.HEAD,):
             auto = report["automatic"].get(point)

@@ -14,7 +14,7 @@ bpy = pytest.importorskip("bpy")
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
 
-from backend import camera, passes, pose_capture, rigs  # noqa: E402
+from backend import camera, face_points, passes, pose_capture, rigs  # noqa: E402
 from test_extension import PACKAGE, extension, point_at, scene_with_camera  # noqa: E402, F401
 
 W, H = 96, 64
@@ -154,18 +154,33 @@ def test_rigify_metarig_and_generated_rig_map_every_point(rigify_blend):
         assert hands["right"]["thumb_4"] == (prefix + "thumb.03.R", "tail") and len(hands["right"]) == 21
 
 
-def test_face_points_from_the_head_bone_land_where_rigify_has_its_face_bones(rigify_blend):
+def test_face_points_without_face_bones_or_mesh_come_from_proportions_not_the_head_bones_length(rigify_blend):
     bpy.ops.wm.open_mainfile(filepath=str(rigify_blend))
     armature = bpy.data.objects["rig"].data
-    mapping = rigs.body_map(armature)
+    found = rigs.assess(armature)
+    mapping = found["map"]
     without_face = {p: e for p, e in mapping.items() if p not in rigs.FACE_POINTS}
-    head_bone = armature.bones[mapping[rigs.HEAD][0]]
-    for point, offset in rigs.face_estimates(armature, without_face).items():
-        estimate = rigs.rest_point(armature, (head_bone.name, offset))
-        assert (estimate - rigs.rest_point(armature, mapping[point])).length < 0.05 * head_bone.length, point
+    head_bone = mapping[rigs.HEAD][0]
+    height = (armature.bones["ORG-spine.006"].tail_local - armature.bones["ORG-spine.006"].head_local).length
+
+    def estimates():
+        return {p: rigs.rest_point(armature, (head_bone, offset))
+                for p, offset in face_points.estimate(armature, without_face, head_bone, found["axes"]).items()}
+
+    before = estimates()
+    for point, where in before.items():   # a rough place: within a third of the head's height of the face bone
+        assert (where - rigs.rest_point(armature, mapping[point])).length < 0.35 * height, point
+    assert before["left_eye"].x > before["nose"].x > before["right_eye"].x   # the rig faces -Y: its left is +X
+    bpy.context.view_layer.objects.active = bpy.data.objects["rig"]
+    bpy.ops.object.mode_set(mode="EDIT")
+    bone = armature.edit_bones[head_bone]
+    bone.tail = bone.head + (bone.tail - bone.head) * 40   # an importer's made-up length
+    bpy.ops.object.mode_set(mode="OBJECT")
+    for point, where in estimates().items():
+        assert (where - before[point]).length < 1e-4, point
 
 
-@pytest.mark.parametrize("prefix", ["mixamorig:", "mixamorig1:", ""])
+@pytest.mark.parametrize("prefix", ["mixamorig:", "mixamorig1:", "mixamorig_", "mixamorig", ""])
 def test_mixamo_names_map_every_point(prefix):
     scene = empty_scene()
     obj = add_armature(scene, mixamo_bones(prefix))
@@ -175,12 +190,12 @@ def test_mixamo_names_map_every_point(prefix):
     mapping = rigs.body_map(obj.data)
     assert {p: mapping[p][0] for p in rigs.BODY_POINTS} == {p: prefix + b for p, b in MIXAMO_EXPECTED.items()}
     nose, left_ear = (rigs.rest_point(obj.data, mapping[p]) for p in ("nose", "left_ear"))
-    assert nose.y < -0.1 and abs(nose.x) < 1e-6 and left_ear.x > 0.05   # in front of the face; ear on its left
+    assert nose.y < -0.05 and abs(nose.x) < 1e-6 and left_ear.x > 0.05   # in front of the face; ear on its left
     hands = rigs.hand_maps(obj.data)
     assert hands["left"]["pinky_4"] == (prefix + "LeftHandPinky4", "head") and len(hands["left"]) == 21
 
 
-def test_bone_names_without_a_known_rig():
+def test_unreal_names_and_an_ik_controller():
     scene = empty_scene()
     bones = [("pelvis", (0, 0, 1.0), (0, 0, 1.2), None), ("spine_01", (0, 0, 1.2), (0, 0, 1.5), "pelvis"),
              ("neck_01", (0, 0, 1.5), (0, 0, 1.6), "spine_01"), ("head", (0, 0, 1.6), (0, 0, 1.8), "neck_01"),
@@ -194,12 +209,13 @@ def test_bone_names_without_a_known_rig():
                   (f"foot_{s}", (0.1 * x, 0, 0.1), (0.1 * x, -0.1, 0.0), f"calf_{s}")]
     obj = add_armature(scene, bones)
     mapping = rigs.body_map(obj.data)
-    assert rigs.report(obj.data)["kind"] == "Bone names" and not rigs.report(obj.data)["missing"]
+    assert rigs.report(obj.data)["kind"] == "Unreal mannequin" and not rigs.report(obj.data)["missing"]
     assert mapping["left_wrist"] == ("hand_l", "head") and mapping["right_knee"] == ("calf_r", "head")
     assert mapping["left_shoulder"] == ("upperarm_l", "head") and mapping["neck"] == ("neck_01", "head")
-    assert [rigs.name_part(n) for n in ("upper_arm.L", "LeftForeArm", "Thigh_R", "L_Foot", "forehead.L",
-                                        "thigh_ik.L", "f_index.01.L")] == [
-        ("shoulder", "left"), ("elbow", "left"), ("hip", "right"), ("ankle", "left"), None, None, None]
+    assert [rigs.name_part(n) for n in ("eye.L", "LeftEye", "J_Adj_R_FaceEye", "ear.R", "nose", "eyelid.L",
+                                        "eye_target.L", "MCH-eye.L", "forehead.L", "earring.L")] == [
+        ("eye", "left"), ("eye", "left"), ("eye", "right"), ("ear", "right"), ("nose", None), None, None, None,
+        None, None]
 
 
 # --- projection and omission ---------------------------------------------------------------------------------
