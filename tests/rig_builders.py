@@ -199,3 +199,42 @@ def export_import(family: str, path, fmt: str, scale: float = 1.0, extras=()):
                                  bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False,
                                  bake_anim_simplify_factor=0.0)
     return path
+
+
+# A quadruped named as the public Fox is (its front legs called arms), for the refusal test without the file.
+QUADRUPED = {"b_Root_00": ((0, 0.45, 0.75), None), "b_Hip_01": ((0, 0.4, 0.75), "b_Root_00"),
+             "b_Spine01_02": ((0, 0.2, 0.78), "b_Hip_01"), "b_Spine02_03": ((0, -0.05, 0.8), "b_Spine01_02"),
+             "b_Neck_04": ((0, -0.3, 0.82), "b_Spine02_03"), "b_Head_05": ((0, -0.45, 0.95), "b_Neck_04"),
+             "b_HeadEnd": ((0, -0.7, 0.95), "b_Head_05"), "b_Tail01_012": ((0, 0.5, 0.78), "b_Hip_01"),
+             "b_Tail02_013": ((0, 0.8, 0.7), "b_Tail01_012")}
+for _side, _x in (("Left", 0.12), ("Right", -0.12)):
+    QUADRUPED.update({
+        f"b_{_side}UpperArm_09": ((_x, -0.25, 0.7), "b_Spine02_03"),
+        f"b_{_side}ForeArm_010": ((_x, -0.25, 0.4), f"b_{_side}UpperArm_09"),
+        f"b_{_side}Hand_011": ((_x, -0.27, 0.08), f"b_{_side}ForeArm_010"),
+        f"b_{_side}Finger_end": ((_x, -0.32, 0.0), f"b_{_side}Hand_011"),
+        f"b_{_side}Leg01_015": ((_x, 0.4, 0.7), "b_Hip_01"),
+        f"b_{_side}Leg02_016": ((_x, 0.38, 0.4), f"b_{_side}Leg01_015"),
+        f"b_{_side}Foot01_017": ((_x, 0.42, 0.08), f"b_{_side}Leg02_016"),
+        f"b_{_side}Foot_end": ((_x, 0.38, 0.0), f"b_{_side}Foot01_017"),
+    })
+
+
+def build_quadruped():
+    """A four-legged armature (horizontal spine, four legs to the ground), every bone deforming."""
+    data = bpy.data.armatures.new("Fox")
+    rig = bpy.data.objects.new("Fox", data)
+    bpy.context.scene.collection.objects.link(rig)
+    bpy.context.view_layer.objects.active = rig
+    bpy.ops.object.mode_set(mode="EDIT")
+    for bone_name, (head, parent) in QUADRUPED.items():
+        bone = data.edit_bones.new(bone_name)
+        bone.head = Vector(head)
+        children = [n for n, (_h, p) in QUADRUPED.items() if p == bone_name]
+        tail = Vector(QUADRUPED[children[0]][0]) if children else Vector(head) + Vector((0, -0.05, 0))
+        bone.tail = tail if (tail - Vector(head)).length > 1e-4 else Vector(head) + Vector((0, 0, 0.05))
+    for bone_name, (_head, parent) in QUADRUPED.items():
+        if parent:
+            data.edit_bones[bone_name].parent = data.edit_bones[parent]
+    bpy.ops.object.mode_set(mode="OBJECT")
+    return rig
