@@ -15,10 +15,17 @@ class ModelStore:
     back costs only the assembly. LoRAs are loaded once per pipeline as PEFT adapters; jobs only set weights.
     """
 
-    def __init__(self, config: ModelConfig, device: str | None = None, dtype: str | None = None):
+    def __init__(self, config: ModelConfig, device: str | None = None, dtype: str | None = None,
+                 motion_norm: str = "original"):
         import torch  # heavy: imported when the store is made, not when the module is
 
+        from .motion_parity import MODES
+
+        if motion_norm not in MODES:
+            raise ValueError(f"unknown motion_norm {motion_norm!r}; use one of {', '.join(MODES)}")
         self.config = config
+        # "original": normalise as guoyww/AnimateDiff does (server/motion_parity.py); "diffusers": as diffusers.
+        self.motion_norm = motion_norm
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
             dtype = "float16" if self.device.startswith("cuda") else "float32"
@@ -49,6 +56,10 @@ class ModelStore:
                 loader(entry.source, entry.config, weight_name=entry.weight_name)
             if kind in ("controlnet", "sparsectrl"):
                 obj = obj.to(self.device, self.dtype).eval()
+            if kind == "sparsectrl":
+                from .motion_parity import apply_motion_norm
+
+                apply_motion_norm(obj, "v3", self.motion_norm)
             self._cache[key] = obj
             self.loads.append(f"{kind}:{name}")
             self._refresh()
@@ -66,6 +77,7 @@ class ModelStore:
         """The assembled pipeline for a base model and motion module, building it if needed."""
         from diffusers.models import UNetMotionModel
 
+        from .motion_parity import apply_motion_norm, motion_version
         from .pipeline import GuidedAnimateDiffPipeline
 
         with self.lock:
@@ -75,6 +87,7 @@ class ModelStore:
             adapter = self._component("motion_module", motion_module)
             self._drop_pipeline()
             unet = UNetMotionModel.from_unet2d(parts["unet"], adapter)
+            apply_motion_norm(unet, motion_version(adapter.config), self.motion_norm)
             # Inference only. Frozen weights also make a LoRA at weight 0 bit-identical to none: torch picks
             # other matmul paths for weights that require grad, and loading a LoRA freezes the base weights.
             unet.requires_grad_(False)
@@ -87,6 +100,20 @@ class ModelStore:
             self.loads.append(f"pipeline:{base}+{motion_module}")
             self._refresh()
             return pipe
+
+    def set_motion_norm(self, mode: str):
+        """Switch the loaded and future motion UNets and SparseCtrl models to `mode` ("original"/"diffusers")."""
+        from .motion_parity import MODES, apply_motion_norm, motion_norm_of
+
+        if mode not in MODES:
+            raise ValueError(f"unknown motion_norm {mode!r}; use one of {', '.join(MODES)}")
+        with self.lock:
+            self.motion_norm = mode
+            if self._pipe is not None:
+                apply_motion_norm(self._pipe.unet, motion_norm_of(self._pipe.unet)[0], mode)
+            for (kind, _), obj in self._cache.items():
+                if kind == "sparsectrl":
+                    apply_motion_norm(obj, "v3", mode)
 
     def set_loras(self, pipe, loras: list[tuple[str, str, float]]):
         """Activate exactly these (kind, name, weight) LoRAs on the pipeline, loading any not loaded yet."""
