@@ -59,16 +59,19 @@ def main():
     models = args.models or tiny.build(Path(tempfile.mkdtemp(prefix="marionette-bench-parity-")) / "tiny")
     store = ModelStore(ModelConfig.load(models), device=args.device, dtype=args.dtype)
     depth = static_depth(args.size)
-    common = dict(prompt="a marionette on a stage", negative_prompt="blurry", height=args.size, width=args.size,
-                  steps=args.steps, guidance=7.5)
+    common = {"prompt": "a marionette on a stage", "negative_prompt": "blurry", "height": args.size,
+              "width": args.size, "steps": args.steps, "guidance": 7.5}
     context = ContextWindows(length=args.length, overlap=args.overlap)
     windows = context_windows(args.frames, args.length, args.overlap, loop=False)
+
+    def control(n):
+        return [Control(store.controlnet(args.controlnet), depth.expand(n, -1, -1, -1))]
+
     t0 = time.perf_counter()
     rows = []
     for version in args.versions.split(","):
         pipe = store.pipeline(args.base, version)
         store.set_loras(pipe, [])
-        control = lambda n: [Control(store.controlnet(args.controlnet), depth.expand(n, -1, -1, -1))]  # noqa: E731
         for mode in ("diffusers", "original"):
             store.set_motion_norm(mode)
             long = pipe.generate(num_frames=args.frames, context=context, controls=control(args.frames),

@@ -22,7 +22,6 @@ conditioning channel, and LoRA deltas `scale * up @ down` (the v3 domain adapter
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 MODES = ("original", "diffusers")

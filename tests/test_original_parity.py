@@ -58,8 +58,7 @@ def ref_temporal_attention(attn, x, frames):
     x = x + sinusoid(64, c)[:, :frames]
     q, k, v = (F.linear(x, p.weight, p.bias) for p in (attn.to_q, attn.to_k, attn.to_v))
     heads = attn.heads
-    split = lambda t: t.reshape(t.shape[0], frames, heads, c // heads).transpose(1, 2)  # noqa: E731
-    q, k, v = split(q), split(k), split(v)
+    q, k, v = (t.reshape(t.shape[0], frames, heads, c // heads).transpose(1, 2) for t in (q, k, v))
     weights = torch.softmax(q @ k.transpose(-1, -2) * (c // heads) ** -0.5, dim=-1)
     out = (weights @ v).transpose(1, 2).reshape(-1, frames, c)
     out = F.linear(out, attn.to_out[0].weight, attn.to_out[0].bias)
@@ -165,9 +164,9 @@ def test_per_frame_norm_leaves_other_frames_alone(original):
     changes = {}
     for mode in ("original", "diffusers"):
         original.set_motion_norm(mode)
-        normed = []
+        normed: list[torch.Tensor] = []
         handle = pipe.unet.down_blocks[0].motion_modules[0].norm.register_forward_hook(
-            lambda mod, args, out: normed.append(out))                   # (b, c, f, h, w)
+            lambda mod, args, out, normed=normed: normed.append(out))    # (b, c, f, h, w)
         try:
             with torch.no_grad():
                 for inp in (x, scaled):
@@ -258,6 +257,15 @@ def test_diffusers_mode_is_plain_diffusers(tiny_models):
 
 # --- SparseCtrl ----------------------------------------------------------------------------------------------
 
+def frames_first(t):
+    """(b, c, f, h, w) -> (b f) c h w."""
+    return t.transpose(1, 2).reshape(-1, t.shape[1], *t.shape[3:])
+
+
+def conv(layer, t, padding):
+    return F.conv2d(t, layer.weight, layer.bias, padding=padding)
+
+
 def sparse_inputs(frames=FRAMES, seed=1):
     g = torch.Generator().manual_seed(seed)
     cond = torch.zeros(1, 4, frames, 8, 8)
@@ -270,19 +278,20 @@ def sparse_inputs(frames=FRAMES, seed=1):
 def test_sparsectrl_motion_modules_and_conditioning_are_the_originals(original):
     model = original.sparsectrl("rgb")
     sample, emb, cond, mask = sparse_inputs()
-    run = lambda s: model(s, 400, encoder_hidden_states=emb, controlnet_cond=cond,  # noqa: E731
-                          conditioning_mask=mask, conditioning_scale=0.7, return_dict=False)
+    def run(s):
+        return model(s, 400, encoder_hidden_states=emb, controlnet_cond=cond, conditioning_mask=mask,
+                     conditioning_scale=0.7, return_dict=False)
+
     seen = capture(model, "AnimateDiffTransformer3D", lambda: run(sample))
     assert seen and all(m.transformer_blocks[0].attn2 is None for m, _, _ in seen)   # one attention block
     with torch.no_grad():
         worst = max(rel(out, ref_motion_module(m, args[0], FRAMES)) for m, args, out in seen)
-        down, mid = run(sample)
+        down, _ = run(sample)
         again, _ = run(torch.randn_like(sample))
         # set_noisy_sample_input_to_zero: the noisy latents do not reach it; the mask is the last cond channel.
-        flat = lambda t: t.transpose(1, 2).reshape(-1, *t.shape[1:2], *t.shape[3:])  # noqa: E731
-        first = model.conv_in(torch.zeros_like(flat(sample))) + \
-            model.controlnet_cond_embedding(flat(torch.cat([cond, mask], dim=1)))
-        first = model.controlnet_down_blocks[0](first) * 0.7
+        first = conv(model.conv_in, torch.zeros_like(frames_first(sample)), 1) + \
+            conv(model.controlnet_cond_embedding, frames_first(torch.cat([cond, mask], dim=1)), 1)
+        first = conv(model.controlnet_down_blocks[0], first, 0) * 0.7
     assert worst < TOL, f"SparseCtrl motion modules differ from the original's by {worst:.2e}"
     assert all(torch.equal(a, b) for a, b in zip(down, again))
     assert rel(down[0], first) < TOL
@@ -366,3 +375,28 @@ def test_apply_is_idempotent_and_shares_weights(original):
     assert pipe.unet.down_blocks[0].resnets[0].norm1 is norm
     original.set_motion_norm("diffusers")
     assert pipe.unet.down_blocks[0].resnets[0].norm1.weight is norm.weight
+
+
+def test_single_file_adapter_and_motion_lora_run_with_original_norms(tiny_models, tmp_path):
+    """AnimateDiff-Lightning/AnimateLCM-style single-file MotionAdapter weights and a motion LoRA on top load and
+    run through the store with the original's norms, and the LoRA still changes the frames."""
+    toml = tmp_path / "models.toml"
+    toml.write_text(f"""
+[base.sd15]
+source = "{tiny_models / 'sd15'}"
+[motion_module.lightning]
+source = "{tiny_models / 'motion_v2' / 'diffusion_pytorch_model.safetensors'}"
+config = "{tiny_models / 'motion_v2'}"
+[motion_lora.zoom_in]
+source = "{tiny_models / 'v2_lora_ZoomIn.ckpt'}"
+""")
+    store = ModelStore(ModelConfig.load(toml), device="cpu", dtype="float32")
+    pipe = store.pipeline("sd15", "lightning")
+    motion = [m for m in pipe.unet.modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    assert motion and all(isinstance(m.norm, PerFrameGroupNorm) for m in motion)
+    args = {"prompt": "a cat", "num_frames": 4, "height": 64, "width": 64, "steps": 2, "guidance": 1.0}
+    plain = pipe.generate(generator=torch.Generator().manual_seed(1), **args)
+    store.set_loras(pipe, [("motion_lora", "zoom_in", 1.0)])
+    zoomed = pipe.generate(generator=torch.Generator().manual_seed(1), **args)
+    assert zoomed.shape == plain.shape == (4, 64, 64, 3)
+    assert not (zoomed == plain).all()

@@ -73,6 +73,7 @@ def test_job_streams_events_in_order_and_every_frame(server):
     assert manifest["spec"]["prompt"] == spec["prompt"] and manifest["seed"] == 7
     assert manifest["frames"] == [f"frame_{i:04d}.png" for i in range(1, 5)]
     assert manifest["plan"]["base"]["sha256"] and "diffusers" in manifest["versions"]
+    assert manifest["motion_norm"] == "original"     # normalised as the original AnimateDiff (issue 16)
 
 
 def test_same_seed_same_frames_and_second_job_loads_nothing(server):

@@ -54,7 +54,8 @@ def run_job(job: Job, store: ModelStore):
     timings = {"queued_s": round(time.time() - job.created, 3), "started_at": time.time()}
     t0 = time.perf_counter()
     job.manifest = {"id": job.id, "spec": asdict(spec), "seed": spec.seed, "status": "running",
-                    "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype)}
+                    "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype),
+                    "motion_norm": store.motion_norm}
     try:
         job.manifest["plan"] = plan(spec, store)
         plot = job.manifest["plan"].pop("plot_png")
