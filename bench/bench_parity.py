@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 from server import tiny  # noqa: E402
 from server.metrics import seam_score  # noqa: E402
 from server.models import ModelConfig, ModelStore  # noqa: E402
-from server.pipeline import ContextWindows, Control, context_windows  # noqa: E402
+from server.pipeline import ContextWindows, Control, Keyframes, context_windows  # noqa: E402
 
 
 def flicker(frames: np.ndarray) -> float:
@@ -39,6 +39,28 @@ def static_depth(size: int) -> torch.Tensor:
     floor = 0.3 + 0.4 * (y + 1) / 2
     sphere = (1 - (x ** 2 + (y + 0.2) ** 2) / 0.3).clamp(min=0).sqrt()
     return torch.maximum(floor, sphere).clamp(0, 1).expand(1, 3, size, size).contiguous()
+
+
+def keyframe_following(store, pipe, common, frames: int, image: torch.Tensor, sparsectrl: str) -> dict:
+    """SparseCtrl RGB with `image` as the keyframe at frame 0 (prompt unchanged, so they contradict): per mode,
+    the distance from the last step's predicted clean latents to the keyframe's VAE latents (relative to the
+    latter's norm) at frame 0 and averaged over the other frames, with and without the keyframe."""
+    with torch.no_grad():
+        image = image.to(pipe.device, pipe.vae.dtype)
+        target = (pipe.vae.encode(2 * image - 1).latent_dist.mode()[0] * pipe.vae.config.scaling_factor).float()
+    out = {}
+    for mode in ("diffusers", "original"):
+        store.set_motion_norm(mode)
+        row = {}
+        for label, keys in (("key", Keyframes(store.sparsectrl(sparsectrl), image, [0], 1.0)), ("none", None)):
+            last = {}
+            pipe.generate(num_frames=frames, keyframes=keys, generator=torch.Generator().manual_seed(0),
+                          on_step=lambda i, n, x0, last=last: last.update(x0=x0), **common)
+            lat = last["x0"][0].transpose(0, 1).float()
+            d = (lat - target).flatten(1).norm(dim=1) / target.norm()
+            row[label] = (float(d[0]), float(d[1:].mean()))
+        out[mode] = row
+    return out
 
 
 def main():
@@ -55,6 +77,8 @@ def main():
     p.add_argument("--models", type=Path)
     p.add_argument("--base", default="sd15")
     p.add_argument("--controlnet", default="depth")
+    p.add_argument("--sparsectrl", default="rgb", help="SparseCtrl RGB model for the keyframe figures ('' skips)")
+    p.add_argument("--keyframe", type=Path, help="keyframe image (default: a saturated grid unlike the prompt)")
     args = p.parse_args()
     models = args.models or tiny.build(Path(tempfile.mkdtemp(prefix="marionette-bench-parity-")) / "tiny")
     store = ModelStore(ModelConfig.load(models), device=args.device, dtype=args.dtype)
@@ -85,6 +109,25 @@ def main():
     print(f"{'version':>7} {'norm':>10} {'seam score':>11} {'flicker long':>13} {'flicker static':>15}")
     for version, mode, seam, fl_long, fl_still in rows:
         print(f"{version:>7} {mode:>10} {seam:>11.3f} {fl_long:>13.3f} {fl_still:>15.3f}")
+
+    if args.sparsectrl and "v3" in args.versions.split(","):
+        if args.keyframe:
+            from PIL import Image
+
+            rgb = Image.open(args.keyframe).convert("RGB").resize((args.size, args.size))
+            image = torch.from_numpy(np.asarray(rgb).copy()).permute(2, 0, 1)[None].float() / 255
+        else:
+            image = torch.zeros(1, 3, args.size, args.size)
+            image[:, 0, ::16] = 1.0
+            image[:, 2, :, ::8] = 1.0
+        pipe = store.pipeline(args.base, "v3")
+        found = keyframe_following(store, pipe, common, args.static_frames, image, args.sparsectrl)
+        print(f"SparseCtrl {args.sparsectrl}, keyframe at frame 0, {args.static_frames} frames: distance to the "
+              f"keyframe's latents (relative), last step's predicted clean latents")
+        print(f"{'norm':>10} {'frame 0':>8} {'others':>8} {'frame 0 no key':>15} {'others no key':>14}")
+        for mode, row in found.items():
+            print(f"{mode:>10} {row['key'][0]:>8.4f} {row['key'][1]:>8.4f} {row['none'][0]:>15.4f} "
+                  f"{row['none'][1]:>14.4f}")
 
 
 if __name__ == "__main__":
