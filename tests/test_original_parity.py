@@ -402,3 +402,25 @@ source = "{tiny_models / 'v2_lora_ZoomIn.ckpt'}"
     zoomed = pipe.generate(generator=torch.Generator().manual_seed(1), **args)
     assert zoomed.shape == plain.shape == (4, 64, 64, 3)
     assert not (zoomed == plain).all()
+
+
+def test_shipped_configs_are_the_originals():
+    """server/configs against the original's inference YAMLs: SparseCtrl RGB = latent_condition.yaml (simplified
+    embedding, 4 + mask channels), scribble = image_condition.yaml (3 + mask), 32 positions, 8 heads; the motion
+    module versions the store tells apart for its norms."""
+    import json
+    from pathlib import Path
+
+    from server.motion_parity import motion_version
+
+    configs = Path(__file__).resolve().parent.parent / "server" / "configs"
+
+    def read(name):
+        return json.loads((configs / name / "config.json").read_text())
+
+    for name, simplified, channels in (("sparsectrl_rgb", True, 4), ("sparsectrl_scribble", False, 3)):
+        cfg = read(name)
+        assert (cfg["use_simplified_condition_embedding"], cfg["conditioning_channels"]) == (simplified, channels)
+        assert cfg["concat_conditioning_mask"] and cfg["motion_max_seq_length"] == 32
+        assert cfg["motion_num_attention_heads"] == 8
+    assert [motion_version(read(f"motion_adapter_{v}")) for v in ("v1", "v2", "v3")] == ["v1", "v2", "v3"]
