@@ -23,10 +23,12 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server import tiny  # noqa: E402
-from server.metrics import seam_score  # noqa: E402
-from server.models import ModelConfig, ModelStore  # noqa: E402
-from server.pipeline import ContextWindows, Control, Keyframes, context_windows  # noqa: E402
+from server.engine.pipeline import Control, Keyframes  # noqa: E402
+from server.engine.store import ModelStore  # noqa: E402
+from server.engine.windows import ContextWindows, context_windows  # noqa: E402
+from server.loaders import ModelConfig  # noqa: E402
+from tests.support import tiny_models as tiny  # noqa: E402
+from tests.support.metrics import seam_score  # noqa: E402
 
 
 def flicker(frames: np.ndarray) -> float:

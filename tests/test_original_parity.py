@@ -16,8 +16,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from server.models import ModelConfig, ModelStore
-from server.motion_parity import FrameWideGroupNorm, PerFrameGroupNorm, apply_motion_norm
+from server.engine.motion_parity import FrameWideGroupNorm, PerFrameGroupNorm, apply_motion_norm
+from server.engine.store import ModelStore
+from server.loaders import ModelConfig
 
 TOL = 1e-5
 FRAMES = 6
@@ -300,7 +301,7 @@ def test_sparsectrl_motion_modules_and_conditioning_are_the_originals(original):
 
 def _keyframe_run(store, mode, key_image, frames=8, steps=4):
     """The last step's predicted clean latents (F, 4, h, w) with SparseCtrl RGB at frame 0 (or none)."""
-    from server.pipeline import Keyframes
+    from server.engine.pipeline import Keyframes
 
     store.set_motion_norm(mode)
     pipe = store.pipeline("sd15", "v3")
@@ -348,7 +349,7 @@ def test_sparsectrl_rgb_keyframe_effect_in_both_modes(original):
 def test_adapter_lora_scale_is_the_originals(original, tmp_path):
     """The original's load_diffusers_lora adds alpha * up @ down to the weight (no rank division): a v3
     domain-adapter-style LoRA at weight 0.6 through Marionette's loader does exactly that."""
-    from server.checkpoints import image_lora_source
+    from server.loaders import image_lora_source
 
     pipe = original.pipeline("sd15", "v3")
     g = torch.Generator().manual_seed(4)
@@ -411,7 +412,7 @@ def test_shipped_configs_are_the_originals():
     import json
     from pathlib import Path
 
-    from server.motion_parity import motion_version
+    from server.engine.motion_parity import motion_version
 
     configs = Path(__file__).resolve().parent.parent / "server" / "configs"
 

@@ -24,7 +24,7 @@ class ModelStore:
         if motion_norm not in MODES:
             raise ValueError(f"unknown motion_norm {motion_norm!r}; use one of {', '.join(MODES)}")
         self.config = config
-        # "original": normalise as guoyww/AnimateDiff does (server/motion_parity.py); "diffusers": as diffusers.
+        # "original": normalise as guoyww/AnimateDiff does (engine/motion_parity.py); "diffusers": as diffusers.
         self.motion_norm = motion_norm
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         if dtype is None:
