@@ -1,8 +1,15 @@
 """Settings the artist chooses (saved with the scene) and runtime state (on the window manager, never saved)."""
 
 import bpy
-from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (
+    BoolProperty,
+    CollectionProperty,
+    EnumProperty,
+    FloatProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
@@ -78,9 +85,10 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
         description="With Own body hides: the character's surface must be this far in front of a keypoint to hide "
                     "it (joints sit inside the body)")
 
-    camera_motion: EnumProperty(name="Camera motion", default="MANUAL", items=[
-        ("MANUAL", "Manual", "Set the motion LoRA weights by hand"),
-        ("AUTO", "From camera", "Match the motion LoRAs to the scene camera's animation")])
+    # identifiers are the protocol's CAMERA_MOTION_MODES (saved files store the item's number, not its name)
+    camera_motion: EnumProperty(name="Camera motion", default="manual", items=[
+        ("manual", "Manual", "Set the motion LoRA weights by hand"),
+        ("auto", "From camera", "Match the motion LoRAs to the scene camera's animation")])
     __annotations__.update({
         f"lora_{name}": FloatProperty(name=name.replace("_", " ").title(), default=0.0, min=0.0, max=2.0,
                                       description=f"Camera {name.replace('_', ' ')}: {meaning}")

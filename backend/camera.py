@@ -2,7 +2,7 @@
 
 Pixel convention of every K here: x to the right, y down, origin at the top-left CORNER of the image, so the centre
 of pixel (column i, row j) is at (i + 0.5, j + 0.5) and the image spans [0, W] × [0, H]. That is why an unshifted
-lens has its principal point at (W/2, H/2). Formulas: shared/CONVENTIONS.md, "Camera".
+lens has its principal point at (W/2, H/2). Formulas: docs/CONVENTIONS.md, "Camera".
 """
 
 from __future__ import annotations

@@ -23,13 +23,13 @@ import os
 
 import bpy
 
+try:  # the one frame numbering (0-based index -> frame_0001.png), shared with the server
+    from ..server.protocol import frame_filename
+except ImportError:
+    from server.protocol import frame_filename
+
 TAG = "marionette"  # custom property on the nodes, strips and images this module owns
 TARGETS = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
-
-
-def frame_filename(index: int) -> str:
-    """File name of frame `index` (1-based)."""
-    return f"frame_{index:04d}.png"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -46,7 +46,7 @@ def check_frames(folder, count) -> str:
         raise ValueError(f"Frame count must be a whole number of at least 1, got {count!r}.")
     if count == 0:
         raise ValueError(f"No frames to import in {folder!r} yet: wait for frame_0001.png, or pick the job folder.")
-    missing = [frame_filename(i) for i in range(1, count + 1)
+    missing = [frame_filename(i) for i in range(count)
                if not os.path.isfile(os.path.join(folder, frame_filename(i)))]
     if missing:
         shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
@@ -80,10 +80,10 @@ def load_sequence(folder, count, name="Marionette") -> bpy.types.Image:
     `count` is kept on the image so that `wire_compositor` can use it.
     """
     folder = check_frames(folder, count)
-    path = _blend_path(os.path.join(folder, frame_filename(1)))
+    path = _blend_path(os.path.join(folder, frame_filename(0)))
     image = bpy.data.images.get(name)
     if image is None:
-        image = bpy.data.images.load(os.path.join(folder, frame_filename(1)), check_existing=False)
+        image = bpy.data.images.load(os.path.join(folder, frame_filename(0)), check_existing=False)
         image.name = name
     image.source = "SEQUENCE"
     image.filepath = path
@@ -263,9 +263,9 @@ def place_in_sequencer(scene, folder, count, frame_start, channel=None):
     if channel is None:
         channel = _free_channel(strips, frame_start, frame_start + count)
 
-    strip = strips.new_image("Marionette", os.path.join(folder, frame_filename(1)), channel, int(frame_start),
+    strip = strips.new_image("Marionette", os.path.join(folder, frame_filename(0)), channel, int(frame_start),
                              fit_method="FIT")  # job frames are often smaller than the render size
-    for i in range(2, count + 1):
+    for i in range(1, count):
         strip.elements.append(frame_filename(i))
     strip.directory = os.path.join(_blend_path(folder), "")  # Blender keeps strip folders with a trailing slash
     strip[TAG] = True

@@ -16,13 +16,13 @@ from pathlib import Path
 from .client import Client, ServerError
 
 try:
-    from ..server.protocol import FINAL_EVENTS, frame_filename
+    from ..server.protocol import FINAL_EVENTS, JobSpec, frame_filename
 except ImportError:
-    from server.protocol import FINAL_EVENTS, frame_filename
+    from server.protocol import FINAL_EVENTS, JobSpec, frame_filename
 
 
 class Generation:
-    def __init__(self, client: Client, spec: dict, out_dir: Path):
+    def __init__(self, client: Client, spec: JobSpec, out_dir: Path):
         self.client, self.spec = client, spec
         self.guides: dict[str, list[bytes]] = {}
         self.out_dir = Path(out_dir)
@@ -41,20 +41,19 @@ class Generation:
         """Check the spec against the server: ("planned", plan) or a final ("error", ...)."""
         try:
             # The camera path exists only after capture; the plan checks models and limits without it.
-            self.messages.put(("planned", self.client.plan({**self.spec, "camera_motion": "manual",
+            self.messages.put(("planned", self.client.plan({**self.spec.to_dict(), "camera_motion": "manual",
                                                             "camera": None})))
         except ServerError as e:
             self.messages.put(("error", {"message": str(e), "status": e.status}))
             self.finished.set()
 
-    def stream(self, guides: dict[str, list[bytes]], camera_path: dict | None = None):
-        """Submit, follow the events, save frames; always ends with one final message."""
-        self.guides = guides
-        if camera_path is not None:
-            self.spec["camera"] = camera_path
+    def stream(self, spec: JobSpec, guides: dict[str, list[bytes]]):
+        """Submit `spec` (the checked spec with its camera path), follow the events, save frames; always ends with
+        one final message."""
+        self.spec, self.guides = spec, guides
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            self.job_id = self.client.submit(self.spec, self.guides)
+            self.job_id = self.client.submit(self.spec.to_dict(), self.guides)
             self.messages.put(("submitted", {"id": self.job_id}))
             if self.cancel_requested.is_set():
                 self._send_cancel()

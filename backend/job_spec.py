@@ -1,23 +1,53 @@
-"""The job spec from a snapshot of the scene settings: `snapshot` reads the scene, the rest is plain data."""
+"""The job spec from a snapshot of the scene settings: `snapshot` reads the scene, the rest is plain data.
+
+The spec is the protocol's own `JobSpec`, checked with the server's own `parse_spec` before anything is rendered
+or sent, so a spec the server would refuse never leaves Blender.
+"""
 
 from __future__ import annotations
 
 import bpy
 
 from . import pose_capture
+from .camera import render_size
 
 try:
-    from ..server.protocol import MOTION_LORAS, PROTOCOL_VERSION
+    from ..server.protocol import (
+        MOTION_LORAS,
+        ContextSpec,
+        ControlSpec,
+        JobSpec,
+        PromptKey,
+        SparseCtrlSpec,
+        SpecError,
+        Weighted,
+        guide_errors,
+        parse_spec,
+    )
 except ImportError:
-    from server.protocol import MOTION_LORAS, PROTOCOL_VERSION
+    from server.protocol import (
+        MOTION_LORAS,
+        ContextSpec,
+        ControlSpec,
+        JobSpec,
+        PromptKey,
+        SparseCtrlSpec,
+        SpecError,
+        Weighted,
+        guide_errors,
+        parse_spec,
+    )
 
-GUIDE_KINDS = {"depth": "depth", "normal": "normal", "pose": "openpose"}
+# ControlNet kind (the protocol's vocabulary) -> the prefix of its settings (use_pose, pose_weight ... stay as they
+# are so that saved .blend files keep their values).
+GUIDE_SETTINGS = {"depth": "depth", "normal": "normal", "openpose": "pose"}
 
 
 def snapshot(settings, scene) -> dict:
     """Read everything a job needs from the scene on the main thread, once."""
     start, end = settings.frame_range(scene)
     r = scene.render
+    width, height = render_size(scene)
     snap = {name: getattr(settings, name) for name in (
         "prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "base", "motion_module",
         "camera_motion", "keyframe_weight")}
@@ -26,17 +56,16 @@ def snapshot(settings, scene) -> dict:
                  "fuse": settings.fuse} if settings.use_context else None,
         prompt_keys=marker_prompts(scene, start, end) if settings.prompts_from_markers else [],
         frame_start=start, frame_end=end, fps=round(r.fps / r.fps_base),
-        width=r.resolution_x * r.resolution_percentage // 100,
-        height=r.resolution_y * r.resolution_percentage // 100,
+        width=width, height=height,
         loras=[(item.name, item.weight) for item in settings.loras if item.name],
         keyframes=sorted({k.frame for k in settings.keyframes}),
         motion_loras={name: getattr(settings, f"lora_{name}") for name in MOTION_LORAS},
-        guides={kind: {"weight": getattr(settings, f"{kind}_weight"), "start": getattr(settings, f"{kind}_start"),
-                       "end": getattr(settings, f"{kind}_end")}
-                for kind in GUIDE_KINDS if getattr(settings, f"use_{kind}")},
+        guides={kind: {"weight": getattr(settings, f"{p}_weight"), "start": getattr(settings, f"{p}_start"),
+                       "end": getattr(settings, f"{p}_end")}
+                for kind, p in GUIDE_SETTINGS.items() if getattr(settings, f"use_{p}")},
     )
     if settings.use_pose:
-        snap["pose"] = {"characters": [o.name for o in pose_capture.characters(scene)],
+        snap["openpose"] = {"characters": [o.name for o in pose_capture.characters(scene)],
                         "why_none": pose_capture.describe_missing(scene), "hands": settings.pose_hands,
                         "own_body_hides": settings.pose_own_body_hides, "thickness": settings.pose_thickness}
     return snap
@@ -65,36 +94,57 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
         out.append("The frame range is empty: set End at or after Start")
     if not snap["prompt"].strip():
         out.append("The prompt is empty")
-    if "pose" in snap["guides"] and not snap["pose"]["characters"]:
-        out.append(snap["pose"]["why_none"])
+    if "openpose" in snap["guides"] and not snap["openpose"]["characters"]:
+        out.append(snap["openpose"]["why_none"])
     for frame in snap["keyframes"]:
         if not snap["frame_start"] <= frame <= snap["frame_end"]:
             out.append(f"Keyframe {frame} is outside the frame range {snap['frame_start']}-{snap['frame_end']}")
     return out
 
 
-def build_spec(snap: dict, camera_path: dict | None = None) -> dict:
-    frames = snap["frame_end"] - snap["frame_start"] + 1
-    spec = {
-        "version": PROTOCOL_VERSION, "prompt": snap["prompt"], "negative_prompt": snap["negative_prompt"],
-        "seed": snap["seed"], "steps": snap["steps"], "guidance": snap["guidance"], "width": snap["width"],
-        "height": snap["height"], "frames": frames, "frame_start": snap["frame_start"], "fps": snap["fps"],
-        "scheduler": snap["scheduler"], "base": snap["base"], "motion_module": snap["motion_module"],
-        "loras": [{"name": n, "weight": w} for n, w in snap["loras"]],
-        "controlnets": [{"kind": GUIDE_KINDS[k], "weight": g["weight"], "start": g["start"], "end": g["end"]}
-                        for k, g in snap["guides"].items()],
-        "camera_motion": snap["camera_motion"].lower(),
-        "motion_loras": [{"name": n, "weight": w} for n, w in snap["motion_loras"].items()
-                         if w > 0 and snap["camera_motion"] == "MANUAL"],
-    }
-    if camera_path is not None:
-        spec["camera"] = camera_path
+def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
+    """The protocol's JobSpec for the snapshot (frame numbers made 0-based job indices), checked with
+    `parse_spec`: raises the protocol's SpecError naming each field to fix. Without the camera path (it is captured
+    with the guides) a "From camera" spec is checked as it will be once the path is added."""
+    start = snap["frame_start"]
+    frames = snap["frame_end"] - start + 1
     context = snap.get("context")
-    if context and (frames > context["length"] or context["loop"]):
-        spec["context"] = context
-    if snap.get("prompt_keys"):
-        spec["prompts"] = [{"frame": f - snap["frame_start"], "prompt": p} for f, p in snap["prompt_keys"]]
-    if snap["keyframes"]:
-        spec["sparsectrl"] = {"keyframes": [f - snap["frame_start"] for f in snap["keyframes"]],
-                              "weight": snap["keyframe_weight"]}
-    return spec
+    spec = JobSpec(
+        prompt=snap["prompt"], negative_prompt=snap["negative_prompt"], seed=snap["seed"], steps=snap["steps"],
+        guidance=snap["guidance"], width=snap["width"], height=snap["height"], frames=frames, frame_start=start,
+        fps=snap["fps"], scheduler=snap["scheduler"], base=snap["base"], motion_module=snap["motion_module"],
+        loras=[Weighted(n, w) for n, w in snap["loras"]],
+        controlnets=[ControlSpec(kind, weight=g["weight"], start=g["start"], end=g["end"])
+                     for kind, g in snap["guides"].items()],
+        camera_motion=snap["camera_motion"],
+        motion_loras=[Weighted(n, w) for n, w in snap["motion_loras"].items()
+                      if w > 0 and snap["camera_motion"] == "manual"],
+        camera=camera_path,
+        context=ContextSpec(**context) if context and (frames > context["length"] or context["loop"]) else None,
+        prompts=[PromptKey(f - start, p) for f, p in snap.get("prompt_keys", [])],
+        sparsectrl=SparseCtrlSpec(keyframes=[f - start for f in snap["keyframes"]], weight=snap["keyframe_weight"])
+        if snap["keyframes"] else None,
+    )
+    data = spec.to_dict()
+    if camera_path is None and spec.camera_motion == "auto":
+        data["camera"] = _still_path(spec)   # the path comes with the guides; everything else is checked now
+    checked = parse_spec(data)
+    checked.camera = camera_path
+    return checked
+
+
+def _still_path(spec: JobSpec) -> dict:
+    """A stand-in camera path of the spec's size and frames (a still camera) to check a spec before capture."""
+    frame = {"K": [[spec.width, 0, spec.width / 2], [0, spec.width, spec.height / 2], [0, 0, 1]],
+             "world_to_camera": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
+    return {"fps": spec.fps, "width": spec.width, "height": spec.height,
+            "frames": [dict(frame, frame=spec.frame_start + i) for i in range(spec.frames)]}
+
+
+def with_guides(spec: JobSpec, camera_path: dict | None, files: dict[str, list[bytes]]) -> JobSpec:
+    """The spec with the captured camera path, checked again with it and with the guide files' counts."""
+    checked = parse_spec({**spec.to_dict(), "camera": camera_path})
+    errors = guide_errors(checked, {name: len(parts) for name, parts in files.items()})
+    if errors:
+        raise SpecError(errors)
+    return checked

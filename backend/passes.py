@@ -8,7 +8,7 @@ compositor: it does not depend on the node-tree and File Output changes of 5.0, 
 untouched.
 `Image.pixels` of a loaded multilayer EXR only shows one pass, and the Render Result has no pixels headless.
 
-Encodings (shared/CONVENTIONS.md):
+Encodings (docs/CONVENTIONS.md):
 - depth PNG: inverse depth, one normalisation for the whole clip. The nearest surface of the clip is white; the
   smallest inverse depth of the clip is black, counting background as 1/inf = 0 like the sky in the MiDaS maps the
   ControlNet was trained on. So with background in view a pixel is near/Z, and in a closed set it is

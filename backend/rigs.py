@@ -3,7 +3,7 @@
 A map is {keypoint: (bone name, end)}. `end` is "head" or "tail" of that bone, or a Vector: a point fixed in the
 bone's own rest frame (a limb's end read from the importer's end node, a face point placed from the head's mesh).
 Left and right are the character's own (Rigify `.L`, Mixamo `Left…`, Auto-Rig Pro `.l` = the character's left),
-as in shared/CONVENTIONS.md.
+as in docs/CONVENTIONS.md.
 
 First the structure (rig_structure.py) says whether the armature is a person at all; a quadruped, a vehicle or a
 prop rig gets no automatic map (only points picked by hand) and a message for the panel. Then, for a person:
@@ -30,7 +30,7 @@ from mathutils import Vector
 
 from . import face_points, rig_structure
 
-# COCO-18 as OpenPose and controlnet-aux order it (shared/CONVENTIONS.md).
+# COCO-18 as OpenPose and controlnet-aux order it (docs/CONVENTIONS.md).
 BODY_POINTS = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
                "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
                "right_eye", "left_eye", "right_ear", "left_ear")

@@ -77,7 +77,7 @@ def main():
         ticks, received, t0 = [], 0, time.perf_counter()
         while not (generation.finished.is_set() and generation.messages.empty()):
             tick = time.perf_counter()
-            for kind, data in generation.drain():
+            for kind, _data in generation.drain():
                 if kind == "frame":
                     received += 1
                     compositing.import_result(scene, generation.out_dir, received, 1)

@@ -18,11 +18,11 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from server.engine.store import ModelStore  # noqa: E402
+from server.engine.windows import ContextWindows, context_windows  # noqa: E402
+from server.loaders import ModelConfig  # noqa: E402
 from tests.support import tiny_models as tiny  # noqa: E402
 from tests.support.metrics import seam_score  # noqa: E402
-from server.engine.store import ModelStore  # noqa: E402
-from server.loaders import ModelConfig  # noqa: E402
-from server.engine.windows import ContextWindows, context_windows  # noqa: E402
 
 
 def main():
@@ -56,12 +56,14 @@ def main():
     rows = []
     for frames in [int(f) for f in args.frames.split(",")]:
         context = ContextWindows(length=args.length, overlap=args.overlap)
-        ours_s, ours = timed(lambda: pipe.generate(num_frames=frames, steps=args.steps, context=context,
-                                                   generator=torch.Generator().manual_seed(0), **common))
+        ours_s, ours = timed(lambda frames=frames, context=context: pipe.generate(
+            num_frames=frames, steps=args.steps, context=context, generator=torch.Generator().manual_seed(0),
+            **common))
         pipe.enable_free_noise(context_length=args.length, context_stride=args.length - args.overlap)
         try:
-            free_s, free = timed(lambda: pipe(num_frames=frames, num_inference_steps=args.steps, output_type="np",
-                                              generator=torch.Generator().manual_seed(0), **common).frames[0])
+            free_s, free = timed(lambda frames=frames: pipe(
+                num_frames=frames, num_inference_steps=args.steps, output_type="np",
+                generator=torch.Generator().manual_seed(0), **common).frames[0])
         finally:
             pipe.disable_free_noise()
         windows = context_windows(frames, args.length, args.overlap, loop=False)

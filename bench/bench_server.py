@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from backend import launcher  # noqa: E402
 from backend.client import Client  # noqa: E402
 from server import loaders  # noqa: E402
-from tests.support import tiny_models as tiny  # noqa: E402
 from server.loaders import ModelConfig  # noqa: E402
+from tests.support import tiny_models as tiny  # noqa: E402
 
 KINDS = ("depth", "normal", "openpose")
 

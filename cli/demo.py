@@ -80,7 +80,7 @@ def main(argv=None) -> int:
     settings.steps, settings.seed = steps, 42
     settings.use_depth, settings.use_normal, settings.use_pose = True, True, True
     settings.normal_weight = 0.5
-    settings.camera_motion = "AUTO"
+    settings.camera_motion = "auto"
     settings.output_dir = str((out / "jobs").resolve())
 
     from backend import launcher

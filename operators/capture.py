@@ -8,6 +8,7 @@ import bpy
 from .. import preferences
 from ..backend import camera, job_spec, keyframes, passes, pose_capture, server_control
 from ..backend.client import ServerError
+from ..server.protocol import FORM_POSE, GUIDE_FORM
 from . import paths
 from .images import named_image
 
@@ -22,12 +23,12 @@ def capture(scene, snap: dict, folder: Path) -> tuple[dict, dict]:
     files = {}
     for kind in ("depth", "normal"):
         if kind in snap["guides"]:
-            files[kind] = [Path(p).read_bytes() for p in rendered[kind]]
+            files[GUIDE_FORM[kind]] = [Path(p).read_bytes() for p in rendered[kind]]
     if snap["keyframes"]:
         files["keyframe"] = [Path(p).read_bytes() for p in keyframes.render_keyframes(scene, snap["keyframes"], folder)]
     path = camera.camera_path(scene, frames, rendered["median_depth"])
-    if "pose" in snap["guides"]:
-        files["pose"] = [capture_pose(scene, snap["pose"], path, rendered["depth_raw"], folder)]
+    if "openpose" in snap["guides"]:
+        files[FORM_POSE] = [capture_pose(scene, snap["openpose"], path, rendered["depth_raw"], folder)]
     return files, path
 
 
@@ -77,11 +78,11 @@ class MARIONETTE_OT_capture_guides(bpy.types.Operator):
             return {"CANCELLED"}
         context.window_manager.marionette.job_dir = str(folder)
         message = f"Guides written to {folder}"
-        if "pose" in files:
+        if FORM_POSE in files:
             prefs = preferences.get(context)
             client = server_control.client(prefs.server_url, prefs.port, prefs.token)
             try:
-                drawn = draw_pose_previews(client, files["pose"][0], snap["width"], snap["height"], folder)
+                drawn = draw_pose_previews(client, files[FORM_POSE][0], snap["width"], snap["height"], folder)
                 show_sequence(drawn[0], len(drawn))
                 message += f"; pose images in the image \"{POSE_IMAGE}\""
             except ServerError as e:

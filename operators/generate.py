@@ -10,9 +10,10 @@ import bpy
 from .. import preferences
 from ..backend import compositing, job_spec, server_control
 from ..backend.generation import Generation
+from ..server.protocol import SpecError
 from . import paths
-from .images import named_image
 from .capture import capture
+from .images import named_image
 
 _active: Generation | None = None
 
@@ -31,7 +32,7 @@ def _targets(settings) -> set[str]:
 def _import(context, generation: Generation, count: int):
     """Show the frames received so far; called again as more arrive, it updates rather than adds."""
     settings = context.scene.marionette
-    compositing.import_result(context.scene, generation.out_dir, count, generation.spec["frame_start"],
+    compositing.import_result(context.scene, generation.out_dir, count, generation.spec.frame_start,
                               _targets(settings), settings.over_render)
 
 
@@ -54,8 +55,7 @@ def describe_motion_loras(motion_loras: list) -> str:
 def apply_messages(context, generation: Generation, messages) -> str | None:
     """Apply worker messages to Blender (main thread). Returns the final event's kind once the job has ended."""
     runtime = context.window_manager.marionette
-    frames = generation.spec["frames"]
-    steps = generation.spec["steps"]
+    frames, steps = generation.spec.frames, generation.spec.steps
     final = None
     for kind, data in messages:
         if kind == "planned":
@@ -84,7 +84,7 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             if kind == "done":
                 runtime.progress = 1.0
                 runtime.status = f"Done: {received} frames in {generation.out_dir}"
-                if generation.spec.get("camera_motion") == "auto":
+                if generation.spec.camera_motion == "auto":
                     runtime.camera_match = describe_motion_loras(data.get("motion_loras", []))
             elif kind == "cancelled":
                 runtime.status = f"Cancelled; {received} frames kept in {generation.out_dir}"
@@ -114,6 +114,11 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
             return {"CANCELLED"}
         snap = job_spec.snapshot(scene.marionette, scene)
         problems = job_spec.problems(snap, scene.camera is not None)
+        if not problems:
+            try:
+                spec = job_spec.build_spec(snap)
+            except SpecError as e:  # what the server would refuse, said before anything renders
+                problems = [f"{field}: {message}" for field, message in e.errors]
         if problems:
             for problem in problems:
                 self.report({"ERROR"}, problem)
@@ -125,7 +130,7 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
         runtime.job_dir, runtime.status, runtime.running = str(out_dir), "Checking the job with the server", True
         self._snap = snap
         # The camera path is captured with the guides and added to the spec before it is submitted.
-        _active = Generation(_client(context), job_spec.build_spec(snap), out_dir)
+        _active = Generation(_client(context), spec, out_dir)
 
         if bpy.app.background:
             _active.preflight()
@@ -149,6 +154,7 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
         runtime.status = "Capturing guides"
         try:
             guides, camera_path = capture(context.scene, self._snap, _active.out_dir / "guides")
+            spec = job_spec.with_guides(_active.spec, camera_path, guides)
         except Exception as e:  # noqa: BLE001 - any render failure is reported; the scene is already restored
             runtime.running, runtime.status, runtime.error = False, "Capture failed", str(e)
             _active.finished.set()
@@ -156,9 +162,9 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
             return False
         runtime.status = "Sending the job"
         if wait:
-            _active.stream(guides, camera_path)
+            _active.stream(spec, guides)
         else:
-            _active.start(_active.stream, guides, camera_path)
+            _active.start(_active.stream, spec, guides)
         return True
 
     def modal(self, context, event):

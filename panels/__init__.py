@@ -3,6 +3,7 @@
 import bpy
 
 from ..backend import pose_capture, rigs
+from ..backend.camera import render_size
 from ..server.protocol import MOTION_LORAS
 
 
@@ -126,7 +127,8 @@ class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
             if report["missing"]:
                 details.append("missing " + ", ".join(p.replace("_", " ") for p in report["missing"]))
             if report["estimated"]:
-                details.append("estimated from the head's shape: " + ", ".join(p.replace("_", " ") for p in report["estimated"]))
+                estimated = ", ".join(p.replace("_", " ") for p in report["estimated"])
+                details.append("estimated from the head's shape: " + estimated)
             if report["hands"]:
                 details.append("hands: " + ", ".join(report["hands"]))
             if obj.hide_render:
@@ -180,7 +182,7 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
         s = context.scene.marionette
         layout = self.layout
         layout.prop(s, "camera_motion", expand=True)
-        if s.camera_motion == "MANUAL":
+        if s.camera_motion == "manual":
             col = layout.column(align=True)
             for name in MOTION_LORAS:
                 col.prop(s, f"lora_{name}")
@@ -189,7 +191,7 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
             layout.label(text="Matched for the last job:" if matched else "Matched to the camera on Generate")
             for line in _wrap(matched, 40):
                 layout.label(text=line, icon="CAMERA_DATA")
-        if s.motion_module != "v2" and (s.camera_motion == "AUTO" or any(
+        if s.motion_module != "v2" and (s.camera_motion == "auto" or any(
                 getattr(s, f"lora_{n}") > 0 for n in MOTION_LORAS)):
             layout.label(text="Camera LoRAs act on the v2 motion module only", icon="INFO")
 
@@ -221,7 +223,7 @@ class MARIONETTE_PT_output(_Panel, bpy.types.Panel):
             row = layout.row(align=True)
             row.prop(s, "frame_start")
             row.prop(s, "frame_end")
-        size = (r.resolution_x * r.resolution_percentage // 100, r.resolution_y * r.resolution_percentage // 100)
+        size = render_size(context.scene)
         layout.label(text=f"Size {size[0]}x{size[1]} at {r.fps / r.fps_base:g} fps (render settings)")
         box = layout.box()
         box.prop(s, "use_context")

@@ -3,7 +3,8 @@
 Real weights cannot be downloaded here, and tiny models can hide a wrong key map or a wrong config value that only
 shows with the real files. Every writer below takes its shapes from diffusers' or transformers' own model classes
 built on the ``meta`` device from the configs the project ships (``server/configs/``), renames the keys to the
-original layouts with the converters of ``tests/support/original_layout.py`` where the public file is not in the diffusers layout, and
+original layouts with the converters of ``tests/support/original_layout.py`` where the public file is not in the
+diffusers layout, and
 writes fp16 placeholders (LoRAs fp32, as published) in the public file format:
 
 ==============================================  ==================================================================
@@ -304,7 +305,8 @@ def write_sparsectrl_rgb(path: Path) -> dict:
 
 def write_tokenizer_cache(hf_home: Path, repo: str = "openai/clip-vit-large-patch14") -> Path:
     """A small CLIP tokenizer in the standard Hugging Face cache layout, where a single-file SD1.5 load looks for
-    one when its config folder has none (server/loaders/sd15.py TOKENIZER_REPOS). The real vocabulary cannot be shipped."""
+    one when its config folder has none (server/loaders/sd15.py TOKENIZER_REPOS). The real vocabulary cannot be
+    shipped."""
     folder = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
     commit = "0" * 40
     (folder / "refs").mkdir(parents=True, exist_ok=True)
@@ -587,10 +589,10 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str
     denoising step at 64x64 with 2 frames by default (a GPU bench passes device="cuda", dtype="float16", frames=16,
     size=512, steps=25). v2: SD1.5 + mm_sd_v15_v2 + ControlNet depth (.pth) + v2_lora_ZoomIn;
     v3: SD1.5 + v3_sd15_mm + SparseCtrl RGB + ControlNet openpose (hub folder) + the v3 domain adapter LoRA."""
-    from server.engine.store import ModelStore
-    from server.loaders import ModelConfig
     from server.engine.pipeline import Control, Keyframes
     from server.engine.schedulers import make_scheduler
+    from server.engine.store import ModelStore
+    from server.loaders import ModelConfig
 
     times = {}
     t0 = time.perf_counter()

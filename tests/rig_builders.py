@@ -227,7 +227,7 @@ def build_quadruped():
     bpy.context.scene.collection.objects.link(rig)
     bpy.context.view_layer.objects.active = rig
     bpy.ops.object.mode_set(mode="EDIT")
-    for bone_name, (head, parent) in QUADRUPED.items():
+    for bone_name, (head, _parent) in QUADRUPED.items():
         bone = data.edit_bones.new(bone_name)
         bone.head = Vector(head)
         children = [n for n, (_h, p) in QUADRUPED.items() if p == bone_name]

@@ -7,10 +7,12 @@ from pathlib import Path
 
 import bpy
 import pytest
+from conftest import TOKEN
 
 from backend.png import read_png
 from cli import batch
-from conftest import TOKEN
+
+pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 def two_action_rig(path: Path):
@@ -54,14 +56,16 @@ def test_batch_writes_each_action_and_resumes(tiny_server, tmp_path, capsys):
 
     for action, frames in (("Wave", 4), ("Nod", 6)):
         folder = out / action
-        assert sorted(p.name for p in folder.glob("frame_*.png")) == [f"frame_{i:04d}.png" for i in range(1, frames + 1)]
+        names = sorted(p.name for p in folder.glob("frame_*.png"))
+        assert names == [f"frame_{i:04d}.png" for i in range(1, frames + 1)]
         sheet = json.loads((folder / "sprite.json").read_text())
         assert len(sheet["frames"]) == frames and sheet["columns"] == 3 and sheet["frame_size"] == [64, 64]
         image = read_png(folder / "sprite.png")
         assert image.shape[:2] == (64 * -(-frames // 3), 64 * 3)
         last = sheet["frames"][-1]
         assert (last["x"], last["y"]) == ((frames - 1) % 3 * 64, (frames - 1) // 3 * 64)
-        assert (image[last["y"]:last["y"] + 64, last["x"]:last["x"] + 64] == read_png(folder / f"frame_{frames:04d}.png")).all()
+        cell = image[last["y"]:last["y"] + 64, last["x"]:last["x"] + 64]
+        assert (cell == read_png(folder / f"frame_{frames:04d}.png")).all()
         assert json.loads((folder / "done.json").read_text())["frames"] == frames
 
 

@@ -7,10 +7,14 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels"]
 FORBIDDEN_IN_BLENDER = {"torch", "diffusers", "transformers", "controlnet_aux", "PIL", "safetensors", "fastapi",
                         "uvicorn", "starlette", "peft", "accelerate", "cv2", "httpx", "huggingface_hub"}
+
+pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 def python_files(names):

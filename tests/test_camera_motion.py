@@ -13,12 +13,20 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-
-from server.camera import (COMPONENTS, THRESHOLDS, match, plot_png, plucker, realestate10k_lines,
-                                  relative_poses, window_spans, with_overrides)
-from server.protocol import CAMERA_DIRECTIONS, MOTION_LORAS, SpecError, Weighted, parse_spec
-
 from conftest import TOKEN
+
+from server.camera import (
+    COMPONENTS,
+    THRESHOLDS,
+    match,
+    plot_png,
+    plucker,
+    realestate10k_lines,
+    relative_poses,
+    with_overrides,
+)
+from server.engine.windows import context_windows
+from server.protocol import CAMERA_DIRECTIONS, MOTION_LORAS, SpecError, Weighted, parse_spec
 
 try:   # the installed-extension fixture (builds the zip with Blender's tool and installs it)
     from test_extension import PACKAGE, extension  # noqa: F401
@@ -102,7 +110,7 @@ def project(path, index, point):
 def test_direction_table_covers_every_lora_once_with_opposites():
     assert list(CAMERA_DIRECTIONS) == list(MOTION_LORAS)
     pairs = {}
-    for name, (signal, sign, _) in CAMERA_DIRECTIONS.items():
+    for _name, (signal, sign, _) in CAMERA_DIRECTIONS.items():
         assert sign in (1, -1) and signal in THRESHOLDS
         pairs.setdefault(signal, set()).add(sign)
     assert pairs == {s: {1, -1} for s in THRESHOLDS}
@@ -234,13 +242,40 @@ def test_a_path_without_any_depth_matches_turns_and_says_so():
     assert result["notes"] and "depth" in result["notes"][0]
 
 
-def test_window_spans():
-    assert window_spans(8) == [(0, 8)] and window_spans(16) == [(0, 16)]
-    assert window_spans(28, 16, 4) == [(0, 16), (12, 28)]
-    assert window_spans(30, 16, 4) == [(0, 16), (12, 28), (14, 30)]
-    assert window_spans(32, 16, 0) == [(0, 16), (16, 32)]
-    with pytest.raises(ValueError):
-        window_spans(32, 16, 16)
+def test_camera_schedule_is_matched_on_the_job_context_windows():
+    """With "auto" and context windows, the camera is matched on exactly the windows the pipeline runs (not the
+    path's own window/overlap): window w's LoRAs are what context window w applies."""
+    from server.engine.planning import job_windows, motion_lora_names, motion_loras_for
+
+    def pose(t):   # 15 frame steps of turning left, then a lens zoom in
+        k = t * 8
+        return rot((0, 1, 0), -0.3 * min(k, 15) / 8), (0, 0, 0), F0 * math.exp(0.3 * max(k - 15, 0) / 8), 5.0
+
+    spec = parse_spec({"prompt": "p", "frames": 32, "width": SIZE, "height": SIZE, "camera_motion": "auto",
+                       "context": {"length": 16, "overlap": 6}, "camera": make_path(pose, frames=32)})
+    windows = job_windows(spec)
+    assert [(w[0], w[-1] + 1) for w in windows] == [(0, 16), (10, 26), (16, 32)]
+    _, camera = motion_loras_for(spec)
+    assert [(w["start"], w["end"]) for w in camera["windows"]] == [(0, 16), (10, 26), (16, 32)]
+    assert names(camera["windows"][0]["motion_loras"]) == {"pan_left"}
+    assert names(camera["windows"][-1]["motion_loras"]) == {"zoom_in"}
+    assert motion_lora_names(spec) >= {"pan_left", "zoom_in"}
+
+
+def test_camera_windows_are_the_context_windows():
+    def spans(frames, length=16, overlap=4):
+        return [(w[0], w[-1] + 1) for w in context_windows(frames, length, overlap)]
+
+    assert spans(8) == [(0, 8)] and spans(16) == [(0, 16)]
+    assert spans(28) == [(0, 16), (12, 28)]
+    assert spans(30) == [(0, 16), (12, 28), (14, 30)]
+    assert spans(32, 16, 0) == [(0, 16), (16, 32)]
+    path = make_path(MOTIONS["pan left by turning"][0], frames=30)
+    assert [(w["start"], w["end"]) for w in match(path)["windows"]] == spans(30)
+    looping = context_windows(30, 16, 4, loop=True)
+    windows = match(path, windows=looping)["windows"]
+    assert [(w["start"], w["end"]) for w in windows] == [(w[0], w[0] + 16) for w in looping]
+    assert all(names(w["motion_loras"]) == {"pan_left"} for w in windows)   # the wrap is no camera motion
 
 
 def test_manual_weights_override_by_name_and_keep_opposites_exclusive():
@@ -409,10 +444,11 @@ def test_plan_names_the_bad_camera_field(server):
 
 
 # --- real Blender: the extension's own capture code, the installed add-on, the real server ---------------------
+# Marked `blender`: `make test` runs them on Blender 4.5 and 5.0.
 
 @pytest.fixture
 def bpy_scene():
-    bpy = pytest.importorskip("bpy")
+    import bpy
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = 64
@@ -442,6 +478,7 @@ def captured(scene, cam, key):
     return match(camera_path(scene, range(1, 17), depths))
 
 
+@pytest.mark.blender
 def test_blender_camera_turning_left_is_pan_left(bpy_scene):
     scene, cam = bpy_scene
     cam.location = (0, -6, 0)
@@ -454,6 +491,7 @@ def test_blender_camera_turning_left_is_pan_left(bpy_scene):
     assert all(y < 0 for y in result["components"]["yaw"])
 
 
+@pytest.mark.blender
 def test_blender_camera_pitched_down_panning_left_is_only_pan_left(bpy_scene):
     scene, cam = bpy_scene
     cam.location = (0, -6, 2.5)
@@ -465,6 +503,7 @@ def test_blender_camera_pitched_down_panning_left_is_only_pan_left(bpy_scene):
     assert names(result["motion_loras"]) == {"pan_left"}, result["rates"]
 
 
+@pytest.mark.blender
 def test_blender_dolly_toward_a_cube_is_zoom_in(bpy_scene):
     scene, cam = bpy_scene
     cam.rotation_euler = (math.pi / 2, 0, 0)
@@ -476,33 +515,35 @@ def test_blender_dolly_toward_a_cube_is_zoom_in(bpy_scene):
     assert names(result["motion_loras"]) == {"zoom_in"} and result["motion_loras"][0]["weight"] > 0.5
 
 
+@pytest.mark.blender
 def test_panel_text_comes_from_the_done_event(extension, tmp_path):
     """The installed add-on: a done event of an "auto" job becomes the Camera Motion panel's line; manual does not."""
-    bpy = pytest.importorskip("bpy")
+    import bpy
     generate = sys.modules[f"{PACKAGE}.operators.generate"]
     runtime = bpy.context.window_manager.marionette
     runtime.camera_match = ""
     done = ("done", {"frames": 0, "motion_loras": [{"name": "pan_left", "weight": 0.8},
                                                     {"name": "zoom_in", "weight": 0.35}]})
-    job = SimpleNamespace(spec={"frames": 16, "steps": 2, "frame_start": 1, "camera_motion": "manual"},
+    job = SimpleNamespace(spec=SimpleNamespace(frames=16, steps=2, frame_start=1, camera_motion="manual"),
                           out_dir=tmp_path)
     assert generate.apply_messages(bpy.context, job, [done]) == "done" and runtime.camera_match == ""
-    job.spec["camera_motion"] = "auto"
+    job.spec.camera_motion = "auto"
     generate.apply_messages(bpy.context, job, [done])
     assert runtime.camera_match == "pan left 0.8, zoom in 0.35"
     generate.apply_messages(bpy.context, job, [("done", {"frames": 0, "motion_loras": []})])
     assert runtime.camera_match.startswith("no camera motion")
 
 
+@pytest.mark.blender
 def test_generate_from_camera_end_to_end(extension, tiny_server, tmp_path):
     """Generate in the installed add-on with Camera motion "From camera": the real capture, the real server."""
-    bpy = pytest.importorskip("bpy")
+    import bpy
     from test_extension import point_at, scene_with_camera
 
     scene = scene_with_camera(tmp_path, frames=4, steps=2)
     point_at(extension, tiny_server.url)
     settings = scene.marionette
-    settings.camera_motion, settings.use_normal, settings.lora_zoom_in = "AUTO", False, 0.0
+    settings.camera_motion, settings.use_normal, settings.lora_zoom_in = "auto", False, 0.0
     cam = scene.camera                          # 21° below the horizon, at 24 fps turning left ~6° a frame
     for frame in (1, 4):
         cam.rotation_euler = (1.2, 0, math.radians(6) * (frame - 1))

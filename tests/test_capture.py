@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import math
 
+import bpy  # a missing bpy is a collection error, never a skip
 import numpy as np
 import pytest
-
-bpy = pytest.importorskip("bpy")
 from mathutils import Euler, Matrix, Vector  # noqa: E402
 
 from backend import compositing, scene_state  # noqa: E402
@@ -15,6 +14,8 @@ from backend.camera import camera_path, intrinsics, project, world_to_camera  # 
 from backend.keyframes import render_keyframes  # noqa: E402
 from backend.passes import CaptureCancelled, render_guides  # noqa: E402
 from backend.png import read_png, write_png  # noqa: E402
+
+pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 @pytest.fixture

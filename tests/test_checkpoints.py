@@ -58,8 +58,14 @@ def assert_cpu_float32(model):
 # --- every configured entry ----------------------------------------------------------------------------------------
 
 def test_every_models_toml_entry_loads(tiny_models):
-    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler, MotionAdapter, SparseControlNetModel
-    from diffusers import UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        DDIMScheduler,
+        MotionAdapter,
+        SparseControlNetModel,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextModel, CLIPTokenizer
 
     seen = set()
@@ -267,7 +273,8 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
             return sorted(a) == sorted(b) and all(torch.equal(a[k], b[k]) for k in a)
         folder = C.load_base(root + "/sd15")
         single = C.load_base(root + "/sd15.safetensors", config=root + "/sd15")
-        print("single", all(same(single[p].state_dict(), folder[p].state_dict()) for p in ("unet", "vae", "text_encoder")))
+        print("single", all(same(single[p].state_dict(), folder[p].state_dict())
+                            for p in ("unet", "vae", "text_encoder")))
         cached_tok = C.load_base(root + "/sd15.safetensors", config={str(no_tok)!r})["tokenizer"]
         print("tokenizer", cached_tok.get_vocab() == folder["tokenizer"].get_vocab())
         hub = C.load_base("stable-diffusion-v1-5/stable-diffusion-v1-5")
@@ -336,8 +343,7 @@ def _count_on_meta(cls, folder: Path, **kwargs) -> int:
 
 
 def test_shipped_configs_build_the_published_models():
-    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, SparseControlNetModel
-    from diffusers import UNet2DConditionModel
+    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel
     from transformers import CLIPTextConfig, CLIPTextModel
 
     sd15 = C.CONFIGS / "sd15"

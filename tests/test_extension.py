@@ -11,9 +11,11 @@ from pathlib import Path
 
 import bpy
 import pytest
+from conftest import TOKEN
 
 from cli import extension as extension_cli
-from conftest import TOKEN
+
+pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 PACKAGE = extension_cli.PACKAGE
 
@@ -90,24 +92,35 @@ def test_running_twice_replaces_what_the_last_run_made(extension, tiny_server, t
 
 
 def test_cancel_mid_run_keeps_what_arrived(extension, tiny_server, tmp_path):
-    scene_with_camera(tmp_path, frames=8, steps=150)
+    """Cancel once the first frames have arrived (the server checks cancel after each step and each decoded
+    frame): the job ends cancelled, and every frame received before stays on disk and in the image sequence."""
+    frames = 16
+    scene_with_camera(tmp_path, frames=frames, size=256, steps=1)
     point_at(extension, tiny_server.url)
     generate = sys.modules[f"{PACKAGE}.operators.generate"]
     previous = generate._active
 
-    def press_cancel_after_a_step():  # what the Cancel button does, from the artist's side
+    def press_cancel_after_the_first_frame():  # what the Cancel button does, from the artist's side
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             active = generate._active
-            if active is not previous and (active.out_dir / "preview.png").exists():
+            if active is not previous and (active.out_dir / "frame_0001.png").exists():
                 active.cancel()
                 return
-            time.sleep(0.05)
+            time.sleep(0.005)
 
-    threading.Thread(target=press_cancel_after_a_step, daemon=True).start()
+    threading.Thread(target=press_cancel_after_the_first_frame, daemon=True).start()
     assert bpy.ops.marionette.generate() == {"CANCELLED"}
     runtime = bpy.context.window_manager.marionette
-    assert runtime.status.startswith("Cancelled") and not runtime.running
+    received = runtime.frames_received
+    assert 1 <= received < frames, received
+    assert runtime.status.startswith(f"Cancelled; {received} frames kept") and not runtime.running
+    kept = sorted(p.name for p in Path(runtime.job_dir).glob("frame_*.png"))
+    assert kept == [f"frame_{i:04d}.png" for i in range(1, received + 1)]
+    png = sys.modules[f"{PACKAGE}.backend.png"]
+    assert all(png.read_png(Path(runtime.job_dir) / name).shape[:2] == (256, 256) for name in kept)
+    sequence = [i for i in bpy.data.images if i.source == "SEQUENCE"]
+    assert len(sequence) == 1 and Path(bpy.path.abspath(sequence[0].filepath)).name == "frame_0001.png"
 
 
 def test_server_down_is_a_clear_error_and_nothing_changes(extension, tmp_path):
@@ -148,6 +161,19 @@ def test_runtime_state_is_not_saved_into_the_blend(extension, tmp_path):
     assert bpy.context.window_manager.marionette.status == "Idle"
 
 
+def test_a_spec_the_server_would_refuse_never_leaves_blender(extension, tmp_path):
+    """The add-on checks its JobSpec with the protocol's own parse_spec before preflight: two prompt markers on one
+    frame are refused by field name, before any server is asked (none is running at this URL)."""
+    scene = scene_with_camera(tmp_path, frames=4)
+    scene.marionette.prompts_from_markers = True
+    scene.timeline_markers.new("a red ball", frame=2)
+    scene.timeline_markers.new("a blue cube", frame=2)
+    point_at(extension, "http://127.0.0.1:9")
+    with pytest.raises(RuntimeError, match=r"prompts\[1\]\.frame: frame 1 has two prompts"):
+        bpy.ops.marionette.generate()
+    assert bpy.context.window_manager.marionette.error == ""   # nothing was sent, so no connection error either
+
+
 def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp_path):
     scene = scene_with_camera(tmp_path, frames=20, steps=2)
     scene.marionette.loop = True
@@ -158,7 +184,8 @@ def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp
     point_at(extension, tiny_server.url)
     assert bpy.ops.marionette.generate() == {"FINISHED"}
     spec = sys.modules[f"{PACKAGE}.operators.generate"]._active.spec
-    assert spec["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid"}
-    assert spec["prompts"] == [{"frame": 0, "prompt": "a red ball"},
+    wire = spec.to_dict()
+    assert wire["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid"}
+    assert wire["prompts"] == [{"frame": 0, "prompt": "a red ball"},
                                {"frame": 14, "prompt": "a blue cube on a long wooden table"}]
     assert len(list(Path(bpy.context.window_manager.marionette.job_dir).glob("frame_*.png"))) == 20

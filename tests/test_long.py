@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from server.engine.store import ModelStore
-from server.loaders import ModelConfig
 from server.engine.pipeline import Control, travel
+from server.engine.store import ModelStore
 from server.engine.windows import ContextWindows, context_windows, fusion_table
+from server.loaders import ModelConfig
 
 SIZE = 64
 
@@ -137,7 +137,8 @@ def test_per_window_lora_schedule_reaches_the_adapters(store):
     pipe = store.pipeline("sd15", "v2")
     schedule = [[("motion_lora", "pan_left", 1.0)], [("motion_lora", "zoom_in", 0.5)]]
     store.set_loras(pipe, schedule[0] + [("motion_lora", "zoom_in", 0.0)])
-    layer = next(m for n, m in pipe.unet.named_modules() if n.endswith("motion_modules.0.transformer_blocks.0.attn1.to_q")
+    layer = next(m for n, m in pipe.unet.named_modules()
+                 if n.endswith("motion_modules.0.transformer_blocks.0.attn1.to_q")
                  and hasattr(m, "scaling"))
     seen = []
     hook = layer.register_forward_pre_hook(

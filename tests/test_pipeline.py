@@ -7,9 +7,9 @@ import pytest
 import torch
 from PIL import Image
 
+from server.engine.pipeline import Control, Keyframes, control_active, latent_preview
 from server.engine.store import ModelStore
 from server.loaders import ModelConfig
-from server.engine.pipeline import Control, Keyframes, control_active, latent_preview
 
 SIZE, FRAMES, STEPS = 64, 4, 3
 
@@ -149,8 +149,8 @@ def test_decode_chunk_size_does_not_change_frames(store):
 
 
 def test_every_scheduler_runs_with_the_published_settings(store):
-    from server.protocol import SCHEDULERS
     from server.engine.schedulers import make_scheduler
+    from server.protocol import SCHEDULERS
 
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])

@@ -2,8 +2,7 @@
 
 import pytest
 
-from server.protocol import (JobSpec, SpecError, format_event, frame_filename, guide_errors, parse_events,
-                             parse_spec)
+from server.protocol import JobSpec, SpecError, format_event, frame_filename, guide_errors, parse_events, parse_spec
 
 
 def fields(exc):
@@ -79,3 +78,18 @@ def test_events_round_trip():
     raw = b"".join(format_event(i + 1, k, {"i": i}) for i, k in enumerate(["queued", "step", "done"]))
     lines = (raw.decode() + ": keep-alive\n\n").splitlines(keepends=True)
     assert list(parse_events(lines)) == [(1, "queued", {"i": 0}), (2, "step", {"i": 1}), (3, "done", {"i": 2})]
+
+
+def test_a_spec_goes_to_the_wire_and_back_unchanged():
+    spec = parse_spec({"prompt": "p", "frames": 20, "controlnets": [{"kind": "openpose", "weight": 0.5}],
+                       "loras": [{"name": "style", "weight": 0.7}], "context": {"length": 16, "loop": True},
+                       "sparsectrl": {"keyframes": [0, 19]}, "prompts": [{"frame": 5, "prompt": "q"}]})
+    assert parse_spec(spec.to_dict()) == spec and spec.to_dict()["controlnets"][0]["model"] == "openpose"
+    assert parse_spec(JobSpec(prompt="p").to_dict()) == JobSpec(prompt="p", controlnets=[])
+
+
+def test_one_frame_numbering_and_one_guide_vocabulary():
+    from server.protocol import CONTROL_KINDS, FORM_POSE, GUIDE_FORM
+
+    assert [frame_filename(i) for i in (0, 1, 99)] == ["frame_0001.png", "frame_0002.png", "frame_0100.png"]
+    assert set(GUIDE_FORM) == set(CONTROL_KINDS) and GUIDE_FORM["openpose"] == FORM_POSE

@@ -9,16 +9,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import bpy  # noqa: E402  (a missing bpy is a collection error, never a skip)
 import numpy as np
 import pytest
-
-bpy = pytest.importorskip("bpy")
+import rig_builders  # noqa: E402
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
-
-import rig_builders  # noqa: E402
-from backend import camera, pose_capture, rig_structure, rigs  # noqa: E402
 from test_extension import PACKAGE, extension  # noqa: E402, F401  (registers the Bone Map properties)
+
+from backend import camera, pose_capture, rig_structure, rigs  # noqa: E402
+
+pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 SIZE = 512
 ASSETS = Path(__file__).parent / "assets" / "rigs"

@@ -9,9 +9,9 @@ import time
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spec
 from PIL import Image
 
-from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spec
 from server.api import Settings, create_app
 from server.loaders import ModelConfig
 
@@ -97,7 +97,7 @@ def test_cancel_mid_run_keeps_the_server_serving(server):
     job_id = r.json()["id"]
     with server.stream("GET", f"/jobs/{job_id}/events") as events:
         seen = []
-        for seq, kind, data in __import__("server.protocol", fromlist=["x"]).parse_events(events.iter_lines()):
+        for _seq, kind, data in __import__("server.protocol", fromlist=["x"]).parse_events(events.iter_lines()):
             seen.append(kind)
             if kind == "step" and data["i"] == 2:
                 assert server.delete(f"/jobs/{job_id}").status_code == 200
@@ -266,15 +266,6 @@ def test_long_clip_with_context_windows_and_prompt_travel(server):
 def test_context_window_longer_than_the_motion_module_is_422(server):
     assert_field(submit(server, tiny_spec(context={"length": 48})), 422, "context.length")
     assert_field(submit(server, tiny_spec(prompts=[{"frame": 9, "prompt": "x"}])), 422, "prompts[0].frame")
-
-
-def test_window_schedule_follows_the_camera_windows():
-    from server.engine.planning import window_schedule
-
-    camera = [{"start": 0, "end": 16, "motion_loras": [{"name": "pan_left", "weight": 0.8}]},
-              {"start": 12, "end": 28, "motion_loras": [{"name": "zoom_in", "weight": 0.6}]}]
-    schedule = window_schedule(camera, [list(range(0, 16)), list(range(10, 26)), list(range(12, 28))])
-    assert [s[0]["name"] for s in schedule] == ["pan_left", "zoom_in", "zoom_in"]
 
 
 def test_pose_draw_returns_the_png_a_job_would_use_and_names_bad_input(server):

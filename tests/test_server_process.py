@@ -7,12 +7,12 @@ import subprocess
 import sys
 
 import pytest
+from conftest import TOKEN
+from helpers import SIZE, gradient_frames, tiny_spec
 from PIL import Image
 
 from backend import launcher
 from backend.client import Client, ServerError
-from conftest import TOKEN
-from helpers import SIZE, gradient_frames, tiny_spec
 
 
 @pytest.fixture(scope="module")

@@ -43,8 +43,14 @@ def _write_config(obj, folder: Path) -> None:
 
 
 def make(root: Path = HERE) -> None:
-    from diffusers import (AutoencoderKL, ControlNetModel, MotionAdapter, PNDMScheduler, SparseControlNetModel,
-                           UNet2DConditionModel)
+    from diffusers import (
+        AutoencoderKL,
+        ControlNetModel,
+        MotionAdapter,
+        PNDMScheduler,
+        SparseControlNetModel,
+        UNet2DConditionModel,
+    )
     from transformers import CLIPTextConfig
 
     for name in ("sd15", "motion_adapter_v1", "motion_adapter_v2", "motion_adapter_v3", "sparsectrl_rgb",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
-from ..engine.planning import motion_loras_for
+from ..engine.planning import motion_lora_names
 from ..loaders import UnknownModel, motion_adapter_info
 from ..protocol import SpecError
 
@@ -37,8 +37,8 @@ def check_models(models, spec):
             models.get("controlnet", c.model)
         for m in spec.loras:
             models.get("lora", m.name)
-        for m in motion_loras_for(spec)[0]:  # with camera_motion "auto": the ones the camera matched
-            models.get("motion_lora", m["name"])
+        for name in sorted(motion_lora_names(spec)):  # with camera_motion "auto": the ones the camera matched
+            models.get("motion_lora", name)
         if spec.sparsectrl:
             models.get("sparsectrl", spec.sparsectrl.model)
     except UnknownModel as e:

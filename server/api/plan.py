@@ -17,4 +17,4 @@ router = APIRouter()
 async def plan_route(request: Request):
     spec = parse_spec(await json_body(request, "spec"))
     await asyncio.to_thread(check_models, request.app.state.settings.models, spec)  # may read a checkpoint's keys
-    return plan(spec, request.app.state.store)
+    return plan(spec, request.app.state.store).to_dict()

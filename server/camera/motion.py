@@ -1,7 +1,7 @@
 """Camera matching: from the camera path the artist animated, the camera motion LoRAs and their weights over time;
 numpy and the standard library. The same path as CameraCtrl input: `cameractrl.py`; the plot: `plot.py`.
 
-Conventions (shared/CONVENTIONS.md, "Camera"):
+Conventions (docs/CONVENTIONS.md, "Camera"):
 - `world_to_camera` is OpenCV: camera x right, y DOWN, z FORWARD; X_cam = R X_world + t, so the camera centre is
   C = -Rᵀ t. K is in pixels with the origin at the image's top-left corner (pixel centres at +0.5).
 - For each pair of frames (t, t+1), R_rel = R_{t+1} R_tᵀ maps directions from camera-t to camera-(t+1) axes, so
@@ -38,6 +38,7 @@ import math
 
 import numpy as np
 
+from ..engine.windows import context_windows, contiguous_runs
 from ..protocol import CAMERA_DIRECTIONS, CAMERA_MATCH_DEFAULTS, MOTION_LORAS
 
 COMPONENTS = ("yaw", "pitch", "roll", "horizon_roll", "sideways", "vertical", "forward", "zoom")
@@ -142,19 +143,6 @@ def signals(cam: CameraPath, comp: dict) -> dict[str, np.ndarray]:
             "roll": c["horizon_roll"]}
 
 
-def window_spans(frames: int, window: int = 16, overlap: int = 4) -> list[tuple[int, int]]:
-    """[start, end) job-frame spans of the context windows: `window` long, `overlap` shared, the last one ending
-    at the clip's end; one span for a clip no longer than a window."""
-    if not 0 <= overlap < window:
-        raise ValueError(f"overlap must be in [0, window), got {overlap} for window {window}")
-    if frames <= window:
-        return [(0, frames)]
-    starts = list(range(0, frames - window + 1, window - overlap))
-    if starts[-1] + window < frames:
-        starts.append(frames - window)
-    return [(s, s + window) for s in starts]
-
-
 def net_rate(times: np.ndarray, rates: np.ndarray) -> float:
     """Least-squares slope of the running integral of `rates` (one per interval of `times`): net rate per second,
     with shake around a steady path averaging out."""
@@ -181,10 +169,13 @@ def weights(rates: dict[str, float], max_weight: float = 1.0) -> list[dict]:
 
 
 def match(path: dict, max_weight: float | None = None, window: int | None = None,
-          overlap: int | None = None) -> dict:
+          overlap: int | None = None, windows: list[list[int]] | None = None) -> dict:
     """The camera's motion LoRAs: clip weights, per-window schedule, per-pair components and signals.
 
-    Settings default to the path's own `max_weight`, `window`, `overlap` keys, then CAMERA_MATCH_DEFAULTS."""
+    `windows`: the job's context windows (engine.windows.context_windows), so that each window's weights are
+    measured over exactly the frames the motion module sees together; without them, the windows the same function
+    makes from the path's own `window`/`overlap`. Settings default to the path's own `max_weight`, `window`,
+    `overlap` keys, then CAMERA_MATCH_DEFAULTS."""
     cam = CameraPath(path)
     max_weight = float(cam.match["max_weight"] if max_weight is None else max_weight)
     window = int(cam.match["window"] if window is None else window)
@@ -195,12 +186,24 @@ def match(path: dict, max_weight: float | None = None, window: int | None = None
     def rates(start, end):
         return {name: net_rate(cam.times[start:end], sig[name][start:end - 1]) for name in SIGNALS}
 
+    def window_rates(frames):
+        """Net rates over a window's frames; a looping window's runs (either side of the wrap) weighted by their
+        duration, the wrap itself being no camera motion."""
+        runs = [(r[0], r[-1] + 1) for r in contiguous_runs(frames)]
+        if len(runs) == 1:
+            return rates(*runs[0])
+        spans = [cam.times[end - 1] - cam.times[start] for start, end in runs]
+        total = sum(spans) or 1.0
+        parts = [rates(start, end) for start, end in runs]
+        return {name: sum(p[name] * d for p, d in zip(parts, spans)) / total for name in SIGNALS}
+
     clip = rates(0, len(cam))
-    windows = []
-    for start, end in window_spans(len(cam), window, overlap):
-        r = rates(start, end)
-        windows.append({"start": start, "end": end, "motion_loras": weights(r, max_weight),
-                        "rates": {k: round(v, 5) for k, v in r.items()}})
+    out = []
+    for frames in windows or context_windows(len(cam), window, overlap):
+        r = window_rates(frames)
+        out.append({"start": frames[0], "end": frames[0] + len(frames), "motion_loras": weights(r, max_weight),
+                    "rates": {k: round(v, 5) for k, v in r.items()}})
+    windows = out
     notes = []
     if not cam.depth_known:
         notes.append("no frame of the camera path has a scene depth (nothing in view?): camera translation was "

@@ -1,16 +1,66 @@
-"""What a job spec resolves to before anything runs: models, ControlNets, LoRA weights, the camera match."""
+"""What a job spec resolves to before anything runs: models, ControlNets, LoRA weights, the camera match.
+
+`plan` returns a typed `Plan` that the runner uses as it is; `Plan.to_dict()` is what POST /plan answers and the
+manifest keeps.
+"""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass, field
 
 from ..camera import match, plot_png, with_overrides
 from ..loaders import file_identity, motion_adapter_info
 from ..protocol import JobSpec
 from .store import ModelStore
+from .windows import context_windows
 
 
-def plan(spec: JobSpec, store: ModelStore) -> dict:
+@dataclass
+class Plan:
+    base: dict                       # identity of the base model (source, sha256 of local files)
+    motion_module: dict              # identity + version + max_frames
+    controlnets: list[dict]
+    sparsectrl: dict | None
+    motion_loras: list[dict]         # what the job applies to the whole clip (the camera's with "auto")
+    loras: list[dict]
+    camera_motion: str
+    scheduler: str
+    notes: list[str] = field(default_factory=list)
+    camera: dict | None = None       # the camera match (camera.match) with overrides applied in "auto"
+    windows: list[list[int]] | None = None   # the job's context windows (job frame indices), when it has them
+
+    def window_motion_loras(self) -> list[list[dict]] | None:
+        """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
+        on exactly these windows, so window w takes the camera's window w. None when the clip's weights hold."""
+        if self.windows is None or self.camera is None or self.camera_motion != "auto":
+            return None
+        return [w["motion_loras"] for w in self.camera["windows"]]
+
+    def plot_png(self) -> bytes | None:
+        return None if self.camera is None else plot_png(self.camera["components"], self.camera["windows"])
+
+    def to_dict(self, plot: bool = True) -> dict:
+        camera = self.camera
+        out = {
+            "base": self.base, "motion_module": self.motion_module, "controlnets": self.controlnets,
+            "sparsectrl": self.sparsectrl, "motion_loras": self.motion_loras, "loras": self.loras,
+            "camera_motion": self.camera_motion,
+            # with a camera path: what it matched (before manual overrides), the schedule, the per-pair components
+            # and a base64 PNG plot of both (README "Camera matching")
+            "matched_motion_loras": None if camera is None else camera["motion_loras"],
+            "windows": None if camera is None else camera["windows"],
+            "components": None if camera is None else camera["components"],
+            "camera_matching": None if camera is None else {k: camera[k] for k in ("rates", "settings")},
+            "scheduler": self.scheduler, "notes": self.notes,
+        }
+        if plot:
+            png = self.plot_png()
+            out["plot_png"] = None if png is None else base64.b64encode(png).decode()
+        return out
+
+
+def plan(spec: JobSpec, store: ModelStore) -> Plan:
     """What a spec resolves to, without generating: models, ControlNets, LoRA weights and notes."""
     config = store.config
     module = config.get("motion_module", spec.motion_module)
@@ -24,39 +74,40 @@ def plan(spec: JobSpec, store: ModelStore) -> dict:
         notes += camera["notes"]
     if spec.sparsectrl and info["version"] not in ("v3", "unknown"):
         notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
-    return {
-        "base": file_identity(config.get("base", spec.base)),
-        "motion_module": {**file_identity(module), **info},
-        "controlnets": [{"kind": c.kind, "model": c.model, "weight": c.weight, "start": c.start, "end": c.end,
-                         "source": config.get("controlnet", c.model).source} for c in spec.controlnets],
-        "sparsectrl": None if spec.sparsectrl is None else {
+    return Plan(
+        base=file_identity(config.get("base", spec.base)),
+        motion_module={**file_identity(module), **info},
+        controlnets=[{"kind": c.kind, "model": c.model, "weight": c.weight, "start": c.start, "end": c.end,
+                      "source": config.get("controlnet", c.model).source} for c in spec.controlnets],
+        sparsectrl=None if spec.sparsectrl is None else {
             "model": spec.sparsectrl.model, "keyframes": spec.sparsectrl.keyframes,
             "weight": spec.sparsectrl.weight, "source": config.get("sparsectrl", spec.sparsectrl.model).source},
-        "motion_loras": motion_loras,
-        "loras": [{"name": m.name, "weight": m.weight} for m in spec.loras],
-        "camera_motion": spec.camera_motion,
-        # with a camera path: what it matched (before manual overrides), the schedule, the per-pair components and
-        # a base64 PNG plot of both (README "Camera matching")
-        "matched_motion_loras": None if camera is None else camera["motion_loras"],
-        "windows": None if camera is None else camera["windows"],
-        "components": None if camera is None else camera["components"],
-        "camera_matching": None if camera is None else {k: camera[k] for k in ("rates", "settings")},
-        "plot_png": None if camera is None else base64.b64encode(
-            plot_png(camera["components"], camera["windows"])).decode(),
-        "scheduler": spec.scheduler,
-        "notes": notes,
-    }
+        motion_loras=motion_loras,
+        loras=[{"name": m.name, "weight": m.weight} for m in spec.loras],
+        camera_motion=spec.camera_motion, scheduler=spec.scheduler, notes=notes, camera=camera,
+        windows=job_windows(spec))
+
+
+def job_windows(spec: JobSpec) -> list[list[int]] | None:
+    """The job's context windows (the ones the pipeline runs), or None for a single pass."""
+    c = spec.context
+    return None if c is None else context_windows(spec.frames, c.length, c.overlap, c.loop)
 
 
 def motion_loras_for(spec: JobSpec) -> tuple[list[dict], dict | None]:
     """The motion LoRA weights a job applies, and the camera match when the spec has a camera path.
 
-    "auto": the camera's clip weights, manual entries overriding per name (also in every window); "manual": the
-    spec's own weights (the camera match is still returned, for display)."""
+    The camera is matched on the job's context windows when it has them. "auto": the camera's clip weights,
+    manual entries overriding per name (also in every window); "manual": the spec's own weights (the camera match
+    is still returned, for display)."""
     manual = [{"name": m.name, "weight": m.weight} for m in spec.motion_loras]
     if spec.camera is None:
         return manual, None
-    camera = match(spec.camera)
+    windows = job_windows(spec)
+    if windows is None:
+        camera = match(spec.camera)
+    else:
+        camera = match(spec.camera, window=spec.context.length, overlap=spec.context.overlap, windows=windows)
     if spec.camera_motion != "auto":
         return manual, camera
     for w in camera["windows"]:
@@ -64,11 +115,10 @@ def motion_loras_for(spec: JobSpec) -> tuple[list[dict], dict | None]:
     return with_overrides(camera["motion_loras"], spec.motion_loras), camera
 
 
-def window_schedule(camera_windows: list[dict], windows: list[list[int]]) -> list[list[dict]]:
-    """For each context window, the motion LoRAs of the camera schedule window sharing the most frames with it."""
-    out = []
-    for idx in windows:
-        frames = set(idx)
-        best = max(camera_windows, key=lambda cw: len(frames & set(range(cw["start"], cw["end"]))))
-        out.append(best["motion_loras"])
-    return out
+def motion_lora_names(spec: JobSpec) -> set[str]:
+    """Every motion LoRA a job may load: the clip's and, with a per-window schedule, each window's."""
+    clip, camera = motion_loras_for(spec)
+    names = {m["name"] for m in clip}
+    if camera is not None and spec.camera_motion == "auto" and spec.context is not None:
+        names |= {m["name"] for w in camera["windows"] for m in w["motion_loras"]}
+    return names

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import math
 import platform
 import time
@@ -16,10 +15,10 @@ from PIL import Image
 from .. import __version__
 from .jobs import Cancelled, Job
 from .pipeline import Control, Keyframes, latent_preview
-from .planning import plan, window_schedule
+from .planning import plan
 from .schedulers import make_scheduler
 from .store import ModelStore
-from .windows import ContextWindows, context_windows
+from .windows import ContextWindows
 
 
 def _library_versions() -> dict:
@@ -57,16 +56,17 @@ def run_job(job: Job, store: ModelStore):
                     "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype),
                     "motion_norm": store.motion_norm}
     try:
-        job.manifest["plan"] = plan(spec, store)
-        plot = job.manifest["plan"].pop("plot_png")
+        resolved = plan(spec, store)
+        job.manifest["plan"] = resolved.to_dict(plot=False)
+        plot = resolved.plot_png()
         if plot:  # the manifest keeps the schedule; the plot goes beside it
-            (job.folder / "camera_motion.png").write_bytes(base64.b64decode(plot))
+            (job.folder / "camera_motion.png").write_bytes(plot)
         job.write_manifest()
         job.emit("loading", models=[spec.base, spec.motion_module] + [c.model for c in spec.controlnets])
         loads_before = len(store.loads)
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module)
-            motion_loras = job.manifest["plan"]["motion_loras"]   # the camera's, with camera_motion "auto"
+            motion_loras = resolved.motion_loras   # the camera's, with camera_motion "auto"
             image_loras = [("lora", m.name, m.weight) for m in spec.loras]
             store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])
             controls = [Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)
@@ -91,14 +91,12 @@ def run_job(job: Job, store: ModelStore):
         def on_frame(index, rgb):
             Image.fromarray(rgb).save(job.frame_path(index))
             job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
+            job.check_cancel()   # a cancel during decoding keeps the frames written so far
 
         context = None if spec.context is None else ContextWindows(**asdict(spec.context))
         on_window = None
-        camera_windows = job.manifest["plan"]["windows"] if spec.camera_motion == "auto" else None
-        if context is not None and camera_windows:
-            # Each context window gets the camera LoRA weights of the schedule window it overlaps most.
-            schedule = window_schedule(camera_windows, context_windows(spec.frames, context.length,
-                                                                       context.overlap, context.loop))
+        schedule = resolved.window_motion_loras()   # the camera was matched on the same windows: one per window
+        if context is not None and schedule:
             job.manifest["window_motion_loras"] = schedule
 
             def on_window(w, idx):
@@ -117,7 +115,7 @@ def run_job(job: Job, store: ModelStore):
         job.manifest["timings"] = timings
         job.write_manifest()
         job.emit("done", frames=len(job.frames_ready), manifest=f"/jobs/{job.id}/manifest",
-                 loaded=job.manifest.get("loaded_now", []), motion_loras=job.manifest["plan"]["motion_loras"])
+                 loaded=job.manifest.get("loaded_now", []), motion_loras=resolved.motion_loras)
     except Cancelled:
         _finish(job, "cancelled", "cancelled by the client", timings)
         job.emit("cancelled", message="cancelled by the client", frames=len(job.frames_ready))

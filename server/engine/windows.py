@@ -1,10 +1,13 @@
-"""Context windows: how a clip longer than the motion module's span is split and fused back."""
+"""The one window model: how a clip is split into the windows the motion module sees and fused back.
+
+`context_windows` is used by the context-window denoising loop, by camera matching (each window's motion LoRA
+weights are measured over exactly that window's frames) and so by the per-window camera LoRA schedule. Standard
+library only at import time (camera matching uses it without torch).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
 
 
 @dataclass
@@ -17,8 +20,10 @@ class ContextWindows:
     fuse: str = "pyramid"    # "pyramid": frames near a window's centre count more; "flat": all the same
 
 
-def context_windows(frames: int, length: int, overlap: int, loop: bool) -> list[list[int]]:
-    """Frame indices of each window. A clip no longer than a window is one window (unless it loops)."""
+def context_windows(frames: int, length: int, overlap: int, loop: bool = False) -> list[list[int]]:
+    """Frame indices of each window: `length` long, sharing `overlap` frames, the last ending at the clip's end
+    (or, looping, wrapping from the last frames to the first). A clip no longer than a window is one window
+    (unless it loops)."""
     if frames <= length and not loop:
         return [list(range(frames))]
     length = min(length, frames)
@@ -31,8 +36,21 @@ def context_windows(frames: int, length: int, overlap: int, loop: bool) -> list[
     return [list(range(start, start + length)) for start in starts]
 
 
-def fusion_table(frames: int, windows: list[list[int]], fuse: str) -> torch.Tensor:
+def contiguous_runs(window: list[int]) -> list[list[int]]:
+    """A window's frames split where they are not consecutive clip frames (a looping window's wrap)."""
+    runs = [[window[0]]]
+    for f in window[1:]:
+        if f == runs[-1][-1] + 1:
+            runs[-1].append(f)
+        else:
+            runs.append([f])
+    return runs
+
+
+def fusion_table(frames: int, windows: list[list[int]], fuse: str):
     """(windows, frames) weights with which each window's prediction enters each frame; every column sums to 1."""
+    import torch
+
     length = len(windows[0])
     if fuse == "flat":
         ramp = torch.ones(length, dtype=torch.float64)

@@ -58,7 +58,7 @@ class ModelConfig:
         self.entries = entries
 
     @classmethod
-    def load(cls, path: Path | None = None) -> "ModelConfig":
+    def load(cls, path: Path | None = None) -> ModelConfig:
         path = Path(path or DEFAULT_CONFIG).expanduser().resolve()
         with open(path, "rb") as f:
             data = tomllib.load(f)

@@ -20,7 +20,8 @@ def load_sparsectrl(source, config=None, weight_name=None):
     if kind in ("dir", "hub"):
         return pretrained_model(SparseControlNetModel, kind, where, what)
     sd = read_state_dict(where)
-    expect_kind(where, classify(sd), ("sparsectrl",), "a SparseCtrl model (controlnet_cond_embedding.* + motion modules)")
+    expect_kind(where, classify(sd), ("sparsectrl",),
+                "a SparseCtrl model (controlnet_cond_embedding.* + motion modules)")
     if "controlnet_cond_embedding.weight" in sd:
         variant = "rgb"
     elif "controlnet_cond_embedding.conv_in.weight" in sd:

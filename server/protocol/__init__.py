@@ -60,6 +60,9 @@ FORM_DEPTH = "depth"          # one PNG per frame, repeated, in frame order
 FORM_NORMAL = "normal"        # one PNG per frame, repeated, in frame order
 FORM_POSE = "pose"            # one JSON file: a list with one OpenPose-style frame per frame
 FORM_KEYFRAME = "keyframe"    # one image per SparseCtrl keyframe, in the order of spec.sparsectrl.keyframes
+# The one vocabulary of guides: ControlNet kind (CONTROL_KINDS) -> the form field that carries its guide. The
+# openpose ControlNet's guide travels as keypoints (one pose JSON file) that the server draws.
+GUIDE_FORM = {"depth": FORM_DEPTH, "normal": FORM_NORMAL, "openpose": FORM_POSE}
 
 class SpecError(ValueError):
     """A spec that cannot run. `errors` lists (field, message) pairs, each naming what to fix."""
@@ -134,8 +137,12 @@ class JobSpec:
     prompts: list[PromptKey] = field(default_factory=list)   # prompt travel; `prompt` holds where empty
     version: int = PROTOCOL_VERSION
 
+    def to_dict(self) -> dict:
+        """The spec as the JSON object sent on the wire (parse_spec reads it back to an equal spec)."""
+        return asdict(self)
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), sort_keys=True)
+        return json.dumps(self.to_dict(), sort_keys=True)
 
 
 def _fields(errors, where, data, cls):
@@ -190,7 +197,8 @@ def parse_spec(data) -> JobSpec:
     _number(errors, "frame_start", data.get("frame_start", 1), -10**7, 10**7, integer=True)
     _number(errors, "fps", data.get("fps", 8), *LIMITS["fps"], integer=True)
     if data.get("scheduler", "ddim") not in SCHEDULERS:
-        errors.append(("scheduler", f"unknown scheduler {data.get('scheduler')!r}; choose one of {', '.join(SCHEDULERS)}"))
+        errors.append(("scheduler", f"unknown scheduler {data.get('scheduler')!r}; "
+                                    f"choose one of {', '.join(SCHEDULERS)}"))
     if data.get("camera_motion", "manual") not in CAMERA_MOTION_MODES:
         errors.append(("camera_motion", f"must be one of {', '.join(CAMERA_MOTION_MODES)}"))
 
@@ -314,14 +322,14 @@ def guide_errors(spec: JobSpec, counts: dict[str, int]) -> list[tuple[str, str]]
     """Check that the uploaded guides match the spec. `counts` maps form field -> number of parts sent."""
     errors = []
     for control in spec.controlnets:
-        field_name = FORM_POSE if control.kind == "openpose" else control.kind
-        if control.kind == "openpose":
+        field_name = GUIDE_FORM[control.kind]
+        if field_name == FORM_POSE:
             if counts.get(FORM_POSE, 0) != 1:
                 errors.append((FORM_POSE, "the openpose ControlNet needs one pose JSON file"))
         elif counts.get(field_name, 0) != spec.frames:
             errors.append((field_name, f"{counts.get(field_name, 0)} {field_name} images for {spec.frames} frames; "
                                        f"send one per frame"))
-    used = {("pose" if c.kind == "openpose" else c.kind) for c in spec.controlnets}
+    used = {GUIDE_FORM[c.kind] for c in spec.controlnets}
     for name in (FORM_DEPTH, FORM_NORMAL, FORM_POSE):
         if counts.get(name, 0) and name not in used:
             errors.append((name, f"{name} guides were sent but no ControlNet uses them; add a controlnets entry "
@@ -334,7 +342,8 @@ def guide_errors(spec: JobSpec, counts: dict[str, int]) -> list[tuple[str, str]]
 
 
 def frame_filename(index: int) -> str:
-    """Frame files are numbered from 1 so that Blender reads them as an image sequence starting at 1."""
+    """The file of frame `index` (0-based, as in the spec and the events): numbered from 1, frame_0001.png, so that
+    Blender reads the files as an image sequence starting at 1. The server and the add-on both name frames here."""
     return f"frame_{index + 1:04d}.png"
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 
-
 _UNET_TOP = {
     "time_embedding.linear_1.": "time_embed.0.",
     "time_embedding.linear_2.": "time_embed.2.",

@@ -27,8 +27,14 @@ import re
 import shutil
 from pathlib import Path
 
-from .original_layout import (clip_to_ldm, controlnet_to_ldm, motion_lora_to_original, motion_to_original,
-                              unet_to_ldm, vae_to_ldm)
+from .original_layout import (
+    clip_to_ldm,
+    controlnet_to_ldm,
+    motion_lora_to_original,
+    motion_to_original,
+    unet_to_ldm,
+    vae_to_ldm,
+)
 
 TINY_VERSION = 1
 _STAMP = f"# Marionette tiny models, TINY_VERSION = {TINY_VERSION}"
