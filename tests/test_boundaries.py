@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels"]
+BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels", "batch"]
 FORBIDDEN_IN_BLENDER = {"torch", "diffusers", "transformers", "controlnet_aux", "PIL", "safetensors", "fastapi",
                         "uvicorn", "starlette", "peft", "accelerate", "cv2", "httpx", "huggingface_hub"}
 
