@@ -7,7 +7,7 @@ VENV5 := .venv-blender5
 PY5 := $(VENV5)/bin/python
 STAMP5 := $(VENV5)/.installed-$(shell cksum tests/blender5-requirements.txt | cut -d' ' -f1)
 BLENDER_TESTS := tests/test_capture.py tests/test_import.py tests/test_extension.py tests/test_boundaries.py \
-	tests/test_rigs.py tests/test_real_rigs.py
+	tests/test_rigs.py tests/test_real_rigs.py tests/test_batch.py
 
 .PHONY: venv test demo bench clean
 

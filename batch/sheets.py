@@ -55,10 +55,10 @@ def build(rows: list[dict], out_png: Path, fps: float, loop: bool, meta: dict, t
     for name, i, image, pivot, (bx, by, bw, bh), (ax, ay) in placed:
         sheet[ay:ay + bh, ax:ax + bw] = image[by:by + bh, bx:bx + bw]
         key = f"{name}/{i + 1:04d}"
+        point = {"x": round(pivot[0] / w, 5), "y": round(pivot[1] / h, 5)}   # of sourceSize, y down
         frames[key] = {"frame": {"x": ax, "y": ay, "w": bw, "h": bh}, "rotated": False, "trimmed": trim,
                        "spriteSourceSize": {"x": bx, "y": by, "w": bw, "h": bh}, "sourceSize": {"w": w, "h": h},
-                       "duration": duration,
-                       "pivot": {"x": round(pivot[0] / w, 5), "y": round(pivot[1] / h, 5)}}
+                       "duration": duration, "pivot": point, "anchor": point}   # Phaser reads either, Pixi anchor
         animations.setdefault(name, []).append(key)
     write_png(out_png, sheet)
     tags, k = [], 0

@@ -266,6 +266,32 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     assert job["state"] == "cancelled" and job["step"] < 20, job
 
 
+def test_a_gltf_round_trip_of_the_character_batches(extension, tiny_server, tmp_path):
+    """Exported to glTF and imported as a game team gets it: the Mixamo action name survives the trip, the meshes
+    stay bone-parented, the pose guide finds the rig."""
+    hero(tmp_path / "hero.blend", actions=((MIXAMO, 2, 0.6),))
+    assert bpy.ops.export_scene.gltf(filepath=str(tmp_path / "hero.glb"), export_animation_mode="ACTIONS",
+                                     export_cameras=True) == {"FINISHED"}
+    bpy.ops.wm.read_homefile(use_empty=True)
+    scene = bpy.context.scene
+    scene.render.resolution_x = scene.render.resolution_y = SIZE
+    scene.render.fps = 8
+    assert bpy.ops.import_scene.gltf(filepath=str(tmp_path / "hero.glb")) == {"FINISHED"}
+    assert MIXAMO in bpy.data.actions
+    scene.camera = next(o for o in bpy.data.objects if o.type == "CAMERA")
+    blend = tmp_path / "imported.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))
+    out = tmp_path / "out"
+    assert command(extension, blend, *server_args(tiny_server, out, "--armature", "Hero", "--actions", MIXAMO,
+                                                   "--pose", "--steps", "1")) == 0
+    rec = record(out, "Armature_mixamo.com_Layer0")
+    assert rec["action"] == MIXAMO and rec["state"] == "done"
+    pose = json.loads((Path(rec["directions"][0]["job"]) / "guides" / "pose.json").read_text())
+    assert pose and all(frame["people"] for frame in (pose["frames"] if "frames" in pose else pose))
+    alpha = read_png(out / "Armature_mixamo.com_Layer0" / "frame_0001.png")[:, :, 3]
+    assert alpha.sum() > 200 * 255 and not alpha[:, 0].any() and not alpha[:, -1].any()
+
+
 def test_unknown_armature_lists_the_ones_there(extension, tmp_path, capfd):
     blend = tmp_path / "hero.blend"
     hero(blend)
