@@ -7,6 +7,7 @@ from mathutils import Vector
 
 from ..backend import camera
 
+
 def ground_contact(armature) -> Vector:
     """World point where the character stands: under its root bone(s) (Mixamo's Hips, Rigify's root), at the
     height of the lowest bone end (the soles)."""

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 import shutil
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import contextmanager
 from pathlib import Path
 
 import bpy
@@ -134,7 +134,7 @@ def use_action(armature, action) -> tuple[int, int]:
     slots = getattr(action, "slots", None)
     if slots and hasattr(data, "action_slot") and data.action_slot is None:
         data.action_slot = slots[0]
-    return tuple(int(round(v)) for v in action.frame_range)
+    return tuple(round(v) for v in action.frame_range)
 
 
 class Batch:

@@ -18,9 +18,9 @@ from pathlib import Path
 if "BLENDER_USER_RESOURCES" not in os.environ:  # before bpy is imported: keep the user's Blender folders untouched
     os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="marionette-blender-user-")
 
-import bpy  # noqa: E402
+import bpy
 
-from cli import extension  # noqa: E402
+from cli import extension
 
 
 def main(argv: list[str] | None = None) -> int:

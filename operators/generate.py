@@ -13,8 +13,8 @@ from .. import preferences
 from ..backend import compositing, job_spec, server_control
 from ..backend.generation import Generation
 from . import paths
-from .images import named_image
 from .capture import capture
+from .images import named_image
 
 _active: Generation | None = None
 # Headless callers (the batch command) may set this to follow a job: called with (kind, data, runtime) for each
@@ -143,9 +143,9 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
             final = None
             while final is None:
                 messages = _active.drain()
-                if any(kind == "planned" for kind, _ in messages):
-                    if not self._capture_and_stream(context, wait=False):
-                        return {"CANCELLED"}
+                planned = any(kind == "planned" for kind, _ in messages)
+                if planned and not self._capture_and_stream(context):
+                    return {"CANCELLED"}
                 final = apply_messages(context, _active, messages)
                 if final is None and not messages:
                     time.sleep(0.05)
@@ -155,8 +155,8 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def _capture_and_stream(self, context, wait: bool) -> bool:
-        """Capture the guides (main thread), then send the job. False when the capture failed."""
+    def _capture_and_stream(self, context) -> bool:
+        """Capture the guides (main thread), then send the job from a worker. False when the capture failed."""
         runtime = context.window_manager.marionette
         runtime.status = "Capturing guides"
         try:
@@ -167,17 +167,14 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, f"Capturing guides failed: {e}")
             return False
         runtime.status = "Sending the job"
-        if wait:
-            _active.stream(guides, camera_path)
-        else:
-            _active.start(_active.stream, guides, camera_path)
+        _active.start(_active.stream, guides, camera_path)
         return True
 
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         messages = _active.drain()
-        if any(kind == "planned" for kind, _ in messages) and not self._capture_and_stream(context, wait=False):
+        if any(kind == "planned" for kind, _ in messages) and not self._capture_and_stream(context):
             context.window_manager.event_timer_remove(self._timer)
             return {"CANCELLED"}
         final = apply_messages(context, _active, messages)
