@@ -244,7 +244,7 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     out = tmp_path / "out"
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
-        [sys.executable, "-m", "cli.batch", str(blend), *server_args(tiny_server, out), "--steps", "20"],
+        [sys.executable, "-m", "cli.batch", str(blend), *server_args(tiny_server, out), "--steps", "8"],
         cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
     lines = []
     deadline = time.monotonic() + 300
@@ -264,7 +264,7 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     cancelled = record(out, "Run_fast_v2")
     assert cancelled["state"] == "cancelled"
     job = Client(tiny_server.url, TOKEN).status(cancelled["directions"][0]["job_id"])
-    assert job["state"] == "cancelled" and job["step"] < 20, job
+    assert job["state"] == "cancelled" and job["step"] < 8, job
 
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
