@@ -309,11 +309,11 @@ def test_a_gltf_round_trip_of_the_character_batches(extension, tiny_server, tmp_
     assert alpha.sum() > 200 * 255 and not alpha[:, 0].any() and not alpha[:, -1].any()
 
 
-def test_models_config_starts_a_server_for_the_batch_and_stops_it(extension, tiny_server, tmp_path, capfd):
+def test_models_config_starts_a_server_for_the_batch_and_stops_it(extension, tiny_models, tmp_path, capfd):
     blend = tmp_path / "hero.blend"
     hero(blend, actions=((MIXAMO, 2, 0.6),))
     out = tmp_path / "out"
-    models = tiny_server.log.parent / "tiny-models" / "models.toml"   # the ones the session's server built
+    models = tiny_models / "models.toml"
     python = os.environ.get("MARIONETTE_SERVER_PYTHON")   # Blender 5.0 run: bpy here, the server stack there
     code = command(extension, blend, "--models-config", str(models), "--out", str(out), "--steps", "1", "--depth",
                    *(["--server-python", python] if python else []))
