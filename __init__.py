@@ -1,8 +1,8 @@
 """Marionette: direct AnimateDiff with your 3D scene. register() / unregister() only."""
 
-from . import operators, panels, preferences, properties
+from . import batch, operators, panels, preferences, properties
 
-_MODULES = (preferences, properties, operators, panels)
+_MODULES = (preferences, properties, operators, panels, batch)
 
 
 def register():

@@ -22,7 +22,8 @@ import numpy as np
 
 from backend.client import Client
 from backend.png import read_png, write_png
-from cli import demo_scene, extension, media
+from batch import media  # the extension's GIF/MP4 writer (stdlib only)
+from cli import demo_scene, extension
 
 PUBLIC_BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 

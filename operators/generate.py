@@ -5,6 +5,8 @@ applies its messages to Blender. In background mode (`blender -b`, the bpy modul
 same operator runs the job to its end before returning.
 """
 
+import time
+
 import bpy
 
 from .. import preferences
@@ -16,6 +18,9 @@ from .capture import capture
 from .images import named_image
 
 _active: Generation | None = None
+# Headless callers (the batch command) may set this to follow a job: called with (kind, data, runtime) for each
+# message instead of the plain status print.
+progress_listener = None
 
 
 def _client(context):
@@ -32,8 +37,10 @@ def _targets(settings) -> set[str]:
 def _import(context, generation: Generation, count: int):
     """Show the frames received so far; called again as more arrive, it updates rather than adds."""
     settings = context.scene.marionette
-    compositing.import_result(context.scene, generation.out_dir, count, generation.spec.frame_start,
-                              _targets(settings), settings.over_render)
+    targets = _targets(settings)
+    if targets:  # none chosen (e.g. the batch): the frames stay files in the job folder
+        compositing.import_result(context.scene, generation.out_dir, count, generation.spec.frame_start,
+                                  targets, settings.over_render)
 
 
 PREVIEW_IMAGE = "Marionette Preview"
@@ -94,7 +101,9 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
                     runtime.error += (f". Start it in Marionette > Server, or check the Server URL in the "
                                       f"preferences; server log: {server_control.log_path(paths.server_data_dir())}")
                 runtime.status = f"Failed; {received} frames kept"
-        if bpy.app.background and kind in ("step", "frame", "done", "error", "cancelled"):
+        if progress_listener is not None:
+            progress_listener(kind, data, runtime)
+        elif bpy.app.background and kind in ("step", "frame", "done", "error", "cancelled"):
             print(f"Marionette: {runtime.status}", flush=True)  # headless: the terminal is the status bar
     return final
 
@@ -133,23 +142,26 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
         _active = Generation(_client(context), spec, out_dir)
 
         if bpy.app.background:
+            # The job streams in a worker while this thread applies its messages as they come, so a headless
+            # caller sees progress live and its signal handlers (Ctrl-C) run at once.
             _active.preflight()
             final = None
             while final is None:
                 messages = _active.drain()
-                if any(kind == "planned" for kind, _ in messages):
-                    if not self._capture_and_stream(context, wait=True):
-                        return {"CANCELLED"}
-                    messages += _active.drain()
+                planned = any(kind == "planned" for kind, _ in messages)
+                if planned and not self._capture_and_stream(context):
+                    return {"CANCELLED"}
                 final = apply_messages(context, _active, messages)
+                if final is None and not messages:
+                    time.sleep(0.05)
             return self._finish(final)
         _active.start(_active.preflight)
         self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}
 
-    def _capture_and_stream(self, context, wait: bool) -> bool:
-        """Capture the guides (main thread), then send the job. False when the capture failed."""
+    def _capture_and_stream(self, context) -> bool:
+        """Capture the guides (main thread), then send the job from a worker. False when the capture failed."""
         runtime = context.window_manager.marionette
         runtime.status = "Capturing guides"
         try:
@@ -161,17 +173,14 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
             self.report({"ERROR"}, f"Capturing guides failed: {e}")
             return False
         runtime.status = "Sending the job"
-        if wait:
-            _active.stream(spec, guides)
-        else:
-            _active.start(_active.stream, spec, guides)
+        _active.start(_active.stream, spec, guides)
         return True
 
     def modal(self, context, event):
         if event.type != "TIMER":
             return {"PASS_THROUGH"}
         messages = _active.drain()
-        if any(kind == "planned" for kind, _ in messages) and not self._capture_and_stream(context, wait=False):
+        if any(kind == "planned" for kind, _ in messages) and not self._capture_and_stream(context):
             context.window_manager.event_timer_remove(self._timer)
             return {"CANCELLED"}
         final = apply_messages(context, _active, messages)
@@ -194,16 +203,23 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
         return {"FINISHED"} if final == "done" else {"CANCELLED"}
 
 
+def cancel_active() -> bool:
+    """Ask the server to stop the running generation (safe from a signal handler); False when none runs."""
+    if _active is None or _active.finished.is_set():
+        return False
+    _active.cancel()
+    return True
+
+
 class MARIONETTE_OT_cancel(bpy.types.Operator):
     bl_idname = "marionette.cancel"
     bl_label = "Cancel"
     bl_description = "Stop the running generation; frames already received stay on disk"
 
     def execute(self, context):
-        if _active is None or _active.finished.is_set():
+        if not cancel_active():
             self.report({"WARNING"}, "No generation is running")
             return {"CANCELLED"}
-        _active.cancel()
         context.window_manager.marionette.status = "Cancelling"
         return {"FINISHED"}
 

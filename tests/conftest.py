@@ -36,3 +36,23 @@ def tiny_server(tmp_path_factory, tiny_models):
                             log=data / "server.log", timeout=180)
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def extension(tmp_path_factory):
+    """The extension built by Blender's own tool and installed from its zip, once per test session (into the
+    throwaway user folder tests/marionette_pytest.py sets up); returns its module."""
+    import zipfile
+
+    import bpy
+
+    from cli import extension as extension_cli
+
+    zip_path = extension_cli.build(tmp_path_factory.mktemp("ext"))
+    names = zipfile.ZipFile(zip_path).namelist()
+    assert "blender_manifest.toml" in names and "server/protocol/__init__.py" in names and "batch/run.py" in names
+    assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv", "demo/", "cli/"))]
+    module = extension_cli.install(zip_path)
+    assert extension_cli.PACKAGE in bpy.context.preferences.addons
+    yield module
+    bpy.ops.preferences.addon_disable(module=extension_cli.PACKAGE)

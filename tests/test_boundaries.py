@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels"]
+BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels", "batch"]
 FORBIDDEN_IN_BLENDER = {"torch", "diffusers", "transformers", "controlnet_aux", "PIL", "safetensors", "fastapi",
                         "uvicorn", "starlette", "peft", "accelerate", "cv2", "httpx", "huggingface_hub"}
 

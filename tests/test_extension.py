@@ -6,30 +6,17 @@ from __future__ import annotations
 import sys
 import threading
 import time
-import zipfile
 from pathlib import Path
 
 import bpy
 import pytest
-from conftest import TOKEN
+from conftest import TOKEN, extension  # noqa: F401 - the session's installed extension
 
 from cli import extension as extension_cli
 
 pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 PACKAGE = extension_cli.PACKAGE
-
-
-@pytest.fixture(scope="module")
-def extension(tmp_path_factory):
-    zip_path = extension_cli.build(tmp_path_factory.mktemp("ext"))
-    names = zipfile.ZipFile(zip_path).namelist()
-    assert "blender_manifest.toml" in names and "server/protocol/__init__.py" in names
-    assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv", "demo/", "cli/"))]
-    module = extension_cli.install(zip_path)
-    assert PACKAGE in bpy.context.preferences.addons
-    yield module
-    bpy.ops.preferences.addon_disable(module=PACKAGE)
 
 
 def scene_with_camera(tmp_path, frames=4, size=64, steps=3):

@@ -1,0 +1,84 @@
+"""The character's silhouette from the scene camera: the alpha channel of every sprite frame.
+
+Cycles (the engine the guides already use, so no GPU or display is needed) renders only the character's objects
+over a transparent film; everything else is hidden from the render for the duration and restored afterwards.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+
+import bpy
+import numpy as np
+
+from ..backend.png import read_png
+
+GEOMETRY = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME"}
+
+
+def character_objects(armature=None, collection: str = "") -> list:
+    """The objects whose silhouette is the character: those of a named collection, or the armature's hierarchy
+    (children at any depth and meshes deformed by it)."""
+    if collection:
+        found = bpy.data.collections.get(collection)
+        if found is None:
+            names = ", ".join(c.name for c in bpy.data.collections) or "none"
+            raise ValueError(f"no collection {collection!r}; collections in the file: {names}")
+        objects = list(found.all_objects)
+    else:
+        objects = list(armature.children_recursive)
+        objects += [o for o in bpy.data.objects if o.type == "MESH" and o not in objects and any(
+            m.type == "ARMATURE" and m.object == armature for m in o.modifiers)]
+    objects = [o for o in objects if o.type in GEOMETRY]
+    if not objects:
+        raise ValueError(f"{'collection ' + repr(collection) if collection else 'armature ' + repr(armature.name)}"
+                         f" has no mesh to cut the sprites' alpha from")
+    return objects
+
+
+@contextmanager
+def _only(scene, objects, folder: Path, samples: int):
+    keep = {o.name for o in objects}
+    hidden = [o for o in scene.objects if o.name not in keep and not o.hide_render]
+    r, cycles = scene.render, scene.cycles
+    saved = [(r, "engine"), (r, "film_transparent"), (r, "filepath"), (r, "use_compositing"), (r, "use_sequencer"),
+             (r.image_settings, "file_format"), (r.image_settings, "color_mode"), (r.image_settings, "color_depth"),
+             (cycles, "samples"), (cycles, "use_adaptive_sampling"), (cycles, "use_denoising"),
+             (cycles, "max_bounces"), (cycles, "device"), (cycles, "pixel_filter_type"), (cycles, "filter_width")]
+    values = [getattr(owner, name) for owner, name in saved]
+    try:
+        for o in hidden:
+            o.hide_render = True
+        r.engine = "CYCLES"
+        r.film_transparent, r.use_compositing, r.use_sequencer = True, False, False
+        r.filepath = str(folder / "mask_")
+        r.image_settings.file_format, r.image_settings.color_mode = "PNG", "RGBA"
+        r.image_settings.color_depth = "8"
+        cycles.samples, cycles.use_adaptive_sampling, cycles.use_denoising = samples, False, False
+        cycles.max_bounces, cycles.device = 0, "CPU"
+        # alpha = the share of each pixel's square the character covers (box filter); one sample: the pixel centre
+        cycles.pixel_filter_type, cycles.filter_width = "BOX", (1.0 if samples > 1 else 0.01)
+        yield
+    finally:
+        for (owner, name), value in zip(saved, values):
+            setattr(owner, name, value)
+        for o in hidden:
+            o.hide_render = False
+
+
+def render_alpha(scene, objects, frames: list[int], samples: int = 16) -> list[np.ndarray]:
+    """Per frame, the character's coverage of each pixel from the scene camera as H×W uint8 alpha (255 = fully
+    covered): `samples` per pixel spread over the pixel, or with 1 sample a hard mask from the pixel centres."""
+    start, end, current = scene.frame_start, scene.frame_end, scene.frame_current
+    with tempfile.TemporaryDirectory(prefix="marionette-alpha-") as tmp:
+        folder = Path(tmp)
+        try:
+            with _only(scene, objects, folder, samples):
+                scene.frame_start, scene.frame_end = frames[0], frames[-1]
+                bpy.ops.render.render(animation=True)
+        finally:
+            scene.frame_start, scene.frame_end = start, end
+            scene.frame_set(current)
+        return [read_png(folder / f"mask_{f:04d}.png")[:, :, 3].copy() for f in frames]
