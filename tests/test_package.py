@@ -17,7 +17,7 @@ pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blende
 ROOT = Path(__file__).resolve().parent.parent
 # What a user's Blender runs: the add-on and the server it starts (with the server's model configs).
 SHIPPED_ROOTS = ("__init__.py", "blender_manifest.toml", "properties.py", "preferences.py", "README.md",
-                 "backend/", "operators/", "panels/", "server/")
+                 "backend/", "batch/", "operators/", "panels/", "server/")
 TEST_ONLY = ("tests/", "bench/", "cli/", "tools/", "docs/", ".venv", "out/", "data/", "dist/", ".git/", "Makefile",
              "pyproject.toml")
 TEST_ONLY_NAMES = ("tiny", "metrics", "make_configs", "fullsize", "conftest", "original_layout", "test_")
