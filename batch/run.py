@@ -239,7 +239,7 @@ class Batch:
 
     def fingerprint(self, action, frames: list[int], views) -> str:
         scene = self.scene
-        spec = job_spec.build_spec(job_spec.snapshot(scene.marionette, scene))
+        spec = job_spec.build_spec(job_spec.snapshot(scene.marionette, scene)).to_dict()
         plan = self.client.plan({**spec, "camera_motion": "manual", "camera": None})
         cams, current = [], scene.frame_current
         try:
