@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 from fastapi.testclient import TestClient
-
 from helpers import tiny_spec
+
 from server.api import Settings, create_app
 from server.loaders import ModelConfig, ModelEntry, hub
 from tests.support.fake_hub import FakeHub
@@ -43,7 +43,7 @@ def test_a_cut_off_download_resumes_and_a_partial_file_never_counts(fake_hub, ti
     cut = len(original) // 3
     fake_hub.cut[WEIGHTS] = cut
     seen = []
-    with pytest.raises(Exception):  # the connection drops mid-file and the hub then refuses
+    with pytest.raises(OSError):  # the connection drops mid-file (IncompleteRead), then the hub refuses
         hub.download(entry, lambda *a: seen.append(a), endpoint=fake_hub.url, cache=cache)
     partial = list(cache.rglob("*.incomplete"))
     assert [p.stat().st_size for p in partial] == [cut]
@@ -153,7 +153,7 @@ def test_offline_a_cached_model_loads_with_no_network_call(fake_hub, tmp_path):
     hub.download(hub_entry(), lambda *a: None, endpoint=fake_hub.url, cache=cache)
     before = len(fake_hub.requests)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": fake_hub.url}
-    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, REPO], cwd=ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, REPO], check=False, cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-3:] == ["loaded", "MotionAdapter", "0"]

@@ -11,9 +11,8 @@ from .. import __version__
 from ..engine.jobs import JobQueue
 from ..engine.runner import run_job
 from ..engine.store import ModelStore
-from ..loaders import ModelConfig
+from ..loaders import ModelConfig, hub
 from ..protocol import SpecError
-from ..loaders import hub
 from . import downloads, health, jobs, models, plan, pose
 from .auth import require_token
 from .checks import spec_error_response

@@ -143,6 +143,7 @@ def _fetch_file(repo: str, name: str, cache: Path, endpoint: str | None, progres
     looks complete. (huggingface_hub's own download does not keep a partial file across calls.)
     """
     import hashlib
+    import http.client
     import shutil
     import urllib.request
 
@@ -164,16 +165,20 @@ def _fetch_file(repo: str, name: str, cache: Path, endpoint: str | None, progres
         request = urllib.request.Request(meta.location)
         if have:
             request.add_header("Range", f"bytes={have}-")
-        with urllib.request.urlopen(request, timeout=60) as response:
-            if have and response.status != 206:  # the server ignored the Range: start over
-                have = 0
-            with open(partial, "ab" if have else "wb") as out:
-                while block := response.read(1 << 20):
-                    out.write(block)
-                    have += len(block)
-                    progress(name, have, meta.size)
-                    if cancelled():
-                        raise InterruptedError("download cancelled")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                if have and response.status != 206:  # the server ignored the Range: start over
+                    have = 0
+                with open(partial, "ab" if have else "wb") as out:
+                    while block := response.read(1 << 20):
+                        out.write(block)
+                        have += len(block)
+                        progress(name, have, meta.size)
+                        if cancelled():
+                            raise InterruptedError("download cancelled")
+        except http.client.HTTPException as e:  # e.g. IncompleteRead: the connection dropped mid-file
+            raise OSError(f"{repo}/{name}: the connection dropped after {have} bytes ({type(e).__name__}); "
+                          f"download again to resume") from None
         if meta.size is not None and have != meta.size:
             raise OSError(f"{repo}/{name}: got {have} of {meta.size} bytes; download again to resume")
         if re.fullmatch(r"[0-9a-f]{64}", meta.etag):  # LFS files: the ETag is the content's sha256
