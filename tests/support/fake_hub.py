@@ -44,7 +44,7 @@ class FakeHub:
         self.thread.start()
 
     @classmethod
-    def from_folders(cls, folders: dict[str, Path]) -> "FakeHub":
+    def from_folders(cls, folders: dict[str, Path]) -> FakeHub:
         return cls({repo: {str(p.relative_to(root)).replace("\\", "/"): p.read_bytes()
                            for p in sorted(Path(root).rglob("*")) if p.is_file()}
                     for repo, root in folders.items()})
