@@ -217,7 +217,8 @@ class Installer:
             raise InstallError("Install cancelled; press Install Server again to finish it")
         if code != 0:
             text = "".join(lines)
-            detail = failure_message(text, code) if span else (text.strip().splitlines() or ["no output"])[-1]
+            is_pip = "pip" in command[:4]
+            detail = failure_message(text, code) if is_pip else (text.strip().splitlines() or ["no output"])[-1]
             raise InstallError(f"{what} failed: {detail}; install log: {self.log}")
         return "".join(lines)
 

@@ -1,6 +1,7 @@
 """The artist's path with no terminal step, end to end: install the built zip into a fresh Blender user folder,
-press Install Server (pip installs the pinned packages from the package registry into a private environment in
-the extension's user folder, for real), find the environment healthy, press it again (nothing to do), then
+press Install Server and Cancel it (nothing half made is used), press it again (pip installs the pinned packages
+from the package registry into a private environment in the extension's user folder, for real, finishing what
+the cancelled run began), find the environment healthy, press it again (nothing to do), then
 Generate: the add-on starts the server with that environment by itself on the tiny models and frames arrive.
 
 Runs in its own process so the Blender user folder is fresh. The torch build is forced to the registry's build of
@@ -42,6 +43,9 @@ def test_fresh_blender_to_first_animation(tiny_models, tmp_path):
 
     env_dir = Path(report["env_dir"])
     assert report["default_python"] == "", "a fresh install has no Server Python: Install Server provides it"
+    assert report["cancelled_result"][0] == "ERROR" and "cancelled" in report["cancelled_result"][1]
+    assert report["cancelled_health"] == "partial" and report["cancelled_python"] == "", "a cancelled install " \
+        "is never used"
     assert report["install_result"] == ["FINISHED"], report["install_status"]
     assert report["health"] == "healthy" and (env_dir / "marionette-env.json").is_file()
     assert env_dir.is_relative_to(tmp_path / "blender-user"), "the environment lives in the user folder"

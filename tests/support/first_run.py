@@ -1,5 +1,6 @@
 """What an artist does on a fresh Blender, run in its own process (a fresh Blender user folder from
-$BLENDER_USER_RESOURCES): build and install the extension zip, press Install Server, then Generate.
+$BLENDER_USER_RESOURCES): build and install the extension zip, press Install Server and Cancel, press it again
+(it finishes the install), once more (nothing to do), then Generate.
 
     python tests/support/first_run.py OUT_JSON MODELS_TOML PORT
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from pathlib import Path
 
@@ -48,11 +50,32 @@ def main(out_json: str, models_toml: str, port: str):
     prefs.torch_build = "REGISTRY"
     prefs.models_file, prefs.port = models_toml, int(port)
 
+    # First press, then Cancel while pip installs torch: nothing half made may count as installed.
+    installer = sys.modules[f"{extension.PACKAGE}.backend.installer"]
+
+    def press_cancel():
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline:
+            job = installer.current
+            if job is not None and job.message.startswith("Installing torch"):
+                time.sleep(2)
+                job.cancel()
+                return
+            time.sleep(0.05)
+
+    threading.Thread(target=press_cancel, daemon=True).start()
+    try:
+        report["cancelled_result"] = sorted(bpy.ops.marionette.install_server())
+    except RuntimeError as e:  # the operator reports an ERROR: bpy raises it in background mode
+        report["cancelled_result"] = ["ERROR", str(e)]
+    install = sys.modules[f"{extension.PACKAGE}.operators.install"]
+    report["cancelled_health"] = install.env_health(refresh=True)[0]
+    report["cancelled_python"] = prefs.server_python
+
     started = time.monotonic()
     report["install_result"] = sorted(bpy.ops.marionette.install_server())
     report["install_seconds"] = round(time.monotonic() - started, 1)
     report["install_status"] = prefs.install_status
-    install = sys.modules[f"{extension.PACKAGE}.operators.install"]
     report["env_dir"] = str(install.env_dir())
     report["health"] = install.env_health(refresh=True)[0]
     report["server_python"] = prefs.server_python
