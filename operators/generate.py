@@ -11,13 +11,12 @@ import bpy
 
 from .. import preferences
 from ..backend import compositing, job_spec, server_control
-from ..backend.launcher import LaunchError
 from ..backend.generation import Generation
+from ..backend.launcher import LaunchError
 from ..server.protocol import SpecError
-from . import paths
+from . import paths, server
 from .capture import capture
 from .images import named_image
-from . import server
 
 _active: Generation | None = None
 # Headless callers (the batch command) may set this to follow a job: called with (kind, data, runtime) for each
