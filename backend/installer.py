@@ -59,7 +59,7 @@ def health(env_dir: Path) -> tuple[str, str]:
         return "absent", "not installed"
     python = env_python(env_dir)
     try:
-        ok = python.is_file() and subprocess.run([str(python), "-c", "pass"], check=False, timeout=30,
+        ok = python.is_file() and subprocess.run([str(python), "-c", "pass"], timeout=30,
                                                   capture_output=True).returncode == 0
     except (OSError, subprocess.SubprocessError):
         ok = False
@@ -75,7 +75,7 @@ def health(env_dir: Path) -> tuple[str, str]:
 
 def python_version(python: str) -> tuple[int, int]:
     try:
-        out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], check=False, capture_output=True,
+        out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
                              text=True, timeout=60)
     except (OSError, subprocess.SubprocessError) as e:
         raise InstallError(f"cannot run the Python {python}: {e}; name a Python 3.11 in the preferences") from None
@@ -177,7 +177,7 @@ class Installer:
     @staticmethod
     def _pip_reports_bytes(python: Path) -> bool:
         """Whether the environment's pip has `--progress-bar raw` (pip 24.1 on)."""
-        out = subprocess.run([str(python), "-m", "pip", "--version"], check=False, capture_output=True, text=True)
+        out = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True, text=True)
         try:
             return tuple(int(x) for x in out.stdout.split()[1].split(".")[:2]) >= (24, 1)
         except (IndexError, ValueError):

@@ -29,7 +29,7 @@ def has_nvidia_gpu() -> bool:
     if tool is None:
         return False
     try:
-        out = subprocess.run([tool, "-L"], check=False, capture_output=True, text=True, timeout=10)
+        out = subprocess.run([tool, "-L"], capture_output=True, text=True, timeout=10)
     except (OSError, subprocess.SubprocessError):
         return False
     return out.returncode == 0 and "GPU" in out.stdout

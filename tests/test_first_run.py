@@ -34,7 +34,7 @@ def test_fresh_blender_to_first_animation(tiny_models, tmp_path):
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user")}
     env.pop("MARIONETTE_SERVER_PYTHON", None)
     done = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "first_run.py"), str(out),
-                           str(tiny_models / "models.toml"), str(_free_port())], check=False, env=env, cwd=tmp_path,
+                           str(tiny_models / "models.toml"), str(_free_port())], env=env, cwd=tmp_path,
                           capture_output=True, text=True, timeout=2400)
     assert done.returncode == 0 and out.exists(), (done.stdout[-3000:], done.stderr[-5000:])
     report = json.loads(out.read_text())

@@ -153,7 +153,7 @@ def test_offline_a_cached_model_loads_with_no_network_call(fake_hub, tmp_path):
     hub.download(hub_entry(), lambda *a: None, endpoint=fake_hub.url, cache=cache)
     before = len(fake_hub.requests)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": fake_hub.url}
-    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, REPO], check=False, cwd=ROOT, env=env, capture_output=True,
+    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, REPO], cwd=ROOT, env=env, capture_output=True,
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-3:] == ["loaded", "MotionAdapter", "0"]
