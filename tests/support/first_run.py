@@ -78,6 +78,7 @@ def main(out_json: str, models_toml: str, port: str):
     report["install_status"] = prefs.install_status
     report["env_dir"] = str(install.env_dir())
     report["health"] = install.env_health(refresh=True)[0]
+    report["marker"] = (install.env_dir() / "marionette-env.json").is_file()
     report["server_python"] = prefs.server_python
 
     started = time.monotonic()
