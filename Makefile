@@ -7,7 +7,7 @@ VENV5 := .venv-blender5
 PY5 := $(VENV5)/bin/python
 STAMP5 := $(VENV5)/.installed-$(shell cksum tests/blender5-requirements.txt | cut -d' ' -f1)
 
-.PHONY: venv test test-real-rigs demo bench clean
+.PHONY: venv test test-real-rigs demo bench clean extension
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,9 +39,16 @@ test-real-rigs: $(STAMP)
 demo: $(STAMP)
 	$(PY) -m cli.demo --out out/demo $(if $(TINY),--tiny,)
 
+# dist/marionette-<version>.zip with Blender's own extension tool (the one bpy ships); install it from Blender's
+# Preferences > Get Extensions > Install from Disk.
+extension: $(STAMP)
+	mkdir -p dist
+	$(PY) $(VENV)/lib/python3.11/site-packages/bpy/4.5/scripts/addons_core/bl_pkg/cli/blender_ext.py build \
+		--source-dir . --output-dir dist
+
 bench: $(STAMP)
 	$(PY) bench/bench_server.py
 	$(PY) bench/bench_capture.py
 
 clean:
-	rm -rf out .pytest_cache
+	rm -rf out dist .pytest_cache

@@ -86,6 +86,16 @@ class Client:
     def models(self) -> dict:
         return self._json("GET", "/models")
 
+    def download(self, kind: str, name: str) -> dict:
+        """Start fetching a configured hub model into the server's Hugging Face cache (resumes a cut-off one)."""
+        return self._json("POST", f"/models/{kind}/{name}/download")
+
+    def download_status(self, kind: str, name: str) -> dict:
+        return self._json("GET", f"/models/{kind}/{name}/download")
+
+    def cancel_download(self, kind: str, name: str) -> dict:
+        return self._json("DELETE", f"/models/{kind}/{name}/download")
+
     def plan(self, spec: dict) -> dict:
         return self._json("POST", "/plan", spec)
 

@@ -1,7 +1,7 @@
 """Development wrapper of the extension's batch command (`blender -b FILE --command marionette batch ...`).
 
     .venv/bin/python -m cli.batch hero.blend --tiny --armature Hero --out out/hero      # offline, tiny models
-    .venv/bin/python -m cli.batch hero.blend --armature Hero --server http://gpu:7860 --token T --directions 8
+    .venv/bin/python -m cli.batch hero.blend --armature Hero --server http://gpu:8420 --token T --directions 8
 
 It builds the extension from this checkout and installs it into a temporary Blender user folder (never the real
 one), opens the .blend, and runs the command the extension registered with the remaining options (see

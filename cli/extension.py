@@ -21,6 +21,7 @@ def blender_ext_tool() -> Path:
 def build(out_dir: Path | None = None) -> Path:
     """The extension zip, built from this checkout by Blender's `blender_ext.py build`."""
     out_dir = Path(out_dir or tempfile.mkdtemp(prefix="marionette-ext-"))
+    out_dir.mkdir(parents=True, exist_ok=True)  # Blender's tool does not make it ("Error creating archive")
     # bpy's Python is this interpreter; inside the Blender app sys.executable is Blender itself.
     python = sys.executable if "python" in Path(sys.executable).name else bpy.app.binary_path_python
     done = subprocess.run([python, str(blender_ext_tool()), "build", "--source-dir", str(ROOT),

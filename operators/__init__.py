@@ -2,8 +2,9 @@
 
 import bpy
 
-from . import capture, generate, import_result, server
+from . import capture, generate, import_result, install, models, server
 
-CLASSES = capture.CLASSES + generate.CLASSES + server.CLASSES + import_result.CLASSES
+CLASSES = (capture.CLASSES + generate.CLASSES + server.CLASSES + import_result.CLASSES + install.CLASSES +
+           models.CLASSES)
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

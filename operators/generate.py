@@ -12,8 +12,9 @@ import bpy
 from .. import preferences
 from ..backend import compositing, job_spec, server_control
 from ..backend.generation import Generation
+from ..backend.launcher import LaunchError
 from ..server.protocol import SpecError
-from . import paths
+from . import paths, server
 from .capture import capture
 from .images import named_image
 
@@ -26,6 +27,19 @@ progress_listener = None
 def _client(context):
     prefs = preferences.get(context)
     return server_control.client(prefs.server_url, prefs.port, prefs.token)
+
+
+def _with_server(starter, generation: Generation):
+    """The preflight phase, after starting (or adopting) the local server with its progress as messages."""
+    def run():
+        try:
+            generation.client = starter(lambda text: generation.messages.put(("server", {"message": text})))
+        except LaunchError as e:
+            generation.messages.put(("error", {"message": str(e), "status": -1}))
+            generation.finished.set()
+            return
+        generation.preflight()
+    return run
 
 
 def _targets(settings) -> set[str]:
@@ -65,7 +79,9 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
     frames, steps = generation.spec.frames, generation.spec.steps
     final = None
     for kind, data in messages:
-        if kind == "planned":
+        if kind == "server":
+            runtime.status = runtime.server = data["message"]
+        elif kind == "planned":
             for note in data.get("notes", []):
                 runtime.status = note
         elif kind == "submitted":
@@ -140,11 +156,12 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
         self._snap = snap
         # The camera path is captured with the guides and added to the spec before it is submitted.
         _active = Generation(_client(context), spec, out_dir)
+        preflight = _with_server(server.server_starter(context), _active)
 
         if bpy.app.background:
             # The job streams in a worker while this thread applies its messages as they come, so a headless
             # caller sees progress live and its signal handlers (Ctrl-C) run at once.
-            _active.preflight()
+            preflight()
             final = None
             while final is None:
                 messages = _active.drain()
@@ -155,7 +172,7 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
                 if final is None and not messages:
                     time.sleep(0.05)
             return self._finish(final)
-        _active.start(_active.preflight)
+        _active.start(preflight)
         self._timer = context.window_manager.event_timer_add(0.1, window=context.window)
         context.window_manager.modal_handler_add(self)
         return {"RUNNING_MODAL"}

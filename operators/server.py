@@ -5,7 +5,28 @@ import bpy
 from .. import preferences
 from ..backend import server_control
 from ..backend.client import ServerError
-from . import paths
+from . import install, paths
+
+
+def server_python(prefs) -> str:
+    """The Python that runs the server: the preference, else the installed environment's, else ""."""
+    return bpy.path.abspath(prefs.server_python) if prefs.server_python else install.installed_python()
+
+
+def server_starter(context):
+    """A function for a worker thread (it touches no bpy): starts or adopts the local server unless a Server URL
+    is set, reporting through on_status(text), and returns the client to use. Raises LaunchError."""
+    prefs = preferences.get(context)
+    server_url, port, token = prefs.server_url, prefs.port, prefs.token
+    args = (server_python(prefs), port, bpy.path.abspath(prefs.models_file), prefs.extra_args,
+            paths.server_data_dir())
+
+    def run(on_status=server_control.set_status):
+        if not server_url:
+            server_control.ensure(*args, on_status=on_status)
+        return server_control.client(server_url, port, token)
+
+    return run
 
 
 def _check(context) -> str:
@@ -16,32 +37,34 @@ def _check(context) -> str:
     except ServerError as e:
         state = server_control.state()
         if state == "starting":
-            return "Starting..."
+            return server_control.status() or "Starting server"
         if state == "failed":
             return f"Failed to start: {server_control.start_error()}"
         return f"Not reachable ({e}); log: {server_control.log_path(paths.server_data_dir())}"
-    return f"Ready on {health['device']} ({len(health['loaded'])} models loaded)"
+    if health.get("service") != server_control.SERVICE:
+        return f"{server_control.url(prefs.server_url, prefs.port)} is not a Marionette server"
+    return (f"Ready on {health['device']} ({health.get('dtype', '?')}), {len(health['loaded'])} models loaded, "
+            f"version {health.get('version')}")
 
 
 class MARIONETTE_OT_server_start(bpy.types.Operator):
     bl_idname = "marionette.server_start"
     bl_label = "Start Server"
-    bl_description = "Start the generation server with the Server Python from the preferences"
+    bl_description = "Start the generation server (or use the one already running)"
 
     def execute(self, context):
         prefs = preferences.get(context)
         if prefs.server_url:
             self.report({"INFO"}, f"Using the server at {prefs.server_url}; nothing to start")
             return {"FINISHED"}
-        data = paths.server_data_dir()
-        server_control.start(prefs.server_python, prefs.port, prefs.token, prefs.models_file, prefs.extra_args,
-                             data, wait=bpy.app.background)
+        server_control.start(server_python(prefs), prefs.port, bpy.path.abspath(prefs.models_file),
+                             prefs.extra_args, paths.server_data_dir(), wait=bpy.app.background)
         runtime = context.window_manager.marionette
         if server_control.state() == "failed":
             runtime.server = f"Failed to start: {server_control.start_error()}"
             self.report({"ERROR"}, runtime.server)
             return {"CANCELLED"}
-        runtime.server = "Starting..." if server_control.state() == "starting" else _check(context)
+        runtime.server = "Starting server" if server_control.state() == "starting" else _check(context)
         if not bpy.app.background:
             bpy.app.timers.register(_poll_start, first_interval=0.5)
         return {"FINISHED"}
@@ -61,10 +84,10 @@ def _poll_start():
 class MARIONETTE_OT_server_stop(bpy.types.Operator):
     bl_idname = "marionette.server_stop"
     bl_label = "Stop Server"
-    bl_description = "Stop the server this Blender started"
+    bl_description = "Stop the local server this Blender started or adopted"
 
     def execute(self, context):
-        server_control.stop()
+        server_control.stop(paths.server_data_dir())
         context.window_manager.marionette.server = "Stopped"
         return {"FINISHED"}
 
@@ -95,5 +118,19 @@ class MARIONETTE_OT_server_status(bpy.types.Operator):
         return {"FINISHED"}
 
 
+class MARIONETTE_OT_open_server_log(bpy.types.Operator):
+    bl_idname = "marionette.open_server_log"
+    bl_label = "Open Server Log"
+    bl_description = "Open the local server's log in the system's text viewer"
+
+    def execute(self, context):
+        path = server_control.log_path(paths.server_data_dir())
+        if not path.exists():
+            self.report({"WARNING"}, "No local server has run yet: there is no server log")
+            return {"CANCELLED"}
+        bpy.ops.wm.path_open(filepath=str(path))
+        return {"FINISHED"}
+
+
 CLASSES = (MARIONETTE_OT_server_start, MARIONETTE_OT_server_stop, MARIONETTE_OT_server_release,
-           MARIONETTE_OT_server_status)
+           MARIONETTE_OT_server_status, MARIONETTE_OT_open_server_log)

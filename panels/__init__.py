@@ -5,6 +5,7 @@ import bpy
 from ..backend import pose_capture, rigs
 from ..backend.camera import render_size
 from ..server.protocol import MOTION_LORAS
+from . import models
 
 
 class _Panel:
@@ -47,7 +48,9 @@ class MARIONETTE_PT_server(_Panel, bpy.types.Panel):
         row.operator("marionette.server_start", text="Start")
         row.operator("marionette.server_stop", text="Stop")
         row.operator("marionette.server_status", text="", icon="FILE_REFRESH")
-        layout.operator("marionette.server_release", icon="TRASH")
+        row = layout.row(align=True)
+        row.operator("marionette.server_release", icon="TRASH")
+        row.operator("marionette.open_server_log", text="Open Log", icon="TEXT")
 
 
 class MARIONETTE_PT_prompt(_Panel, bpy.types.Panel):
@@ -257,6 +260,6 @@ def _wrap(text: str, width: int) -> list[str]:
 
 CLASSES = (MARIONETTE_PT_main, MARIONETTE_PT_server, MARIONETTE_PT_prompt, MARIONETTE_PT_guides,
            MARIONETTE_PT_pose, MARIONETTE_PT_pose_map, MARIONETTE_PT_camera, MARIONETTE_PT_keyframes,
-           MARIONETTE_PT_output)
+           MARIONETTE_PT_output) + models.CLASSES
 
 register, unregister = bpy.utils.register_classes_factory(CLASSES)

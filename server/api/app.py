@@ -11,9 +11,9 @@ from .. import __version__
 from ..engine.jobs import JobQueue
 from ..engine.runner import run_job
 from ..engine.store import ModelStore
-from ..loaders import ModelConfig
+from ..loaders import ModelConfig, hub
 from ..protocol import SpecError
-from . import health, jobs, models, plan, pose
+from . import downloads, health, jobs, models, plan, pose
 from .auth import require_token
 from .checks import spec_error_response
 from .limits import BodyLimit
@@ -43,6 +43,7 @@ def create_app(settings: Settings) -> FastAPI:
     async def spec_error(_request, exc: SpecError):
         return spec_error_response(exc.errors)
 
-    for module in (health, models, plan, jobs, pose):
+    hub.configure(settings.extra.get("hub_endpoint"), settings.extra.get("hub_cache"))
+    for module in (health, models, downloads, plan, jobs, pose):
         app.include_router(module.router)
     return app

@@ -6,7 +6,7 @@ from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse
 
 from ..engine.planning import motion_lora_names
-from ..loaders import UnknownModel, motion_adapter_info
+from ..loaders import UnknownModel, hub, motion_adapter_info
 from ..protocol import SpecError
 
 
@@ -28,21 +28,32 @@ def job_or_404(request: Request, job_id: str):
     return job
 
 
+def require_files(entry):
+    """409 naming the model, its download size and what to do when its files are not on this machine: a job
+    is refused before anything renders instead of failing in the loader."""
+    found = hub.availability(entry)
+    if not found["available"]:
+        size = hub.download_size(entry)
+        raise HTTPException(409, {"message": hub.missing_message(entry, found["where"], size), "kind": entry.kind,
+                                  "name": entry.name, "source": entry.source, "size": size, "missing": True,
+                                  "downloadable": not entry.local})
+
+
 def check_models(models, spec):
     """Every model name of the spec exists, and the clip fits the motion module. Raises 404 / SpecError."""
     try:
-        models.get("base", spec.base)
         module = models.get("motion_module", spec.motion_module)
-        for c in spec.controlnets:
-            models.get("controlnet", c.model)
-        for m in spec.loras:
-            models.get("lora", m.name)
-        for name in sorted(motion_lora_names(spec)):  # with camera_motion "auto": the ones the camera matched
-            models.get("motion_lora", name)
+        entries = [models.get("base", spec.base), module]
+        entries += [models.get("controlnet", c.model) for c in spec.controlnets]
+        entries += [models.get("lora", m.name) for m in spec.loras]
+        # with camera_motion "auto": the ones the camera matched
+        entries += [models.get("motion_lora", name) for name in sorted(motion_lora_names(spec))]
         if spec.sparsectrl:
-            models.get("sparsectrl", spec.sparsectrl.model)
+            entries.append(models.get("sparsectrl", spec.sparsectrl.model))
     except UnknownModel as e:
         raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
+    for entry in entries:
+        require_files(entry)
     max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
     if spec.context is not None and spec.context.length > max_frames:
         raise SpecError([("context.length", f"windows of {spec.context.length} frames are more than the motion "

@@ -6,14 +6,18 @@ from fastapi import APIRouter, HTTPException, Request
 
 from .. import __version__
 
+# What tells this server from another program on the port: the add-on checks it before it uses or adopts one.
+SERVICE = "marionette"
+
 router = APIRouter()
 
 
 @router.get("/health")
 def health(request: Request):
     store, queue = request.app.state.store, request.app.state.queue
-    return {"status": "ok", "version": __version__, "device": store.device, "loaded": store.loaded(),
-            "busy": not queue.idle()}
+    return {"service": SERVICE, "status": "ok", "version": __version__, "device": store.device,
+            "dtype": str(store.dtype).removeprefix("torch."), "device_reason": store.device_reason,
+            "loaded": store.loaded(), "busy": not queue.idle()}
 
 
 @router.post("/release")

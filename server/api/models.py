@@ -1,17 +1,24 @@
-"""GET /models: every configured model name per kind, its source, and whether it is loaded."""
+"""GET /models: each configured model name per kind, its source, whether it is loaded, and whether its files are
+on this machine (hub cache or local path) with their size, or the download size when the hub can be asked."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
-from ..loaders import KINDS
+from ..loaders import KINDS, hub
 
 router = APIRouter()
+
+
+def _describe(entry, loaded: set[str]) -> dict:
+    found = hub.availability(entry)
+    size = found["size"] if found["available"] else hub.download_size(entry)
+    return {"name": entry.name, "source": entry.source, "loaded": f"{entry.kind}:{entry.name}" in loaded,
+            "available": found["available"], "where": found["where"], "size": size,
+            "downloadable": not entry.local}
 
 
 @router.get("/models")
 def models(request: Request):
     config, loaded = request.app.state.settings.models, set(request.app.state.store.loaded())
-    return {kind: [{"name": n, "source": config.get(kind, n).source, "loaded": f"{kind}:{n}" in loaded}
-                   for n in config.names(kind)]
-            for kind in KINDS}
+    return {kind: [_describe(config.get(kind, n), loaded) for n in config.names(kind)] for kind in KINDS}

@@ -19,6 +19,7 @@ class ModelStore:
                  motion_norm: str = "original"):
         import torch  # heavy: imported when the store is made, not when the module is
 
+        from .device import choose
         from .motion_parity import MODES
 
         if motion_norm not in MODES:
@@ -26,9 +27,7 @@ class ModelStore:
         self.config = config
         # "original": normalise as guoyww/AnimateDiff does (engine/motion_parity.py); "diffusers": as diffusers.
         self.motion_norm = motion_norm
-        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        if dtype is None:
-            dtype = "float16" if self.device.startswith("cuda") else "float32"
+        self.device, dtype, self.device_reason = choose(torch, device, dtype)
         self.dtype = getattr(torch, dtype)
         self._cache: dict[tuple[str, str], object] = {}
         self._pipe_key: tuple[str, str] | None = None

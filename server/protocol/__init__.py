@@ -15,7 +15,9 @@ from .camera_path import camera_path_errors
 from .numbers import LIMITS, _number
 
 PROTOCOL_VERSION = 1
-DEFAULT_PORT = 7860
+# Not 7860 (AUTOMATIC1111, Forge, Gradio and the ports Gradio counts up to), 8188 (ComfyUI), 9090 (InvokeAI),
+# 11434 (Ollama): the add-on tells its own server from another program by /health anyway.
+DEFAULT_PORT = 8420
 
 # Camera motion LoRAs (AnimateDiff v2). Each name describes what the CAMERA does; the second column is how the
 # content moves on screen as a result. Official file stem and diffusers hub repo follow.

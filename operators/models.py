@@ -1,0 +1,93 @@
+"""marionette.models_refresh / model_download: the server's models, whether they are here, and fetching them."""
+
+import json
+
+import bpy
+from bpy.props import StringProperty
+
+from .. import preferences
+from ..backend import server_control
+from ..backend.client import ServerError
+
+# (kind, name) -> the server's last download report; the Models panel draws progress bars from it.
+downloads: dict[tuple[str, str], dict] = {}
+
+
+def cached_models(prefs) -> dict:
+    try:
+        return json.loads(prefs.models_cache) if prefs.models_cache else {}
+    except ValueError:
+        return {}
+
+
+def _client(context):
+    prefs = preferences.get(context)
+    return server_control.client(prefs.server_url, prefs.port, prefs.token)
+
+
+def _redraw():
+    for window in bpy.context.window_manager.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+class MARIONETTE_OT_models_refresh(bpy.types.Operator):
+    bl_idname = "marionette.models_refresh"
+    bl_label = "Refresh Models"
+    bl_description = "Ask the server which models it has and which are on this machine"
+
+    def execute(self, context):
+        try:
+            models = _client(context).models()
+        except ServerError as e:
+            self.report({"ERROR"}, f"{e}; the list shown is the one from the last time the server answered")
+            return {"CANCELLED"}
+        preferences.get(context).models_cache = json.dumps(models)
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_model_download(bpy.types.Operator):
+    bl_idname = "marionette.model_download"
+    bl_label = "Download"
+    bl_description = "Download this model into the Hugging Face cache of the server's machine"
+
+    kind: StringProperty()
+    name: StringProperty()
+
+    def execute(self, context):
+        client, key = _client(context), (self.kind, self.name)
+        try:
+            downloads[key] = client.download(self.kind, self.name)
+        except ServerError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+
+        def poll():
+            try:
+                downloads[key] = report = client.download_status(*key)
+            except ServerError as e:
+                downloads[key] = {"state": "error", "error": str(e)}
+                return None
+            _redraw()
+            if report["state"] == "running":
+                return 0.5
+            if report["state"] == "done":
+                bpy.ops.marionette.models_refresh()
+            return None
+
+        if bpy.app.background:
+            import time
+
+            while poll() is not None:
+                time.sleep(0.5)
+            report = downloads[key]
+            if report["state"] != "done":
+                self.report({"ERROR"}, report.get("error") or f"download {report['state']}")
+                return {"CANCELLED"}
+            return {"FINISHED"}
+        bpy.app.timers.register(poll, first_interval=0.5)
+        return {"FINISHED"}
+
+
+CLASSES = (MARIONETTE_OT_models_refresh, MARIONETTE_OT_model_download)
