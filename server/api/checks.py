@@ -41,6 +41,8 @@ def check_models(models, spec):
             models.get("motion_lora", name)
         if spec.sparsectrl:
             models.get("sparsectrl", spec.sparsectrl.model)
+        if spec.cameractrl:
+            models.get("camera_control", spec.cameractrl.model)
     except UnknownModel as e:
         raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
     max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
