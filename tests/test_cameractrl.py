@@ -431,3 +431,24 @@ def test_job_with_cameractrl_controlnet_keyframes_and_windows(client):
     assert manifest["plan"]["cameractrl"]["windows"][1]["frames"] == [2, 3, 4, 5]
     assert "camera_control:cameractrl" in manifest["loaded_now"]
     assert len(manifest["frames"]) == frames
+
+
+def test_the_add_on_builds_a_cameractrl_spec_before_and_after_capture():
+    """The Camera Motion panel's "Exact camera" choice: the add-on's spec is checked before capture as it will be
+    with the path, and the preflight plan (no path yet) drops the CameraCtrl fields."""
+    from backend.job_spec import build_spec, with_guides
+
+    snap = {"prompt": "a marionette", "negative_prompt": "", "seed": 1, "steps": 2, "guidance": 14.0,
+            "scheduler": "ddim", "base": "sd15", "motion_module": "v3", "camera_motion": "cameractrl",
+            "keyframe_weight": 1.0, "context": None, "prompt_keys": [], "frame_start": 1, "frame_end": 4, "fps": 8,
+            "width": SIZE, "height": SIZE, "loras": [], "keyframes": [], "motion_loras": {}, "guides": {}}
+    built = build_spec(snap)
+    assert built.camera is None and built.cameractrl.model == "cameractrl"
+    sent = with_guides(built, small(make_path(orbit, frames=4)), {})
+    assert sent.camera_motion == "cameractrl" and len(sent.camera["frames"]) == 4
+    preflight = parse_spec({**built.to_dict(), "camera_motion": "manual", "camera": None, "cameractrl": None})
+    assert preflight.cameractrl is None
+    with pytest.raises(SpecError, match="width"):
+        build_spec({**snap, "width": 96})
+    with pytest.raises(SpecError, match="context"):
+        build_spec({**snap, "frame_end": 24})

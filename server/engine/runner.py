@@ -13,8 +13,8 @@ import torch
 from PIL import Image
 
 from .. import __version__
-from .jobs import Cancelled, Job
 from ..camera import window_input
+from .jobs import Cancelled, Job
 from .pipeline import CameraPoses, Control, Keyframes, latent_preview
 from .planning import plan
 from .schedulers import make_scheduler

@@ -283,7 +283,8 @@ def parse_spec(data) -> JobSpec:
             value = data.get(name, 512)
             if isinstance(value, int) and value % 64:
                 errors.append((name, f"CameraCtrl needs a multiple of 64 (its pose features are pooled down to "
-                                     f"1/64 like the UNet's deepest block), got {value} (try {max(64, value // 64 * 64)})"))
+                                     f"1/64 like the UNet's deepest block), got {value} "
+                                     f"(try {max(64, value // 64 * 64)})"))
         frames, context = data.get("frames", 16), data.get("context")
         length = context.get("length", 16) if isinstance(context, dict) else None
         if isinstance(length, int) and length > CAMERACTRL_MAX_FRAMES:
