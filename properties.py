@@ -88,7 +88,9 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
     # identifiers are the protocol's CAMERA_MOTION_MODES (saved files store the item's number, not its name)
     camera_motion: EnumProperty(name="Camera motion", default="manual", items=[
         ("manual", "Manual", "Set the motion LoRA weights by hand"),
-        ("auto", "From camera", "Match the motion LoRAs to the scene camera's animation")])
+        ("auto", "From camera (LoRAs, v2)", "Match the motion LoRAs to the scene camera's animation"),
+        ("cameractrl", "Exact camera (CameraCtrl, v3)",
+         "Condition the v3 motion module on the scene camera's exact path with CameraCtrl")])
     __annotations__.update({
         f"lora_{name}": FloatProperty(name=name.replace("_", " ").title(), default=0.0, min=0.0, max=2.0,
                                       description=f"Camera {name.replace('_', ' ')}: {meaning}")

@@ -42,7 +42,7 @@ class Generation:
         try:
             # The camera path exists only after capture; the plan checks models and limits without it.
             self.messages.put(("planned", self.client.plan({**self.spec.to_dict(), "camera_motion": "manual",
-                                                            "camera": None})))
+                                                            "camera": None, "cameractrl": None})))
         except ServerError as e:
             self.messages.put(("error", {"message": str(e), "status": e.status}))
             self.finished.set()

@@ -105,7 +105,7 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
 def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
     """The protocol's JobSpec for the snapshot (frame numbers made 0-based job indices), checked with
     `parse_spec`: raises the protocol's SpecError naming each field to fix. Without the camera path (it is captured
-    with the guides) a "From camera" spec is checked as it will be once the path is added."""
+    with the guides) a "From camera" or "Exact camera" spec is checked as it will be once the path is added."""
     start = snap["frame_start"]
     frames = snap["frame_end"] - start + 1
     context = snap.get("context")
@@ -126,7 +126,7 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         if snap["keyframes"] else None,
     )
     data = spec.to_dict()
-    if camera_path is None and spec.camera_motion == "auto":
+    if camera_path is None and spec.camera_motion in ("auto", "cameractrl"):
         data["camera"] = _still_path(spec)   # the path comes with the guides; everything else is checked now
     checked = parse_spec(data)
     checked.camera = camera_path

@@ -189,6 +189,9 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
             col = layout.column(align=True)
             for name in MOTION_LORAS:
                 col.prop(s, f"lora_{name}")
+        elif s.camera_motion == "cameractrl":
+            layout.label(text="Needs the v3 motion module and the server's CameraCtrl (camera_control model)",
+                         icon="INFO" if s.motion_module == "v3" else "ERROR")
         else:
             matched = context.window_manager.marionette.camera_match
             layout.label(text="Matched for the last job:" if matched else "Matched to the camera on Generate")

@@ -50,6 +50,8 @@ def check_models(models, spec):
         entries += [models.get("motion_lora", name) for name in sorted(motion_lora_names(spec))]
         if spec.sparsectrl:
             entries.append(models.get("sparsectrl", spec.sparsectrl.model))
+        if spec.cameractrl:
+            entries.append(models.get("camera_control", spec.cameractrl.model))
     except UnknownModel as e:
         raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
     for entry in entries:

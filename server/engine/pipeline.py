@@ -6,12 +6,16 @@ prompt encoding, latent preparation and LoRA loading, and runs its own loop in w
 ControlNet and of SparseCtrl are summed before they reach the motion UNet. With only dense ControlNets it computes
 exactly what AnimateDiffControlNetPipeline computes (a test pins that).
 
+With CameraCtrl (engine/cameractrl.py) the pose features of each context window condition the motion UNet's
+temporal attention in the same loop.
+
 The loop reports each step (with the predicted clean latents, for previews) and each final frame as soon as it
 is decoded, so the server can stream them; raising from a callback stops the run within one step.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -46,6 +50,15 @@ class Keyframes:
     model: torch.nn.Module
     images: torch.Tensor
     indices: list[int]
+    scale: float = 1.0
+
+
+@dataclass
+class CameraPoses:
+    """CameraCtrl conditioning (engine/cameractrl.py): the model, and for a window's frame indices the pose
+    encoder's input, a (frames, 6, H, W) Plücker embedding relative to the window's first frame."""
+    model: torch.nn.Module
+    window_input: Callable[[list[int]], torch.Tensor]
     scale: float = 1.0
 
 
@@ -99,12 +112,14 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         on_step: Callable[[int, int, torch.Tensor], None] | None = None,
         on_frame: Callable[[int, np.ndarray], None] | None = None,
         decode_chunk: int = 4,
+        camera: CameraPoses | None = None,
     ) -> np.ndarray:
         """Generate a clip; returns (frames, H, W, 3) uint8.
 
         prompt_keys: (frame index, prompt) pairs for prompt travel; `prompt` alone when empty.
         Callbacks: on_window(window, frame indices) before each window's prediction (per-window LoRA weights),
         on_step(i, n, x0), on_frame(index, rgb).
+        camera: CameraCtrl; each window's poses are encoded once, before the first step.
         """
         device = self._execution_device
         cfg = guidance > 1.0
@@ -124,7 +139,23 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         context = context or ContextWindows(length=num_frames, overlap=0)
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
+        poses = [None] * len(windows)
+        installed = None
+        if camera is not None:
+            poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
+            installed = camera.model.install(self.unet)
+        try:
+            latents = self._denoise(latents, timesteps, windows, table, positive, negative, guidance, controls,
+                                    images, sparse, keyframes, camera, poses, extra, on_window, on_step)
+        finally:
+            if installed is not None:
+                installed.remove()
+        return self.decode(latents, on_frame, decode_chunk)
 
+    def _denoise(self, latents, timesteps, windows, table, positive, negative, guidance, controls, images, sparse,
+                 keyframes, camera, poses, extra, on_window, on_step):
+        cfg = guidance > 1.0
+        batch = 2 if cfg else 1
         for i, t in enumerate(timesteps):
             fused = torch.zeros_like(latents)
             for w, idx in enumerate(windows):
@@ -136,17 +167,17 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 noise = self._predict(latents[:, :, idx], t, i, len(timesteps), embeds, guidance, controls,
                                       [torch.cat([im[idx]] * batch) for im in images],
                                       None if sparse is None else (sparse[0][:, :, idx], sparse[1][:, :, idx]),
-                                      keyframes)
+                                      keyframes, camera, poses[w])
                 fused[:, :, idx] += noise * table[w, idx][None, None, :, None, None]
             out = self.scheduler.step(fused, t, latents, **extra)
             latents = out.prev_sample
             if on_step is not None:
                 x0 = getattr(out, "pred_original_sample", None)
                 on_step(i, len(timesteps), latents if x0 is None else x0)
+        return latents
 
-        return self.decode(latents, on_frame, decode_chunk)
-
-    def _predict(self, latents, t, step, steps, embeds, guidance, controls, control_images, sparse, keyframes):
+    def _predict(self, latents, t, step, steps, embeds, guidance, controls, control_images, sparse, keyframes,
+                 camera=None, pose=None):
         """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed."""
         cfg = guidance > 1.0
         model_in = torch.cat([latents] * 2) if cfg else latents
@@ -165,8 +196,11 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             d, m = keyframes.model(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond,
                                    conditioning_mask=mask, conditioning_scale=keyframes.scale, return_dict=False)
             down, mid = _add_residuals(down, mid, d, m)
-        noise = self.unet(model_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
-                          mid_block_additional_residual=mid).sample
+        conditioning = contextlib.nullcontext() if camera is None else \
+            camera.model.conditioning(pose, camera.scale, model_in.shape[0])
+        with conditioning:
+            noise = self.unet(model_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
+                              mid_block_additional_residual=mid).sample
         if cfg:
             uncond, text = noise.chunk(2)
             noise = uncond + guidance * (text - uncond)

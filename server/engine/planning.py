@@ -9,9 +9,9 @@ from __future__ import annotations
 import base64
 from dataclasses import dataclass, field
 
-from ..camera import match, plot_png, with_overrides
+from ..camera import match, plot_png, scene_scale, with_overrides
 from ..loaders import file_identity, motion_adapter_info
-from ..protocol import JobSpec
+from ..protocol import CAMERACTRL_GUIDANCE, JobSpec
 from .store import ModelStore
 from .windows import context_windows
 
@@ -29,6 +29,7 @@ class Plan:
     notes: list[str] = field(default_factory=list)
     camera: dict | None = None       # the camera match (camera.match) with overrides applied in "auto"
     windows: list[list[int]] | None = None   # the job's context windows (job frame indices), when it has them
+    cameractrl: dict | None = None   # with camera_motion "cameractrl": model, scale, per-window poses (cameractrl_plan)
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -45,7 +46,7 @@ class Plan:
         out = {
             "base": self.base, "motion_module": self.motion_module, "controlnets": self.controlnets,
             "sparsectrl": self.sparsectrl, "motion_loras": self.motion_loras, "loras": self.loras,
-            "camera_motion": self.camera_motion,
+            "camera_motion": self.camera_motion, "cameractrl": self.cameractrl,
             # with a camera path: what it matched (before manual overrides), the schedule, the per-pair components
             # and a base64 PNG plot of both (README "Camera matching")
             "matched_motion_loras": None if camera is None else camera["motion_loras"],
@@ -72,6 +73,12 @@ def plan(spec: JobSpec, store: ModelStore) -> Plan:
                      f"{info['version']}: expect little effect")
     if camera is not None:
         notes += camera["notes"]
+    cameractrl = cameractrl_plan(spec, store)
+    if cameractrl is not None:
+        notes += cameractrl.pop("notes")
+        if info["version"] not in ("v3", "unknown"):
+            notes.append(f"CameraCtrl was trained with the v3 motion module; {spec.motion_module!r} is "
+                         f"{info['version']}")
     if spec.sparsectrl and info["version"] not in ("v3", "unknown"):
         notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
     return Plan(
@@ -85,13 +92,32 @@ def plan(spec: JobSpec, store: ModelStore) -> Plan:
         motion_loras=motion_loras,
         loras=[{"name": m.name, "weight": m.weight} for m in spec.loras],
         camera_motion=spec.camera_motion, scheduler=spec.scheduler, notes=notes, camera=camera,
-        windows=job_windows(spec))
+        windows=job_windows(spec), cameractrl=cameractrl)
 
 
 def job_windows(spec: JobSpec) -> list[list[int]] | None:
     """The job's context windows (the ones the pipeline runs), or None for a single pass."""
     c = spec.context
     return None if c is None else context_windows(spec.frames, c.length, c.overlap, c.loop)
+
+
+def cameractrl_plan(spec: JobSpec, store: ModelStore) -> dict | None:
+    """With camera_motion "cameractrl": the model, its scale, and per context window the frames whose poses are
+    taken relative to the window's first frame and the scene depth their translations are measured in."""
+    if spec.camera_motion != "cameractrl":
+        return None
+    entry = store.config.get("camera_control", spec.cameractrl.model)
+    windows = [{"first": idx[0], "frames": idx, "scene_scale": scene_scale(spec.camera, idx)}
+               for idx in job_windows(spec) or [list(range(spec.frames))]]
+    notes = []
+    if any(w["scene_scale"] is None for w in windows):
+        notes.append("no frame of the camera path has a scene depth (nothing in view?): CameraCtrl gets the "
+                     "camera's translations in scene units, not normalised by the scene's depth")
+    if spec.guidance != CAMERACTRL_GUIDANCE:
+        notes.append(f"CameraCtrl's authors sample with guidance {CAMERACTRL_GUIDANCE:g} (their inference.py); "
+                     f"this job uses {spec.guidance:g}")
+    return {**file_identity(entry), "model": entry.name, "scale": spec.cameractrl.scale,
+            "authors_guidance": CAMERACTRL_GUIDANCE, "windows": windows, "notes": notes}
 
 
 def motion_loras_for(spec: JobSpec) -> tuple[list[dict], dict | None]:

@@ -13,8 +13,9 @@ import torch
 from PIL import Image
 
 from .. import __version__
+from ..camera import window_input
 from .jobs import Cancelled, Job
-from .pipeline import Control, Keyframes, latent_preview
+from .pipeline import CameraPoses, Control, Keyframes, latent_preview
 from .planning import plan
 from .schedulers import make_scheduler
 from .store import ModelStore
@@ -75,6 +76,12 @@ def run_job(job: Job, store: ModelStore):
             if spec.sparsectrl:
                 keyframes = Keyframes(store.sparsectrl(spec.sparsectrl.model), _to_tensor(job.guides["keyframe"]),
                                       spec.sparsectrl.keyframes, spec.sparsectrl.weight)
+            camera = None
+            if spec.camera_motion == "cameractrl":
+                camera = CameraPoses(store.camera_control(spec.cameractrl.model),
+                                     lambda idx: torch.from_numpy(window_input(spec.camera, idx, spec.height,
+                                                                               spec.width)[0]),
+                                     spec.cameractrl.scale)
             pipe.scheduler = make_scheduler(spec.scheduler, pipe.scheduler.config)
             job.manifest["loaded_now"] = store.loads[loads_before:]
             timings["load_s"] = round(time.perf_counter() - t0, 3)
@@ -107,7 +114,7 @@ def run_job(job: Job, store: ModelStore):
                       height=spec.height, width=spec.width, steps=spec.steps, guidance=spec.guidance,
                       generator=generator, controls=controls, keyframes=keyframes, context=context,
                       prompt_keys=[(k.frame, k.prompt) for k in spec.prompts], on_window=on_window,
-                      on_step=on_step, on_frame=on_frame)
+                      on_step=on_step, on_frame=on_frame, camera=camera)
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
         job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
         timings["total_s"] = round(time.perf_counter() - t0, 3)

@@ -50,10 +50,11 @@ class ModelStore:
                 "motion_module": loaders.load_motion_adapter,
                 "controlnet": loaders.load_controlnet,
                 "sparsectrl": loaders.load_sparsectrl,
+                "camera_control": loaders.load_camera_control,
             }[kind]
             obj = loader(entry.source, entry.config) if entry.weight_name is None else \
                 loader(entry.source, entry.config, weight_name=entry.weight_name)
-            if kind in ("controlnet", "sparsectrl"):
+            if kind in ("controlnet", "sparsectrl", "camera_control"):
                 obj = obj.to(self.device, self.dtype).eval()
             if kind == "sparsectrl":
                 from .motion_parity import apply_motion_norm
@@ -71,6 +72,11 @@ class ModelStore:
     def sparsectrl(self, name: str):
         with self.lock:
             return self._component("sparsectrl", name)
+
+    def camera_control(self, name: str):
+        """A CameraCtrl model (engine/cameractrl.py), on the store's device and dtype."""
+        with self.lock:
+            return self._component("camera_control", name)
 
     def pipeline(self, base: str, motion_module: str):
         """The assembled pipeline for a base model and motion module, building it if needed."""

@@ -5,6 +5,7 @@ sources. Every loader returns objects on the CPU in float32 and raises `Checkpoi
 was expected. Formats and key layouts: docs/CONVENTIONS.md.
 """
 
+from .cameractrl import cameractrl_state_dicts, load_camera_control
 from .config import DEFAULT_CONFIG, KINDS, ModelConfig, ModelEntry, UnknownModel, file_identity
 from .controlnet import load_controlnet
 from .files import WEIGHT_SUFFIXES, CheckpointError, classify, read_state_dict
@@ -15,6 +16,7 @@ from .sources import CONFIGS, is_hub_source, resolve_source
 from .sparsectrl import load_sparsectrl
 
 __all__ = ["CONFIGS", "DEFAULT_CONFIG", "KINDS", "WEIGHT_SUFFIXES", "CheckpointError", "ModelConfig", "ModelEntry",
-           "UnknownModel", "classify", "convert_motion_lora", "file_identity", "image_lora_source", "is_hub_source",
-           "load_base", "load_controlnet", "load_motion_adapter", "load_sparsectrl", "motion_adapter_info",
-           "motion_lora_state_dict", "read_state_dict", "resolve_source"]
+           "UnknownModel", "cameractrl_state_dicts", "classify", "convert_motion_lora", "file_identity",
+           "image_lora_source", "is_hub_source", "load_base", "load_camera_control", "load_controlnet",
+           "load_motion_adapter", "load_sparsectrl", "motion_adapter_info", "motion_lora_state_dict", "read_state_dict",
+           "resolve_source"]

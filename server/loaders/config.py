@@ -16,7 +16,7 @@ from pathlib import Path
 from .files import WEIGHT_SUFFIXES
 from .sources import is_hub_source
 
-KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora")
+KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora", "camera_control")
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "default_models.toml"
 
 

@@ -51,7 +51,9 @@ CAMERA_DIRECTIONS = {
 }
 CONTROL_KINDS = ("depth", "normal", "openpose")
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm", "euler_trailing")
-CAMERA_MOTION_MODES = ("manual", "auto")
+CAMERA_MOTION_MODES = ("manual", "auto", "cameractrl")
+CAMERACTRL_MAX_FRAMES = 16    # CameraCtrl's pose encoder has 16 positions: it sees at most 16 frames at once
+CAMERACTRL_GUIDANCE = 14.0    # the guidance CameraCtrl's authors sample with (inference.py's default)
 EVENT_TYPES = ("queued", "loading", "step", "frame", "done", "error", "cancelled")
 JOB_STATES = ("queued", "running", "done", "error", "cancelled")
 FINAL_EVENTS = ("done", "error", "cancelled")
@@ -97,6 +99,13 @@ class SparseCtrlSpec:
 
 
 @dataclass
+class CameraCtrlSpec:
+    """CameraCtrl conditioning with camera_motion "cameractrl": the camera path drives the v3 motion module."""
+    model: str = "cameractrl"   # camera_control name in the server's model config
+    scale: float = 1.0          # the pose features' weight in the temporal attention; 0: as without CameraCtrl
+
+
+@dataclass
 class ContextSpec:
     """Context windows for clips longer than the motion module was trained on (or to loop)."""
     length: int = 16
@@ -135,6 +144,7 @@ class JobSpec:
     motion_loras: list[Weighted] = field(default_factory=list)
     camera_motion: str = "manual"
     camera: dict | None = None
+    cameractrl: CameraCtrlSpec | None = None   # set (defaults filled in) exactly when camera_motion is "cameractrl"
     context: ContextSpec | None = None
     prompts: list[PromptKey] = field(default_factory=list)   # prompt travel; `prompt` holds where empty
     version: int = PROTOCOL_VERSION
@@ -267,17 +277,52 @@ def parse_spec(data) -> JobSpec:
     camera = data.get("camera")
     if camera is not None:
         errors += camera_path_errors(camera, data.get("frames", 16))
-    if data.get("camera_motion") == "auto" and camera is None:
-        errors.append(("camera_motion", "\"auto\" needs a camera path in \"camera\""))
+    if data.get("camera_motion") in ("auto", "cameractrl") and camera is None:
+        errors.append(("camera_motion", f"\"{data['camera_motion']}\" needs a camera path in \"camera\""))
+    cameractrl = _cameractrl(errors, data.get("cameractrl"), data.get("camera_motion", "manual"))
+    if cameractrl is not None:
+        for name in ("width", "height"):
+            value = data.get(name, 512)
+            if isinstance(value, int) and value % 64:
+                errors.append((name, f"CameraCtrl needs a multiple of 64 (its pose features are pooled down to "
+                                     f"1/64 like the UNet's deepest block), got {value} "
+                                     f"(try {max(64, value // 64 * 64)})"))
+        frames, context = data.get("frames", 16), data.get("context")
+        length = context.get("length", 16) if isinstance(context, dict) else None
+        if isinstance(length, int) and length > CAMERACTRL_MAX_FRAMES:
+            errors.append(("context.length", f"CameraCtrl sees at most {CAMERACTRL_MAX_FRAMES} frames at once; "
+                                             f"use windows of at most {CAMERACTRL_MAX_FRAMES}"))
+        elif context is None and isinstance(frames, int) and frames > CAMERACTRL_MAX_FRAMES:
+            errors.append(("frames", f"CameraCtrl sees at most {CAMERACTRL_MAX_FRAMES} frames at once; send "
+                                     f"\"context\" windows (e.g. length 16, overlap 4) for {frames} frames"))
 
     context = _context(errors, data.get("context"))
     prompts = _prompt_keys(errors, data.get("prompts", []), data.get("frames", 16))
     if errors:
         raise SpecError(errors)
     plain = {k: v for k, v in data.items()
-             if k not in ("loras", "motion_loras", "controlnets", "sparsectrl", "context", "prompts")}
+             if k not in ("loras", "motion_loras", "controlnets", "sparsectrl", "cameractrl", "context", "prompts")}
     return JobSpec(**plain, loras=loras, motion_loras=motion_loras, controlnets=controlnets, sparsectrl=sparsectrl,
-                   context=context, prompts=prompts)
+                   cameractrl=cameractrl, context=context, prompts=prompts)
+
+
+def _cameractrl(errors, raw, mode) -> CameraCtrlSpec | None:
+    if mode != "cameractrl":
+        if raw is not None:
+            errors.append(("cameractrl", "is used only with camera_motion \"cameractrl\"; set that or leave it out"))
+        return None
+    if raw is None:
+        return CameraCtrlSpec()
+    if not isinstance(raw, dict):
+        errors.append(("cameractrl", "must be an object: {\"model\", \"scale\"}"))
+        return None
+    raw = _fields(errors, "cameractrl.", raw, CameraCtrlSpec)
+    model, scale = raw.get("model", "cameractrl"), raw.get("scale", 1.0)
+    ok = _number(errors, "cameractrl.scale", scale, 0.0, LIMITS["weight"][1])
+    if not isinstance(model, str) or not model:
+        errors.append(("cameractrl.model", "must be the name of a camera_control model of the server's config"))
+        ok = False
+    return CameraCtrlSpec(model, float(scale)) if ok else None
 
 
 def _context(errors, raw) -> ContextSpec | None:

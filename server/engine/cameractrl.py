@@ -1,0 +1,147 @@
+"""CameraCtrl on diffusers' AnimateDiff motion UNet: the pose features enter the motion modules' first temporal
+self-attention through an attention processor, exactly as hehao13/CameraCtrl's `PoseAdaptorAttnProcessor` with
+`query_condition` and `key_value_condition` (its `attention_processor_kwargs`, temporal_attn_names '0'):
+
+    merged = qkv_merge(h + pose) · scale + h          (h: the attention's input, position table already added)
+    attention(q = to_q(merged), k = to_k(merged), v = to_v(merged))
+
+in every motion module of the down blocks (down block i gets the encoder's scale i) and the up blocks (up block i
+gets scale 3 - i: the same spatial size); there is no mid-block module in v3. The rest of the attention is the
+processor diffusers already had, so at scale 0 the UNet computes what it computes without CameraCtrl, bit for bit.
+Both halves of classifier-free guidance get the same pose features, as in CameraCtrl's pipeline.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+
+import torch
+from torch import nn
+
+from .cameractrl_encoder import PoseEncoder
+
+_MERGE_KEY = re.compile(r"^((?:down|up)_blocks)\.(\d+)\.motion_modules\.(\d+)\.temporal_transformer\."
+                        r"transformer_blocks\.0\.attention_blocks\.0\.processor\.qkv_merge\.(weight|bias)$")
+
+
+def attention_path(key: str) -> str:
+    """The diffusers module of an original `attention_processor_state_dict` key: `down_blocks.0.motion_modules.1.
+    temporal_transformer.transformer_blocks.0.attention_blocks.0.processor.qkv_merge.weight` ->
+    `down_blocks.0.motion_modules.1.transformer_blocks.0.attn1`."""
+    m = _MERGE_KEY.match(key)
+    if m is None:
+        raise KeyError(key)
+    return f"{m[1]}.{m[2]}.motion_modules.{m[3]}.transformer_blocks.0.attn1"
+
+
+def feature_index(path: str, scales: int) -> int:
+    """Which pose-encoder scale a motion module takes: down block i -> i, up block i -> scales - 1 - i."""
+    kind, block = path.split(".")[:2]
+    return int(block) if kind == "down_blocks" else scales - 1 - int(block)
+
+
+class CameraCtrl(nn.Module):
+    """The pose encoder and the per-attention `qkv_merge` layers of one CameraCtrl checkpoint."""
+
+    def __init__(self, encoder: PoseEncoder, merges: dict[str, nn.Linear]):
+        super().__init__()
+        self.encoder = encoder
+        self.paths = sorted(merges)
+        self.merges = nn.ModuleList([merges[p] for p in self.paths])
+        self._features: list[torch.Tensor] | None = None
+        self._scale = 1.0
+        self.requires_grad_(False)   # inference only, like the UNet (store.pipeline)
+
+    @classmethod
+    def from_state_dicts(cls, pose_encoder: dict, attention_processor: dict) -> CameraCtrl:
+        encoder = PoseEncoder.from_state_dict(pose_encoder)
+        weights: dict[str, dict] = {}
+        for key, value in attention_processor.items():
+            weights.setdefault(attention_path(key), {})[key.rsplit(".", 1)[1]] = value
+        merges = {}
+        for path, w in weights.items():
+            if set(w) != {"weight", "bias"}:
+                raise KeyError(f"{path}: qkv_merge needs a weight and a bias, got {sorted(w)}")
+            dim = w["weight"].shape[0]
+            if tuple(w["weight"].shape) != (dim, dim):
+                raise ValueError(f"{path}: qkv_merge.weight must be square, got {tuple(w['weight'].shape)}")
+            with torch.device("meta"):
+                merges[path] = nn.Linear(dim, dim)
+            merges[path].load_state_dict(w, strict=True, assign=True)
+        return cls(encoder, merges)
+
+    @property
+    def max_frames(self) -> int:
+        return self.encoder.max_frames
+
+    def encode(self, plucker: torch.Tensor) -> list[torch.Tensor]:
+        """(frames, 6, H, W) Plücker embedding of one window -> per scale (1, channels, frames, h, w) features."""
+        param = next(self.encoder.parameters())
+        return self.encoder(plucker.to(param.device, param.dtype).transpose(0, 1)[None])
+
+    @contextlib.contextmanager
+    def conditioning(self, features: list[torch.Tensor], scale: float, batch: int):
+        """Within the block, every installed processor conditions on `features` (one window's, from `encode`),
+        repeated for a UNet batch of `batch` (2 with classifier-free guidance)."""
+        self._features = [torch.cat([f] * batch) if batch > 1 else f for f in features]
+        self._scale = scale
+        try:
+            yield
+        finally:
+            self._features = None
+
+    def feature(self, path: str) -> torch.Tensor | None:
+        """The current features for the motion module at `path`, as its attention sees its input:
+        (batch·h·w, frames, channels)."""
+        if self._features is None:
+            return None
+        f = self._features[feature_index(path, len(self._features))]
+        b, c, n, h, w = f.shape
+        return f.permute(0, 3, 4, 2, 1).reshape(b * h * w, n, c)
+
+    def install(self, unet: nn.Module) -> Installed:
+        """Put the conditioning processors on `unet`'s motion modules; `Installed.remove()` restores the ones
+        that were there."""
+        previous = {}
+        for path, merge in zip(self.paths, self.merges):
+            try:
+                attn = unet.get_submodule(path)
+            except AttributeError:
+                raise ValueError(f"this CameraCtrl conditions the motion module at {path!r}, which the motion UNet "
+                                 f"does not have: CameraCtrl needs the AnimateDiff v3 motion module") from None
+            if attn.to_q.in_features != merge.in_features:
+                raise ValueError(f"this CameraCtrl's {path} is {merge.in_features} wide, the motion module's "
+                                 f"attention {attn.to_q.in_features}: a different base model or motion module")
+            previous[path] = attn.processor
+            attn.set_processor(PoseConditionedProcessor(self, path, merge, attn.processor))
+        return Installed(unet, previous)
+
+
+class Installed:
+    def __init__(self, unet, previous: dict):
+        self.unet, self.previous = unet, previous
+
+    def remove(self):
+        for path, processor in self.previous.items():
+            self.unet.get_submodule(path).set_processor(processor)
+        self.previous = {}
+
+
+class PoseConditionedProcessor:
+    """CameraCtrl's query and key/value conditioning in front of the attention processor that was there.
+
+    A plain object, not a module: the merge layer stays CameraCtrl's own and the UNet's state dict does not change.
+    """
+
+    def __init__(self, owner: CameraCtrl, path: str, merge: nn.Linear, inner):
+        self.owner, self.path, self.merge, self.inner = owner, path, merge, inner
+
+    def __call__(self, attn, hidden_states, encoder_hidden_states=None, attention_mask=None, temb=None):
+        pose = self.owner.feature(self.path)
+        if pose is not None:
+            if encoder_hidden_states is not None:
+                raise ValueError("CameraCtrl conditions temporal self-attention only")
+            merged = self.merge(hidden_states + pose.to(hidden_states.dtype))
+            hidden_states = merged * self.owner._scale + hidden_states
+        return self.inner(attn, hidden_states, encoder_hidden_states, attention_mask, temb)
