@@ -13,6 +13,7 @@
 """
 
 import os
+import sys
 import tempfile
 
 import pytest
@@ -36,3 +37,22 @@ def pytest_collect_directory(path, parent):
     if path == parent.config.rootpath:
         return pytest.Dir.from_parent(parent, path=path)
     return None
+
+
+# The bpy module can hang in its own exit handlers after a long session (seen after "323 passed": the process
+# asleep with its threads, never exiting; building Rigify shows the same). Once pytest has reported everything,
+# the process leaves with pytest's exit status without running interpreter finalisation.
+_exit_status = None
+
+
+def pytest_sessionfinish(session, exitstatus):
+    global _exit_status
+    _exit_status = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if _exit_status is not None and "bpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_exit_status)
