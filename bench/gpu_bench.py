@@ -110,7 +110,7 @@ class Bench:
             times.append(time.perf_counter() - t)
         if reference is not None:   # a speed-up must not change the result beyond rounding
             diff = np.abs(np.asarray(out, dtype=np.float32) - np.asarray(reference, dtype=np.float32))
-            note = (note + "; " if note else "") + f"frames vs the default run: mean |Δ| {diff.mean():.2f}, " \
+            note = (note + "; " if note else "") + f"frames vs the default run: mean abs diff {diff.mean():.2f}, " \
                                                    f"max {diff.max():.0f} (of 255)"
         row = {"name": name, "s": statistics.median(times), "warmup_s": warm, "note": note, "out": out,
                "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if self.cuda else float("nan")}
