@@ -25,6 +25,7 @@ import bpy  # noqa: E402
 from backend import camera, compositing, launcher, passes  # noqa: E402
 from backend.client import Client  # noqa: E402
 from backend.generation import Generation  # noqa: E402
+from server.protocol import parse_spec  # noqa: E402
 
 
 def build_scene(size: int, frames: int):
@@ -72,8 +73,9 @@ def main():
                 "frames": args.frames, "base": "sd15", "motion_module": "v2", "camera": path,
                 "controlnets": [{"kind": "depth"}, {"kind": "normal"}]}
         guides = {k: [Path(f).read_bytes() for f in rendered[k]] for k in ("depth", "normal")}
+        spec = parse_spec(spec)
         generation = Generation(Client(server.url), spec, work / "job")
-        generation.start(generation.stream, guides)
+        generation.start(generation.stream, spec, guides)
         ticks, received, t0 = [], 0, time.perf_counter()
         while not (generation.finished.is_set() and generation.messages.empty()):
             tick = time.perf_counter()

@@ -33,6 +33,9 @@ def parse_args(argv=None):
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
                    help="weights dtype (default: float16 on CUDA, float32 on CPU)")
+    p.add_argument("--low-vram", action="store_true",
+                   help="float8 weight storage, ControlNets in host memory except while they run, tiled VAE decode "
+                        "(slower; for GPUs with little memory)")
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest request body accepted (default 512)")
     args = p.parse_args(argv)
     if not _loopback(args.host) and not args.token:
@@ -54,6 +57,8 @@ def main(argv=None):
         config = ModelConfig.load(models_file)
     except (OSError, ValueError) as e:
         sys.exit(f"cannot read the model config {models_file}: {e}")
+    if args.low_vram:
+        os.environ["MARIONETTE_LOW_VRAM"] = "1"   # read by the model store
     settings = Settings(models=config, data_dir=args.data / "jobs", token=args.token, device=args.device,
                         dtype=args.dtype, max_upload_mb=args.max_upload_mb)
     app = create_app(settings)

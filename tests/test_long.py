@@ -1,4 +1,5 @@
-"""Long and looping clips: context windows through the whole UNet, fusion, loops, per-window LoRAs, prompt travel."""
+"""Long and looping clips: context windows (whole UNet or motion modules only), fusion, loops, per-window LoRAs,
+prompt travel."""
 
 from __future__ import annotations
 
@@ -107,7 +108,7 @@ def test_long_clip_needs_only_one_window_of_memory(store):
         for frames in (16, 64):
             guide = torch.rand((frames, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
             out = run(pipe, frames, steps=1, controls=[Control(net, guide, 1.0)],
-                      context=ContextWindows(length=16, overlap=4))
+                      context=ContextWindows(length=16, overlap=4, mode="unet"))
             assert out.shape == (frames, SIZE, SIZE, 3)
     finally:
         for h in hooks:
@@ -119,18 +120,19 @@ def test_windows_run_the_whole_unet_and_change_with_overlap(store):
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
     windows_seen = []
-    a = run(pipe, 40, context=ContextWindows(length=16, overlap=4), on_window=lambda w, idx: windows_seen.append(idx))
-    b = run(pipe, 40, context=ContextWindows(length=16, overlap=8))
+    a = run(pipe, 40, context=ContextWindows(length=16, overlap=4, mode="unet"),
+            on_window=lambda w, idx: windows_seen.append(idx))
+    b = run(pipe, 40, context=ContextWindows(length=16, overlap=8, mode="unet"))
     assert windows_seen[:3] == [list(range(0, 16)), list(range(12, 28)), list(range(24, 40))]
     assert not np.array_equal(a, b)
-    looped = run(pipe, 40, context=ContextWindows(length=16, overlap=4, loop=True))
+    looped = run(pipe, 40, context=ContextWindows(length=16, overlap=4, loop=True, mode="unet"))
     assert looped.shape == a.shape and not np.array_equal(a, looped)
 
 
 def test_one_window_equals_no_windows(store):
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
-    assert np.array_equal(run(pipe, 8), run(pipe, 8, context=ContextWindows(length=16, overlap=4)))
+    assert np.array_equal(run(pipe, 8), run(pipe, 8, context=ContextWindows(length=16, overlap=4, mode="unet")))
 
 
 def test_per_window_lora_schedule_reaches_the_adapters(store):
@@ -144,7 +146,7 @@ def test_per_window_lora_schedule_reaches_the_adapters(store):
     hook = layer.register_forward_pre_hook(
         lambda m, args: seen.append({a: m.scaling[a] for a in m.active_adapters}))
     try:
-        run(pipe, 24, steps=1, context=ContextWindows(length=16, overlap=4),
+        run(pipe, 24, steps=1, context=ContextWindows(length=16, overlap=4, mode="unet"),
             on_window=lambda w, idx: store.set_loras(pipe, schedule[w]))
     finally:
         hook.remove()
@@ -167,3 +169,71 @@ def test_seam_score_sees_jumps_at_window_boundaries():
     assert seam_score(jumpy, windows) > 3.0
     with pytest.raises(ValueError):
         seam_score(smooth[:10], context_windows(10, 16, 4, loop=False))
+
+
+# --- mode "temporal": only the motion modules see windows ---------------------------------------------------------
+
+def test_temporal_windows_with_one_window_equal_the_plain_pipeline(store):
+    """One window covering the clip: the wrapped model computes exactly what the unwrapped one does, ControlNet
+    and classifier-free guidance included; in frame chunks smaller than the clip, the same up to rounding."""
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    net = store.controlnet("depth")
+    guide = torch.rand((8, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
+    plain = run(pipe, 8, controls=[Control(net, guide, 1.0)])
+    whole = run(pipe, 8, controls=[Control(net, guide, 1.0)],
+                context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=16))
+    assert np.array_equal(plain, whole)
+    chunked = run(pipe, 8, controls=[Control(net, guide, 1.0)],
+                  context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=3))
+    assert np.abs(plain.astype(int) - chunked.astype(int)).max() <= 1
+
+
+def test_temporal_windows_reach_only_the_motion_modules_and_restore_the_model(store):
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    motion = [m for n, m in pipe.unet.named_modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
+    resnet = next(m for m in pipe.unet.modules() if type(m).__name__ == "ResnetBlock2D")
+    frames_seen, rows_seen = [], []
+    hooks = [motion[0].transformer_blocks[0].register_forward_pre_hook(
+                 lambda m, args, kw: frames_seen.append(kw["hidden_states"].shape[1]), with_kwargs=True),
+             resnet.conv1.register_forward_pre_hook(lambda m, args: rows_seen.append(args[0].shape[0]))]
+    try:
+        out = run(pipe, 40, steps=1, context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=8))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert out.shape == (40, SIZE, SIZE, 3)
+    assert set(frames_seen) == {16}, "the motion module attends over one window of frames"
+    assert len(frames_seen) == len(context_windows(40, 16, 4, False))
+    assert sum(rows_seen) == 2 * 40 and max(rows_seen) == 2 * 8, "per-frame layers see each frame once, in chunks"
+    assert all("forward" not in vars(m) for m in pipe.unet.modules()), "the wrappers are removed after the run"
+    looped = run(pipe, 40, steps=1, context=ContextWindows(length=16, overlap=4, loop=True, mode="temporal"))
+    assert not np.array_equal(out, looped)
+
+
+def test_temporal_windows_keep_working_memory_to_one_chunk(store):
+    """The largest tensor any layer produces does not grow with the clip; what grows is only the activations the
+    UNet passes between its blocks (and keeps for its skip connections), a few per frame."""
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    net = store.controlnet("depth")
+    largest = {}
+    inner = [m for m in list(pipe.unet.modules()) + list(net.modules()) if not list(m.children())]
+
+    def record(module, args, output):
+        tensors = output if isinstance(output, tuple) else (output,)
+        for t in tensors:
+            if isinstance(t, torch.Tensor):
+                largest[frames] = max(largest.get(frames, 0), t.numel())
+
+    hooks = [m.register_forward_hook(record) for m in inner]
+    try:
+        for frames in (16, 64):
+            guide = torch.rand((frames, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
+            run(pipe, frames, steps=1, controls=[Control(net, guide, 1.0)],
+                context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=8))
+    finally:
+        for h in hooks:
+            h.remove()
+    assert largest[64] == largest[16], largest

@@ -259,7 +259,8 @@ def test_long_clip_with_context_windows_and_prompt_travel(server):
     job_id, events = run_to_end(server, spec)
     assert events[-1][1] == "done" and events[-1][2]["frames"] == 40
     manifest = server.get(f"/jobs/{job_id}/manifest").json()
-    assert manifest["spec"]["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid"}
+    assert manifest["spec"]["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid",
+                                           "mode": "temporal"}
     assert [k["frame"] for k in manifest["spec"]["prompts"]] == [0, 39]
 
 

@@ -16,6 +16,7 @@ is decoded, so the server can stream them; raising from a callback stops the run
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -23,7 +24,8 @@ import numpy as np
 import torch
 from diffusers import AnimateDiffPipeline
 
-from .windows import ContextWindows, context_windows, fusion_table
+from .temporal_windows import TemporalWindows
+from .windows import WINDOW_MODES, ContextWindows, context_windows, fusion_table
 
 # Linear map from SD1.5 latents to RGB: a cheap preview that needs no VAE decode.
 _LATENT_RGB = torch.tensor([
@@ -136,9 +138,22 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         extra = self.prepare_extra_step_kwargs(generator, 0.0)
         images = [c.images.to(device=device, dtype=c.model.dtype) for c in controls]
         sparse = self._sparse_inputs(keyframes, num_frames, batch, device) if keyframes else None
-        context = context or ContextWindows(length=num_frames, overlap=0)
+        # No context asked for: the whole clip is one window through the plain UNet, nothing wrapped.
+        context = context or ContextWindows(length=num_frames, overlap=0, mode="unet")
+        if context.mode not in WINDOW_MODES:
+            raise ValueError(f"unknown context mode {context.mode!r}; use one of {', '.join(WINDOW_MODES)}")
+        if context.mode == "temporal" and (camera is not None
+                                           or getattr(self.unet, "_marionette_frames_hook", None) is not None):
+            # CameraCtrl's pose features are per window, and v1's original spatial norms take statistics over a
+            # window's frames (engine/motion_parity.py): neither runs in frame chunks, so the whole UNet per window.
+            context = dataclasses.replace(context, mode="unet")
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
+        if context.mode == "temporal":
+            latents = self._denoise_temporal(latents, timesteps, windows, table, positive, negative, guidance,
+                                             controls, images, sparse, keyframes, batch * context.chunk, extra,
+                                             on_window, on_step)
+            return self.decode(latents, on_frame, decode_chunk)
         poses = [None] * len(windows)
         installed = None
         if camera is not None:
@@ -176,8 +191,34 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 on_step(i, len(timesteps), latents if x0 is None else x0)
         return latents
 
+    def _denoise_temporal(self, latents, timesteps, windows, table, positive, negative, guidance, controls, images,
+                          sparse, keyframes, rows, extra, on_window, on_step):
+        """The denoising loop of mode "temporal": one prediction per step over all frames, the motion modules
+        windowed inside it (TemporalWindows). on_window is called once per window and step before the prediction;
+        per-window LoRA weights cannot differ inside one prediction, so the caller uses mode "unet" for those."""
+        frames = latents.shape[2]
+        embeds = positive if guidance <= 1.0 else torch.cat([negative.expand(frames, -1, -1), positive])
+        batch = embeds.shape[0] // frames
+        control_images = [torch.cat([im] * batch) for im in images]
+        models = [self.unet] + ([keyframes.model] if keyframes is not None else [])
+        with contextlib.ExitStack() as stack:
+            for model in models:
+                stack.enter_context(TemporalWindows(model, windows, table, rows))
+            for i, t in enumerate(timesteps):
+                if on_window is not None:
+                    for w, idx in enumerate(windows):
+                        on_window(w, idx)
+                noise = self._predict(latents, t, i, len(timesteps), embeds, guidance, controls, control_images,
+                                      sparse, keyframes, rows=rows)
+                out = self.scheduler.step(noise, t, latents, **extra)
+                latents = out.prev_sample
+                if on_step is not None:
+                    x0 = getattr(out, "pred_original_sample", None)
+                    on_step(i, len(timesteps), latents if x0 is None else x0)
+        return latents
+
     def _predict(self, latents, t, step, steps, embeds, guidance, controls, control_images, sparse, keyframes,
-                 camera=None, pose=None):
+                 camera=None, pose=None, rows=None):
         """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed."""
         cfg = guidance > 1.0
         model_in = torch.cat([latents] * 2) if cfg else latents
@@ -188,8 +229,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 continue
             if flat is None:  # (b, c, f, h, w) -> (b*f, c, h, w), frame-major as the ControlNet expects
                 flat = model_in.transpose(1, 2).reshape(-1, model_in.shape[1], *model_in.shape[3:])
-            d, m = c.model(flat, t, encoder_hidden_states=embeds, controlnet_cond=cond,
-                           conditioning_scale=c.scale, return_dict=False)
+            d, m = _controlnet(c, flat, t, embeds, cond, rows)
             down, mid = _add_residuals(down, mid, d, m)
         if sparse is not None:
             cond, mask = sparse
@@ -234,6 +274,18 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     on_frame(start + k, image)
                 frames.append(image)
         return np.stack(frames)
+
+
+def _controlnet(c: Control, flat, t, embeds, cond, rows=None):
+    """A dense ControlNet's residuals for (batch*frames) images, `rows` images per call when given (each image is
+    independent of the others, so the chunks join exactly)."""
+    n = flat.shape[0]
+    step = n if not rows else rows
+    parts = [c.model(flat[s:s + step], t, encoder_hidden_states=embeds[s:s + step], controlnet_cond=cond[s:s + step],
+                     conditioning_scale=c.scale, return_dict=False) for s in range(0, n, step)]
+    if len(parts) == 1:
+        return parts[0]
+    return [torch.cat(r) for r in zip(*(p[0] for p in parts))], torch.cat([p[1] for p in parts])
 
 
 def _add_residuals(down, mid, new_down, new_mid):

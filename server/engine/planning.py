@@ -61,8 +61,9 @@ class Plan:
         return out
 
 
-def plan(spec: JobSpec, store: ModelStore) -> Plan:
-    """What a spec resolves to, without generating: models, ControlNets, LoRA weights and notes."""
+def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
+    """What a spec resolves to, without generating: models, ControlNets, LoRA weights and notes. With `wait` false,
+    file hashes not computed yet are left pending (`model_identities` completes them later)."""
     config = store.config
     module = config.get("motion_module", spec.motion_module)
     info = motion_adapter_info(module.source, module.config)
@@ -82,8 +83,8 @@ def plan(spec: JobSpec, store: ModelStore) -> Plan:
     if spec.sparsectrl and info["version"] not in ("v3", "unknown"):
         notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
     return Plan(
-        base=file_identity(config.get("base", spec.base)),
-        motion_module={**file_identity(module), **info},
+        base=file_identity(config.get("base", spec.base), wait),
+        motion_module={**file_identity(module, wait), **info},
         controlnets=[{"kind": c.kind, "model": c.model, "weight": c.weight, "start": c.start, "end": c.end,
                       "source": config.get("controlnet", c.model).source} for c in spec.controlnets],
         sparsectrl=None if spec.sparsectrl is None else {
@@ -148,3 +149,9 @@ def motion_lora_names(spec: JobSpec) -> set[str]:
     if camera is not None and spec.camera_motion == "auto" and spec.context is not None:
         names |= {m["name"] for w in camera["windows"] for m in w["motion_loras"]}
     return names
+
+
+def model_identities(spec: JobSpec, store: ModelStore) -> dict:
+    """The base model's and motion module's identities with every file hash, waiting for any still computed."""
+    return {"base": file_identity(store.config.get("base", spec.base)),
+            "motion_module": file_identity(store.config.get("motion_module", spec.motion_module))}

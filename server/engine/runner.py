@@ -16,7 +16,7 @@ from .. import __version__
 from ..camera import window_input
 from .jobs import Cancelled, Job
 from .pipeline import CameraPoses, Control, Keyframes, latent_preview
-from .planning import plan
+from .planning import model_identities, plan
 from .schedulers import make_scheduler
 from .store import ModelStore
 from .windows import ContextWindows
@@ -57,7 +57,7 @@ def run_job(job: Job, store: ModelStore):
                     "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype),
                     "motion_norm": store.motion_norm}
     try:
-        resolved = plan(spec, store)
+        resolved = plan(spec, store, wait=False)   # file hashes complete in the background
         job.manifest["plan"] = resolved.to_dict(plot=False)
         plot = resolved.plot_png()
         if plot:  # the manifest keeps the schedule; the plot goes beside it
@@ -105,6 +105,9 @@ def run_job(job: Job, store: ModelStore):
         schedule = resolved.window_motion_loras()   # the camera was matched on the same windows: one per window
         if context is not None and schedule:
             job.manifest["window_motion_loras"] = schedule
+            # LoRA weights cannot change between the windows of one prediction: such clips run the whole UNet
+            # per window.
+            context.mode = "unet"
 
             def on_window(w, idx):
                 store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in schedule[w]])
@@ -116,6 +119,9 @@ def run_job(job: Job, store: ModelStore):
                       prompt_keys=[(k.frame, k.prompt) for k in spec.prompts], on_window=on_window,
                       on_step=on_step, on_frame=on_frame, camera=camera)
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
+        for kind, identity in model_identities(spec, store).items():
+            job.manifest["plan"][kind].update(identity)
+            job.manifest["plan"][kind].pop("sha256_pending", None)
         job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         timings["finished_at"] = time.time()

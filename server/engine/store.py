@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import os
 import threading
 
 from ..loaders import ModelConfig
@@ -16,7 +17,10 @@ class ModelStore:
     """
 
     def __init__(self, config: ModelConfig, device: str | None = None, dtype: str | None = None,
-                 motion_norm: str = "original"):
+                 motion_norm: str = "original", low_vram: bool | None = None):
+        """low_vram (default: $MARIONETTE_LOW_VRAM=1): weights stored in float8 and cast layer by layer as they
+        compute (diffusers' layerwise casting), ControlNets kept in host memory except while one runs, the VAE
+        decoding in slices and tiles. Slower; for GPUs with little memory."""
         import torch  # heavy: imported when the store is made, not when the module is
 
         from .device import choose
@@ -29,6 +33,7 @@ class ModelStore:
         self.motion_norm = motion_norm
         self.device, dtype, self.device_reason = choose(torch, device, dtype)
         self.dtype = getattr(torch, dtype)
+        self.low_vram = os.environ.get("MARIONETTE_LOW_VRAM") == "1" if low_vram is None else low_vram
         self._cache: dict[tuple[str, str], object] = {}
         self._pipe_key: tuple[str, str] | None = None
         self._pipe = None
@@ -52,10 +57,24 @@ class ModelStore:
                 "sparsectrl": loaders.load_sparsectrl,
                 "camera_control": loaders.load_camera_control,
             }[kind]
-            obj = loader(entry.source, entry.config) if entry.weight_name is None else \
-                loader(entry.source, entry.config, weight_name=entry.weight_name)
-            if kind in ("controlnet", "sparsectrl", "camera_control"):
+            if kind == "camera_control":   # its own loader, as it was: float32, then moved and cast
+                obj = loader(entry.source, entry.config) if entry.weight_name is None else \
+                    loader(entry.source, entry.config, weight_name=entry.weight_name)
                 obj = obj.to(self.device, self.dtype).eval()
+            else:
+                # Built in the store's dtype from the start and moved at once: the host never holds a float32 copy,
+                # and for an accelerator the host copy lives only while one component loads.
+                obj = loader(entry.source, entry.config, weight_name=entry.weight_name, dtype=self.dtype)
+            if self.low_vram and kind in ("base", "motion_module"):
+                # fp8 storage before the motion UNet is assembled: it shares these very tensors
+                _fp8(obj["unet"] if kind == "base" else obj, self.dtype)
+            if kind == "base":
+                for part in ("unet", "vae", "text_encoder"):
+                    obj[part] = obj[part].to(self.device)
+            elif kind in ("controlnet", "sparsectrl") and self.low_vram:
+                obj = _offloaded(_fp8(obj, self.dtype), self.device).eval()
+            elif kind != "camera_control":
+                obj = obj.to(self.device).eval()
             if kind == "sparsectrl":
                 from .motion_parity import apply_motion_norm
 
@@ -80,8 +99,6 @@ class ModelStore:
 
     def pipeline(self, base: str, motion_module: str):
         """The assembled pipeline for a base model and motion module, building it if needed."""
-        from diffusers.models import UNetMotionModel
-
         from .motion_parity import apply_motion_norm, motion_version
         from .pipeline import GuidedAnimateDiffPipeline
 
@@ -91,11 +108,15 @@ class ModelStore:
             parts = self._component("base", base)
             adapter = self._component("motion_module", motion_module)
             self._drop_pipeline()
-            unet = UNetMotionModel.from_unet2d(parts["unet"], adapter)
+            unet = motion_unet(parts["unet"], adapter)
             apply_motion_norm(unet, motion_version(adapter.config), self.motion_norm)
             # Inference only. Frozen weights also make a LoRA at weight 0 bit-identical to none: torch picks
             # other matmul paths for weights that require grad, and loading a LoRA freezes the base weights.
             unet.requires_grad_(False)
+            if self.low_vram:
+                _fp8(unet, self.dtype)
+                parts["vae"].enable_slicing()
+                parts["vae"].enable_tiling()
             pipe = GuidedAnimateDiffPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"],
                                              tokenizer=parts["tokenizer"], unet=unet, motion_adapter=adapter,
                                              scheduler=parts["scheduler"])
@@ -181,3 +202,49 @@ class ModelStore:
             gc.collect()
             if torch.cuda.is_available():
                 torch.cuda.empty_cache()
+
+
+def motion_unet(unet, adapter):
+    """The UNetMotionModel of a 2D UNet and a motion adapter that shares their weight tensors: built on the meta
+    device (no random initialisation) and given the very parameters of both, so assembling one costs no memory and
+    no copy, whatever the dtype or device. `UNetMotionModel.from_unet2d` would build a float32 model and copy every
+    weight into it. Nothing may change these weights in place (LoRAs are kept as separate adapter layers)."""
+    from accelerate import init_empty_weights
+    from diffusers.models import UNetMotionModel
+
+    if adapter.config.get("conv_in_channels"):
+        raise ValueError("PIA motion adapters (conv_in_channels) are not supported")
+    with init_empty_weights():
+        model = UNetMotionModel.from_unet2d(unet, adapter, load_weights=False)
+    weights = {**unet.state_dict(keep_vars=True), **adapter.state_dict(keep_vars=True)}
+    missing, unexpected = model.load_state_dict(weights, strict=False, assign=True)
+    if missing or unexpected:
+        raise ValueError(f"motion adapter does not fit the UNet: missing {missing[:3]}, unexpected {unexpected[:3]}")
+    still_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
+    if still_meta:
+        raise ValueError(f"motion UNet weights left unset: {still_meta[:3]}")
+    return model.to(unet.device).eval()
+
+
+def _fp8(model, compute_dtype):
+    """Weights stored in float8 (e4m3), each layer's cast to `compute_dtype` while it runs; norms stay as they are."""
+    import torch
+
+    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    return model
+
+
+def _offloaded(model, device):
+    """`model` kept in host memory and moved to `device` only for the length of each of its calls."""
+    def to_device(module, args, kwargs):
+        module.to(device)
+
+    def back(module, args, kwargs, output):
+        module.to("cpu")
+        return output
+
+    model.to("cpu")
+    if str(device) != "cpu":
+        model.register_forward_pre_hook(to_device, with_kwargs=True)
+        model.register_forward_hook(back, with_kwargs=True)
+    return model

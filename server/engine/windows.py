@@ -9,15 +9,23 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ..protocol import WINDOW_MODES as WINDOW_MODES  # "temporal" | "unet"
+
 
 @dataclass
 class ContextWindows:
-    """Run the clip as overlapping windows the motion module was trained on, through the whole UNet (ControlNets
-    and SparseCtrl included), fusing the overlapping predictions; memory is that of one window."""
+    """Overlapping windows of the length the motion module was trained on, fused where they overlap.
+
+    mode "temporal": only the motion modules see windows; every other layer and the ControlNets see each frame
+    once, `chunk` frames at a time (engine/temporal_windows.py). mode "unet": the whole UNet, ControlNets and SparseCtrl
+    included, runs once per window and the noise predictions are fused; memory is that of one window.
+    """
     length: int = 16
     overlap: int = 4
     loop: bool = False       # windows wrap from the last frames to the first, so the clip loops seamlessly
     fuse: str = "pyramid"    # "pyramid": frames near a window's centre count more; "flat": all the same
+    mode: str = "temporal"
+    chunk: int = 16          # frames per call of a per-frame layer or ControlNet in mode "temporal"
 
 
 def context_windows(frames: int, length: int, overlap: int, loop: bool = False) -> list[list[int]]:
@@ -62,3 +70,4 @@ def fusion_table(frames: int, windows: list[list[int]], fuse: str):
     for w, idx in enumerate(windows):
         table[w, idx] = ramp
     return table / table.sum(0, keepdim=True)
+

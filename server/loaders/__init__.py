@@ -1,8 +1,9 @@
 """Loading every model file format the server accepts, one module per format family. No bpy, no FastAPI.
 
 `sources` is the one definition of what a model source is; `config` maps the names of a model config TOML to
-sources. Every loader returns objects on the CPU in float32 and raises `CheckpointError` naming the file and what
-was expected. Formats and key layouts: docs/CONVENTIONS.md.
+sources. Every loader returns objects on the CPU in the dtype asked for (float32 by default), built without a
+random initialisation, and raises `CheckpointError` naming the file and what was expected. Formats and key
+layouts: docs/CONVENTIONS.md.
 """
 
 from .cameractrl import cameractrl_state_dicts, load_camera_control

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import hashlib
 import os
+import threading
 import tomllib
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -112,11 +114,50 @@ def _scan(folder: str):
             yield entry.name, entry.path
 
 
-_hash_cache: dict[tuple, str] = {}
+class FileHashes:
+    """sha256 of weight files, computed once per file version (path, size, mtime) on one background thread, so
+    that a job never waits for gigabytes to be hashed before its first step."""
+
+    def __init__(self):
+        self._futures: dict[tuple, Future] = {}
+        self._lock = threading.Lock()
+        self._pool = ThreadPoolExecutor(1, thread_name_prefix="marionette-hash")
+
+    @staticmethod
+    def version(path) -> tuple:
+        st = os.stat(path)
+        return str(path), st.st_size, st.st_mtime_ns
+
+    def start(self, path) -> Future:
+        """The hash of this version of the file, being computed (or already known)."""
+        key = self.version(path)
+        with self._lock:
+            if key not in self._futures:
+                self._futures[key] = self._pool.submit(_sha256, key[0])
+            return self._futures[key]
+
+    def get(self, path, wait: bool = True) -> str | None:
+        """The hex digest; None when `wait` is false and it is not known yet (it is then being computed)."""
+        future = self.start(path)
+        if not wait and not future.done():
+            return None
+        return future.result()
 
 
-def file_identity(entry: ModelEntry) -> dict:
-    """The identity of a model for the manifest: its source and the sha256 of each local weight file."""
+def _sha256(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+HASHES = FileHashes()
+
+
+def file_identity(entry: ModelEntry, wait: bool = True) -> dict:
+    """The identity of a model for the manifest: its source and the sha256 of each local weight file. With `wait`
+    false, hashes not known yet are listed under "sha256_pending" (and computed in the background) instead."""
     out = {"name": entry.name, "source": entry.source}
     if entry.config:
         out["config"] = entry.config
@@ -124,18 +165,15 @@ def file_identity(entry: ModelEntry) -> dict:
         return out
     paths = [entry.source] if os.path.isfile(entry.source) else sorted(
         str(p) for p in Path(entry.source).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
-    hashes = {}
+    hashes, pending = {}, []
     for p in paths:
-        st = os.stat(p)
-        key = (p, st.st_size, st.st_mtime_ns)
-        if key not in _hash_cache:
-            h = hashlib.sha256()
-            with open(p, "rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-            _hash_cache[key] = h.hexdigest()
-        hashes[os.path.relpath(p, entry.source) if p != entry.source else os.path.basename(p)] = _hash_cache[key]
+        name = os.path.relpath(p, entry.source) if p != entry.source else os.path.basename(p)
+        digest = HASHES.get(p, wait)
+        if digest is None:
+            pending.append(name)
+        else:
+            hashes[name] = digest
     out["sha256"] = hashes
+    if pending:
+        out["sha256_pending"] = pending
     return out
-
-

@@ -47,7 +47,7 @@ def read_state_dict(path) -> dict:
         raise CheckpointError(f"{path}: unsupported file type {suffix or '(none)'}; expected one of "
                               f"{', '.join(WEIGHT_SUFFIXES)}")
     try:
-        data = torch.load(str(path), map_location="cpu", weights_only=True)
+        data = _torch_load(path)
     except Exception as e:
         raise CheckpointError(
             f"{path}: cannot be read as a weights-only torch checkpoint; it is corrupt, truncated, or holds "
@@ -65,6 +65,19 @@ def read_state_dict(path) -> dict:
     if not tensors:
         raise CheckpointError(f"{path}: holds no tensors")
     return tensors
+
+
+def _torch_load(path: Path):
+    """Memory-mapped where the file is in torch's zip format: tensors are paged in as they are used, so a loader
+    that casts and places them one by one never holds a second copy of the whole file."""
+    import torch
+
+    try:
+        return torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
+    except RuntimeError as e:
+        if "mmap" not in str(e) and "zipfile" not in str(e):
+            raise
+    return torch.load(str(path), map_location="cpu", weights_only=True)   # the legacy (pre-1.6) format
 
 
 def keys_and_shapes(path: Path) -> dict[str, tuple]:

@@ -26,11 +26,13 @@ def check_folder_class(folder: Path, expected: tuple[str, ...], what: str, marke
         raise CheckpointError(f"{folder}: expected {what}, but its {marker} is for {name}")
 
 
-def load_pretrained(cls, where, what: str, **kwargs):
+def load_pretrained(cls, where, what: str, dtype=None, **kwargs):
+    """`cls.from_pretrained`, built on the meta device and filled from the (memory-mapped) weights in `dtype`."""
     import torch
 
     try:
-        return cls.from_pretrained(str(where), torch_dtype=torch.float32, **kwargs).eval().requires_grad_(False)
+        return cls.from_pretrained(str(where), torch_dtype=dtype or torch.float32, low_cpu_mem_usage=True,
+                                   **kwargs).eval().requires_grad_(False)
     except CheckpointError:
         raise
     except Exception as e:
@@ -39,11 +41,11 @@ def load_pretrained(cls, where, what: str, **kwargs):
                               f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
 
 
-def pretrained_model(cls, kind: str, where, what: str):
+def pretrained_model(cls, kind: str, where, what: str, dtype=None):
     """A model from a diffusers folder (its class checked first) or a hub id."""
     if kind == "dir":
         check_folder_class(where, (cls.__name__,), what)
-    return load_pretrained(cls, where, what)
+    return load_pretrained(cls, where, what, dtype)
 
 
 def weights_in_folder(folder: Path, names: tuple[str, ...], what: str) -> Path:

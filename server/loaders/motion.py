@@ -63,18 +63,18 @@ def motion_adapter_info(source, config=None, weight_name=None) -> dict:
     return {"version": version, "max_frames": length}
 
 
-def load_motion_adapter(source, config=None, weight_name=None):
-    """A diffusers MotionAdapter (fp32, CPU) from a hub id, a diffusers folder, an original AnimateDiff motion
-    module (mm_sd_v15.ckpt v1, mm_sd_v15_v2.ckpt v2, v3_sd15_mm.ckpt v3) or a diffusers-format single file (e.g.
-    AnimateDiff-Lightning's *_diffusers.safetensors). The v1/v2/v3 config is chosen from the keys when `config`
-    is None."""
+def load_motion_adapter(source, config=None, weight_name=None, dtype=None):
+    """A diffusers MotionAdapter (in `dtype`, float32 when None; CPU) from a hub id, a diffusers folder, an
+    original AnimateDiff motion module (mm_sd_v15.ckpt v1, mm_sd_v15_v2.ckpt v2, v3_sd15_mm.ckpt v3) or a
+    diffusers-format single file (e.g. AnimateDiff-Lightning's *_diffusers.safetensors). The v1/v2/v3 config is
+    chosen from the keys when `config` is None."""
     from diffusers import MotionAdapter
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
 
     kind, where = resolve_source(source, weight_name)
     what = "an AnimateDiff motion adapter"
     if kind in ("dir", "hub"):
-        return pretrained_model(MotionAdapter, kind, where, what)
+        return pretrained_model(MotionAdapter, kind, where, what, dtype)
     sd = read_state_dict(where)
     expect_kind(where, classify(sd), ("motion_module", "motion_module_diffusers"), "an AnimateDiff motion module")
     shapes = {k: tuple(v.shape) for k, v in sd.items()}
@@ -86,7 +86,7 @@ def load_motion_adapter(source, config=None, weight_name=None):
         version, _ = _motion_version_from_shapes(shapes)
         config_dir = CONFIGS / f"motion_adapter_{version if version in MOTION_VERSIONS else 'v3'}"
     converted = convert_animatediff_checkpoint_to_diffusers(sd).keys()
-    return strict_single_file(MotionAdapter, sd, where, config_dir, converted)
+    return strict_single_file(MotionAdapter, sd, where, config_dir, converted, dtype=dtype)
 
 
 def convert_motion_lora(state_dict: dict) -> dict:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from .files import CheckpointError, classify, expect_kind, read_state_dict
 from .folders import load_pretrained
-from .single_file import strict_single_file, to_float32
+from .single_file import cast, strict_single_file
 from .sources import CONFIGS, config_folder, resolve_source
 
 # Where a single-file SD1.5 checkpoint can find a CLIP tokenizer when its config folder has none.
@@ -61,7 +61,7 @@ def _load_tokenizer_for_single_file(config_dir: Path, path):
         f"special_tokens_map.json`")
 
 
-def _load_clip_from_ldm(sd: dict, config_dir: Path, path):
+def _load_clip_from_ldm(sd: dict, config_dir: Path, path, dtype=None):
     from accelerate import init_empty_weights
     from transformers import CLIPTextConfig, CLIPTextModel
 
@@ -92,14 +92,15 @@ def _load_clip_from_ldm(sd: dict, config_dir: Path, path):
         raise CheckpointError(f"{path}: CLIP text encoder does not match {config_dir / 'text_encoder'}: "
                               f"missing {missing[:3]}, unexpected {unexpected[:3]}")
     try:
-        model.load_state_dict(to_float32(renamed), strict=True, assign=True)
+        model.load_state_dict(cast(renamed, dtype), strict=True, assign=True)
     except Exception as e:
         raise CheckpointError(f"{path}: CLIP text encoder does not match {config_dir / 'text_encoder'} ({e})") from e
     return model.eval().requires_grad_(False)
 
 
-def load_base(source, config=None, weight_name=None) -> dict:
-    """An SD1.5 base model: {"unet", "vae", "text_encoder", "tokenizer", "scheduler"}, fp32 on the CPU.
+def load_base(source, config=None, weight_name=None, dtype=None) -> dict:
+    """An SD1.5 base model: {"unet", "vae", "text_encoder", "tokenizer", "scheduler"} in `dtype` (float32 when
+    None) on the CPU.
     `source`: a hub id, a diffusers pipeline folder, or a single-file checkpoint in the original LDM layout."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
     from transformers import CLIPTextModel
@@ -112,9 +113,9 @@ def load_base(source, config=None, weight_name=None) -> dict:
                 raise CheckpointError(f"{where}: expected a diffusers SD1.5 pipeline folder (model_index.json, "
                                       f"unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
         out = {
-            "unet": load_pretrained(UNet2DConditionModel, where, what, subfolder="unet"),
-            "vae": load_pretrained(AutoencoderKL, where, what, subfolder="vae"),
-            "text_encoder": load_pretrained(CLIPTextModel, where, what, subfolder="text_encoder"),
+            "unet": load_pretrained(UNet2DConditionModel, where, what, dtype, subfolder="unet"),
+            "vae": load_pretrained(AutoencoderKL, where, what, dtype, subfolder="vae"),
+            "text_encoder": load_pretrained(CLIPTextModel, where, what, dtype, subfolder="text_encoder"),
         }
         out["tokenizer"] = _checked_tokenizer(where, f"{where} (tokenizer/)", subfolder="tokenizer")
         out["scheduler"] = _load_scheduler(where)
@@ -133,15 +134,15 @@ def load_base(source, config=None, weight_name=None) -> dict:
     unet_sd = {k: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
     unet = strict_single_file(UNet2DConditionModel, unet_sd, where, config_dir,
                         convert_ldm_unet_checkpoint(unet_sd, dict(UNet2DConditionModel.load_config(
-                            str(config_dir), subfolder="unet"))).keys(), subfolder="unet")
+                            str(config_dir), subfolder="unet"))).keys(), subfolder="unet", dtype=dtype)
     vae_sd = {k: v for k, v in sd.items() if k.startswith(("first_stage_model.", "vae."))}
     if not vae_sd:
         raise CheckpointError(f"{where}: expected an SD1.5 checkpoint with a VAE (first_stage_model.*); "
                               f"this one has none")
     vae = strict_single_file(AutoencoderKL, vae_sd, where, config_dir,
                        convert_ldm_vae_checkpoint(vae_sd, dict(AutoencoderKL.load_config(
-                           str(config_dir), subfolder="vae"))).keys(), subfolder="vae")
-    text_encoder = _load_clip_from_ldm(sd, config_dir, where)
+                           str(config_dir), subfolder="vae"))).keys(), subfolder="vae", dtype=dtype)
+    text_encoder = _load_clip_from_ldm(sd, config_dir, where, dtype)
     tokenizer = _load_tokenizer_for_single_file(config_dir, where)
     scheduler = _load_scheduler(config_dir)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}

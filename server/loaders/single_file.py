@@ -10,7 +10,16 @@ from .files import CheckpointError
 def to_float32(sd: dict) -> dict:
     import torch
 
-    return {k: (v.to(torch.float32) if v.is_floating_point() else v) for k, v in sd.items()}
+    return cast(sd, torch.float32)
+
+
+def cast(sd: dict, dtype) -> dict:
+    """The floating tensors of `sd` in `dtype`, tensor by tensor; a tensor already in `dtype` is not copied."""
+    if dtype is None:
+        import torch
+
+        dtype = torch.float32
+    return {k: (v.to(dtype) if v.is_floating_point() else v) for k, v in sd.items()}
 
 
 def _expected_keys(cls, config_dir: Path, subfolder=None) -> tuple[set, set]:
@@ -36,9 +45,15 @@ def _mismatch(path, config_dir, missing, unexpected) -> CheckpointError:
     return CheckpointError(f"{path}: does not match the config {config_dir}: {'; '.join(parts)}")
 
 
-def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, subfolder=None):
+def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, subfolder=None, dtype=None):
     """`cls.from_single_file` with a local config folder and no network, made strict: diffusers only logs weights
-    it cannot place and leaves weights the file lacks on the meta device, so compare the converted keys first."""
+    it cannot place and leaves weights the file lacks on the meta device, so compare the converted keys first.
+
+    The model is built on the meta device and takes the file's tensors one by one, each cast to `dtype` (float32
+    when None) as it is placed: no random initialisation, no float32 copy of the whole file on the way."""
+    import torch
+
+    dtype = dtype or torch.float32
     params, names = _expected_keys(cls, config_dir, subfolder)
     converted = set(converted_keys)
     missing, unexpected = sorted(params - converted), sorted(converted - names)
@@ -46,8 +61,8 @@ def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, su
         raise _mismatch(path, Path(config_dir) / (subfolder or ""), missing, unexpected)
     kwargs = {"subfolder": subfolder} if subfolder else {}
     try:
-        # Tensors are made float32 here rather than with torch_dtype=, so the model is built in float32 directly.
-        model = cls.from_single_file(to_float32(sd), config=str(config_dir), local_files_only=True, **kwargs)
+        model = cls.from_single_file(sd, config=str(config_dir), local_files_only=True, torch_dtype=dtype,
+                                     low_cpu_mem_usage=True, **kwargs)
     except Exception as e:
         raise CheckpointError(f"{path}: cannot be loaded as {cls.__name__} with the config {config_dir} "
                               f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"

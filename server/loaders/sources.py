@@ -14,7 +14,8 @@ Single files in an original (non-diffusers) layout need a diffusers config. ``co
 config folder (or a hub id); when it is None the configs shipped in ``server/configs/`` for the public models are
 used, so local single files load with no network at all.
 
-Every loader returns objects on the CPU in float32; the caller moves and casts them. Anything that cannot be loaded
+Every loader returns objects on the CPU in the dtype it is asked for (float32 by default), built on the meta
+device and filled tensor by tensor; the caller moves them. Anything that cannot be loaded
 (a missing file, an unreadable or corrupt one, a file of the wrong kind, a file that does not match its config)
 raises :class:`CheckpointError`, whose message names the file and what was expected.
 """

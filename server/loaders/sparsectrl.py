@@ -8,17 +8,17 @@ from .single_file import strict_single_file
 from .sources import CONFIGS, config_folder, resolve_source
 
 
-def load_sparsectrl(source, config=None, weight_name=None):
-    """A diffusers SparseControlNetModel (fp32, CPU) from a hub id, a diffusers folder, or an original SparseCtrl
-    file (v3_sd15_sparsectrl_rgb.ckpt: `controlnet_cond_embedding.weight`; v3_sd15_sparsectrl_scribble.ckpt:
-    `controlnet_cond_embedding.conv_in.weight`)."""
+def load_sparsectrl(source, config=None, weight_name=None, dtype=None):
+    """A diffusers SparseControlNetModel (in `dtype`, float32 when None; CPU) from a hub id, a diffusers folder, or
+    an original SparseCtrl file (v3_sd15_sparsectrl_rgb.ckpt: `controlnet_cond_embedding.weight`;
+    v3_sd15_sparsectrl_scribble.ckpt: `controlnet_cond_embedding.conv_in.weight`)."""
     from diffusers import SparseControlNetModel
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
 
     kind, where = resolve_source(source, weight_name)
     what = "a SparseCtrl model"
     if kind in ("dir", "hub"):
-        return pretrained_model(SparseControlNetModel, kind, where, what)
+        return pretrained_model(SparseControlNetModel, kind, where, what, dtype)
     sd = read_state_dict(where)
     expect_kind(where, classify(sd), ("sparsectrl",),
                 "a SparseCtrl model (controlnet_cond_embedding.* + motion modules)")
@@ -31,4 +31,4 @@ def load_sparsectrl(source, config=None, weight_name=None):
                               f"(controlnet_cond_embedding.conv_in.weight) model; it has neither")
     config_dir = config_folder(config) or CONFIGS / f"sparsectrl_{variant}"
     converted = convert_animatediff_checkpoint_to_diffusers(sd).keys()
-    return strict_single_file(SparseControlNetModel, sd, where, config_dir, converted)
+    return strict_single_file(SparseControlNetModel, sd, where, config_dir, converted, dtype=dtype)

@@ -112,6 +112,7 @@ class ContextSpec:
     overlap: int = 4
     loop: bool = False
     fuse: str = "pyramid"     # pyramid | flat
+    mode: str = "temporal"    # temporal: only the motion modules see windows | unet: the whole UNet per window
 
 
 @dataclass
@@ -121,6 +122,7 @@ class PromptKey:
 
 
 FUSE_MODES = ("pyramid", "flat")
+WINDOW_MODES = ("temporal", "unet")
 
 
 @dataclass
@@ -329,7 +331,7 @@ def _context(errors, raw) -> ContextSpec | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        errors.append(("context", "must be an object: {\"length\", \"overlap\", \"loop\", \"fuse\"}"))
+        errors.append(("context", "must be an object: {\"length\", \"overlap\", \"loop\", \"fuse\", \"mode\"}"))
         return None
     raw = _fields(errors, "context.", raw, ContextSpec)
     length, overlap = raw.get("length", 16), raw.get("overlap", 4)
@@ -342,7 +344,11 @@ def _context(errors, raw) -> ContextSpec | None:
     if raw.get("fuse", "pyramid") not in FUSE_MODES:
         errors.append(("context.fuse", f"must be one of {', '.join(FUSE_MODES)}"))
         ok = False
-    return ContextSpec(length, overlap, raw.get("loop", False), raw.get("fuse", "pyramid")) if ok else None
+    if raw.get("mode", "temporal") not in WINDOW_MODES:
+        errors.append(("context.mode", f"must be one of {', '.join(WINDOW_MODES)}"))
+        ok = False
+    return ContextSpec(length, overlap, raw.get("loop", False), raw.get("fuse", "pyramid"),
+                       raw.get("mode", "temporal")) if ok else None
 
 
 def _prompt_keys(errors, raw, frames) -> list[PromptKey]:

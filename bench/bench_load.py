@@ -1,0 +1,261 @@
+"""Cold start and host memory while loading: SD1.5 + a motion module + 3 ControlNets from full-size single files in
+the public layouts (placeholder weights, tests/fullsize.py), through Marionette's ModelStore and through plain
+diffusers (`from_single_file` + `MotionAdapter` + `AnimateDiffControlNetPipeline.from_pipe`), in the same run.
+
+Each side runs in its own child process, so that its peak resident memory (ru_maxrss) is its own, measured after
+every weight has been read once (memory-mapped weights count only once resident); the files are read once
+beforehand so that both find them in the page cache. Cold start: from the first load call to the first
+denoising step (the first call of the UNet or a ControlNet), at a token size so that the step itself costs nothing;
+Marionette's side includes what a job does first: its plan and the start of the file hashes (background thread).
+
+    .venv/bin/python bench/bench_load.py                          # float16, full size, ~5.5 GB of files
+    .venv/bin/python bench/bench_load.py --tiny                   # the tiny models: checks the script only
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+CONTROLNETS = ("depth", "normalbae", "openpose")
+
+
+class FirstStep(Exception):
+    """Raised by a forward pre-hook on the first call of the UNet or a ControlNet: the cold start ends there."""
+
+
+def stop_at_first_step(*models):
+    def hook(module, args, kwargs):
+        raise FirstStep
+    return [m.register_forward_pre_hook(hook, with_kwargs=True) for m in models]
+
+
+def peak_rss_gb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def touch(*models) -> None:
+    """Read every weight once. Memory-mapped weights are resident only once read: without this, weights a first
+    step has not used yet (most of the UNet) would not count, and the peak would flatter the lazy loader."""
+    for m in models:
+        for t in list(m.parameters()) + list(m.buffers()):
+            if t.numel():
+                t.reshape(-1)[:: max(1, 4096 // t.element_size())].sum()   # one element per 4 KiB page
+
+
+def rss_gb() -> float:
+    """Resident memory now (the libraries imported, nothing loaded yet: the baseline)."""
+    with open("/proc/self/status") as f:
+        kb = next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+    return kb / 2**20
+
+
+def weight_bytes(*models, itemsize=2) -> int:
+    """Bytes of the models' parameters and buffers at `itemsize` bytes per element (2: fp16)."""
+    return sum(t.numel() * itemsize for m in models for t in list(m.parameters()) + list(m.buffers()))
+
+
+def write_files(root: Path, tiny_models: bool) -> dict:
+    """The files and a models.toml naming them; returns {"toml", "sd15", "motion", "controlnets", "configs"}."""
+    root.mkdir(parents=True, exist_ok=True)
+    if tiny_models:
+        from tests.support import tiny_models as tiny
+
+        toml = tiny.build(root / "tiny")
+        base = root / "tiny"
+        files = {"sd15": base / "sd15.safetensors", "motion": base / "mm_sd_v15_v2.ckpt",
+                 "controlnets": [base / "control_v11f1p_sd15_depth.pth"] * 3,
+                 "configs": {"sd15": base / "sd15", "motion": base / "motion_v2",
+                             "controlnet": base / "controlnet" / "depth"}}
+    else:
+        import fullsize
+
+        from server.loaders import CONFIGS
+
+        files = {"sd15": root / "v1-5-pruned-emaonly.safetensors", "motion": root / "mm_sd_v15_v2.ckpt",
+                 "controlnets": [root / f"{fullsize.CONTROLNETS[n]}.pth" for n in CONTROLNETS],
+                 "configs": {"sd15": CONFIGS / "sd15", "motion": CONFIGS / "motion_adapter_v2",
+                             "controlnet": CONFIGS / "controlnet_sd15"}}
+        if not files["sd15"].exists():
+            fullsize.write_sd15(files["sd15"])
+        if not files["motion"].exists():
+            fullsize.write_motion_module(files["motion"], "v2")
+        for path in files["controlnets"]:
+            if not path.exists():
+                fullsize.write_controlnet_original(path)
+        toml = root / "models.toml"
+    # A diffusers SD1.5 config folder with a tokenizer (the real vocabulary cannot be shipped): both sides use it.
+    pipeline_config = root / "sd15_config"
+    if not pipeline_config.exists():
+        from tests.support import tiny_models as tiny
+
+        shutil.copytree(files["configs"]["sd15"], pipeline_config)
+        if not (pipeline_config / "tokenizer").exists():
+            tiny.write_tokenizer(pipeline_config / "tokenizer")
+    files["pipeline_config"] = pipeline_config
+    lines = ["[base.sd15]", f'source = "{files["sd15"]}"', f'config = "{pipeline_config}"',
+             "[motion_module.v2]", f'source = "{files["motion"]}"', f'config = "{files["configs"]["motion"]}"']
+    for name, path in zip(CONTROLNETS, files["controlnets"]):
+        lines += [f"[controlnet.{name}]", f'source = "{path}"', f'config = "{files["configs"]["controlnet"]}"']
+    toml = root / "bench_load.toml"
+    toml.write_text("\n".join(lines) + "\n")
+    files["toml"] = toml
+    return files
+
+
+def child_marionette(files: dict, dtype: str) -> dict:
+    import torch
+
+    from server.engine.pipeline import Control
+    from server.engine.store import ModelStore
+    from server.loaders import ModelConfig, file_identity
+
+    baseline = rss_gb()
+    t0 = time.perf_counter()
+    store = ModelStore(ModelConfig.load(files["toml"]), device="cpu", dtype=dtype)
+    for kind, name in (("base", "sd15"), ("motion_module", "v2")):
+        file_identity(store.config.get(kind, name), wait=False)     # what a job's plan does: hashes start
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    nets = [store.controlnet(n) for n in CONTROLNETS]
+    loaded_s = time.perf_counter() - t0
+    guide = torch.rand(2, 3, 64, 64)
+    hooks = stop_at_first_step(pipe.unet, *nets)
+    try:
+        pipe.generate(prompt="a marionette", num_frames=2, height=64, width=64, steps=1,
+                      controls=[Control(n, guide) for n in nets])
+    except FirstStep:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    first_step_s = time.perf_counter() - t0
+    parts = store._component("base", "sd15")
+    touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets)
+    return {"first_step_s": first_step_s, "loaded_s": loaded_s, "peak_rss_gb": peak_rss_gb(), "baseline_gb": baseline,
+            "fp16_weight_gb": weight_bytes(parts["unet"], parts["vae"], parts["text_encoder"],
+                                           store._component("motion_module", "v2"), *nets) / 2**30,
+            "dtype": str(pipe.unet.dtype)}
+
+
+def child_diffusers(files: dict, dtype: str) -> dict:
+    import torch
+    from diffusers import (
+        AnimateDiffControlNetPipeline,
+        ControlNetModel,
+        MotionAdapter,
+        MultiControlNetModel,
+        StableDiffusionPipeline,
+    )
+
+    torch_dtype = getattr(torch, dtype)
+    baseline = rss_gb()
+    t0 = time.perf_counter()
+    sd = StableDiffusionPipeline.from_single_file(str(files["sd15"]), config=str(files["pipeline_config"]),
+                                                  torch_dtype=torch_dtype, local_files_only=True,
+                                                  safety_checker=None, requires_safety_checker=False)
+    adapter = MotionAdapter.from_single_file(str(files["motion"]), config=str(files["configs"]["motion"]),
+                                             torch_dtype=torch_dtype, local_files_only=True)
+    nets = [ControlNetModel.from_single_file(str(p), config=str(files["configs"]["controlnet"]),
+                                             torch_dtype=torch_dtype, local_files_only=True)
+            for p in files["controlnets"]]
+    pipe = AnimateDiffControlNetPipeline.from_pipe(sd, motion_adapter=adapter,
+                                                   controlnet=MultiControlNetModel(nets))
+    pipe.to(dtype=torch_dtype)   # from_pipe builds the motion UNet in float32 (diffusers' from_unet2d)
+    pipe.set_progress_bar_config(disable=True)
+    loaded_s = time.perf_counter() - t0
+    hooks = stop_at_first_step(pipe.unet, *nets)
+    try:
+        pipe(prompt="a marionette", num_frames=2, height=64, width=64, num_inference_steps=1, output_type="np",
+             conditioning_frames=[[torch.rand(3, 64, 64)] * 2] * len(nets))
+    except FirstStep:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
+    first_step_s = time.perf_counter() - t0
+    touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets)
+    return {"first_step_s": first_step_s, "loaded_s": loaded_s, "peak_rss_gb": peak_rss_gb(),
+            "baseline_gb": baseline,
+            "dtype": str(pipe.unet.dtype)}
+
+
+def run_child(side: str, files_json: str, dtype: str) -> dict:
+    out = subprocess.run([sys.executable, __file__, "--child", side, "--files", files_json, "--dtype", dtype],
+                         capture_output=True, text=True)
+    line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
+    if out.returncode or line is None:
+        raise SystemExit(f"{side} failed ({out.returncode}):\n{out.stderr[-4000:]}")
+    return json.loads(line[len("RESULT "):])
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--dtype", default="float16")
+    p.add_argument("--tiny", action="store_true", help="the tiny models instead of the full-size placeholders")
+    p.add_argument("--root", type=Path, help="where the files go (kept); default: a temporary folder, removed")
+    p.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating; the best is reported")
+    p.add_argument("--child", choices=("marionette", "diffusers"), help=argparse.SUPPRESS)
+    p.add_argument("--files", help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.child:
+        import torch
+
+        files = {k: (Path(v) if isinstance(v, str) else v) for k, v in json.loads(args.files).items()}
+        files["configs"] = {k: Path(v) for k, v in files["configs"].items()}
+        with torch.no_grad():
+            result = (child_marionette if args.child == "marionette" else child_diffusers)(files, args.dtype)
+        print("RESULT " + json.dumps(result), flush=True)
+        return
+
+    root = args.root or Path(tempfile.mkdtemp(prefix="marionette-bench-load-"))
+    try:
+        t = time.perf_counter()
+        files = write_files(root, args.tiny)
+        print(f"files written in {time.perf_counter() - t:.0f} s under {root}", flush=True)
+        paths = [files["sd15"], files["motion"], *files["controlnets"]]
+        disk = sum(os.path.getsize(p) for p in set(paths))
+        for path in set(paths):               # into the page cache, so that neither side pays the first read
+            with open(path, "rb") as f:
+                while f.read(1 << 24):
+                    pass
+        files_json = json.dumps({k: (str(v) if isinstance(v, Path) else
+                                     {a: str(b) for a, b in v.items()} if isinstance(v, dict) else [str(x) for x in v])
+                                 for k, v in files.items()})
+        results = {"marionette": [], "diffusers": []}
+        for _ in range(args.repeat):
+            for side in ("diffusers", "marionette"):
+                results[side].append(run_child(side, files_json, args.dtype))
+                print(side, results[side][-1], flush=True)
+        ours = min(results["marionette"], key=lambda r: r["first_step_s"])
+        plain = min(results["diffusers"], key=lambda r: r["first_step_s"])
+        weights = ours["fp16_weight_gb"]
+        print(f"\n{'tiny' if args.tiny else 'full-size placeholder'} files, {disk / 2**30:.2f} GiB on disk; "
+              f"{args.dtype} on the CPU; weights in fp16: {weights:.2f} GiB")
+        print("| side | peak host RAM GiB | of which libraries before loading | loading: peak − libraries GiB | "
+              "× fp16 weight bytes | loaded s | to first step s |")
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for name, r in (("plain diffusers", plain), ("Marionette", ours)):
+            grown = r["peak_rss_gb"] - r["baseline_gb"]
+            print(f"| {name} | {r['peak_rss_gb']:.2f} | {r['baseline_gb']:.2f} | {grown:.2f} | {grown / weights:.2f} | "
+                  f"{r['loaded_s']:.1f} | {r['first_step_s']:.1f} |")
+        print(f"cold start ratio Marionette / plain diffusers: {ours['first_step_s'] / plain['first_step_s']:.2f}")
+    finally:
+        if args.root is None:
+            shutil.rmtree(root, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

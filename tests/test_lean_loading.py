@@ -1,0 +1,102 @@
+"""Lean loading: models built directly in their target dtype, the motion UNet assembled without a copy, and the
+file hashes of the manifest cached per file version."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import torch
+
+from server import loaders
+from server.engine.store import ModelStore, motion_unet
+from server.loaders import ModelConfig
+from server.loaders.config import FileHashes
+
+
+@pytest.fixture(scope="module")
+def config(tiny_models):
+    return ModelConfig.load(tiny_models / "models.toml")
+
+
+def same_weights(built, reference):
+    """Every tensor of `built` equals the one of the same name in `reference`, bit for bit, dtype included."""
+    a, b = built.state_dict(), reference.state_dict()
+    assert a.keys() == b.keys()
+    for name in a:
+        assert a[name].dtype == b[name].dtype, name
+        assert torch.equal(a[name], b[name]), name
+
+
+LOADERS = {"motion_module": loaders.load_motion_adapter, "controlnet": loaders.load_controlnet,
+           "sparsectrl": loaders.load_sparsectrl}
+
+
+@pytest.mark.parametrize("kind, name", [("motion_module", "v2"), ("motion_module", "v2-original"),
+                                        ("controlnet", "depth"), ("controlnet", "depth-original"),
+                                        ("sparsectrl", "rgb-original")])
+def test_a_model_built_in_fp16_equals_the_fp32_one_cast(config, kind, name):
+    entry = config.get(kind, name)
+    half = LOADERS[kind](entry.source, entry.config, dtype=torch.float16)
+    full = LOADERS[kind](entry.source, entry.config)
+    assert next(full.parameters()).dtype == torch.float32
+    same_weights(half, full.half())
+
+
+@pytest.mark.parametrize("name", ["sd15", "sd15-single"])
+def test_a_base_model_built_in_fp16_equals_the_fp32_one_cast(config, name):
+    entry = config.get("base", name)
+    half = loaders.load_base(entry.source, entry.config, dtype=torch.float16)
+    full = loaders.load_base(entry.source, entry.config)
+    for part in ("unet", "vae", "text_encoder"):
+        same_weights(half[part], full[part].half())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_the_motion_unet_is_diffusers_own_assembly_without_the_copy(config, dtype):
+    from diffusers.models import UNetMotionModel
+
+    base, module = config.get("base", "sd15"), config.get("motion_module", "v2-original")
+    unet = loaders.load_base(base.source, base.config, dtype=dtype)["unet"]
+    adapter = loaders.load_motion_adapter(module.source, module.config, dtype=dtype)
+    ours = motion_unet(unet, adapter)
+    reference = UNetMotionModel.from_unet2d(unet, adapter).to(dtype)
+    same_weights(ours, reference)
+    assert ours.conv_in.weight.data_ptr() == unet.conv_in.weight.data_ptr(), "the 2D UNet's weights are shared"
+    motion = ours.down_blocks[0].motion_modules[0].proj_in.weight
+    assert motion.data_ptr() == adapter.down_blocks[0].motion_modules[0].proj_in.weight.data_ptr()
+
+
+def test_switching_the_motion_module_reloads_only_it(config):
+    store = ModelStore(config, device="cpu", dtype="float16")
+    store.pipeline("sd15", "v2")
+    before = len(store.loads)
+    pipe = store.pipeline("sd15", "v3")
+    assert store.loads[before:] == ["motion_module:v3", "pipeline:sd15+v3"]
+    assert pipe.unet.dtype == torch.float16 and pipe.vae.dtype == torch.float16
+    store.pipeline("sd15", "v2")
+    assert store.loads[-1] == "pipeline:sd15+v2" and "motion_module:v2" not in store.loads[before:]
+
+
+def test_the_hash_cache_is_keyed_by_file_version(tmp_path):
+    hashes = FileHashes()
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * 4096)
+    first = hashes.get(path)
+    stamp = os.stat(path).st_mtime_ns
+    path.write_bytes(b"b" * 4096)                      # same size; the old mtime put back: the same version
+    os.utime(path, ns=(stamp, stamp))
+    assert hashes.get(path) == first
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a changed mtime is a new version: hashed again
+    second = hashes.get(path)
+    assert second != first and second == FileHashes().get(path)
+
+
+def test_file_identity_need_not_wait_for_hashes(tmp_path):
+    path = tmp_path / "big.safetensors"
+    path.write_bytes(os.urandom(1 << 20))
+    entry = loaders.ModelEntry("base", "big", str(path), None)
+    quick = loaders.file_identity(entry, wait=False)
+    assert quick["sha256"] or quick["sha256_pending"] == ["big.safetensors"]
+    full = loaders.file_identity(entry)
+    assert "sha256_pending" not in full and len(full["sha256"]["big.safetensors"]) == 64
