@@ -10,7 +10,7 @@ router = APIRouter()
 
 
 @router.get("/health")
-def health(request: Request):
+async def health(request: Request):
     store, queue = request.app.state.store, request.app.state.queue
     return {"status": "ok", "version": __version__, "device": store.device, "loaded": store.loaded(),
             "busy": not queue.idle()}
