@@ -43,7 +43,7 @@ class Guard:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        refusal = self.refusal(scope["method"], scope["path"], headers)
+        refusal = self.refusal(scope["method"], scope["path"], headers, scope.get("scheme", "http"))
         status_seen = {}
 
         async def watched_send(message):
@@ -65,7 +65,7 @@ class Guard:
             log.warning("%s %s -> %d in %.0f ms: %s", scope["method"], scope["path"], status,
                         1000 * (time.perf_counter() - started), status_seen.get("detail", ""))
 
-    def refusal(self, method: str, path: str, headers: dict) -> tuple[int, str] | None:
+    def refusal(self, method: str, path: str, headers: dict, scheme: str) -> tuple[int, str] | None:
         name, port = host_name(headers.get("host", ""))
         if not self.any_host and name not in self.hosts:
             return 421, (f"this server does not answer to the host name {name!r} (it answers to "
@@ -73,7 +73,7 @@ class Guard:
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin)
-            same = parts.scheme in ("http", "https") and parts.netloc.lower() == headers.get("host", "").lower()
+            same = parts.scheme == scheme and parts.netloc.lower() == headers.get("host", "").lower()
             if not same:
                 return 403, (f"requests from web pages ({origin[:100]}) are refused; only the Blender add-on and "
                              f"clients on this machine drive this server")
