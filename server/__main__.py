@@ -71,6 +71,9 @@ def main(argv=None):
     args = parse_args(argv)
     from diffusers.utils import logging as diffusers_logging
 
+    # The worker thread runs the pipeline's Python between torch calls; a shorter GIL switch interval lets the
+    # event loop answer within a few ms of a request instead of up to 5 ms per blocking point.
+    sys.setswitchinterval(0.001)
     diffusers_logging.set_verbosity_error()  # dtype-cast chatter on every load hides what matters in the log
     from .api import Settings, create_app
     from .loaders import ModelConfig

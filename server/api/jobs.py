@@ -57,19 +57,33 @@ async def submit(request: Request):
     if errors:
         raise SpecError(errors)
     check_headers(spec, parts)
-    await off_loop(request, check_models, state.settings.models, spec)  # may read a checkpoint's keys
-    await off_loop(request, check_decodes, spec, parts)
-    job = await off_loop(request, state.queue.new_job, spec)
     try:
-        await off_loop(request, store_submission, job, parts)
+        job = await off_loop(request, _prepare, state, spec, parts)  # one hop: the loop waits on it only once
+    except OSError as e:
+        if not is_disk_full(e):
+            raise
+        log.error("job submission refused, disk full: %s", e)
+        return disk_full_response(e)
+    try:
         state.queue.submit(job)
-    except BaseException as e:
+    except BaseException:
         await off_loop(request, state.queue.discard, job)
-        if is_disk_full(e):
-            log.error("job submission refused, disk full: %s", e)
-            return disk_full_response(e)
         raise
     return {"id": job.id}
+
+
+def _prepare(state, spec, parts):
+    """Check the models and the guides in full, then make the job folder with the guides and the queued manifest;
+    nothing is left behind if that fails (blocking: runs on the executor)."""
+    check_models(state.settings.models, spec)  # may read a checkpoint's keys
+    check_decodes(spec, parts)
+    job = state.queue.new_job(spec)
+    try:
+        store_submission(job, parts)
+    except BaseException:
+        state.queue.discard(job)
+        raise
+    return job
 
 
 @router.get("/jobs/{job_id}")
