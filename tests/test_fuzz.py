@@ -8,10 +8,10 @@ import json
 
 import pytest
 from fastapi.testclient import TestClient
+from helpers import read_events, tiny_spec
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from helpers import read_events, tiny_spec
 from server.api import Settings, create_app
 from server.loaders import ModelConfig
 

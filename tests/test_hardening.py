@@ -13,8 +13,8 @@ import zlib
 
 import pytest
 from fastapi.testclient import TestClient
-
 from helpers import SIZE, gradient_frames, multipart, read_events, tiny_spec
+
 from server.api import Settings, create_app
 from server.loaders import ModelConfig, ModelEntry
 
@@ -172,7 +172,7 @@ def test_guide_form_parts_must_be_png_files_of_the_job_size(app_client):
 
 
 def test_bad_last_event_id_is_422(app_client):
-    job_id, events = run_to_end(app_client, tiny_spec(steps=1, frames=2))
+    job_id, _ = run_to_end(app_client, tiny_spec(steps=1, frames=2))
     for value in ("abc", "-1", "²".encode(), "9" * 40, "1.5"):
         r = app_client.get(f"/jobs/{job_id}/events", headers={"Last-Event-ID": value})
         assert r.status_code == 422 and fields(r) == ["Last-Event-ID"], value
@@ -185,7 +185,8 @@ def broken_motion_modules(app_client, tmp_path):
     garbage.write_bytes(b"\x10\x00\x00\x00\x00\x00\x00\x00{not a header")
     good = entries["v2-original"].source
     truncated = tmp_path / "truncated.ckpt"
-    truncated.write_bytes(open(good, "rb").read()[:4096])
+    with open(good, "rb") as f:
+        truncated.write_bytes(f.read(4096))
     pickle = tmp_path / "corrupt.ckpt"
     pickle.write_bytes(b"PK\x03\x04 not a zip")
     added = {}
@@ -223,7 +224,6 @@ def test_an_unexpected_failure_is_500_with_an_error_id_in_the_log(app_client, mo
     log = (app_client.root / "server.log").read_text()
     assert f"error {error_id}: POST /plan: RuntimeError: a bug in the planner" in log
     assert "Traceback (most recent call last)" in log.split(f"error {error_id}")[1]
-    assert "POST /plan -> 415" in log or True  # failing requests are logged too (checked below)
     app_client.post("/plan", content=b"x", headers={"Content-Type": "text/plain"})
     assert "POST /plan -> 415" in (app_client.root / "server.log").read_text()
 
@@ -290,7 +290,7 @@ def test_a_finished_stream_ends_also_when_resumed_after_its_last_event(app_clien
 def test_history_is_bounded_and_older_jobs_are_served_from_disk(app_client, monkeypatch):
     queue = app_client.app_state.queue
     monkeypatch.setattr(queue, "_history", 1)
-    old, events = run_to_end(app_client, tiny_spec(steps=1, frames=2))
+    old, _ = run_to_end(app_client, tiny_spec(steps=1, frames=2))
     run_to_end(app_client, tiny_spec(steps=1, frames=2, seed=3))
     assert old not in queue._done and len(queue._done) == 1
     status = app_client.get(f"/jobs/{old}").json()

@@ -10,9 +10,9 @@ import threading
 import time
 
 import httpx
+from helpers import gradient_frames, multipart, tiny_spec
 
 from backend import launcher
-from helpers import gradient_frames, multipart, tiny_spec
 from server.protocol import parse_events
 
 TOKEN = "lifecycle"

@@ -13,7 +13,6 @@ import os
 import time
 
 import httpx
-
 from conftest import TOKEN
 from helpers import tiny_spec
 

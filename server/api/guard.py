@@ -66,7 +66,7 @@ class Guard:
                         1000 * (time.perf_counter() - started), status_seen.get("detail", ""))
 
     def refusal(self, method: str, path: str, headers: dict, scheme: str) -> tuple[int, str] | None:
-        name, port = host_name(headers.get("host", ""))
+        name, _port = host_name(headers.get("host", ""))
         if not self.any_host and name not in self.hosts:
             return 421, (f"this server does not answer to the host name {name!r} (it answers to "
                          f"{', '.join(sorted(self.hosts))}); start it with --allow-host {name} if that is meant")

@@ -42,10 +42,12 @@ def check_decodes(spec, parts: dict[str, list[bytes]]):
                     image.load()
             except SpecError:
                 raise
-            except Exception as e:  # PIL raises many kinds for a corrupt file; each means "cannot decode"
+            except Exception as e:  # noqa: BLE001 - PIL raises many kinds for a corrupt file: "cannot decode"
                 raise SpecError([(where, f"cannot be decoded as a PNG ({type(e).__name__}); send a PNG")]) from None
     if parts.get(FORM_POSE):
-        from ..engine import pose  # controlnet-aux is slow to import: only when a job has a pose guide
+        from ..engine import (
+            pose,  # controlnet-aux is slow to import: only when a job has a pose guide
+        )
 
         try:
             pose.parse_frames(decode_json(parts[FORM_POSE][0], FORM_POSE), spec.frames, spec.width, spec.height)

@@ -11,7 +11,15 @@ from starlette.datastructures import UploadFile
 
 from ..engine.jobs import is_disk_full
 from ..log import log
-from ..protocol import FINAL_EVENTS, FORM_SPEC, SpecError, format_event, frame_filename, guide_errors, parse_spec
+from ..protocol import (
+    FINAL_EVENTS,
+    FORM_SPEC,
+    SpecError,
+    format_event,
+    frame_filename,
+    guide_errors,
+    parse_spec,
+)
 from ..protocol.inputs import decode_json, parse_event_id
 from .blocking import off_loop
 from .checks import check_models, job_or_404
@@ -108,8 +116,9 @@ async def events(job_id: str, request: Request):
             while True:
                 wake.clear()
                 finished = job.finished  # read before the events: a final event emitted after is in the next batch
-                for seq, kind, data in job.events_after(seq):
-                    yield format_event(seq, kind, public(data))
+                for event_id, kind, data in job.events_after(seq):
+                    seq = event_id
+                    yield format_event(event_id, kind, public(data))
                     if kind in FINAL_EVENTS:
                         return
                 if finished:

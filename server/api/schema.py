@@ -5,8 +5,19 @@ from __future__ import annotations
 
 from fastapi import FastAPI
 
-from ..protocol import (CAMERA_MOTION_MODES, CONTROL_KINDS, FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE,
-                        FORM_SPEC, FUSE_MODES, LIMITS, PROTOCOL_VERSION, SCHEDULERS)
+from ..protocol import (
+    CAMERA_MOTION_MODES,
+    CONTROL_KINDS,
+    FORM_DEPTH,
+    FORM_KEYFRAME,
+    FORM_NORMAL,
+    FORM_POSE,
+    FORM_SPEC,
+    FUSE_MODES,
+    LIMITS,
+    PROTOCOL_VERSION,
+    SCHEDULERS,
+)
 
 
 def _range(kind, lo, hi, default=None):

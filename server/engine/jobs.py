@@ -154,7 +154,9 @@ def load_guides(folder: Path, spec: JobSpec, counts: dict[str, int]) -> dict:
     guides = {}
     for name, count in counts.items():
         if name == FORM_POSE:
-            from . import pose  # controlnet-aux is slow to import: only when a job has a pose guide
+            from . import (
+                pose,  # controlnet-aux is slow to import: only when a job has a pose guide
+            )
 
             people = pose.parse_frames(json.loads((folder / "pose.json").read_bytes()), spec.frames, spec.width,
                                        spec.height)
@@ -344,7 +346,7 @@ class JobQueue:
             try:
                 job.state = "running"
                 self._run(job)
-            except Exception as e:  # the runner ends its own failures; this is a bug in it
+            except Exception as e:  # noqa: BLE001 - the runner ends its own failures; this is a bug in it
                 log_exception(f"job {job.id}", e)
                 job.emit("error", message=f"internal error ({type(e).__name__}); see server.log")
             finally:

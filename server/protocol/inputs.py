@@ -71,17 +71,19 @@ def decode_json(raw: bytes | str, where: str, hint: str = ""):
 def tree_errors(data, where: str) -> list[tuple[str, str]]:
     """Nesting depth and text of a decoded JSON value, walked without recursion."""
     errors = []
-    stack = [(data, where, 1)]
+    # A spec's fields are named as parse_spec names them ("prompt", "camera.frames[0].K"); others from `where`.
+    stack = [(data, "" if where == "spec" else where, 1)]
     while stack and len(errors) < 20:
         value, at, depth = stack.pop()
         if depth > MAX_DEPTH:
-            return [(at, f"JSON nested deeper than {MAX_DEPTH} levels")]
+            return [(at or where, f"JSON nested deeper than {MAX_DEPTH} levels")]
         if isinstance(value, str):
-            errors += text_errors(value, at)
+            errors += text_errors(value, at or where)
         elif isinstance(value, dict):
             for k, v in value.items():
-                errors += text_errors(k, f"{at}.{k[:40]!r}", key=True)
-                stack.append((v, f"{at}.{k[:40]}", depth + 1))
+                name = f"{at}.{k[:40]}" if at else k[:40]
+                errors += text_errors(k, name, key=True)
+                stack.append((v, name, depth + 1))
         elif isinstance(value, list):
             stack.extend((v, f"{at}[{i}]", depth + 1) for i, v in enumerate(value))
     return errors
