@@ -70,6 +70,12 @@ def client(server_url: str, port: int, token: str) -> Client:
 
 
 def log_path(data_dir: Path) -> Path:
+    """What the server process prints (start-up failures included); its own `server.log` lies beside it."""
+    return Path(data_dir) / "console.log"
+
+
+def server_log_path(data_dir: Path) -> Path:
+    """The server's `marionette` log (failed requests, jobs, tracebacks with error ids) once it has run."""
     return Path(data_dir) / "server.log"
 
 

@@ -124,7 +124,10 @@ class MARIONETTE_OT_open_server_log(bpy.types.Operator):
     bl_description = "Open the local server's log in the system's text viewer"
 
     def execute(self, context):
-        path = server_control.log_path(paths.server_data_dir())
+        data = paths.server_data_dir()
+        path = server_control.server_log_path(data)
+        if not path.exists():   # the server never got as far as its own log: what it printed says why
+            path = server_control.log_path(data)
         if not path.exists():
             self.report({"WARNING"}, "No local server has run yet: there is no server log")
             return {"CANCELLED"}

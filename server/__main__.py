@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import ipaddress
 import os
 import socket
@@ -37,17 +38,45 @@ def parse_args(argv=None):
                    help="float8 weight storage, ControlNets in host memory except while they run, tiled VAE decode "
                         "(slower; for GPUs with little memory)")
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest request body accepted (default 512)")
+    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
+                   help="another host name clients may reach the server by (besides the bound host and "
+                        "loopback names); repeat for several")
     args = p.parse_args(argv)
     if not _loopback(args.host) and not args.token:
         p.error(f"--host {args.host} exposes the server beyond this machine: give --token (or MARIONETTE_TOKEN)")
     return args
 
 
+def _server_class():
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        """On SIGTERM/SIGINT, first end the jobs: the running one is cancelled and every open event stream gets
+        its final event, so that uvicorn's graceful shutdown finds the streams closing instead of cutting them."""
+
+        queue = None
+        _loop = None
+
+        async def serve(self, sockets=None):
+            self._loop = asyncio.get_running_loop()
+            await super().serve(sockets)
+
+        def handle_exit(self, sig, frame):
+            if self.queue is not None and self._loop is not None and not self.should_exit:
+                # A signal handler may interrupt the loop's thread inside a lock: run the stop as a callback.
+                self._loop.call_soon_threadsafe(self.queue.begin_stop)
+            super().handle_exit(sig, frame)
+
+    return Server
+
+
 def main(argv=None):
     args = parse_args(argv)
-    import uvicorn
     from diffusers.utils import logging as diffusers_logging
 
+    # The worker thread runs the pipeline's Python between torch calls; a shorter GIL switch interval lets the
+    # event loop answer within a few ms of a request instead of up to 5 ms per blocking point.
+    sys.setswitchinterval(0.001)
     diffusers_logging.set_verbosity_error()  # dtype-cast chatter on every load hides what matters in the log
     from .api import Settings, create_app
     from .loaders import ModelConfig
@@ -60,7 +89,8 @@ def main(argv=None):
     if args.low_vram:
         os.environ["MARIONETTE_LOW_VRAM"] = "1"   # read by the model store
     settings = Settings(models=config, data_dir=args.data / "jobs", token=args.token, device=args.device,
-                        dtype=args.dtype, max_upload_mb=args.max_upload_mb)
+                        dtype=args.dtype, max_upload_mb=args.max_upload_mb, host=args.host,
+                        allowed_hosts=tuple(args.allow_host), log_dir=args.data)
     app = create_app(settings)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
@@ -78,8 +108,10 @@ def main(argv=None):
 
     app.router.on_startup.append(ready)
 
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning",
-                                           timeout_graceful_shutdown=5))
+    import uvicorn
+
+    server = _server_class()(uvicorn.Config(app, log_level="warning", timeout_graceful_shutdown=5))
+    server.queue = app.state.queue
     server.run(sockets=[sock])
 
 

@@ -33,7 +33,7 @@ def tiny_server(tmp_path_factory, tiny_models):
     server = launcher.start(os.environ.get("MARIONETTE_SERVER_PYTHON"),
                             args=["--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data),
                                   "--token", TOKEN],
-                            log=data / "server.log", timeout=180)
+                            log=data / "stdout.log", timeout=180)
     yield server
     server.stop()
 

@@ -399,7 +399,7 @@ def server(tiny_models, tmp_path_factory):
 
     settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"),
                         data_dir=tmp_path_factory.mktemp("camera-jobs"))
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:7860") as client:
         yield client
 
 

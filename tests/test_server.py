@@ -21,15 +21,16 @@ def server(tiny_models, tmp_path_factory):
     settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"),
                         data_dir=tmp_path_factory.mktemp("jobs"), max_upload_mb=4)
     app = create_app(settings)
-    with TestClient(app) as client:
+    with TestClient(app, base_url="http://127.0.0.1:7860") as client:
         client.app_state = app.state
         yield client
 
 
 def submit(client, spec, **guides):
+    if not guides:
+        return client.post("/jobs", json=spec)
     data, files = multipart(spec, **guides)
-    r = client.post("/jobs", data=data, files=files or None)
-    return r
+    return client.post("/jobs", data=data, files=files)
 
 
 def run_to_end(client, spec, **guides):

@@ -58,7 +58,7 @@ def test_another_program_on_the_port_is_named_and_nothing_starts(foreign, tmp_pa
     message = str(e.value)
     assert f"port {port} is used by another program" in message and "choose another port" in message
     assert ("HTTP 501" if kind == "501" else '"llama3"') in message
-    assert not (tmp_path / "server.log").exists(), "no server was started"
+    assert not server_control.log_path(tmp_path).exists(), "no server was started"
 
 
 def _free_port() -> int:

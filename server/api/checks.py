@@ -1,30 +1,27 @@
-"""Checks shared by the routes: JSON bodies, known jobs, and that a spec's models exist and fit."""
+"""Checks shared by the routes: JSON bodies, known jobs, and that a spec's models exist, are readable and fit."""
 
 from __future__ import annotations
 
 from fastapi import HTTPException, Request
-from fastapi.responses import JSONResponse
 
 from ..engine.planning import motion_lora_names
-from ..loaders import UnknownModel, hub, motion_adapter_info
+from ..loaders import CheckpointError, UnknownModel, hub, motion_adapter_info
 from ..protocol import SpecError
-
-
-def spec_error_response(errors) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [{"field": f, "message": m} for f, m in errors]})
+from ..protocol.inputs import decode_json
 
 
 async def json_body(request: Request, where: str, hint: str = ""):
-    try:
-        return await request.json()
-    except ValueError:
-        raise SpecError([(where, "body must be JSON" + (f": {hint}" if hint else ""))]) from None
+    """The request's JSON body, decoded through the validation layer. Only application/json is read as JSON."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type != "application/json":
+        raise HTTPException(415, f"send the body as application/json (got {content_type or 'no content type'})")
+    return decode_json(await request.body(), where, hint)
 
 
 def job_or_404(request: Request, job_id: str):
     job = request.app.state.queue.get(job_id)
     if job is None:
-        raise HTTPException(404, f"no job {job_id!r}")
+        raise HTTPException(404, f"no job {job_id[:80]!r}")
     return job
 
 
@@ -40,7 +37,8 @@ def require_files(entry):
 
 
 def check_models(models, spec):
-    """Every model name of the spec exists, and the clip fits the motion module. Raises 404 / SpecError."""
+    """Every model name of the spec exists and its file is readable, and the clip fits the motion module.
+    Raises HTTPException 404 (unknown name), CheckpointError (a broken file: 409) or SpecError."""
     try:
         module = models.get("motion_module", spec.motion_module)
         entries = [models.get("base", spec.base), module]
@@ -56,7 +54,11 @@ def check_models(models, spec):
         raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
     for entry in entries:
         require_files(entry)
-    max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
+    try:
+        max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
+    except CheckpointError as e:
+        e.kind, e.name = "motion_module", spec.motion_module
+        raise
     if spec.context is not None and spec.context.length > max_frames:
         raise SpecError([("context.length", f"windows of {spec.context.length} frames are more than the motion "
                                             f"module {spec.motion_module!r} takes ({max_frames}); 16 is what "

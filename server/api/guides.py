@@ -1,48 +1,72 @@
-"""Uploaded guides: decoded and checked before a job is queued, kept in the job folder beside its frames."""
+"""Uploaded guides: checked before a job is queued (PNG headers first, then a decode one image at a time), then
+kept in the job folder as the PNG files that were sent; the job decodes them when it runs."""
 
 from __future__ import annotations
 
 import io
-import json
-from pathlib import Path
+from dataclasses import asdict
 
-import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from ..engine.jobs import Job, write_atomic
 from ..protocol import FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, SpecError
+from ..protocol.inputs import MAX_PIXELS, check_png_header, decode_json
 
 GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME)
+IMAGE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_KEYFRAME)
 
 
-def _decode_png(data: bytes, where: str, width: int, height: int) -> np.ndarray:
-    try:
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise SpecError([(where, f"cannot be decoded as an image ({e.__class__.__name__}); send a PNG")]) from None
-    if image.size != (width, height):
-        raise SpecError([(where, f"is {image.size[0]}x{image.size[1]}, the job is {width}x{height}")])
-    return np.asarray(image.convert("RGB"))
+def check_headers(spec, parts: dict[str, list[bytes]]):
+    """The declared format and size of every image, from its header alone (cheap: runs on the event loop)."""
+    errors = []
+    for name in IMAGE_FIELDS:
+        for i, data in enumerate(parts.get(name, [])):
+            try:
+                check_png_header(data, f"{name}[{i}]", spec.width, spec.height)
+            except SpecError as e:
+                errors += e.errors
+    if errors:
+        raise SpecError(errors[:20])
 
 
-def decode_guides(spec, parts: dict[str, list[bytes]]) -> dict[str, list[np.ndarray]]:
-    """Decode and check every uploaded guide; the openpose guide is drawn from its keypoints here."""
-    guides = {}
-    for name in (FORM_DEPTH, FORM_NORMAL):
-        if parts.get(name):
-            guides[name] = [_decode_png(d, f"{name}[{i}]", spec.width, spec.height) for i, d in enumerate(parts[name])]
+def check_decodes(spec, parts: dict[str, list[bytes]]):
+    """Each image decodes in full, and the pose file is valid; nothing decoded is kept (blocking: executor)."""
+    for name in IMAGE_FIELDS:
+        for i, data in enumerate(parts.get(name, [])):
+            where = f"{name}[{i}]"
+            try:
+                with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+                    if image.size != (spec.width, spec.height) or image.size[0] * image.size[1] > MAX_PIXELS:
+                        raise SpecError([(where, f"is {image.size[0]}x{image.size[1]}, the job is "
+                                                 f"{spec.width}x{spec.height}")])
+                    image.load()
+            except SpecError:
+                raise
+            except Exception as e:  # noqa: BLE001 - PIL raises many kinds for a corrupt file: "cannot decode"
+                raise SpecError([(where, f"cannot be decoded as a PNG ({type(e).__name__}); send a PNG")]) from None
     if parts.get(FORM_POSE):
-        from ..engine import pose  # controlnet-aux is slow to import: only when a job has a pose guide
+        from ..engine import (
+            pose,  # controlnet-aux is slow to import: only when a job has a pose guide
+        )
 
         try:
-            people = pose.parse_frames(json.loads(parts[FORM_POSE][0]), spec.frames, spec.width, spec.height)
-        except ValueError as e:
-            raise SpecError([(FORM_POSE, str(e))]) from None
-        guides["openpose"] = [pose.draw(p, spec.width, spec.height) for p in people]
-    if parts.get(FORM_KEYFRAME):
-        guides["keyframe"] = [_decode_png(d, f"keyframe[{i}]", spec.width, spec.height)
-                              for i, d in enumerate(parts[FORM_KEYFRAME])]
-    return guides
+            pose.parse_frames(decode_json(parts[FORM_POSE][0], FORM_POSE), spec.frames, spec.width, spec.height)
+        except ValueError as e:  # SpecError is one
+            raise (e if isinstance(e, SpecError) else SpecError([(FORM_POSE, str(e))])) from None
+
+
+def store_submission(job: Job, parts: dict[str, list[bytes]]):
+    """Write the guides as sent and the queued manifest into the job folder (blocking: executor)."""
+    folder = job.folder / "guides"
+    for name in IMAGE_FIELDS:
+        for i, data in enumerate(parts.get(name, [])):
+            write_atomic(folder / f"{name}_{i + 1:04d}.png", data)
+    if parts.get(FORM_POSE):
+        write_atomic(folder / "pose.json", parts[FORM_POSE][0])
+    job.guide_counts = {name: len(parts[name]) for name in GUIDE_FIELDS if parts.get(name)}
+    job.manifest = {"id": job.id, "status": "queued", "spec": asdict(job.spec), "seed": job.spec.seed,
+                    "created": job.created, "guides": job.guide_counts}
+    job.write_manifest()
 
 
 def draw_pose_png(data: dict) -> bytes:
@@ -58,10 +82,3 @@ def draw_pose_png(data: dict) -> bytes:
     return buf.getvalue()
 
 
-def save_guides(folder: Path, guides: dict[str, list[np.ndarray]], parts: dict[str, list[bytes]]):
-    """Keep the guides beside the frames so any result can be re-run from its folder."""
-    for name, images in guides.items():
-        for i, image in enumerate(images):
-            Image.fromarray(image).save(folder / f"{name}_{i + 1:04d}.png")
-    if parts.get(FORM_POSE):
-        (folder / "pose.json").write_bytes(parts[FORM_POSE][0])

@@ -13,7 +13,7 @@ router = APIRouter()
 
 
 @router.get("/health")
-def health(request: Request):
+async def health(request: Request):
     store, queue = request.app.state.store, request.app.state.queue
     return {"service": SERVICE, "status": "ok", "version": __version__, "device": store.device,
             "dtype": str(store.dtype).removeprefix("torch."), "device_reason": store.device_reason,

@@ -6,6 +6,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from ..loaders import KINDS, hub
+from .errors import public
 
 router = APIRouter()
 
@@ -21,4 +22,5 @@ def _describe(entry, loaded: set[str]) -> dict:
 @router.get("/models")
 def models(request: Request):
     config, loaded = request.app.state.settings.models, set(request.app.state.store.loaded())
-    return {kind: [_describe(config.get(kind, n), loaded) for n in config.names(kind)] for kind in KINDS}
+    # Local files show as their names only: the machine's folder layout is not the client's business.
+    return public({kind: [_describe(config.get(kind, n), loaded) for n in config.names(kind)] for kind in KINDS})

@@ -14,7 +14,8 @@ from PIL import Image
 
 from .. import __version__
 from ..camera import window_input
-from .jobs import Cancelled, Job
+from ..log import log_exception
+from .jobs import Cancelled, Job, is_disk_full
 from .pipeline import CameraPoses, Control, Keyframes, latent_preview
 from .planning import model_identities, plan
 from .schedulers import make_scheduler
@@ -53,7 +54,7 @@ def run_job(job: Job, store: ModelStore):
     spec = job.spec
     timings = {"queued_s": round(time.time() - job.created, 3), "started_at": time.time()}
     t0 = time.perf_counter()
-    job.manifest = {"id": job.id, "spec": asdict(spec), "seed": spec.seed, "status": "running",
+    job.manifest = {**job.manifest, "id": job.id, "spec": asdict(spec), "seed": spec.seed, "status": "running",
                     "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype),
                     "motion_norm": store.motion_norm}
     try:
@@ -133,13 +134,18 @@ def run_job(job: Job, store: ModelStore):
         _finish(job, "cancelled", "cancelled by the client", timings)
         job.emit("cancelled", message="cancelled by the client", frames=len(job.frames_ready))
     except Exception as exc:  # a failing job must never take the worker down
-        message = describe_failure(exc)
+        message = describe_failure(exc, job.folder)
+        error_id = log_exception(f"job {job.id}", exc)
+        job.manifest["error_id"] = error_id
         _finish(job, "error", message, timings, traceback.format_exc())
         job.emit("error", message=message, frames=len(job.frames_ready))
 
 
-def describe_failure(exc: BaseException) -> str:
+def describe_failure(exc: BaseException, folder=None) -> str:
     """A message that names the cause and what to do about it."""
+    if is_disk_full(exc):
+        return (f"the disk of the server's data folder is full ({exc.strerror}); free space there or start the "
+                f"server with another --data folder. The frames written so far are kept")
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
         return ("out of GPU memory: lower the size or frame count, use fewer ControlNets, or release other models "
                 f"(POST /release). Detail: {exc}")

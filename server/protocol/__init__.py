@@ -54,9 +54,10 @@ SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm", "euler_trailing")
 CAMERA_MOTION_MODES = ("manual", "auto", "cameractrl")
 CAMERACTRL_MAX_FRAMES = 16    # CameraCtrl's pose encoder has 16 positions: it sees at most 16 frames at once
 CAMERACTRL_GUIDANCE = 14.0    # the guidance CameraCtrl's authors sample with (inference.py's default)
-EVENT_TYPES = ("queued", "loading", "step", "frame", "done", "error", "cancelled")
-JOB_STATES = ("queued", "running", "done", "error", "cancelled")
-FINAL_EVENTS = ("done", "error", "cancelled")
+EVENT_TYPES = ("queued", "loading", "step", "frame", "done", "error", "cancelled", "interrupted")
+JOB_STATES = ("queued", "running", "done", "error", "cancelled", "interrupted")
+# "interrupted": the server stopped (killed, crashed) while the job was queued or running; its frames stay served.
+FINAL_EVENTS = ("done", "error", "cancelled", "interrupted")
 
 # Multipart form fields of POST /jobs (see README "API").
 FORM_SPEC = "spec"            # the JSON spec, a text field
@@ -248,8 +249,8 @@ def parse_spec(data) -> JobSpec:
         ok &= _number(errors, f"{at}.end", item.get("end", 1.0), 0.0, 1.0)
         if ok and item.get("start", 0.0) >= item.get("end", 1.0):
             errors.append((f"{at}.start", "must be below end"))
-        model = item.get("model") or kind
-        if not isinstance(model, str):
+        model = item.get("model", "") or kind
+        if not isinstance(item.get("model", ""), str):
             errors.append((f"{at}.model", "must be a string"))
         elif ok:
             controlnets.append(ControlSpec(kind, model, float(item.get("weight", 1.0)),
@@ -273,6 +274,9 @@ def parse_spec(data) -> JobSpec:
             if len(set(map(str, keys))) != len(keys):
                 errors.append(("sparsectrl.keyframes", "lists a frame twice"))
             _number(errors, "sparsectrl.weight", raw.get("weight", 1.0), *LIMITS["weight"])
+            if not isinstance(raw.get("model", "rgb"), str):
+                errors.append(("sparsectrl.model", f"must be the name of a SparseCtrl model (a string), got "
+                                                   f"{raw.get('model')!r}"))
             sparsectrl = SparseCtrlSpec(raw.get("model") or "rgb", list(keys), float(raw.get("weight", 1.0))
                                         if isinstance(raw.get("weight", 1.0), (int, float)) else 1.0)
 
