@@ -391,7 +391,7 @@ def client(models, tmp_path_factory):
     from server.api import Settings, create_app
 
     settings = Settings(models=ModelConfig.load(models), data_dir=tmp_path_factory.mktemp("cameractrl-jobs"))
-    with TestClient(create_app(settings)) as c:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8420") as c:
         yield c
 
 

@@ -84,7 +84,7 @@ def app_client(tiny_models, fake_hub, tmp_path):
                                                             str(tmp_path / "nowhere" / "mm.ckpt"), None)
     settings = Settings(models=config, data_dir=tmp_path / "jobs",
                         extra={"hub_endpoint": fake_hub.url, "hub_cache": tmp_path / "hf"})
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8420") as client:
         yield client
     hub.configure()
 
