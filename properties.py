@@ -16,6 +16,10 @@ from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
 
 
+# Blender 4.5+ warns about "//" paths in properties that do not declare they take them.
+_BLEND_RELATIVE = {"options": {"PATH_SUPPORTS_BLEND_RELATIVE"}} if bpy.app.version >= (4, 5) else {}
+
+
 def _search(kind):
     """A StringProperty search callback offering the server's names of `kind` (remembered when it is offline);
     any other text can still be typed."""
@@ -139,7 +143,9 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
     frame_start: IntProperty(name="Start", default=1)
     frame_end: IntProperty(name="End", default=16)
     output_dir: StringProperty(name="Folder", default="//marionette/", subtype="DIR_PATH",
-                               description="Where job folders with the frames are written")
+                               description="Where job folders with the frames are written (for an unsaved file, "
+                                           "// paths go under the output folder of the preferences)",
+                               **_BLEND_RELATIVE)
     import_compositor: BoolProperty(name="Compositor", default=True)
     import_sequencer: BoolProperty(name="Sequencer", default=False)
     import_camera_background: BoolProperty(name="Camera background", default=False)

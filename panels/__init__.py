@@ -22,7 +22,7 @@ def _estimate(context) -> dict:
         result = estimate.estimate(snap, catalog.motion_info(snap["motion_module"]))
         result["refusals"] = job_spec.problems(snap, scene.camera is not None) + result["refusals"]
         return result
-    return cache.per_version(("estimate", context.scene.name_full), compute)
+    return cache.per_version(("estimate", cache.settings_key(context.scene)), compute)
 
 
 class MARIONETTE_PT_main(_Panel, bpy.types.Panel):

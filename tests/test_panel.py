@@ -69,9 +69,8 @@ class Recorder:
         category, name = idname.split(".")
         assert hasattr(getattr(bpy.ops, category), name) and getattr(getattr(bpy.ops, category), name).idname(), \
             idname
-        op_type = getattr(bpy.types, f"{category.upper()}_OT_{name}", None)
         self.log.append(("operator", idname))
-        return OperatorProps(op_type)
+        return OperatorProps(getattr(getattr(bpy.ops, category), name).get_rna_type())
 
     def label(self, text="", **kwargs):
         assert isinstance(text, str)
@@ -97,11 +96,11 @@ class Recorder:
 
 
 class OperatorProps:
-    def __init__(self, op_type):
-        self.__dict__["_names"] = set(op_type.bl_rna.properties.keys()) if op_type else None
+    def __init__(self, rna):
+        self.__dict__["_names"] = set(rna.properties.keys())
 
     def __setattr__(self, name, value):
-        assert self._names is None or name in self._names, f"operator has no property {name!r}"
+        assert name in self._names, f"operator has no property {name!r}"
 
 
 def draw_all():
@@ -117,6 +116,11 @@ def draw_all():
 
 def labels(log):
     return [text for kind, text in log if kind == "label"]
+
+
+def shown(log) -> str:
+    """All the panel's text as one string (long messages wrap over several labels)."""
+    return " ".join(labels(log))
 
 
 # --- tests --------------------------------------------------------------------------------------------------------
@@ -180,12 +184,12 @@ def test_impossible_ranges_are_refused_in_the_panel_and_leave_nothing(extension,
     scene = scene_with_camera(tmp_path, frames=1)
     point_at(extension, tiny_server.url)
     bpy.ops.marionette.refresh_models()
-    assert any("an animation needs at least 2" in t for t in labels(draw_all()))
+    assert "an animation needs at least 2" in shown(draw_all())
     with pytest.raises(RuntimeError, match="at least 2"):
         bpy.ops.marionette.generate()
     scene.frame_end = 40
     scene.marionette.use_context = False
-    assert any("more than the motion module" in t for t in labels(draw_all()))
+    assert "more than the motion module" in shown(draw_all())
     with pytest.raises(RuntimeError, match="Tick Context windows"):
         bpy.ops.marionette.generate()
     scene.marionette.use_context = True
@@ -312,7 +316,7 @@ def test_match_camera_shows_windows_and_the_plot_before_any_job(extension, tiny_
     cam.keyframe_insert("location", frame=1)
     cam.location.x += 3
     cam.keyframe_insert("location", frame=24)
-    scene.marionette.camera_motion = "AUTO"
+    scene.marionette.camera_motion = "auto"
     point_at(extension, tiny_server.url)
     assert bpy.ops.marionette.match_camera() == {"FINISHED"}
     r = runtime()
@@ -330,7 +334,7 @@ def test_every_sub_panel_draws_in_every_state(extension, tiny_server, tmp_path, 
     scene = scene_with_camera(tmp_path, frames=4, size=64, steps=150)
     s = scene.marionette
     s.use_pose = True
-    s.camera_motion = "AUTO"
+    s.camera_motion = "auto"
     bpy.ops.marionette.lora_add()
     bpy.ops.marionette.keyframe_add()
     bpy.ops.object.armature_add()
@@ -348,7 +352,7 @@ def test_every_sub_panel_draws_in_every_state(extension, tiny_server, tmp_path, 
         s.use_pose = False
         run = start_run()
         tick_until(run, lambda: run.phase != "preflight")
-    for camera_motion in ("AUTO", "MANUAL"):
+    for camera_motion in ("auto", "manual"):
         s.camera_motion = camera_motion
         log = draw_all()
         assert log
