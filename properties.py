@@ -15,7 +15,6 @@ from .backend import catalog, estimate
 from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
 
-
 # Blender 4.5+ warns about "//" paths in properties that do not declare they take them.
 _BLEND_RELATIVE = {"options": {"PATH_SUPPORTS_BLEND_RELATIVE"}} if bpy.app.version >= (4, 5) else {}
 

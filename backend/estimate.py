@@ -51,7 +51,8 @@ def estimate(snap: dict, module: dict | None) -> dict:
         refusals.append(f"The context window ({context['length']}) is longer than the motion module takes "
                         f"({max_frames}). Set Window to 16.")
     n_windows = windows(frames, context) if frames >= 2 else 0
-    per_window = min(frames, context["length"]) if context and n_windows > 1 or (context and context["loop"]) else frames
+    windowed = context is not None and (n_windows > 1 or context["loop"])
+    per_window = min(frames, context["length"]) if windowed else frames
     work = n_windows * per_window * snap["steps"]
     w, h = snap["width"], snap["height"]
     if max(w, h) > COMFORT_LONG_SIDE:
@@ -59,7 +60,8 @@ def estimate(snap: dict, module: dict | None) -> dict:
                         "out-of-memory errors on small GPUs and repeated subjects")
     if frames > COMFORT_FRAMES:
         warnings.append(f"{frames} frames takes long: try a shorter range first")
-    if version and version != "v2" and (snap.get("camera_motion") == "auto" or any(snap.get("motion_loras", {}).values())):
+    camera_loras = snap.get("camera_motion") == "auto" or any(snap.get("motion_loras", {}).values())
+    if version and version != "v2" and camera_loras:
         warnings.append(f"Camera motion LoRAs have no effect on {snap['motion_module']!r} ({version}); they need "
                         "a v2 motion module")
     if version and version != "v3" and snap.get("keyframes"):

@@ -121,7 +121,8 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         camera=camera_path,
         context=ContextSpec(**context) if context and (frames > context["length"] or context["loop"]) else None,
         prompts=[PromptKey(f - start, p) for f, p in snap.get("prompt_keys", [])],
-        sparsectrl=SparseCtrlSpec(model=snap.get("sparsectrl_model") or "rgb", keyframes=[f - start for f in snap["keyframes"]],
+        sparsectrl=SparseCtrlSpec(model=snap.get("sparsectrl_model") or "rgb",
+                                  keyframes=[f - start for f in snap["keyframes"]],
                                   weight=snap["keyframe_weight"])
         if snap["keyframes"] else None,
     )

@@ -172,7 +172,8 @@ class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
             if report["missing"]:
                 details.append("missing " + ", ".join(p.replace("_", " ") for p in report["missing"]))
             if report["estimated"]:
-                details.append("estimated from the head's shape: " + ", ".join(p.replace("_", " ") for p in report["estimated"]))
+                estimated = ", ".join(p.replace("_", " ") for p in report["estimated"])
+                details.append("estimated from the head's shape: " + estimated)
             if report["hands"]:
                 details.append("hands: " + ", ".join(report["hands"]))
             if obj.hide_render:

@@ -13,10 +13,12 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-
-from test_extension import PACKAGE, extension, point_at, scene_with_camera  # noqa: F401
+from conftest import extension  # noqa: F401 - the session's installed extension
+from test_extension import PACKAGE, point_at, scene_with_camera
 
 from backend.png import read_png, write_png
+
+pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 def ext(module):
@@ -129,7 +131,6 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     scene = scene_with_camera(tmp_path, frames=4, size=64, steps=1)
     point_at(extension, tiny_server.url)
     assert bpy.ops.marionette.refresh_models() == {"FINISHED"}
-    settings_type = type(scene.marionette)
     search = ext("properties")._search
     assert "sd15" in search("base")(scene.marionette, bpy.context, "")
     assert {"v2", "v3"} <= set(search("motion_module")(scene.marionette, bpy.context, ""))
@@ -156,7 +157,7 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     bpy.ops.marionette.keyframe_add()
     assert [k.frame for k in s.keyframes] == [1, 4]
     assert bpy.ops.marionette.generate() == {"FINISHED"}
-    spec = ext("operators.generate")._active.spec
+    spec = ext("operators.generate")._active.spec.to_dict()
     assert spec["loras"] == [{"name": "style", "weight": pytest.approx(0.8)}]
     assert spec["sparsectrl"]["keyframes"] == [0, 3]
     assert (spec["width"], spec["height"]) == (64, 64)
