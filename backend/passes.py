@@ -55,15 +55,16 @@ def render_guides(scene, frames, out_dir, on_frame=None, should_cancel=None) -> 
             done, total, _ = next(steps)
             if on_frame is not None:
                 on_frame(done, total)
-        next(steps, None)  # the clip-wide depth encoding after the last frame
+        for _ in steps:  # the clip-wide depth encoding after the last frame
+            pass
     finally:
         steps.close()
     return result
 
 
 def iter_guides(scene, frames, out_dir, result: dict):
-    """The same as `render_guides`, one frame per step: yields (done, total, frame) after each frame's render and
-    fills `result` at the end. The render settings stay changed between steps and are restored when the generator
+    """The same as `render_guides`, one frame per step: yields (done, total, frame) after each frame's render, then
+    once per depth PNG encoded with the clip's normalisation (done == total), and fills `result` at the end. The render settings stay changed between steps and are restored when the generator
     ends, fails or is closed (`close()` is how a capture driven by a timer is cancelled)."""
     frames, out = list(frames), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -94,6 +95,8 @@ def iter_guides(scene, frames, out_dir, result: dict):
         path = out / f"depth_{index + 1:04d}.png"
         write_png(path, encode_depth(depth, near, black))
         result["depth"].append(str(path))
+        if index + 1 < len(depths):  # one encoding per step too: a long clip's encodings add up
+            yield len(frames), len(frames), frames[index]
     result.update(near=near, far=far)
 
 

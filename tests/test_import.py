@@ -152,7 +152,7 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
     assert len(ours) == 1 and ours[0].image_user.frame_duration == 5
     assert len(camera.data.background_images) == 2 and artist_bg.image is None
 
-    compositing.import_result(scene, folder, 5, 1, replace_render=True)  # compositor only: the frames replace the render
+    compositing.import_result(scene, folder, 5, 1, replace_render=True)  # compositor only, replacing the render
     assert owned(tree, "over") == [] and feeder(composite_input(tree)) == owned(tree, "image")[0]
     assert "Artist Blur" in tree.nodes and render_layers.name in tree.nodes
     scene.render.use_sequencer = False  # the strip would cover the compositor's result in the render
