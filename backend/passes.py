@@ -64,7 +64,8 @@ def render_guides(scene, frames, out_dir, on_frame=None, should_cancel=None) -> 
 
 def iter_guides(scene, frames, out_dir, result: dict):
     """The same as `render_guides`, one frame per step: yields (done, total, frame) after each frame's render, then
-    once per depth PNG encoded with the clip's normalisation (done == total), and fills `result` at the end. The render settings stay changed between steps and are restored when the generator
+    once per depth PNG encoded with the clip's normalisation (done == total), and fills `result` at the end.
+    The render settings stay changed between steps and are restored when the generator
     ends, fails or is closed (`close()` is how a capture driven by a timer is cancelled)."""
     frames, out = list(frames), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
