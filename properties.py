@@ -11,12 +11,26 @@ from bpy.props import (
     StringProperty,
 )
 
+from .backend import catalog, estimate
 from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
 
+# Blender 4.5+ warns about "//" paths in properties that do not declare they take them.
+_BLEND_RELATIVE = {"options": {"PATH_SUPPORTS_BLEND_RELATIVE"}} if bpy.app.version >= (4, 5) else {}
+
+
+def _search(kind):
+    """A StringProperty search callback offering the server's names of `kind` (remembered when it is offline);
+    any other text can still be typed."""
+    def search(self, context, edit_text):
+        text = edit_text.lower()
+        return [name for name in catalog.names(kind) if text in name.lower()]
+    return search
+
 
 class MARIONETTE_PG_lora(bpy.types.PropertyGroup):
-    name: StringProperty(name="LoRA", description="Image LoRA name in the server's model config")
+    name: StringProperty(name="LoRA", description="Image LoRA name in the server's model config",
+                         search=_search("lora"))
     weight: FloatProperty(name="Weight", default=0.8, min=-2.0, max=4.0, soft_min=0.0, soft_max=1.5)
 
 
@@ -54,6 +68,9 @@ def _guide_props(kind, default_on, default_weight):
                                        description="Fraction of the denoising steps where the ControlNet starts"),
         f"{kind}_end": FloatProperty(name="End", default=1.0, min=0.0, max=1.0, subtype="FACTOR",
                                      description="Fraction of the denoising steps where the ControlNet stops"),
+        f"{kind}_model": StringProperty(name="Model", search=_search("controlnet"),
+                                        description=f"ControlNet name in the server's config; empty: the one named "
+                                                    f"{'openpose' if kind == 'pose' else kind}"),
     }
 
 
@@ -64,8 +81,9 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
     steps: IntProperty(name="Steps", default=25, min=1, max=150)
     guidance: FloatProperty(name="Guidance", default=7.5, min=0.0, max=30.0)
     scheduler: EnumProperty(name="Scheduler", items=[(s, s, "") for s in SCHEDULERS], default="ddim")
-    base: StringProperty(name="Checkpoint", default="sd15", description="Base model name in the server's config")
-    motion_module: StringProperty(name="Motion module", default="v2",
+    base: StringProperty(name="Checkpoint", default="sd15", search=_search("base"),
+                         description="Base model name in the server's config (pick one, or type a name)")
+    motion_module: StringProperty(name="Motion module", default="v2", search=_search("motion_module"),
                                   description="Motion module name in the server's config (v2 for camera LoRAs, "
                                               "v3 for SparseCtrl keyframes)")
     loras: CollectionProperty(type=MARIONETTE_PG_lora)
@@ -99,6 +117,8 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
     keyframes: CollectionProperty(type=MARIONETTE_PG_keyframe)
     keyframe_index: IntProperty()
     keyframe_weight: FloatProperty(name="Keyframe strength", default=1.0, min=0.0, max=2.0)
+    sparsectrl_model: StringProperty(name="SparseCtrl", search=_search("sparsectrl"),
+                                     description="SparseCtrl model name in the server's config; empty: rgb")
 
     use_context: BoolProperty(name="Context windows", default=True,
                               description="Generate clips longer than a window as overlapping windows (the motion "
@@ -115,16 +135,30 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
         description="Prompt travel: each timeline marker in the range is a prompt from its frame on (its name, or "
                     "the text of a Text datablock with that name), blended between markers")
 
+    long_side: IntProperty(name="Long side", default=512, min=64, soft_max=1024, max=2048, step=8, subtype="PIXEL",
+                           description="Generation size: this many pixels on the longer side, the other side from "
+                                       "the scene's aspect, both rounded to multiples of 8 (SD1.5 is trained at 512)")
     use_scene_range: BoolProperty(name="Scene frame range", default=True)
     frame_start: IntProperty(name="Start", default=1)
     frame_end: IntProperty(name="End", default=16)
     output_dir: StringProperty(name="Folder", default="//marionette/", subtype="DIR_PATH",
-                               description="Where job folders with the frames are written")
+                               description="Where job folders with the frames are written (for an unsaved file, "
+                                           "// paths go under the output folder of the preferences)",
+                               **_BLEND_RELATIVE)
     import_compositor: BoolProperty(name="Compositor", default=True)
     import_sequencer: BoolProperty(name="Sequencer", default=False)
     import_camera_background: BoolProperty(name="Camera background", default=False)
     over_render: BoolProperty(name="Over the render", default=False,
                               description="In the compositor, lay the frames over the render with Alpha Over")
+    replace_render: BoolProperty(name="Replace render", default=False,
+                                 description="Feed the frames to the compositor's output, so F12 renders them; off: "
+                                             "they show in the Viewer only and F12 renders the scene as before")
+
+    def generation_size(self, scene):
+        """(width, height) Marionette generates at: its own long side, the scene's aspect, multiples of 8."""
+        r = scene.render
+        return estimate.generation_size(self.long_side, r.resolution_x, r.resolution_y,
+                                        r.pixel_aspect_x / r.pixel_aspect_y)
 
     def frame_range(self, scene):
         if self.use_scene_range:
@@ -143,6 +177,9 @@ class MARIONETTE_PG_runtime(bpy.types.PropertyGroup):
     error: StringProperty()
     server: StringProperty(default="Not checked")
     camera_match: StringProperty(description="Motion LoRAs the server matched to the camera for the last job")
+    camera_windows: StringProperty(description="Matched motion LoRAs per window, one line each")
+    camera_stale: BoolProperty(description="The camera moved since the last Match camera")
+    capture_frame: IntProperty(description="Scene frame the capture is rendering")
 
 
 CLASSES = (MARIONETTE_PG_lora, MARIONETTE_PG_keyframe, MARIONETTE_PG_pose_map, MARIONETTE_PG_settings,

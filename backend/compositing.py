@@ -11,6 +11,17 @@ and the generated frames as foreground. Its factor starts at 1.0 (the generated 
 the frames are opaque); the artist lowers it to see the render through. A later import keeps the factor the
 artist set.
 
+The compositor's result (what F12 renders) is changed only with `replace_render=True`: the socket that fed the
+result before is remembered on the tree, and `restore_render` links it back (one click in the panel). Without it the
+frames go to Marionette's Viewer node only, so F12 renders exactly what it rendered before the import.
+
+Colour: a PNG frame holds display values. Blender shows an image by converting it from its colour space to scene
+linear and then applying the scene's view transform (AgX by default) — so an sRGB-tagged PNG is shown through AgX a
+second time and looks washed out. `display_colorspace(scene)` names the colour space the scene's view transform
+outputs on its display ("AgX Base sRGB" for AgX on sRGB, "sRGB" for Standard...); tagged with it, the frames go
+through the inverse of the view and then the view again, and display as their PNGs do in the Image Editor, the
+compositor and the sequencer (docs/ARCHITECTURE.md, "Frames look as they are").
+
 Blender 4.2–4.5 keep the compositor in `scene.node_tree` with a Composite node; Blender 5.0 made it a node group
 (`scene.compositing_node_group`) whose Group Output is the result. `compositor_is_node_group()` tells them apart;
 only `compositor_tree()`, `compositor_output()` and `scene_state` (which skips 5.0's no-op `use_nodes`) use it.
@@ -73,7 +84,21 @@ def _blend_path(path: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The image
 
-def load_sequence(folder, count, name="Marionette") -> bpy.types.Image:
+_VIEW_OUTPUT = {"Standard": "{display}", "AgX": "AgX Base {display}", "Filmic": "Filmic {display}",
+                "Khronos PBR Neutral": "Khronos PBR Neutral {display}"}
+
+
+def display_colorspace(scene) -> str:
+    """The input colour space equal to what the scene's view transform writes on its display device, so that an
+    image tagged with it displays as its file; "sRGB" for a view without one (False Color, Raw...)."""
+    view, display = scene.view_settings.view_transform, scene.display_settings.display_device
+    known = {item.identifier for item in
+             bpy.types.ColorManagedInputColorspaceSettings.bl_rna.properties["name"].enum_items}
+    name = _VIEW_OUTPUT.get(view, "sRGB").format(display=display)
+    return name if name in known else "sRGB"
+
+
+def load_sequence(folder, count, name="Marionette", scene=None) -> bpy.types.Image:
     """Create or update the Image datablock `name` as a sequence starting at frame_0001.png, reloaded from disk.
 
     The frame mapping lives in each image user (the compositor node, the camera background), not in the image;
@@ -87,6 +112,7 @@ def load_sequence(folder, count, name="Marionette") -> bpy.types.Image:
         image.name = name
     image.source = "SEQUENCE"
     image.filepath = path
+    image.colorspace_settings.name = display_colorspace(scene or bpy.context.scene)
     image[TAG] = True
     image[TAG + "_count"] = int(count)
     image.reload()  # drops cached frames so frames written since the last import show up
@@ -197,8 +223,9 @@ def _render_layers(tree, scene):
     return node
 
 
-def wire_compositor(scene, image, over_render=False, frame_start=None, count=None):
-    """Show `image` in the compositor result and the Viewer, optionally over the render (see the module doc).
+def wire_compositor(scene, image, over_render=False, frame_start=None, count=None, replace_render=False):
+    """Show `image` in Marionette's Viewer, optionally over the render, and with `replace_render` also as the
+    compositor's result (see the module doc).
 
     `frame_start` defaults to the scene's first frame, `count` to the count `load_sequence` stored on the image.
     Returns the Image node.
@@ -225,11 +252,48 @@ def wire_compositor(scene, image, over_render=False, frame_start=None, count=Non
         _remove_owned(tree, "render")
 
     viewer = _ensure_node(tree, "viewer", "CompositorNodeViewer", (x, y - 250))
-    _link(tree, result, output)
     _link(tree, result, viewer.inputs["Image"])
     tree.nodes.active = viewer  # the active Viewer is the one the backdrop and Image Editor show
-    scene.render.use_compositing = True
+    if replace_render:
+        if _PREVIOUS not in tree:
+            link = next(iter(output.links), None)
+            tree[_PREVIOUS] = [link.from_node.name, link.from_socket.identifier] if link else []
+        _link(tree, result, output)
+        if not scene.render.use_compositing:
+            tree[_PREVIOUS + "_compositing"] = True
+            scene.render.use_compositing = True
+    else:
+        restore_render(scene)
     return frames
+
+
+_PREVIOUS = TAG + "_replaced"  # on the tree: [node name, socket identifier] that fed the result before
+
+
+def replaces_render(scene) -> bool:
+    tree = compositor_tree(scene, create=False)
+    return tree is not None and _PREVIOUS in tree
+
+
+def restore_render(scene) -> bool:
+    """Undo `replace_render`: the result is fed again by what fed it before (nothing, if nothing did)."""
+    tree = compositor_tree(scene, create=False)
+    if tree is None or _PREVIOUS not in tree:
+        return False
+    output = compositor_output(tree)
+    previous = list(tree[_PREVIOUS])
+    for link in list(output.links):
+        tree.links.remove(link)
+    if previous:
+        node = tree.nodes.get(previous[0])
+        socket = next((s for s in node.outputs if s.identifier == previous[1]), None) if node else None
+        if socket is not None:
+            tree.links.new(socket, output)
+    if tree.get(_PREVIOUS + "_compositing"):
+        scene.render.use_compositing = False
+        del tree[_PREVIOUS + "_compositing"]
+    del tree[_PREVIOUS]
+    return True
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -268,6 +332,7 @@ def place_in_sequencer(scene, folder, count, frame_start, channel=None):
     for i in range(1, count):
         strip.elements.append(frame_filename(i))
     strip.directory = os.path.join(_blend_path(folder), "")  # Blender keeps strip folders with a trailing slash
+    strip.colorspace_settings.name = display_colorspace(scene)
     strip[TAG] = True
     return strip
 
@@ -297,7 +362,7 @@ def set_camera_background(camera_obj, image, frame_start, count):
 # Entry point
 
 def import_result(scene, folder, count, frame_start, targets=frozenset({"COMPOSITOR"}), over_render=False,
-                  name="Marionette") -> bpy.types.Image:
+                  name="Marionette", replace_render=False) -> bpy.types.Image:
     """Load the frames and show them in each of `targets` (COMPOSITOR, SEQUENCER, CAMERA_BACKGROUND).
 
     Safe to call again as more frames arrive: everything is updated in place. Bad input raises ValueError
@@ -313,9 +378,9 @@ def import_result(scene, folder, count, frame_start, targets=frozenset({"COMPOSI
         raise ValueError(f"Scene {scene.name!r} has no camera for the camera background: "
                          "set Scene Properties ▸ Camera, or leave out CAMERA_BACKGROUND.")
 
-    image = load_sequence(folder, count, name)
+    image = load_sequence(folder, count, name, scene)
     if "COMPOSITOR" in targets:
-        wire_compositor(scene, image, over_render, frame_start, count)
+        wire_compositor(scene, image, over_render, frame_start, count, replace_render)
     if "SEQUENCER" in targets:
         place_in_sequencer(scene, folder, count, frame_start)
     if "CAMERA_BACKGROUND" in targets:

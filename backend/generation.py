@@ -12,6 +12,7 @@ from __future__ import annotations
 import queue
 import threading
 from pathlib import Path
+from typing import NamedTuple
 
 from .client import Client, ServerError
 
@@ -19,6 +20,14 @@ try:
     from ..server.protocol import FINAL_EVENTS, JobSpec, frame_filename
 except ImportError:
     from server.protocol import FINAL_EVENTS, JobSpec, frame_filename
+
+
+class Message(NamedTuple):
+    """One worker -> main thread message: a server event kind ("step", "frame", "done", ...) or one of the
+    client's own ("planned", "submitted", "error"), with its data."""
+
+    kind: str
+    data: dict
 
 
 class Generation:
@@ -41,10 +50,10 @@ class Generation:
         """Check the spec against the server: ("planned", plan) or a final ("error", ...)."""
         try:
             # The camera path exists only after capture; the plan checks models and limits without it.
-            self.messages.put(("planned", self.client.plan({**self.spec.to_dict(), "camera_motion": "manual",
-                                                            "camera": None, "cameractrl": None})))
+            self.messages.put(Message("planned", self.client.plan({**self.spec.to_dict(), "camera_motion": "manual",
+                                                                    "camera": None, "cameractrl": None})))
         except ServerError as e:
-            self.messages.put(("error", {"message": str(e), "status": e.status}))
+            self.messages.put(Message("error", {"message": str(e), "status": e.status}))
             self.finished.set()
 
     def stream(self, spec: JobSpec, guides: dict[str, list[bytes]]):
@@ -54,7 +63,7 @@ class Generation:
         try:
             self.out_dir.mkdir(parents=True, exist_ok=True)
             self.job_id = self.client.submit(self.spec.to_dict(), self.guides)
-            self.messages.put(("submitted", {"id": self.job_id}))
+            self.messages.put(Message("submitted", {"id": self.job_id}))
             if self.cancel_requested.is_set():
                 self._send_cancel()
             for _, kind, data in self.client.events(self.job_id):
@@ -64,15 +73,15 @@ class Generation:
                     data = dict(data, path=str(path))
                 elif kind == "step" and data.get("preview"):
                     (self.out_dir / "preview.png").write_bytes(self.client.fetch(data["preview"]))
-                self.messages.put((kind, data))
+                self.messages.put(Message(kind, data))
                 if kind in FINAL_EVENTS:
                     return
-            self.messages.put(("error", {"message": "the server closed the event stream before the job ended; "
+            self.messages.put(Message("error", {"message": "the server closed the event stream before the job ended; "
                                                     "the frames received so far are kept"}))
         except ServerError as e:
-            self.messages.put(("error", {"message": str(e), "status": e.status}))
+            self.messages.put(Message("error", {"message": str(e), "status": e.status}))
         except OSError as e:
-            self.messages.put(("error", {"message": f"cannot write frames to {self.out_dir}: {e}"}))
+            self.messages.put(Message("error", {"message": f"cannot write frames to {self.out_dir}: {e}"}))
         finally:
             self.finished.set()
 
@@ -88,7 +97,7 @@ class Generation:
         except ServerError:
             pass  # the job may have just ended; the event stream says how
 
-    def drain(self) -> list[tuple[str, dict]]:
+    def drain(self) -> list[Message]:
         out = []
         while True:
             try:

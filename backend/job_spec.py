@@ -9,7 +9,6 @@ from __future__ import annotations
 import bpy
 
 from . import pose_capture
-from .camera import render_size
 
 try:
     from ..server.protocol import (
@@ -47,7 +46,7 @@ def snapshot(settings, scene) -> dict:
     """Read everything a job needs from the scene on the main thread, once."""
     start, end = settings.frame_range(scene)
     r = scene.render
-    width, height = render_size(scene)
+    width, height = settings.generation_size(scene)   # Marionette's own size, not the render's
     snap = {name: getattr(settings, name) for name in (
         "prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "base", "motion_module",
         "camera_motion", "keyframe_weight")}
@@ -56,12 +55,12 @@ def snapshot(settings, scene) -> dict:
                  "fuse": settings.fuse} if settings.use_context else None,
         prompt_keys=marker_prompts(scene, start, end) if settings.prompts_from_markers else [],
         frame_start=start, frame_end=end, fps=round(r.fps / r.fps_base),
-        width=width, height=height,
+        width=width, height=height, sparsectrl_model=settings.sparsectrl_model,
         loras=[(item.name, item.weight) for item in settings.loras if item.name],
         keyframes=sorted({k.frame for k in settings.keyframes}),
         motion_loras={name: getattr(settings, f"lora_{name}") for name in MOTION_LORAS},
         guides={kind: {"weight": getattr(settings, f"{p}_weight"), "start": getattr(settings, f"{p}_start"),
-                       "end": getattr(settings, f"{p}_end")}
+                       "end": getattr(settings, f"{p}_end"), "model": getattr(settings, f"{p}_model")}
                 for kind, p in GUIDE_SETTINGS.items() if getattr(settings, f"use_{p}")},
     )
     if settings.use_pose:
@@ -88,8 +87,8 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
     if not has_camera:
         out.append("The scene has no active camera: add one and make it active (Ctrl Numpad 0)")
     if snap["width"] % 8 or snap["height"] % 8:
-        out.append(f"Output size {snap['width']}x{snap['height']} is not a multiple of 8: set the render "
-                   f"resolution (and %) to e.g. 512x512")
+        out.append(f"Output size {snap['width']}x{snap['height']} is not a multiple of 8: set Long side in "
+                   f"Output to e.g. 512")
     if snap["frame_end"] < snap["frame_start"]:
         out.append("The frame range is empty: set End at or after Start")
     if not snap["prompt"].strip():
@@ -114,7 +113,7 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         guidance=snap["guidance"], width=snap["width"], height=snap["height"], frames=frames, frame_start=start,
         fps=snap["fps"], scheduler=snap["scheduler"], base=snap["base"], motion_module=snap["motion_module"],
         loras=[Weighted(n, w) for n, w in snap["loras"]],
-        controlnets=[ControlSpec(kind, weight=g["weight"], start=g["start"], end=g["end"])
+        controlnets=[ControlSpec(kind, model=g.get("model", ""), weight=g["weight"], start=g["start"], end=g["end"])
                      for kind, g in snap["guides"].items()],
         camera_motion=snap["camera_motion"],
         motion_loras=[Weighted(n, w) for n, w in snap["motion_loras"].items()
@@ -122,7 +121,9 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         camera=camera_path,
         context=ContextSpec(**context) if context and (frames > context["length"] or context["loop"]) else None,
         prompts=[PromptKey(f - start, p) for f, p in snap.get("prompt_keys", [])],
-        sparsectrl=SparseCtrlSpec(keyframes=[f - start for f in snap["keyframes"]], weight=snap["keyframe_weight"])
+        sparsectrl=SparseCtrlSpec(model=snap.get("sparsectrl_model") or "rgb",
+                                  keyframes=[f - start for f in snap["keyframes"]],
+                                  weight=snap["keyframe_weight"])
         if snap["keyframes"] else None,
     )
     data = spec.to_dict()

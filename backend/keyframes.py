@@ -10,14 +10,21 @@ from .scene_state import preserved
 
 
 def render_keyframes(scene, frames, out_dir) -> list[str]:
+    """Render each scene frame in `frames` as `keyframe_0001.png`, ... (see `iter_keyframes`)."""
+    paths: list[str] = []
+    for _ in iter_keyframes(scene, frames, out_dir, paths):
+        pass
+    return paths
+
+
+def iter_keyframes(scene, frames, out_dir, paths: list):
     """Render each scene frame in `frames` as `keyframe_0001.png`, ... (numbered by position) at the render size.
 
     Only the output path and file format change for the duration; the engine, samples, colour management and
-    compositing are the scene's own.
+    compositing are the scene's own. One render per step: yields (done, total, frame); `paths` gets the files.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    paths = []
     with preserved(scene):
         render = scene.render
         settings = render.image_settings
@@ -35,4 +42,4 @@ def render_keyframes(scene, frames, out_dir) -> list[str]:
             if "FINISHED" not in state or not path.exists():
                 raise RuntimeError(f"rendering keyframe {frame} of {scene.name!r} failed ({state})")
             paths.append(str(path))
-    return paths
+            yield index + 1, len(frames), frame

@@ -46,17 +46,36 @@ def render_guides(scene, frames, out_dir, on_frame=None, should_cancel=None) -> 
     CaptureCancelled (files of frames already done stay). Returns the written paths, the median Z of each frame
     (None where nothing is in view) and the clip's near and far Z (None if nothing is in view at all).
     """
+    frames, result = list(frames), {}
+    steps = iter_guides(scene, frames, out_dir, result)
+    try:
+        for frame in frames:
+            if should_cancel is not None and should_cancel():
+                raise CaptureCancelled(f"capture cancelled before frame {frame}")
+            done, total, _ = next(steps)
+            if on_frame is not None:
+                on_frame(done, total)
+        for _ in steps:  # the clip-wide depth encoding after the last frame
+            pass
+    finally:
+        steps.close()
+    return result
+
+
+def iter_guides(scene, frames, out_dir, result: dict):
+    """The same as `render_guides`, one frame per step: yields (done, total, frame) after each frame's render, then
+    once per depth PNG encoded with the clip's normalisation (done == total), and fills `result` at the end.
+    The render settings stay changed between steps and are restored when the generator
+    ends, fails or is closed (`close()` is how a capture driven by a timer is cancelled)."""
     frames, out = list(frames), Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    result = {"depth": [], "normal": [], "depth_raw": [], "median_depth": []}
+    result.update({"depth": [], "normal": [], "depth_raw": [], "median_depth": []})
     layer = _view_layer(scene)
     depths = []
     with preserved(scene), tempfile.TemporaryDirectory(prefix="marionette-") as tmp:
         exr_path = Path(tmp) / "passes.exr"
         _configure(scene, layer, exr_path)
         for index, frame in enumerate(frames):
-            if should_cancel is not None and should_cancel():
-                raise CaptureCancelled(f"capture cancelled before frame {frame}")
             scene.frame_set(frame)
             rotation = camera_math.active_camera(scene).matrix_world.copy()
             channels = _render(scene, layer, exr_path)
@@ -71,14 +90,15 @@ def render_guides(scene, frames, out_dir, on_frame=None, should_cancel=None) -> 
             visible = depth[np.isfinite(depth)]
             result["median_depth"].append(float(np.median(visible)) if visible.size else None)
             depths.append(depth)
-            if on_frame is not None:
-                on_frame(index + 1, len(frames))
+            yield index + 1, len(frames), frame
     near, far, black = clip_range(depths)
     for index, depth in enumerate(depths):
         path = out / f"depth_{index + 1:04d}.png"
         write_png(path, encode_depth(depth, near, black))
         result["depth"].append(str(path))
-    return {**result, "near": near, "far": far}
+        if index + 1 < len(depths):  # one encoding per step too: a long clip's encodings add up
+            yield len(frames), len(frames), frames[index]
+    result.update(near=near, far=far)
 
 
 def _view_layer(scene):

@@ -51,17 +51,31 @@ def main():
     p.add_argument("--size", type=int, default=512)
     p.add_argument("--frames", type=int, default=16)
     p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--capture-only", action="store_true", help="measure the capture ticks only")
     args = p.parse_args()
     work = Path(tempfile.mkdtemp(prefix="marionette-bench-capture-"))
     scene = build_scene(args.size, args.frames)
     frames = list(range(1, args.frames + 1))
 
+    # The panel's capture: one frame per timer tick (passes.iter_guides is what each tick advances).
+    rendered, ticks = {}, []
     t = time.perf_counter()
-    rendered = passes.render_guides(scene, frames, work / "guides")
+    steps = passes.iter_guides(scene, frames, work / "guides", rendered)
+    while True:
+        tick = time.perf_counter()
+        if next(steps, None) is None:
+            ticks.append(time.perf_counter() - tick)
+            break
+        ticks.append(time.perf_counter() - tick)
+    tick = time.perf_counter()
     path = camera.camera_path(scene, frames, rendered["median_depth"])
+    ticks.append(time.perf_counter() - tick)
     capture_s = time.perf_counter() - t
     print(f"capture: {args.frames} frames {args.size}x{args.size} depth+normal+camera in {capture_s:.2f} s = "
-          f"{args.frames / capture_s:.2f} frames/s (main thread, like F12)")
+          f"{args.frames / capture_s:.2f} frames/s; {len(ticks)} ticks, longest main-thread block "
+          f"{max(ticks) * 1000:.0f} ms (one frame), median {sorted(ticks)[len(ticks) // 2] * 1000:.0f} ms")
+    if args.capture_only:
+        return
 
     from tests.support import tiny_models
 

@@ -127,6 +127,8 @@ def build(frames: int = 16, size: int = 512, fps: int = 8):
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = size
     scene.render.resolution_percentage = 100
+    if hasattr(scene, "marionette"):  # Marionette generates at its own size: the same here
+        scene.marionette.long_side = size
     scene.render.fps, scene.render.fps_base = fps, 1.0
     scene.frame_start, scene.frame_end = 1, frames
     props()

@@ -2,9 +2,25 @@
 
 import bpy
 
-from . import capture, generate, import_result, install, models, server
+from . import camera_match, capture, catalog, generate, import_result, install, lists, models, server
 
-CLASSES = (capture.CLASSES + generate.CLASSES + server.CLASSES + import_result.CLASSES + install.CLASSES +
-           models.CLASSES)
+CLASSES = (capture.CLASSES + generate.CLASSES + server.CLASSES + import_result.CLASSES + install.CLASSES
+           + models.CLASSES + lists.CLASSES + catalog.CLASSES + camera_match.CLASSES)
 
-register, unregister = bpy.utils.register_classes_factory(CLASSES)
+_register, _unregister = bpy.utils.register_classes_factory(CLASSES)
+
+
+def register():
+    _register()
+    generate.register()
+    try:
+        catalog.load_cached()
+    except (OSError, ValueError):
+        pass  # no extension user folder (legacy install): the pickers fill on the first refresh
+    camera_match.register()
+
+
+def unregister():
+    camera_match.unregister()
+    generate.unregister()
+    _unregister()

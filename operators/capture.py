@@ -6,7 +6,7 @@ from pathlib import Path
 import bpy
 
 from .. import preferences
-from ..backend import camera, job_spec, keyframes, passes, pose_capture, server_control
+from ..backend import camera, job_spec, keyframes, passes, pose_capture, scene_state, server_control
 from ..backend.client import ServerError
 from ..server.protocol import FORM_POSE, GUIDE_FORM
 from . import paths
@@ -17,19 +17,40 @@ POSE_IMAGE = "Marionette Pose Guide"
 
 def capture(scene, snap: dict, folder: Path) -> tuple[dict, dict]:
     """Render the guides a job needs. Returns (guide files by form field, camera path). Leaves the scene as it was."""
+    out: dict = {}
+    for _ in capture_steps(scene, snap, folder, out):
+        pass
+    return out["files"], out["camera_path"]
+
+
+def capture_steps(scene, snap: dict, folder: Path, out: dict):
+    """`capture` one render per step, for a timer: yields (what, done, total, scene frame) after each render and
+    the camera path, and fills `out` ("files", "camera_path") at the end. Guides render at the generation size
+    (snap width × height). Every setting it changes is put back when the generator ends, fails or is closed."""
     frames = list(range(snap["frame_start"], snap["frame_end"] + 1))
+    total = len(frames) + len(snap["keyframes"]) + 1
     folder.mkdir(parents=True, exist_ok=True)
-    rendered = passes.render_guides(scene, frames, folder)
-    files = {}
-    for kind in ("depth", "normal"):
-        if kind in snap["guides"]:
-            files[GUIDE_FORM[kind]] = [Path(p).read_bytes() for p in rendered[kind]]
-    if snap["keyframes"]:
-        files["keyframe"] = [Path(p).read_bytes() for p in keyframes.render_keyframes(scene, snap["keyframes"], folder)]
-    path = camera.camera_path(scene, frames, rendered["median_depth"])
-    if "openpose" in snap["guides"]:
-        files[FORM_POSE] = [capture_pose(scene, snap["openpose"], path, rendered["depth_raw"], folder)]
-    return files, path
+    with scene_state.preserved(scene):
+        render = scene.render
+        render.resolution_x, render.resolution_y, render.resolution_percentage = snap["width"], snap["height"], 100
+        render.pixel_aspect_x = render.pixel_aspect_y = 1.0
+        rendered: dict = {}
+        for done, _, frame in passes.iter_guides(scene, frames, folder, rendered):
+            yield "guides", done, total, frame
+        files = {}
+        for kind in ("depth", "normal"):
+            if kind in snap["guides"]:
+                files[GUIDE_FORM[kind]] = [Path(p).read_bytes() for p in rendered[kind]]
+        if snap["keyframes"]:
+            written: list = []
+            for done, _, frame in keyframes.iter_keyframes(scene, snap["keyframes"], folder, written):
+                yield "keyframe", len(frames) + done, total, frame
+            files["keyframe"] = [Path(p).read_bytes() for p in written]
+        path = camera.camera_path(scene, frames, rendered["median_depth"])
+        if "openpose" in snap["guides"]:
+            files[FORM_POSE] = [capture_pose(scene, snap["openpose"], path, rendered["depth_raw"], folder)]
+        yield "camera", total, total, frames[-1]
+    out.update(files=files, camera_path=path)
 
 
 def capture_pose(scene, settings: dict, path: dict, depth_raw: list, folder: Path) -> bytes:

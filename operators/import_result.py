@@ -22,7 +22,7 @@ class MARIONETTE_OT_import_result(bpy.types.Operator):
         count = len(list(folder.glob("frame_*.png"))) if folder.is_dir() else 0
         try:
             compositing.import_result(scene, folder, count, settings.frame_range(scene)[0], _targets(settings),
-                                      settings.over_render)
+                                      settings.over_render, replace_render=settings.replace_render)
         except ValueError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
@@ -30,4 +30,21 @@ class MARIONETTE_OT_import_result(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (MARIONETTE_OT_import_result,)
+class MARIONETTE_OT_restore_render(bpy.types.Operator):
+    bl_idname = "marionette.restore_render"
+    bl_label = "Restore Render"
+    bl_description = "F12 renders the scene again: the compositor's result is fed by what fed it before the import"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return compositing.replaces_render(context.scene)
+
+    def execute(self, context):
+        compositing.restore_render(context.scene)
+        context.scene.marionette.replace_render = False
+        self.report({"INFO"}, "F12 renders the scene again")
+        return {"FINISHED"}
+
+
+CLASSES = (MARIONETTE_OT_import_result, MARIONETTE_OT_restore_render)

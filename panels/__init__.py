@@ -2,10 +2,10 @@
 
 import bpy
 
-from ..backend import pose_capture, rigs
-from ..backend.camera import render_size
+from ..backend import catalog, compositing, estimate, job_spec, pose_capture, rigs
+from ..operators import camera_match, generate
 from ..server.protocol import MOTION_LORAS
-from . import models
+from . import cache, lists, models
 
 
 class _Panel:
@@ -14,20 +14,45 @@ class _Panel:
     bl_category = "Marionette"
 
 
+def _estimate(context) -> dict:
+    """The estimate and refusals of the current settings, recomputed only when the file's data changed."""
+    def compute():
+        scene = context.scene
+        snap = job_spec.snapshot(scene.marionette, scene)
+        result = estimate.estimate(snap, catalog.motion_info(snap["motion_module"]))
+        result["refusals"] = job_spec.problems(snap, scene.camera is not None) + result["refusals"]
+        return result
+    return cache.per_version(("estimate", cache.settings_key(context.scene)), compute)
+
+
 class MARIONETTE_PT_main(_Panel, bpy.types.Panel):
     bl_label = "Marionette"
 
     def draw(self, context):
         layout = self.layout
         runtime = context.window_manager.marionette
-        if runtime.running:
+        if generate.running():  # from the run itself: a file opened mid-job cannot hide the Cancel button
             layout.progress(factor=runtime.progress, text=runtime.status)
+            if generate._active.phase == "capture":
+                layout.label(text=f"Rendering frame {runtime.capture_frame}: Esc or Cancel stops", icon="RENDER_STILL")
             layout.operator("marionette.cancel", icon="CANCEL")
             preview = bpy.data.images.get("Marionette Preview")
             if preview is not None and preview.preview is not None:
                 layout.template_icon(icon_value=preview.preview.icon_id, scale=8)
         else:
-            layout.operator("marionette.generate", icon="RENDER_ANIMATION")
+            found = _estimate(context)
+            col = layout.column()
+            col.enabled = not found["refusals"]
+            col.operator("marionette.generate", icon="RENDER_ANIMATION")
+            for problem in found["refusals"]:
+                for i, line in enumerate(_wrap(problem, 44)):
+                    layout.label(text=line, icon="CANCEL" if i == 0 else "BLANK1")
+            if not found["refusals"]:
+                for line in found["lines"]:
+                    layout.label(text=line, icon="TIME" if line is found["lines"][0] else "BLANK1")
+            for warning in found["warnings"]:
+                for i, line in enumerate(_wrap(warning, 44)):
+                    layout.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
             layout.label(text=runtime.status)
         if runtime.error:
             box = layout.box()
@@ -53,6 +78,15 @@ class MARIONETTE_PT_server(_Panel, bpy.types.Panel):
         row.operator("marionette.open_server_log", text="Open Log", icon="TEXT")
 
 
+def _motion_support(s) -> str:
+    info = catalog.motion_info(s.motion_module)
+    if info is None:
+        return f"{s.motion_module!r}: not on the server's list (Refresh Models)" if catalog.names("motion_module") \
+            else "Server models unknown: Refresh Models"
+    what = {"v2": "camera motion LoRAs", "v3": "SparseCtrl keyframes"}.get(info["version"], "no LoRAs or keyframes")
+    return f"{info['version']}: up to {info['max_frames']} frames at once; {what}"
+
+
 class MARIONETTE_PT_prompt(_Panel, bpy.types.Panel):
     bl_label = "Prompt & Models"
     bl_parent_id = "MARIONETTE_PT_main"
@@ -63,18 +97,25 @@ class MARIONETTE_PT_prompt(_Panel, bpy.types.Panel):
         layout.prop(s, "prompt", text="")
         layout.prop(s, "negative_prompt", text="")
         col = layout.column(align=True)
-        col.prop(s, "base")
+        row = col.row(align=True)
+        row.prop(s, "base")
+        row.operator("marionette.refresh_models", text="", icon="FILE_REFRESH")
         col.prop(s, "motion_module")
+        col.label(text=_motion_support(s), icon="INFO")
         col = layout.column(align=True)
         col.prop(s, "seed")
         col.prop(s, "steps")
         col.prop(s, "guidance")
         col.prop(s, "scheduler")
         layout.label(text="Image LoRAs")
-        for item in s.loras:
-            row = layout.row(align=True)
-            row.prop(item, "name", text="")
-            row.prop(item, "weight", text="")
+        row = layout.row()
+        row.template_list("MARIONETTE_UL_loras", "", s, "loras", s, "lora_index", rows=2)
+        col = row.column(align=True)
+        col.operator("marionette.lora_add", text="", icon="ADD")
+        col.operator("marionette.lora_remove", text="", icon="REMOVE")
+        col.separator()
+        col.operator("marionette.lora_move", text="", icon="TRIA_UP").direction = "UP"
+        col.operator("marionette.lora_move", text="", icon="TRIA_DOWN").direction = "DOWN"
 
 
 class MARIONETTE_PT_guides(_Panel, bpy.types.Panel):
@@ -88,6 +129,7 @@ class MARIONETTE_PT_guides(_Panel, bpy.types.Panel):
             box = layout.box()
             box.prop(s, f"use_{kind}")
             if getattr(s, f"use_{kind}"):
+                box.prop(s, f"{kind}_model")
                 row = box.row(align=True)
                 row.prop(s, f"{kind}_weight")
                 row.prop(s, f"{kind}_start")
@@ -118,7 +160,7 @@ class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
                 layout.label(text=line)
             return
         for obj in sorted(armatures, key=lambda o: o.name):
-            report = rigs.report(obj.data)
+            report = cache.rig_report(obj.data)
             box = layout.box()
             row = box.row()
             row.prop(obj.data.marionette_pose, "include", text=obj.name)
@@ -157,7 +199,7 @@ class MARIONETTE_PT_pose_map(_Panel, bpy.types.Panel):
             layout.label(text="Select an armature to edit its map")
             return
         armature, picks = obj.data, obj.data.marionette_pose
-        report = rigs.report(armature)
+        report = cache.rig_report(armature)
         if report["why"]:
             for line in _wrap(report["why"], 44):
                 layout.label(text=line, icon="ERROR")
@@ -183,6 +225,7 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
 
     def draw(self, context):
         s = context.scene.marionette
+        runtime = context.window_manager.marionette
         layout = self.layout
         layout.prop(s, "camera_motion", expand=True)
         if s.camera_motion == "manual":
@@ -193,11 +236,23 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
             layout.label(text="Needs the v3 motion module and the server's CameraCtrl (camera_control model)",
                          icon="INFO" if s.motion_module == "v3" else "ERROR")
         else:
-            matched = context.window_manager.marionette.camera_match
-            layout.label(text="Matched for the last job:" if matched else "Matched to the camera on Generate")
-            for line in _wrap(matched, 40):
-                layout.label(text=line, icon="CAMERA_DATA")
-        if s.motion_module != "v2" and (s.camera_motion == "auto" or any(
+            layout.operator("marionette.match_camera", icon="CAMERA_DATA")
+            if runtime.camera_stale:
+                layout.label(text="The camera changed: matching again", icon="FILE_REFRESH")
+            if runtime.camera_match:
+                layout.label(text="Whole clip:")
+                for line in _wrap(runtime.camera_match, 40):
+                    layout.label(text=line, icon="CAMERA_DATA")
+                for window in runtime.camera_windows.splitlines():
+                    for i, line in enumerate(_wrap(window, 40)):
+                        layout.label(text=line, icon="DOT" if i == 0 else "BLANK1")
+                plot = bpy.data.images.get(camera_match.PLOT_IMAGE)
+                if plot is not None and plot.preview is not None:
+                    layout.template_icon(icon_value=plot.preview.icon_id, scale=10)
+            else:
+                layout.label(text="Not matched yet: Match Camera, or on Generate")
+        info = catalog.motion_info(s.motion_module)
+        if (info is None or info["version"] != "v2") and (s.camera_motion == "auto" or any(
                 getattr(s, f"lora_{n}") > 0 for n in MOTION_LORAS)):
             layout.label(text="Camera LoRAs act on the v2 motion module only", icon="INFO")
 
@@ -210,9 +265,16 @@ class MARIONETTE_PT_keyframes(_Panel, bpy.types.Panel):
     def draw(self, context):
         s = context.scene.marionette
         layout = self.layout
-        layout.label(text="SparseCtrl RGB keyframes (v3 motion module)")
-        for item in s.keyframes:
-            layout.prop(item, "frame")
+        info = catalog.motion_info(s.motion_module)
+        if info is None or info["version"] != "v3":
+            layout.label(text="Keyframes have no effect: they need a v3 motion module", icon="INFO")
+        row = layout.row()
+        row.template_list("MARIONETTE_UL_keyframes", "", s, "keyframes", s, "keyframe_index", rows=2)
+        col = row.column(align=True)
+        col.operator("marionette.keyframe_add", text="", icon="ADD")
+        col.operator("marionette.keyframe_remove", text="", icon="REMOVE")
+        layout.operator("marionette.keyframe_add", icon="KEYFRAME_HLT")
+        layout.prop(s, "sparsectrl_model")
         layout.prop(s, "keyframe_weight")
 
 
@@ -229,8 +291,9 @@ class MARIONETTE_PT_output(_Panel, bpy.types.Panel):
             row = layout.row(align=True)
             row.prop(s, "frame_start")
             row.prop(s, "frame_end")
-        size = render_size(context.scene)
-        layout.label(text=f"Size {size[0]}x{size[1]} at {r.fps / r.fps_base:g} fps (render settings)")
+        layout.prop(s, "long_side")
+        width, height = s.generation_size(context.scene)
+        layout.label(text=f"Generates {width}x{height} at {r.fps / r.fps_base:g} fps (scene aspect)")
         box = layout.box()
         box.prop(s, "use_context")
         if s.use_context:
@@ -247,6 +310,10 @@ class MARIONETTE_PT_output(_Panel, bpy.types.Panel):
         col.prop(s, "import_sequencer")
         col.prop(s, "import_camera_background")
         layout.prop(s, "over_render")
+        row = layout.row(align=True)
+        row.prop(s, "replace_render")
+        if compositing.replaces_render(context.scene):
+            row.operator("marionette.restore_render", text="Restore", icon="LOOP_BACK")
         layout.operator("marionette.import_result", icon="IMPORT")
 
 
@@ -265,4 +332,14 @@ CLASSES = (MARIONETTE_PT_main, MARIONETTE_PT_server, MARIONETTE_PT_prompt, MARIO
            MARIONETTE_PT_pose, MARIONETTE_PT_pose_map, MARIONETTE_PT_camera, MARIONETTE_PT_keyframes,
            MARIONETTE_PT_output) + models.CLASSES
 
-register, unregister = bpy.utils.register_classes_factory(CLASSES)
+_register, _unregister = bpy.utils.register_classes_factory(lists.CLASSES + CLASSES)
+
+
+def register():
+    _register()
+    cache.register()
+
+
+def unregister():
+    cache.unregister()
+    _unregister()

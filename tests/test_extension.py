@@ -31,6 +31,7 @@ def scene_with_camera(tmp_path, frames=4, size=64, steps=3):
     scene.camera = bpy.context.object
     settings = scene.marionette
     settings.output_dir = str(tmp_path / "out")
+    settings.long_side = size
     settings.steps = steps
     settings.use_depth, settings.use_normal = True, True
     settings.lora_zoom_in = 0.5
@@ -92,7 +93,7 @@ def test_cancel_mid_run_keeps_what_arrived(extension, tiny_server, tmp_path):
         while time.monotonic() < deadline:
             active = generate._active
             if active is not previous and (active.out_dir / "frame_0001.png").exists():
-                active.cancel()
+                active.generation.cancel()
                 return
             time.sleep(0.005)
 

@@ -102,7 +102,7 @@ def add_colour_strip(sequencer, name, frame_start, frame_end):
 
 def test_compositor_shows_each_frame_at_its_scene_frame(scene, tmp_path):
     folder = write_frames(tmp_path / "frames", [RED, GREEN, BLUE])
-    image = compositing.import_result(scene, folder, 3, frame_start=5)
+    image = compositing.import_result(scene, folder, 3, frame_start=5, replace_render=True)
 
     assert image.source == "SEQUENCE"
     assert os.path.samefile(bpy.path.abspath(image.filepath), os.path.join(folder, "frame_0001.png"))
@@ -131,10 +131,10 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
     everything = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
 
     for _ in range(2):
-        compositing.import_result(scene, folder, 3, 1, targets=everything, over_render=True)
+        compositing.import_result(scene, folder, 3, 1, targets=everything, over_render=True, replace_render=True)
     # More frames arrived while the job ran on.
     write_frames(tmp_path / "frames", [WHITE, YELLOW], first=4)
-    image = compositing.import_result(scene, folder, 5, 1, targets=everything, over_render=True)
+    image = compositing.import_result(scene, folder, 5, 1, targets=everything, over_render=True, replace_render=True)
 
     assert [i.name for i in bpy.data.images if i.name.startswith("Marionette")] == ["Marionette"]
     assert [len(owned(tree, role)) for role in ("image", "over", "viewer")] == [1, 1, 1]
@@ -152,7 +152,7 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
     assert len(ours) == 1 and ours[0].image_user.frame_duration == 5
     assert len(camera.data.background_images) == 2 and artist_bg.image is None
 
-    compositing.import_result(scene, folder, 5, 1)  # compositor only: the frames replace the render
+    compositing.import_result(scene, folder, 5, 1, replace_render=True)  # compositor only, replacing the render
     assert owned(tree, "over") == [] and feeder(composite_input(tree)) == owned(tree, "image")[0]
     assert "Artist Blur" in tree.nodes and render_layers.name in tree.nodes
     scene.render.use_sequencer = False  # the strip would cover the compositor's result in the render
@@ -165,7 +165,7 @@ def test_over_render_puts_frames_over_the_render_with_a_factor_the_artist_keeps(
     for node in list(tree.nodes):
         tree.nodes.remove(node)  # no Render Layers of the artist's: Marionette brings its own
 
-    compositing.import_result(scene, folder, 2, 1, over_render=True)
+    compositing.import_result(scene, folder, 2, 1, over_render=True, replace_render=True)
     [over], [frames], [render] = owned(tree, "over"), owned(tree, "image"), owned(tree, "render")
     factor, background, foreground = compositing._alpha_over_sockets(over)
     assert feeder(background) == render and render.bl_idname == "CompositorNodeRLayers"
@@ -174,7 +174,7 @@ def test_over_render_puts_frames_over_the_render_with_a_factor_the_artist_keeps(
     assert factor.default_value == 1.0
 
     factor.default_value = 0.25
-    compositing.import_result(scene, folder, 2, 1, over_render=True)
+    compositing.import_result(scene, folder, 2, 1, over_render=True, replace_render=True)
     assert owned(tree, "over") == [over] and compositing._alpha_over_sockets(over)[0].default_value == 0.25
     assert_no_duplicate_links(tree)
 
@@ -254,7 +254,7 @@ def test_setup_survives_save_and_reload_with_relative_paths(scene, tmp_path):
     bpy.ops.wm.save_as_mainfile(filepath=blend)
     folder = write_frames(tmp_path / "jobs" / "frames", [RED, GREEN, BLUE])
     everything = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
-    image = compositing.import_result(bpy.context.scene, folder, 3, 1, targets=everything)
+    image = compositing.import_result(bpy.context.scene, folder, 3, 1, targets=everything, replace_render=True)
     assert image.filepath == "//jobs/frames/frame_0001.png"
     bpy.ops.wm.save_mainfile()
 
@@ -270,7 +270,7 @@ def test_setup_survives_save_and_reload_with_relative_paths(scene, tmp_path):
     assert scene.camera.data.background_images[0].image == image
 
     # The tags survived too: importing again still updates in place.
-    compositing.import_result(scene, folder, 3, 1, targets=everything)
+    compositing.import_result(scene, folder, 3, 1, targets=everything, replace_render=True)
     assert len(owned(tree, "image")) == 1 and len(marionette_strips(scene)) == 1
     assert len(scene.camera.data.background_images) == 1
     scene.render.use_sequencer = False  # render the compositor's result, not the strip

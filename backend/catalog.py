@@ -1,0 +1,63 @@
+"""The server's model names for the panel's pickers, remembered on disk for when the server is offline.
+
+`refresh(client, cache_file)` asks `GET /models` and, per motion module, `POST /plan` for its version and frame
+limit (the panel says what a module supports before anything runs). The answer is kept in memory and written to
+`cache_file`; `load(cache_file)` reads it back in a new Blender session. No bpy here.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from .client import Client, ServerError
+
+KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "lora")
+
+_catalog: dict = {}
+
+
+def refresh(client: Client, cache_file: Path | None = None) -> dict:
+    """The server's models: {kind: [name, ...], "motion_info": {name: {"version", "max_frames"}}}; cached."""
+    answer = client.models()
+    catalog = {kind: [item["name"] for item in answer.get(kind, [])] for kind in KINDS}
+    base = (catalog["base"] or [""])[0]
+    catalog["motion_info"] = {}
+    for name in catalog["motion_module"]:
+        try:
+            plan = client.plan({"prompt": "-", "base": base, "motion_module": name, "frames": 2, "width": 64,
+                                "height": 64, "steps": 1})
+        except ServerError:
+            continue  # a module the server cannot read: the name stays pickable, its limits unknown
+        info = plan.get("motion_module", {})
+        catalog["motion_info"][name] = {"version": info.get("version", "unknown"),
+                                        "max_frames": info.get("max_frames")}
+    _catalog.clear()
+    _catalog.update(catalog)
+    if cache_file is not None:
+        cache_file.parent.mkdir(parents=True, exist_ok=True)
+        cache_file.write_text(json.dumps(catalog, indent=1))
+    return catalog
+
+
+def load(cache_file: Path) -> dict:
+    """The catalogue remembered from the last refresh (empty when there was none or the file is unreadable)."""
+    if not _catalog and cache_file.is_file():
+        try:
+            _catalog.update(json.loads(cache_file.read_text()))
+        except (OSError, ValueError):
+            pass
+    return _catalog
+
+
+def names(kind: str) -> list[str]:
+    return list(_catalog.get(kind, []))
+
+
+def motion_info(name: str) -> dict | None:
+    """{"version": "v2"|..., "max_frames": n} of a motion module the server listed, None when unknown."""
+    return _catalog.get("motion_info", {}).get(name)
+
+
+def clear():
+    _catalog.clear()

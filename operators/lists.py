@@ -1,0 +1,102 @@
+"""Add, remove and reorder the image LoRAs and SparseCtrl keyframes shown as lists in the panel."""
+
+import bpy
+from bpy.props import EnumProperty
+
+
+def _settings(context):
+    return context.scene.marionette
+
+
+class MARIONETTE_OT_lora_add(bpy.types.Operator):
+    bl_idname = "marionette.lora_add"
+    bl_label = "Add LoRA"
+    bl_description = "Add an image LoRA (pick its name from the server's list)"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        s = _settings(context)
+        s.loras.add()
+        s.lora_index = len(s.loras) - 1
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_lora_remove(bpy.types.Operator):
+    bl_idname = "marionette.lora_remove"
+    bl_label = "Remove LoRA"
+    bl_description = "Remove the selected image LoRA"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(_settings(context).loras) > 0
+
+    def execute(self, context):
+        s = _settings(context)
+        s.loras.remove(min(s.lora_index, len(s.loras) - 1))
+        s.lora_index = max(0, min(s.lora_index, len(s.loras) - 1))
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_lora_move(bpy.types.Operator):
+    bl_idname = "marionette.lora_move"
+    bl_label = "Move LoRA"
+    bl_description = "Move the selected image LoRA up or down (LoRAs are applied in this order)"
+    bl_options = {"REGISTER", "UNDO"}
+
+    direction: EnumProperty(items=[("UP", "Up", ""), ("DOWN", "Down", "")])
+
+    @classmethod
+    def poll(cls, context):
+        return len(_settings(context).loras) > 1
+
+    def execute(self, context):
+        s = _settings(context)
+        target = s.lora_index + (-1 if self.direction == "UP" else 1)
+        if 0 <= target < len(s.loras):
+            s.loras.move(s.lora_index, target)
+            s.lora_index = target
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_keyframe_add(bpy.types.Operator):
+    bl_idname = "marionette.keyframe_add"
+    bl_label = "Add Current Frame"
+    bl_description = "Render the current frame as a SparseCtrl RGB keyframe of the animation"
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        s, frame = _settings(context), context.scene.frame_current
+        frames = [k.frame for k in s.keyframes]
+        if frame in frames:
+            self.report({"INFO"}, f"Frame {frame} is already a keyframe")
+            s.keyframe_index = frames.index(frame)
+            return {"CANCELLED"}
+        item = s.keyframes.add()
+        item.frame = frame
+        # the list stays in frame order, the order the server receives them in
+        position = sorted(frames + [frame]).index(frame)
+        s.keyframes.move(len(s.keyframes) - 1, position)
+        s.keyframe_index = position
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_keyframe_remove(bpy.types.Operator):
+    bl_idname = "marionette.keyframe_remove"
+    bl_label = "Remove Keyframe"
+    bl_description = "Remove the selected keyframe"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(_settings(context).keyframes) > 0
+
+    def execute(self, context):
+        s = _settings(context)
+        s.keyframes.remove(min(s.keyframe_index, len(s.keyframes) - 1))
+        s.keyframe_index = max(0, min(s.keyframe_index, len(s.keyframes) - 1))
+        return {"FINISHED"}
+
+
+CLASSES = (MARIONETTE_OT_lora_add, MARIONETTE_OT_lora_remove, MARIONETTE_OT_lora_move, MARIONETTE_OT_keyframe_add,
+           MARIONETTE_OT_keyframe_remove)
