@@ -41,6 +41,9 @@ class MarionettePreferences(bpy.types.AddonPreferences):
                                 description="TOML file naming your checkpoints and model folders "
                                             "(empty: the public models by hub id)")
     extra_args: StringProperty(name="Extra server options", description="e.g. --dtype bfloat16 or --max-upload-mb 1024")
+    output_folder: StringProperty(name="Results of unsaved files", subtype="DIR_PATH", default="",
+                                  description="Where generated frames go while the .blend is not saved yet "
+                                              "(empty: Marionette in your home folder); never the temp folder")
     models_cache: StringProperty(name="Models", default="",
                                  description="The server's model list as last fetched, shown while it is offline")
 
@@ -78,6 +81,7 @@ class MarionettePreferences(bpy.types.AddonPreferences):
         layout.prop(self, "port")
         layout.prop(self, "models_file")
         layout.prop(self, "extra_args")
+        layout.prop(self, "output_folder")
         layout.separator()
         layout.prop(self, "server_url")
         layout.prop(self, "token")
