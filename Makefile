@@ -28,6 +28,7 @@ venv: $(STAMP)
 # Blender 5.0 (selected by the marker, no list here).
 test: $(STAMP) $(STAMP5)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(PY) -m pytest -m "not real_assets" $(PYTEST_ARGS)
 	MARIONETTE_SERVER_PYTHON=$(CURDIR)/$(PY) $(PY5) -m pytest -m "blender and not real_assets" $(PYTEST_ARGS)
 

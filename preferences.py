@@ -20,32 +20,56 @@ class MarionettePreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
     server_python: StringProperty(
-        name="Server Python", subtype="FILE_PATH",
+        name="Server Python",
+        subtype="FILE_PATH",
         description="Python interpreter with the server's packages; Install Server sets it to its environment. "
-                    "The add-on runs `python -m server` from the extension folder with it")
+        "The add-on runs `python -m server` from the extension folder with it",
+    )
     install_python: StringProperty(
-        name="Python for Install", subtype="FILE_PATH",
-        description="Python 3.11 that Install Server makes the environment with (empty: Blender's own)")
-    torch_build: EnumProperty(name="Torch build", items=TORCH_BUILDS, default="AUTO",
-                              description="Which build of torch Install Server installs")
+        name="Python for Install",
+        subtype="FILE_PATH",
+        description="Python 3.11 that Install Server makes the environment with (empty: Blender's own)",
+    )
+    torch_build: EnumProperty(
+        name="Torch build",
+        items=TORCH_BUILDS,
+        default="AUTO",
+        description="Which build of torch Install Server installs",
+    )
     install_status: StringProperty(name="Install status", default="")
     server_url: StringProperty(
-        name="Server URL", description="Use a server that is already running (e.g. http://gpu-box:8420) instead "
-                                       "of starting one")
-    port: IntProperty(name="Port", default=DEFAULT_PORT, min=0, max=65535,
-                      description="Port of the server the add-on starts (0: any free port)")
-    token: StringProperty(name="Token", subtype="PASSWORD",
-                          description="Bearer token of the server at Server URL (a server the add-on starts gets "
-                                      "a fresh random one by itself)")
-    models_file: StringProperty(name="Model config", subtype="FILE_PATH",
-                                description="TOML file naming your checkpoints and model folders "
-                                            "(empty: the public models by hub id)")
+        name="Server URL",
+        description="Use a server that is already running (e.g. http://gpu-box:8420) instead of starting one",
+    )
+    port: IntProperty(
+        name="Port",
+        default=DEFAULT_PORT,
+        min=0,
+        max=65535,
+        description="Port of the server the add-on starts (0: any free port)",
+    )
+    token: StringProperty(
+        name="Token",
+        subtype="PASSWORD",
+        description="Bearer token of the server at Server URL (a server the add-on starts gets "
+        "a fresh random one by itself)",
+    )
+    models_file: StringProperty(
+        name="Model config",
+        subtype="FILE_PATH",
+        description="TOML file naming your checkpoints and model folders (empty: the public models by hub id)",
+    )
     extra_args: StringProperty(name="Extra server options", description="e.g. --dtype bfloat16 or --max-upload-mb 1024")
-    output_folder: StringProperty(name="Results of unsaved files", subtype="DIR_PATH", default="",
-                                  description="Where generated frames go while the .blend is not saved yet "
-                                              "(empty: Marionette in your home folder); never the temp folder")
-    models_cache: StringProperty(name="Models", default="",
-                                 description="The server's model list as last fetched, shown while it is offline")
+    output_folder: StringProperty(
+        name="Results of unsaved files",
+        subtype="DIR_PATH",
+        default="",
+        description="Where generated frames go while the .blend is not saved yet "
+        "(empty: Marionette in your home folder); never the temp folder",
+    )
+    models_cache: StringProperty(
+        name="Models", default="", description="The server's model list as last fetched, shown while it is offline"
+    )
 
     def draw(self, context):
         from .backend import installer
@@ -64,7 +88,8 @@ class MarionettePreferences(bpy.types.AddonPreferences):
             state, line = install.env_health()
             box.label(text=f"{install.env_dir()}: {line}")
             label = {"healthy": "Check Install", "absent": "Install Server", "outdated": "Update Server"}.get(
-                state, "Repair Server")
+                state, "Repair Server"
+            )
             row = box.row()
             row.operator("marionette.install_server", text=label, icon="IMPORT")
             row.operator("marionette.open_install_log", icon="TEXT")

@@ -17,8 +17,10 @@ _BLENDER_TO_OPENCV = Matrix.Diagonal((1.0, -1.0, -1.0, 1.0))
 def render_size(scene) -> tuple[int, int]:
     """Output width and height in pixels after resolution_percentage (Blender rounds down)."""
     render = scene.render
-    return (render.resolution_x * render.resolution_percentage // 100,
-            render.resolution_y * render.resolution_percentage // 100)
+    return (
+        render.resolution_x * render.resolution_percentage // 100,
+        render.resolution_y * render.resolution_percentage // 100,
+    )
 
 
 def _depsgraph(scene=None):
@@ -53,9 +55,11 @@ def intrinsics(scene, camera_obj) -> list[list[float]]:
     # AUTO uses sensor_width for whichever side is longer; only an explicit VERTICAL fit uses sensor_height.
     sensor = cam.sensor_height if cam.sensor_fit == "VERTICAL" else cam.sensor_width
     fx = cam.lens / sensor * view
-    return [[fx, 0.0, width / 2 - cam.shift_x * view],
-            [0.0, fx / ycor, height / 2 + cam.shift_y * view / ycor],
-            [0.0, 0.0, 1.0]]
+    return [
+        [fx, 0.0, width / 2 - cam.shift_x * view],
+        [0.0, fx / ycor, height / 2 + cam.shift_y * view / ycor],
+        [0.0, 0.0, 1.0],
+    ]
 
 
 def world_to_camera(camera_obj, depsgraph=None) -> list[list[float]]:
@@ -81,8 +85,14 @@ def camera_path(scene, frames, depths) -> dict:
         for number, depth in zip(frames, depths):
             scene.frame_set(number)
             camera = active_camera(scene)
-            path["frames"].append({"frame": number, "K": intrinsics(scene, camera),
-                                   "world_to_camera": world_to_camera(camera), "depth": depth})
+            path["frames"].append(
+                {
+                    "frame": number,
+                    "K": intrinsics(scene, camera),
+                    "world_to_camera": world_to_camera(camera),
+                    "depth": depth,
+                }
+            )
     finally:
         scene.frame_set(frame, subframe=subframe)
     return path

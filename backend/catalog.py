@@ -25,13 +25,13 @@ def refresh(client: Client, cache_file: Path | None = None) -> dict:
     catalog["motion_info"] = {}
     for name in catalog["motion_module"]:
         try:
-            plan = client.plan({"prompt": "-", "base": base, "motion_module": name, "frames": 2, "width": 64,
-                                "height": 64, "steps": 1})
+            plan = client.plan(
+                {"prompt": "-", "base": base, "motion_module": name, "frames": 2, "width": 64, "height": 64, "steps": 1}
+            )
         except ServerError:
             continue  # a module the server cannot read: the name stays pickable, its limits unknown
         info = plan.get("motion_module", {})
-        catalog["motion_info"][name] = {"version": info.get("version", "unknown"),
-                                        "max_frames": info.get("max_frames")}
+        catalog["motion_info"][name] = {"version": info.get("version", "unknown"), "max_frames": info.get("max_frames")}
     _catalog.clear()
     _catalog.update(catalog)
     if cache_file is not None:

@@ -38,11 +38,13 @@ def encode_multipart(fields: dict[str, str], files: list[tuple[str, str, bytes]]
     boundary = "marionette-" + uuid.uuid4().hex
     out = []
     for name, value in fields.items():
-        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"\r\n\r\n".encode())
+        out.append(f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"\r\n\r\n'.encode())
         out.append(value.encode() + b"\r\n")
     for name, filename, data in files:
-        out.append(f"--{boundary}\r\nContent-Disposition: form-data; name=\"{name}\"; filename=\"{filename}\"\r\n"
-                   f"Content-Type: application/octet-stream\r\n\r\n".encode())
+        out.append(
+            f'--{boundary}\r\nContent-Disposition: form-data; name="{name}"; filename="{filename}"\r\n'
+            f"Content-Type: application/octet-stream\r\n\r\n".encode()
+        )
         out.append(data + b"\r\n")
     out.append(f"--{boundary}--\r\n".encode())
     return b"".join(out), f"multipart/form-data; boundary={boundary}"
@@ -54,8 +56,15 @@ class Client:
         self.token = token
         self.timeout = timeout
 
-    def _request(self, method: str, path: str, body: bytes | None = None, content_type: str | None = None,
-                 timeout: float | None = None, headers: dict | None = None):
+    def _request(
+        self,
+        method: str,
+        path: str,
+        body: bytes | None = None,
+        content_type: str | None = None,
+        timeout: float | None = None,
+        headers: dict | None = None,
+    ):
         request = urllib.request.Request(self.url + path, data=body, method=method)
         if content_type:
             request.add_header("Content-Type", content_type)
@@ -72,8 +81,9 @@ class Client:
                 detail = e.reason
             raise ServerError(e.code, f"server answered {e.code}: {_message(detail)}", detail) from None
         except (urllib.error.URLError, OSError) as e:
-            raise ServerError(0, f"cannot reach the Marionette server at {self.url}: "
-                                 f"{getattr(e, 'reason', e)}") from None
+            raise ServerError(
+                0, f"cannot reach the Marionette server at {self.url}: {getattr(e, 'reason', e)}"
+            ) from None
 
     def _json(self, method: str, path: str, payload=None):
         body = None if payload is None else json.dumps(payload).encode()
@@ -110,8 +120,9 @@ class Client:
 
     def submit(self, spec: dict, guides: dict[str, list[bytes]] | None = None) -> str:
         """Send a job: the spec and its guide files (form field -> list of file bytes, in frame order)."""
-        files = [(name, f"{name}_{i:04d}", data) for name, items in (guides or {}).items()
-                 for i, data in enumerate(items)]
+        files = [
+            (name, f"{name}_{i:04d}", data) for name, items in (guides or {}).items() for i, data in enumerate(items)
+        ]
         body, content_type = encode_multipart({FORM_SPEC: json.dumps(spec)}, files)
         with self._request("POST", "/jobs", body, content_type) as r:
             return json.loads(r.read())["id"]

@@ -46,6 +46,7 @@ TARGETS = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
 # ---------------------------------------------------------------------------------------------------------------
 # Input checks: everything is checked before anything in the file changes.
 
+
 def check_frames(folder, count) -> str:
     """The absolute folder, or ValueError saying what to fix."""
     if not folder:
@@ -57,12 +58,13 @@ def check_frames(folder, count) -> str:
         raise ValueError(f"Frame count must be a whole number of at least 1, got {count!r}.")
     if count == 0:
         raise ValueError(f"No frames to import in {folder!r} yet: wait for frame_0001.png, or pick the job folder.")
-    missing = [frame_filename(i) for i in range(count)
-               if not os.path.isfile(os.path.join(folder, frame_filename(i)))]
+    missing = [frame_filename(i) for i in range(count) if not os.path.isfile(os.path.join(folder, frame_filename(i)))]
     if missing:
         shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
-        raise ValueError(f"{len(missing)} of {count} frames are missing in {folder!r} ({shown}): "
-                         f"import only the frames that have arrived (count = frames on disk).")
+        raise ValueError(
+            f"{len(missing)} of {count} frames are missing in {folder!r} ({shown}): "
+            f"import only the frames that have arrived (count = frames on disk)."
+        )
     return folder
 
 
@@ -84,16 +86,21 @@ def _blend_path(path: str) -> str:
 # ---------------------------------------------------------------------------------------------------------------
 # The image
 
-_VIEW_OUTPUT = {"Standard": "{display}", "AgX": "AgX Base {display}", "Filmic": "Filmic {display}",
-                "Khronos PBR Neutral": "Khronos PBR Neutral {display}"}
+_VIEW_OUTPUT = {
+    "Standard": "{display}",
+    "AgX": "AgX Base {display}",
+    "Filmic": "Filmic {display}",
+    "Khronos PBR Neutral": "Khronos PBR Neutral {display}",
+}
 
 
 def display_colorspace(scene) -> str:
     """The input colour space equal to what the scene's view transform writes on its display device, so that an
     image tagged with it displays as its file; "sRGB" for a view without one (False Color, Raw...)."""
     view, display = scene.view_settings.view_transform, scene.display_settings.display_device
-    known = {item.identifier for item in
-             bpy.types.ColorManagedInputColorspaceSettings.bl_rna.properties["name"].enum_items}
+    known = {
+        item.identifier for item in bpy.types.ColorManagedInputColorspaceSettings.bl_rna.properties["name"].enum_items
+    }
     name = _VIEW_OUTPUT.get(view, "sRGB").format(display=display)
     return name if name in known else "sRGB"
 
@@ -130,6 +137,7 @@ def _set_image_user(user, frame_start, count):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Compositor
+
 
 def compositor_is_node_group() -> bool:
     """Blender 5.0+: the compositor is a node group the scene points at, and its Group Output is the result."""
@@ -299,6 +307,7 @@ def restore_render(scene) -> bool:
 # ---------------------------------------------------------------------------------------------------------------
 # Sequencer
 
+
 def _strips(editor):
     """Top-level strips: `strips` in 5.0 (and 4.4+), `sequences` before."""
     return editor.strips if hasattr(editor, "strips") else editor.sequences
@@ -327,8 +336,9 @@ def place_in_sequencer(scene, folder, count, frame_start, channel=None):
     if channel is None:
         channel = _free_channel(strips, frame_start, frame_start + count)
 
-    strip = strips.new_image("Marionette", os.path.join(folder, frame_filename(0)), channel, int(frame_start),
-                             fit_method="FIT")  # job frames are often smaller than the render size
+    strip = strips.new_image(
+        "Marionette", os.path.join(folder, frame_filename(0)), channel, int(frame_start), fit_method="FIT"
+    )  # job frames are often smaller than the render size
     for i in range(1, count):
         strip.elements.append(frame_filename(i))
     strip.directory = os.path.join(_blend_path(folder), "")  # Blender keeps strip folders with a trailing slash
@@ -339,6 +349,7 @@ def place_in_sequencer(scene, folder, count, frame_start, channel=None):
 
 # ---------------------------------------------------------------------------------------------------------------
 # Camera background
+
 
 def set_camera_background(camera_obj, image, frame_start, count):
     """Show `image` as the camera's background image, updating the entry a previous import made."""
@@ -361,8 +372,17 @@ def set_camera_background(camera_obj, image, frame_start, count):
 # ---------------------------------------------------------------------------------------------------------------
 # Entry point
 
-def import_result(scene, folder, count, frame_start, targets=frozenset({"COMPOSITOR"}), over_render=False,
-                  name="Marionette", replace_render=False) -> bpy.types.Image:
+
+def import_result(
+    scene,
+    folder,
+    count,
+    frame_start,
+    targets=frozenset({"COMPOSITOR"}),
+    over_render=False,
+    name="Marionette",
+    replace_render=False,
+) -> bpy.types.Image:
     """Load the frames and show them in each of `targets` (COMPOSITOR, SEQUENCER, CAMERA_BACKGROUND).
 
     Safe to call again as more frames arrive: everything is updated in place. Bad input raises ValueError
@@ -375,8 +395,10 @@ def import_result(scene, folder, count, frame_start, targets=frozenset({"COMPOSI
     folder = check_frames(folder, count)
     _check_frame_start(frame_start)
     if "CAMERA_BACKGROUND" in targets and (scene.camera is None or scene.camera.type != "CAMERA"):
-        raise ValueError(f"Scene {scene.name!r} has no camera for the camera background: "
-                         "set Scene Properties ▸ Camera, or leave out CAMERA_BACKGROUND.")
+        raise ValueError(
+            f"Scene {scene.name!r} has no camera for the camera background: "
+            "set Scene Properties ▸ Camera, or leave out CAMERA_BACKGROUND."
+        )
 
     image = load_sequence(folder, count, name, scene)
     if "COMPOSITOR" in targets:

@@ -42,28 +42,37 @@ def estimate(snap: dict, module: dict | None) -> dict:
     version = (module or {}).get("version")
     refusals, warnings = [], []
     if frames < 2:
-        refusals.append(f"The range is {max(frames, 0)} frame{'s' if frames != 1 else ''}: an animation needs at "
-                        "least 2. Set a longer frame range in Output.")
+        refusals.append(
+            f"The range is {max(frames, 0)} frame{'s' if frames != 1 else ''}: an animation needs at "
+            "least 2. Set a longer frame range in Output."
+        )
     if context is None and max_frames and frames > max_frames:
-        refusals.append(f"{frames} frames is more than the motion module {snap['motion_module']!r} takes at once "
-                        f"({max_frames}). Tick Context windows in Output, or shorten the range.")
+        refusals.append(
+            f"{frames} frames is more than the motion module {snap['motion_module']!r} takes at once "
+            f"({max_frames}). Tick Context windows in Output, or shorten the range."
+        )
     if context is not None and max_frames and context["length"] > max_frames:
-        refusals.append(f"The context window ({context['length']}) is longer than the motion module takes "
-                        f"({max_frames}). Set Window to 16.")
+        refusals.append(
+            f"The context window ({context['length']}) is longer than the motion module takes "
+            f"({max_frames}). Set Window to 16."
+        )
     n_windows = windows(frames, context) if frames >= 2 else 0
     windowed = context is not None and (n_windows > 1 or context["loop"])
     per_window = min(frames, context["length"]) if windowed else frames
     work = n_windows * per_window * snap["steps"]
     w, h = snap["width"], snap["height"]
     if max(w, h) > COMFORT_LONG_SIDE:
-        warnings.append(f"{w}x{h} is large for SD1.5 motion modules (trained at 512): expect slow steps, "
-                        "out-of-memory errors on small GPUs and repeated subjects")
+        warnings.append(
+            f"{w}x{h} is large for SD1.5 motion modules (trained at 512): expect slow steps, "
+            "out-of-memory errors on small GPUs and repeated subjects"
+        )
     if frames > COMFORT_FRAMES:
         warnings.append(f"{frames} frames takes long: try a shorter range first")
     camera_loras = snap.get("camera_motion") == "auto" or any(snap.get("motion_loras", {}).values())
     if version and version != "v2" and camera_loras:
-        warnings.append(f"Camera motion LoRAs have no effect on {snap['motion_module']!r} ({version}); they need "
-                        "a v2 motion module")
+        warnings.append(
+            f"Camera motion LoRAs have no effect on {snap['motion_module']!r} ({version}); they need a v2 motion module"
+        )
     if version and version != "v3" and snap.get("keyframes"):
         warnings.append(f"Keyframes (SparseCtrl) need a v3 motion module; {snap['motion_module']!r} is {version}")
     lines = [f"{w}x{h}, {frames} frames x {snap['steps']} steps"]
@@ -71,5 +80,12 @@ def estimate(snap: dict, module: dict | None) -> dict:
         lines.append(f"{n_windows} windows of {context['length']}: {work} frame-steps")
     else:
         lines.append(f"one pass: {work} frame-steps")
-    return {"frames": frames, "steps": snap["steps"], "windows": n_windows, "work": work, "lines": lines,
-            "warnings": warnings, "refusals": refusals}
+    return {
+        "frames": frames,
+        "steps": snap["steps"],
+        "windows": n_windows,
+        "work": work,
+        "lines": lines,
+        "warnings": warnings,
+        "refusals": refusals,
+    }

@@ -19,7 +19,7 @@ import numpy as np
 from . import rig_structure
 
 MIN_VERTICES = 12
-_WEIGHTED = {}   # (mesh, vertex count, groups, coordinates digest) -> indices of the head's vertices
+_WEIGHTED = {}  # (mesh, vertex count, groups, coordinates digest) -> indices of the head's vertices
 
 
 def head_vertices(armature, head_bone) -> np.ndarray:
@@ -58,8 +58,9 @@ def _weighted(mesh_obj, indices, coords) -> list[int]:
     if key not in _WEIGHTED:
         if len(_WEIGHTED) > 64:
             _WEIGHTED.clear()
-        _WEIGHTED[key] = [v.index for v in mesh_obj.data.vertices
-                          if sum(g.weight for g in v.groups if g.group in indices) >= 0.5]
+        _WEIGHTED[key] = [
+            v.index for v in mesh_obj.data.vertices if sum(g.weight for g in v.groups if g.group in indices) >= 0.5
+        ]
     return _WEIGHTED[key]
 
 
@@ -109,14 +110,14 @@ def _from_shape(vertices, up, forward, left) -> dict:
     points = {"nose": nose}
     for side, sign in (("left", 1.0), ("right", -1.0)):
         eye_s = centre + sign * 0.2 * w
-        brow = (u > nose[0]) & (sign * (s - centre) > 0.1 * w)   # the face beside and above the nose
+        brow = (u > nose[0]) & (sign * (s - centre) > 0.1 * w)  # the face beside and above the nose
         eye_f = float(f[brow].max()) if brow.any() else nose[1] - 0.1 * d
         points[f"{side}_eye"] = (eye_u, eye_f - 0.02 * d, eye_s)
         outer = band & (sign * (s - centre) > 0)
         narrow = outer & (np.abs(u - ear_u) < 0.06 * h)
         rim = narrow if narrow.sum() >= 3 else outer
         reach = float(np.max(sign * (s[rim] - centre))) if rim.any() else 0.0
-        if reach < 0.3 * w:   # a low-poly head: no vertices at the ears' height
+        if reach < 0.3 * w:  # a low-poly head: no vertices at the ears' height
             reach = w / 2
         points[f"{side}_ear"] = (ear_u, (f0 + f1) / 2, centre + sign * 0.85 * reach)
     return {p: up * a + forward * b + left * c for p, (a, b, c) in points.items()}
@@ -134,8 +135,10 @@ def _from_proportions(armature, mapping, head_bone, axes) -> dict:
         if {"top", "end"} & set(rig_structure.words(bone.name)):
             height = max(height, (bone.head_local - base).dot(up))
     if height <= 0 and "neck" in mapping and "left_hip" in mapping and "right_hip" in mapping:
-        hips = (rig_structure.entry_point(armature, mapping["left_hip"])
-                + rig_structure.entry_point(armature, mapping["right_hip"])) / 2
+        hips = (
+            rig_structure.entry_point(armature, mapping["left_hip"])
+            + rig_structure.entry_point(armature, mapping["right_hip"])
+        ) / 2
         height = 0.45 * (rig_structure.entry_point(armature, mapping["neck"]) - hips).length
     if height <= 0:
         return {}

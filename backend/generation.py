@@ -50,8 +50,14 @@ class Generation:
         """Check the spec against the server: ("planned", plan) or a final ("error", ...)."""
         try:
             # The camera path exists only after capture; the plan checks models and limits without it.
-            self.messages.put(Message("planned", self.client.plan({**self.spec.to_dict(), "camera_motion": "manual",
-                                                                    "camera": None, "cameractrl": None})))
+            self.messages.put(
+                Message(
+                    "planned",
+                    self.client.plan(
+                        {**self.spec.to_dict(), "camera_motion": "manual", "camera": None, "cameractrl": None}
+                    ),
+                )
+            )
         except ServerError as e:
             self.messages.put(Message("error", {"message": str(e), "status": e.status}))
             self.finished.set()
@@ -76,8 +82,15 @@ class Generation:
                 self.messages.put(Message(kind, data))
                 if kind in FINAL_EVENTS:
                     return
-            self.messages.put(Message("error", {"message": "the server closed the event stream before the job ended; "
-                                                    "the frames received so far are kept"}))
+            self.messages.put(
+                Message(
+                    "error",
+                    {
+                        "message": "the server closed the event stream before the job ended; "
+                        "the frames received so far are kept"
+                    },
+                )
+            )
         except ServerError as e:
             self.messages.put(Message("error", {"message": str(e), "status": e.status}))
         except OSError as e:

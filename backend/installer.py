@@ -25,8 +25,10 @@ EXTENSION_ROOT = Path(__file__).resolve().parent.parent
 REQUIREMENTS = EXTENSION_ROOT / "server" / "requirements.txt"
 TORCH_REQUIREMENTS = EXTENSION_ROOT / "server" / "requirements-torch.txt"
 MARKER = "marionette-env.json"
-IMPORT_CHECK = ("import torch, torchvision, diffusers, transformers, fastapi, uvicorn, huggingface_hub, PIL, "
-                "controlnet_aux; print(torch.__version__)")
+IMPORT_CHECK = (
+    "import torch, torchvision, diffusers, transformers, fastapi, uvicorn, huggingface_hub, PIL, "
+    "controlnet_aux; print(torch.__version__)"
+)
 
 
 class InstallError(RuntimeError):
@@ -59,8 +61,10 @@ def health(env_dir: Path) -> tuple[str, str]:
         return "absent", "not installed"
     python = env_python(env_dir)
     try:
-        ok = python.is_file() and subprocess.run([str(python), "-c", "pass"], timeout=30,
-                                                  capture_output=True).returncode == 0
+        ok = (
+            python.is_file()
+            and subprocess.run([str(python), "-c", "pass"], timeout=30, capture_output=True).returncode == 0
+        )
     except (OSError, subprocess.SubprocessError):
         ok = False
     if not ok:
@@ -75,8 +79,9 @@ def health(env_dir: Path) -> tuple[str, str]:
 
 def python_version(python: str) -> tuple[int, int]:
     try:
-        out = subprocess.run([python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True,
-                             text=True, timeout=60)
+        out = subprocess.run(
+            [python, "-c", "import sys; print(*sys.version_info[:2])"], capture_output=True, text=True, timeout=60
+        )
     except (OSError, subprocess.SubprocessError) as e:
         raise InstallError(f"cannot run the Python {python}: {e}; name a Python 3.11 in the preferences") from None
     if out.returncode != 0:
@@ -88,12 +93,18 @@ def python_version(python: str) -> tuple[int, int]:
 class Installer:
     """One install run; `start()` runs it in a thread, the panel reads `state`, `message` and `fraction`."""
 
-    def __init__(self, env_dir: Path, log: Path, choice: TorchChoice, python: str | None = None,
-                 pip_args: list[str] | None = None):
+    def __init__(
+        self,
+        env_dir: Path,
+        log: Path,
+        choice: TorchChoice,
+        python: str | None = None,
+        pip_args: list[str] | None = None,
+    ):
         self.env_dir, self.log, self.choice = Path(env_dir), Path(log), choice
         self.python = python or sys.executable
         self.pip_args = list(pip_args or [])
-        self.state = "idle"            # idle | running | done | failed | cancelled
+        self.state = "idle"  # idle | running | done | failed | cancelled
         self.message = ""
         self.fraction = 0.0
         self.seconds = 0.0
@@ -124,8 +135,10 @@ class Installer:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         try:
             with open(self.log, "a", encoding="utf-8") as log:
-                log.write(f"\n=== Install Server {time.strftime('%Y-%m-%d %H:%M:%S')}: {self.env_dir}, torch build "
-                          f"{self.choice.build} ({self.choice.reason})\n")
+                log.write(
+                    f"\n=== Install Server {time.strftime('%Y-%m-%d %H:%M:%S')}: {self.env_dir}, torch build "
+                    f"{self.choice.build} ({self.choice.reason})\n"
+                )
                 self._steps(log)
             self.state = "done"
         except InstallError as e:
@@ -144,8 +157,10 @@ class Installer:
         self._say("Checking the Python", 0.01)
         version = python_version(self.python)
         if version != (3, 11):
-            raise InstallError(f"{self.python} is Python {version[0]}.{version[1]}; the server needs Python 3.11 "
-                               f"(Blender 4.2 to 5.x bundles it): name a Python 3.11 in the preferences")
+            raise InstallError(
+                f"{self.python} is Python {version[0]}.{version[1]}; the server needs Python 3.11 "
+                f"(Blender 4.2 to 5.x bundles it): name a Python 3.11 in the preferences"
+            )
         if found == "broken":
             self._say("Removing the broken environment", 0.02)
             shutil.rmtree(self.env_dir)
@@ -153,25 +168,48 @@ class Installer:
         if not python.is_file():
             self._say(f"Creating the environment in {self.env_dir}", 0.03)
             self._run([self.python, "-m", "venv", str(self.env_dir)], log, "making the environment")
-        base = [str(python), "-u", "-m", "pip", "install", "--disable-pip-version-check", "--no-input",
-                "--no-compile", *self.pip_args]
+        base = [
+            str(python),
+            "-u",
+            "-m",
+            "pip",
+            "install",
+            "--disable-pip-version-check",
+            "--no-input",
+            "--no-compile",
+            *self.pip_args,
+        ]
         if not self._pip_reports_bytes(python):  # an older bundled pip prints no byte counts to a pipe
             self._say("Updating pip", 0.04)
             self._run([*base, "--progress-bar", "off", "pip>=24.1"], log, "updating pip")
         pip = [*base, "--progress-bar", "raw"]
         self._say(f"Installing torch ({self.choice.build})", 0.05)
-        self._run([*pip, *self.choice.pip_args(), "-r", str(TORCH_REQUIREMENTS)], log, "installing torch",
-                  span=(0.05, 0.6))
+        self._run(
+            [*pip, *self.choice.pip_args(), "-r", str(TORCH_REQUIREMENTS)], log, "installing torch", span=(0.05, 0.6)
+        )
         self._say("Installing the server's packages", 0.6)
-        self._run([*pip, "-r", str(REQUIREMENTS), "-c", str(TORCH_REQUIREMENTS)], log,
-                  "installing the server's packages", span=(0.6, 0.9))
+        self._run(
+            [*pip, "-r", str(REQUIREMENTS), "-c", str(TORCH_REQUIREMENTS)],
+            log,
+            "installing the server's packages",
+            span=(0.6, 0.9),
+        )
         self._say("Checking that the server's packages import", 0.92)
         out = self._run([str(python), "-c", IMPORT_CHECK], log, "checking the installed packages")
         torch_version = out.strip().splitlines()[-1] if out.strip() else "?"
-        (self.env_dir / MARKER).write_text(json.dumps({
-            "requirements": requirements_hash(), "build": self.choice.build, "reason": self.choice.reason,
-            "torch": torch_version, "python": f"{version[0]}.{version[1]}",
-            "installed": time.strftime("%Y-%m-%d %H:%M:%S")}, indent=1))
+        (self.env_dir / MARKER).write_text(
+            json.dumps(
+                {
+                    "requirements": requirements_hash(),
+                    "build": self.choice.build,
+                    "reason": self.choice.reason,
+                    "torch": torch_version,
+                    "python": f"{version[0]}.{version[1]}",
+                    "installed": time.strftime("%Y-%m-%d %H:%M:%S"),
+                },
+                indent=1,
+            )
+        )
         self.message, self.fraction = f"Installed: torch {torch_version} ({self.choice.build})", 1.0
 
     @staticmethod
@@ -195,9 +233,15 @@ class Installer:
         log.flush()
         self.progress = PipProgress()
         lines, started = [], time.monotonic()
-        self._process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                                         errors="replace", stdin=subprocess.DEVNULL,
-                                         env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"})
+        self._process = subprocess.Popen(
+            command,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+            errors="replace",
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONNOUSERSITE": "1"},
+        )
         packages = 0
         for line in self._process.stdout:
             log.write(line)
@@ -208,7 +252,7 @@ class Installer:
                 if self.progress.package != before:
                     packages += 1
                 # pip cannot say how many packages are left: creep toward the end of the step's span
-                self.fraction = span[0] + (span[1] - span[0]) * (1 - 0.9 ** packages)
+                self.fraction = span[0] + (span[1] - span[0]) * (1 - 0.9**packages)
                 self.message = self.progress.describe()
         code = self._process.wait()
         log.write(f"# {what}: exit code {code} after {time.monotonic() - started:.0f} s\n")

@@ -46,27 +46,60 @@ def snapshot(settings, scene) -> dict:
     """Read everything a job needs from the scene on the main thread, once."""
     start, end = settings.frame_range(scene)
     r = scene.render
-    width, height = settings.generation_size(scene)   # Marionette's own size, not the render's
-    snap = {name: getattr(settings, name) for name in (
-        "prompt", "negative_prompt", "seed", "steps", "guidance", "scheduler", "base", "motion_module",
-        "camera_motion", "keyframe_weight")}
+    width, height = settings.generation_size(scene)  # Marionette's own size, not the render's
+    snap = {
+        name: getattr(settings, name)
+        for name in (
+            "prompt",
+            "negative_prompt",
+            "seed",
+            "steps",
+            "guidance",
+            "scheduler",
+            "base",
+            "motion_module",
+            "camera_motion",
+            "keyframe_weight",
+        )
+    }
     snap.update(
-        context={"length": settings.context_length, "overlap": settings.context_overlap, "loop": settings.loop,
-                 "fuse": settings.fuse} if settings.use_context else None,
+        context={
+            "length": settings.context_length,
+            "overlap": settings.context_overlap,
+            "loop": settings.loop,
+            "fuse": settings.fuse,
+        }
+        if settings.use_context
+        else None,
         prompt_keys=marker_prompts(scene, start, end) if settings.prompts_from_markers else [],
-        frame_start=start, frame_end=end, fps=round(r.fps / r.fps_base),
-        width=width, height=height, sparsectrl_model=settings.sparsectrl_model,
+        frame_start=start,
+        frame_end=end,
+        fps=round(r.fps / r.fps_base),
+        width=width,
+        height=height,
+        sparsectrl_model=settings.sparsectrl_model,
         loras=[(item.name, item.weight) for item in settings.loras if item.name],
         keyframes=sorted({k.frame for k in settings.keyframes}),
         motion_loras={name: getattr(settings, f"lora_{name}") for name in MOTION_LORAS},
-        guides={kind: {"weight": getattr(settings, f"{p}_weight"), "start": getattr(settings, f"{p}_start"),
-                       "end": getattr(settings, f"{p}_end"), "model": getattr(settings, f"{p}_model")}
-                for kind, p in GUIDE_SETTINGS.items() if getattr(settings, f"use_{p}")},
+        guides={
+            kind: {
+                "weight": getattr(settings, f"{p}_weight"),
+                "start": getattr(settings, f"{p}_start"),
+                "end": getattr(settings, f"{p}_end"),
+                "model": getattr(settings, f"{p}_model"),
+            }
+            for kind, p in GUIDE_SETTINGS.items()
+            if getattr(settings, f"use_{p}")
+        },
     )
     if settings.use_pose:
-        snap["openpose"] = {"characters": [o.name for o in pose_capture.characters(scene)],
-                        "why_none": pose_capture.describe_missing(scene), "hands": settings.pose_hands,
-                        "own_body_hides": settings.pose_own_body_hides, "thickness": settings.pose_thickness}
+        snap["openpose"] = {
+            "characters": [o.name for o in pose_capture.characters(scene)],
+            "why_none": pose_capture.describe_missing(scene),
+            "hands": settings.pose_hands,
+            "own_body_hides": settings.pose_own_body_hides,
+            "thickness": settings.pose_thickness,
+        }
     return snap
 
 
@@ -87,8 +120,9 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
     if not has_camera:
         out.append("The scene has no active camera: add one and make it active (Ctrl Numpad 0)")
     if snap["width"] % 8 or snap["height"] % 8:
-        out.append(f"Output size {snap['width']}x{snap['height']} is not a multiple of 8: set Long side in "
-                   f"Output to e.g. 512")
+        out.append(
+            f"Output size {snap['width']}x{snap['height']} is not a multiple of 8: set Long side in Output to e.g. 512"
+        )
     if snap["frame_end"] < snap["frame_start"]:
         out.append("The frame range is empty: set End at or after Start")
     if not snap["prompt"].strip():
@@ -109,26 +143,42 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
     frames = snap["frame_end"] - start + 1
     context = snap.get("context")
     spec = JobSpec(
-        prompt=snap["prompt"], negative_prompt=snap["negative_prompt"], seed=snap["seed"], steps=snap["steps"],
-        guidance=snap["guidance"], width=snap["width"], height=snap["height"], frames=frames, frame_start=start,
-        fps=snap["fps"], scheduler=snap["scheduler"], base=snap["base"], motion_module=snap["motion_module"],
+        prompt=snap["prompt"],
+        negative_prompt=snap["negative_prompt"],
+        seed=snap["seed"],
+        steps=snap["steps"],
+        guidance=snap["guidance"],
+        width=snap["width"],
+        height=snap["height"],
+        frames=frames,
+        frame_start=start,
+        fps=snap["fps"],
+        scheduler=snap["scheduler"],
+        base=snap["base"],
+        motion_module=snap["motion_module"],
         loras=[Weighted(n, w) for n, w in snap["loras"]],
-        controlnets=[ControlSpec(kind, model=g.get("model", ""), weight=g["weight"], start=g["start"], end=g["end"])
-                     for kind, g in snap["guides"].items()],
+        controlnets=[
+            ControlSpec(kind, model=g.get("model", ""), weight=g["weight"], start=g["start"], end=g["end"])
+            for kind, g in snap["guides"].items()
+        ],
         camera_motion=snap["camera_motion"],
-        motion_loras=[Weighted(n, w) for n, w in snap["motion_loras"].items()
-                      if w > 0 and snap["camera_motion"] == "manual"],
+        motion_loras=[
+            Weighted(n, w) for n, w in snap["motion_loras"].items() if w > 0 and snap["camera_motion"] == "manual"
+        ],
         camera=camera_path,
         context=ContextSpec(**context) if context and (frames > context["length"] or context["loop"]) else None,
         prompts=[PromptKey(f - start, p) for f, p in snap.get("prompt_keys", [])],
-        sparsectrl=SparseCtrlSpec(model=snap.get("sparsectrl_model") or "rgb",
-                                  keyframes=[f - start for f in snap["keyframes"]],
-                                  weight=snap["keyframe_weight"])
-        if snap["keyframes"] else None,
+        sparsectrl=SparseCtrlSpec(
+            model=snap.get("sparsectrl_model") or "rgb",
+            keyframes=[f - start for f in snap["keyframes"]],
+            weight=snap["keyframe_weight"],
+        )
+        if snap["keyframes"]
+        else None,
     )
     data = spec.to_dict()
     if camera_path is None and spec.camera_motion in ("auto", "cameractrl"):
-        data["camera"] = _still_path(spec)   # the path comes with the guides; everything else is checked now
+        data["camera"] = _still_path(spec)  # the path comes with the guides; everything else is checked now
     checked = parse_spec(data)
     checked.camera = camera_path
     return checked
@@ -136,10 +186,16 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
 
 def _still_path(spec: JobSpec) -> dict:
     """A stand-in camera path of the spec's size and frames (a still camera) to check a spec before capture."""
-    frame = {"K": [[spec.width, 0, spec.width / 2], [0, spec.width, spec.height / 2], [0, 0, 1]],
-             "world_to_camera": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]]}
-    return {"fps": spec.fps, "width": spec.width, "height": spec.height,
-            "frames": [dict(frame, frame=spec.frame_start + i) for i in range(spec.frames)]}
+    frame = {
+        "K": [[spec.width, 0, spec.width / 2], [0, spec.width, spec.height / 2], [0, 0, 1]],
+        "world_to_camera": [[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]],
+    }
+    return {
+        "fps": spec.fps,
+        "width": spec.width,
+        "height": spec.height,
+        "frames": [dict(frame, frame=spec.frame_start + i) for i in range(spec.frames)],
+    }
 
 
 def with_guides(spec: JobSpec, camera_path: dict | None, files: dict[str, list[bytes]]) -> JobSpec:

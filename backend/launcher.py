@@ -37,8 +37,13 @@ class ServerProcess:
                 self.process.wait()
 
 
-def start(python: str | None = None, args: list[str] = (), log: Path | None = None,
-          timeout: float = 300.0, env: dict | None = None) -> ServerProcess:
+def start(
+    python: str | None = None,
+    args: list[str] = (),
+    log: Path | None = None,
+    timeout: float = 300.0,
+    env: dict | None = None,
+) -> ServerProcess:
     """Run `python -m server ARGS` from the extension folder; return once it prints its URL.
 
     Output goes to `log` (default: server.log in the data folder or the temp folder), which every error names.
@@ -47,9 +52,14 @@ def start(python: str | None = None, args: list[str] = (), log: Path | None = No
     log = Path(log or Path(os.environ.get("TMPDIR", "/tmp")) / "marionette-server.log")
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "wb") as out:
-        process = subprocess.Popen([python, "-u", "-m", "server", *args], cwd=EXTENSION_ROOT, stdout=out,
-                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                   env={**os.environ, **env} if env else None)
+        process = subprocess.Popen(
+            [python, "-u", "-m", "server", *args],
+            cwd=EXTENSION_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env={**os.environ, **env} if env else None,
+        )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = log.read_text(errors="replace")
@@ -67,8 +77,10 @@ def _why_it_exited(python: str, code: int, text: str, log: Path) -> str:
     """One line saying why the server stopped and what to do, from the end of its log."""
     missing = re.search(r"No module named '([^']+)'", text)
     if missing:
-        return (f"the Server Python {python} lacks the server's packages (no module {missing[1]!r}): press "
-                f"Install Server in Preferences > Add-ons > Marionette, or name a Python that has them; log: {log}")
+        return (
+            f"the Server Python {python} lacks the server's packages (no module {missing[1]!r}): press "
+            f"Install Server in Preferences > Add-ons > Marionette, or name a Python that has them; log: {log}"
+        )
     lines = [line for line in text.splitlines() if line.strip()]
     last = lines[-1].strip() if lines else "no output"
     return f"the server exited with code {code} before it was ready: {last[:300]}; log: {log}"

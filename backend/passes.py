@@ -115,7 +115,7 @@ def _configure(scene, layer, exr_path):
     scene.cycles.use_denoising = False
     # The one sample per pixel lands on the pixel centre, so edges carry one surface's Z, never a blend.
     scene.cycles.filter_width = 0.01
-    layer.samples = 0          # 0: no per-layer sample override
+    layer.samples = 0  # 0: no per-layer sample override
     layer.use_pass_z = True
     layer.use_pass_normal = True
     render.use_compositing = False
@@ -154,7 +154,7 @@ def read_exr(path) -> dict[str, np.ndarray]:
         name_end = data.index(b"\0", pos)
         type_end = data.index(b"\0", name_end + 1)
         (size,) = struct.unpack_from("<i", data, type_end + 1)
-        header[data[pos:name_end].decode()] = data[type_end + 5:type_end + 5 + size]
+        header[data[pos:name_end].decode()] = data[type_end + 5 : type_end + 5 + size]
         pos = type_end + 5 + size
     pos += 1
     if header["compression"][0] != 0:
@@ -163,7 +163,7 @@ def read_exr(path) -> dict[str, np.ndarray]:
     while chlist[0]:
         end = chlist.index(b"\0")
         channels.append((chlist[:end].decode(), {0: "<u4", 1: "<f2", 2: "<f4"}[chlist[end + 1]]))
-        chlist = chlist[end + 17:]   # name, pixel type, pLinear + reserved, x and y sampling
+        chlist = chlist[end + 17 :]  # name, pixel type, pLinear + reserved, x and y sampling
     xmin, ymin, xmax, ymax = struct.unpack("<4i", header["dataWindow"])
     width, height = xmax - xmin + 1, ymax - ymin + 1
     out = {name: np.empty((height, width), np.float32) for name, _ in channels}
@@ -202,7 +202,7 @@ def encode_depth(depth, near, black) -> np.ndarray:
 def encode_normal(normal_world, background, camera_matrix_world) -> np.ndarray:
     """H×W×3 uint8 BAE normals: n_cam = R_cam^T n_world, rgb = ((-x, y, z) + 1) / 2, background (0.5, 0.5, 1)."""
     rotation = np.array(camera_matrix_world.to_3x3().normalized(), np.float64)
-    n = normal_world.astype(np.float64) @ rotation     # row-vector form of R^T n
+    n = normal_world.astype(np.float64) @ rotation  # row-vector form of R^T n
     length = np.linalg.norm(n, axis=-1, keepdims=True)
     n = np.divide(n, length, out=np.zeros_like(n), where=length > 0)
     n[background] = (0.0, 0.0, 1.0)

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 _SIGNATURE = b"\x89PNG\r\n\x1a\n"
-_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}        # channels -> PNG colour type
+_COLOR_TYPES = {1: 0, 2: 4, 3: 2, 4: 6}  # channels -> PNG colour type
 _CHANNELS = {v: k for k, v in _COLOR_TYPES.items()}
 
 
@@ -82,7 +82,7 @@ def read_png(path) -> np.ndarray:
     pos, idat, header = len(_SIGNATURE), [], None
     while pos < len(data):
         length, kind = struct.unpack_from(">I4s", data, pos)
-        body = data[pos + 8:pos + 8 + length]
+        body = data[pos + 8 : pos + 8 + length]
         pos += 12 + length
         if kind == b"IHDR":
             header = struct.unpack(">IIBBBBB", body)
@@ -94,8 +94,10 @@ def read_png(path) -> np.ndarray:
         raise ValueError(f"{path} has no IHDR chunk")
     width, height, depth, color_type, _, _, interlace = header
     if depth != 8 or color_type not in _CHANNELS or interlace:
-        raise ValueError(f"{path}: only 8-bit non-interlaced grey/RGB/RGBA PNGs are supported "
-                         f"(bit depth {depth}, colour type {color_type}, interlace {interlace})")
+        raise ValueError(
+            f"{path}: only 8-bit non-interlaced grey/RGB/RGBA PNGs are supported "
+            f"(bit depth {depth}, colour type {color_type}, interlace {interlace})"
+        )
     channels = _CHANNELS[color_type]
     pixels = _unfilter(zlib.decompress(b"".join(idat)), height, width * channels, channels)
     return pixels.reshape(height, width, channels)

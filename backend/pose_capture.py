@@ -26,7 +26,7 @@ from . import render_visibility, rigs
 # Another object hides a point when its surface is more than this fraction of the point's depth in front of it
 # (depth precision, and a keypoint resting on a surface).
 SURFACE_TOLERANCE = 0.01
-_MAX_LAYERS = 64   # surfaces one ray may pass through
+_MAX_LAYERS = 64  # surfaces one ray may pass through
 
 
 def candidates(scene, view_layer=None) -> list:
@@ -65,8 +65,9 @@ def own_meshes(armature_obj, scene) -> set[str]:
     return names
 
 
-def capture(scene, armature_names, camera_path, depth_raw=None, hands=True, own_body_hides=False,
-            thickness=0.15) -> list[dict]:
+def capture(
+    scene, armature_names, camera_path, depth_raw=None, hands=True, own_body_hides=False, thickness=0.15
+) -> list[dict]:
     """One OpenPose frame per camera-path frame. `depth_raw[i]`: path to frame i's raw Z (.npy, inf = background);
     without it every point in view is checked with a ray cast.
 
@@ -76,8 +77,14 @@ def capture(scene, armature_names, camera_path, depth_raw=None, hands=True, own_
     maps = []
     for obj in objects:
         found = rigs.assess(obj.data)
-        maps.append((obj, rigs.body_map(obj.data, found), rigs.hand_maps(obj.data, found) if hands else {},
-                     own_meshes(obj, scene)))
+        maps.append(
+            (
+                obj,
+                rigs.body_map(obj.data, found),
+                rigs.hand_maps(obj.data, found) if hands else {},
+                own_meshes(obj, scene),
+            )
+        )
     collections = render_visibility.rendered_collections(_view_layer(scene))
     with render_visibility.revealed(scene, _view_layer(scene)):
         return _frames(scene, camera_path, depth_raw, maps, collections, own_body_hides, thickness)
@@ -96,11 +103,15 @@ def _frames(scene, camera_path, depth_raw, maps, collections, own_body_hides, th
             people = []
             for obj, body, hand_maps, own in maps:
                 evaluated = obj.evaluated_get(depsgraph)
-                person = {"pose_keypoints_2d": _points(view, evaluated, body, rigs.BODY_POINTS, own,
-                                                       own_body_hides, thickness)}
+                person = {
+                    "pose_keypoints_2d": _points(
+                        view, evaluated, body, rigs.BODY_POINTS, own, own_body_hides, thickness
+                    )
+                }
                 for side, hand in sorted(hand_maps.items()):
-                    person[f"hand_{side}_keypoints_2d"] = _points(view, evaluated, hand, rigs.HAND_POINTS, own,
-                                                                  own_body_hides, thickness)
+                    person[f"hand_{side}_keypoints_2d"] = _points(
+                        view, evaluated, hand, rigs.HAND_POINTS, own, own_body_hides, thickness
+                    )
                 people.append(person)
             frames_out.append({"people": people})
     finally:
@@ -149,10 +160,11 @@ class _View:
         start, travelled = self.origin.copy(), 0.0
         for _ in range(_MAX_LAYERS):
             hit, location, _normal, _index, obj, _matrix = self.scene.ray_cast(
-                self.depsgraph, start, direction, distance=distance - travelled)
+                self.depsgraph, start, direction, distance=distance - travelled
+            )
             if not hit:
                 return False
-            gap = (world - location).length   # how far in front of the point this surface is
+            gap = (world - location).length  # how far in front of the point this surface is
             if obj.name in own:
                 if own_body_hides and gap > thickness:
                     return True
@@ -169,11 +181,15 @@ def describe_missing(scene, view_layer=None) -> str:
     """Why no character can be captured, and what to do."""
     found = candidates(scene, view_layer)
     if not found:
-        return ("The pose guide found no armature in the view layer: add a rigged character (Rigify, Mixamo, "
-                "Auto-Rig Pro or bones named like upper_arm.L / LeftArm), or switch the Pose guide off")
+        return (
+            "The pose guide found no armature in the view layer: add a rigged character (Rigify, Mixamo, "
+            "Auto-Rig Pro or bones named like upper_arm.L / LeftArm), or switch the Pose guide off"
+        )
     refused = [rigs.assess(o.data)["why"] for o in found[:3]]
     why = "; ".join(w for w in refused if w)
     names = ", ".join(o.name for o in found[:3])
-    return (f"The pose guide cannot read a body from {names}{': ' + why if why else ''}. Map its bones by hand in "
-            f"Guides > Pose > Bone Map (at least the neck and {rigs.USABLE_POINTS} of the 18 points), or switch "
-            f"the Pose guide off")
+    return (
+        f"The pose guide cannot read a body from {names}{': ' + why if why else ''}. Map its bones by hand in "
+        f"Guides > Pose > Bone Map (at least the neck and {rigs.USABLE_POINTS} of the 18 points), or switch "
+        f"the Pose guide off"
+    )

@@ -19,8 +19,12 @@ def rendered_collections(view_layer) -> set[str]:
 
     def walk(layer_collection, on):
         collection = layer_collection.collection
-        on = on and not (layer_collection.exclude or collection.hide_render or layer_collection.holdout
-                         or layer_collection.indirect_only)
+        on = on and not (
+            layer_collection.exclude
+            or collection.hide_render
+            or layer_collection.holdout
+            or layer_collection.indirect_only
+        )
         if on:
             out.add(collection.name)
         for child in layer_collection.children:

@@ -19,10 +19,52 @@ import bpy
 from mathutils import Vector
 
 # Name words of bones that are never joints of the body.
-MECHANISM = {"ik", "fk", "pole", "target", "tgt", "ctrl", "ctl", "mch", "wgt", "helper", "roll", "ref", "tweak",
-             "vis", "snap", "socket", "master", "lock", "track", "null", "proxy", "controller", "control", "gizmo",
-             "prop", "weapon", "attach", "sec", "hair", "skirt", "bust", "breast", "cloth", "cape", "coat", "tie",
-             "ribbon", "acc", "accessory", "spring", "jiggle", "physics", "dyn", "dynamic"}
+MECHANISM = {
+    "ik",
+    "fk",
+    "pole",
+    "target",
+    "tgt",
+    "ctrl",
+    "ctl",
+    "mch",
+    "wgt",
+    "helper",
+    "roll",
+    "ref",
+    "tweak",
+    "vis",
+    "snap",
+    "socket",
+    "master",
+    "lock",
+    "track",
+    "null",
+    "proxy",
+    "controller",
+    "control",
+    "gizmo",
+    "prop",
+    "weapon",
+    "attach",
+    "sec",
+    "hair",
+    "skirt",
+    "bust",
+    "breast",
+    "cloth",
+    "cape",
+    "coat",
+    "tie",
+    "ribbon",
+    "acc",
+    "accessory",
+    "spring",
+    "jiggle",
+    "physics",
+    "dyn",
+    "dynamic",
+}
 MECHANISM_PREFIXES = ("MCH-", "WGT-", "VIS", "CTRL", "C_", "CTL", "IK", "FK")
 SIDES = ("left", "right")
 
@@ -45,8 +87,11 @@ def side_of(name: str) -> str | None:
 
 
 def is_mechanism(name: str) -> bool:
-    return name.upper().startswith(MECHANISM_PREFIXES) and not name.upper().startswith(("CC_", "IKS")) \
+    return (
+        name.upper().startswith(MECHANISM_PREFIXES)
+        and not name.upper().startswith(("CC_", "IKS"))
         or bool(MECHANISM & set(words(name)))
+    )
 
 
 def owner(armature):
@@ -76,8 +121,11 @@ def leaf_end(armature, bone):
 
     obj = owner(armature)
     if obj is not None:
-        marks = [c for c in obj.children if c.parent_type == "BONE" and c.parent_bone == bone.name
-                 and c.type == "EMPTY" and not c.children]
+        marks = [
+            c
+            for c in obj.children
+            if c.parent_type == "BONE" and c.parent_bone == bone.name and c.type == "EMPTY" and not c.children
+        ]
         if marks:
             posed = obj.matrix_world @ obj.pose.bones[bone.name].matrix
             frame = posed.inverted()
@@ -215,16 +263,16 @@ def _analyse(armature) -> dict:
         raise Refused("has no two arms branching off its spine", definite=False)
     attach = max(plus[1], minus[1])
     neck = spine[min(attach + 1, len(spine) - 1)]
-    after = spine[spine.index(neck) + 1:]
+    after = spine[spine.index(neck) + 1 :]
     head = next((n for n in after if "head" in words(n) and not {"top", "end"} & set(words(n))), None)
     head = head or (after[0] if after and (children[after[0]] or len(after) == 1) else neck)
 
-    arm_chains = [_chain(k, children, lambda n, k=k: max((v - armature.bones[k].head_local).length
-                                                         for v in collect(n)), pick=max)
-                  for k in (plus[2], minus[2])]
+    arm_chains = [
+        _chain(k, children, lambda n, k=k: max((v - armature.bones[k].head_local).length for v in collect(n)), pick=max)
+        for k in (plus[2], minus[2])
+    ]
     limbs = []
-    for part, chain in (("arm", arm_chains[0]), ("arm", arm_chains[1]), ("leg", leg_chains[0]),
-                        ("leg", leg_chains[1])):
+    for part, chain in (("arm", arm_chains[0]), ("arm", arm_chains[1]), ("leg", leg_chains[0]), ("leg", leg_chains[1])):
         joints = [(n, "head") for n in chain]
         if ends.get(chain[-1]) is not None:
             joints.append(ends[chain[-1]])
@@ -245,14 +293,20 @@ def _analyse(armature) -> dict:
         side = _side(chain, where, hips_at, left)
         sides.setdefault(part, set()).add(side)
         names_ = ("shoulder", "elbow", "wrist") if part == "arm" else ("hip", "knee", "ankle")
-        for point, joint in zip(names_, joints[i:i + 3]):
+        for point, joint in zip(names_, joints[i : i + 3]):
             mapping[f"{side}_{point}"] = joint
         sides[(part, side)] = chain
     if sides["arm"] != {"left", "right"} or sides["leg"] != {"left", "right"}:
         raise Refused("has limbs whose sides cannot be told apart", definite=False)
-    return {"humanoid": True, "map": mapping, "head_bone": head, "neck_bone": neck,
-            "arms": {s: sides[("arm", s)] for s in SIDES}, "legs": {s: sides[("leg", s)] for s in SIDES},
-            "axes": (up, forward, left)}
+    return {
+        "humanoid": True,
+        "map": mapping,
+        "head_bone": head,
+        "neck_bone": neck,
+        "arms": {s: sides[("arm", s)] for s in SIDES},
+        "legs": {s: sides[("leg", s)] for s in SIDES},
+        "axes": (up, forward, left),
+    }
 
 
 def _chain(start, children, score, pick) -> list[str]:

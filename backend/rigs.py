@@ -31,14 +31,31 @@ from mathutils import Vector
 from . import face_points, rig_structure
 
 # COCO-18 as OpenPose and controlnet-aux order it (docs/CONVENTIONS.md).
-BODY_POINTS = ("nose", "neck", "right_shoulder", "right_elbow", "right_wrist", "left_shoulder", "left_elbow",
-               "left_wrist", "right_hip", "right_knee", "right_ankle", "left_hip", "left_knee", "left_ankle",
-               "right_eye", "left_eye", "right_ear", "left_ear")
+BODY_POINTS = (
+    "nose",
+    "neck",
+    "right_shoulder",
+    "right_elbow",
+    "right_wrist",
+    "left_shoulder",
+    "left_elbow",
+    "left_wrist",
+    "right_hip",
+    "right_knee",
+    "right_ankle",
+    "left_hip",
+    "left_knee",
+    "left_ankle",
+    "right_eye",
+    "left_eye",
+    "right_ear",
+    "left_ear",
+)
 FACE_POINTS = ("nose", "right_eye", "left_eye", "right_ear", "left_ear")
 FINGERS = ("thumb", "index", "middle", "ring", "pinky")
 # OpenPose hand: wrist, then per finger from the palm out (thumb: CMC, MCP, IP, tip; others: MCP, PIP, DIP, tip).
 HAND_POINTS = ("wrist",) + tuple(f"{finger}_{i}" for finger in FINGERS for i in range(1, 5))
-HEAD = "head"   # not a keypoint: the bone whose frame places estimated face points
+HEAD = "head"  # not a keypoint: the bone whose frame places estimated face points
 
 # A character counts when its map has the neck and at least this many of the 18 body points.
 USABLE_POINTS = 8
@@ -48,12 +65,18 @@ LIMB_POINTS = tuple(p for p in BODY_POINTS if p not in FACE_POINTS)
 def _rigify_table() -> dict:
     table = {"nose": [("nose.002", "head")], "neck": [("spine.004", "head")], HEAD: [("spine.006", "head")]}
     for side, s in (("right", "R"), ("left", "L")):
-        table.update({
-            f"{side}_shoulder": [(f"upper_arm.{s}", "head")], f"{side}_elbow": [(f"forearm.{s}", "head")],
-            f"{side}_wrist": [(f"hand.{s}", "head")], f"{side}_hip": [(f"thigh.{s}", "head")],
-            f"{side}_knee": [(f"shin.{s}", "head")], f"{side}_ankle": [(f"foot.{s}", "head")],
-            f"{side}_eye": [(f"eye.{s}", "head")], f"{side}_ear": [(f"ear.{s}", "head")],
-        })
+        table.update(
+            {
+                f"{side}_shoulder": [(f"upper_arm.{s}", "head")],
+                f"{side}_elbow": [(f"forearm.{s}", "head")],
+                f"{side}_wrist": [(f"hand.{s}", "head")],
+                f"{side}_hip": [(f"thigh.{s}", "head")],
+                f"{side}_knee": [(f"shin.{s}", "head")],
+                f"{side}_ankle": [(f"foot.{s}", "head")],
+                f"{side}_eye": [(f"eye.{s}", "head")],
+                f"{side}_ear": [(f"ear.{s}", "head")],
+            }
+        )
     return table
 
 
@@ -70,12 +93,17 @@ def _rigify_hand(s: str) -> dict:
 def _mixamo_table() -> dict:
     table = {"neck": [("Neck", "head")], HEAD: [("Head", "head")]}
     for side, s in (("right", "Right"), ("left", "Left")):
-        table.update({
-            f"{side}_shoulder": [(f"{s}Arm", "head")], f"{side}_elbow": [(f"{s}ForeArm", "head")],
-            f"{side}_wrist": [(f"{s}Hand", "head")], f"{side}_hip": [(f"{s}UpLeg", "head")],
-            f"{side}_knee": [(f"{s}Leg", "head")], f"{side}_ankle": [(f"{s}Foot", "head")],
-            f"{side}_eye": [(f"{s}Eye", "head")],
-        })
+        table.update(
+            {
+                f"{side}_shoulder": [(f"{s}Arm", "head")],
+                f"{side}_elbow": [(f"{s}ForeArm", "head")],
+                f"{side}_wrist": [(f"{s}Hand", "head")],
+                f"{side}_hip": [(f"{s}UpLeg", "head")],
+                f"{side}_knee": [(f"{s}Leg", "head")],
+                f"{side}_ankle": [(f"{s}Foot", "head")],
+                f"{side}_eye": [(f"{s}Eye", "head")],
+            }
+        )
     return table
 
 
@@ -92,15 +120,17 @@ def _mixamo_hand(s: str) -> dict:
 def _arp_table() -> dict:
     table = {"neck": [("neck.x", "head")], HEAD: [("head.x", "head")]}
     for side, s in (("right", "r"), ("left", "l")):
-        table.update({
-            f"{side}_shoulder": [(f"arm.{s}", "head"), (f"arm_twist.{s}", "head"), (f"shoulder.{s}", "tail")],
-            f"{side}_elbow": [(f"forearm.{s}", "head"), (f"forearm_stretch.{s}", "head")],
-            f"{side}_wrist": [(f"hand.{s}", "head")],
-            f"{side}_hip": [(f"thigh.{s}", "head"), (f"thigh_twist.{s}", "head")],
-            f"{side}_knee": [(f"leg.{s}", "head"), (f"leg_stretch.{s}", "head")],
-            f"{side}_ankle": [(f"foot.{s}", "head")],
-            f"{side}_eye": [(f"c_eye.{s}", "head")],
-        })
+        table.update(
+            {
+                f"{side}_shoulder": [(f"arm.{s}", "head"), (f"arm_twist.{s}", "head"), (f"shoulder.{s}", "tail")],
+                f"{side}_elbow": [(f"forearm.{s}", "head"), (f"forearm_stretch.{s}", "head")],
+                f"{side}_wrist": [(f"hand.{s}", "head")],
+                f"{side}_hip": [(f"thigh.{s}", "head"), (f"thigh_twist.{s}", "head")],
+                f"{side}_knee": [(f"leg.{s}", "head"), (f"leg_stretch.{s}", "head")],
+                f"{side}_ankle": [(f"foot.{s}", "head")],
+                f"{side}_eye": [(f"c_eye.{s}", "head")],
+            }
+        )
     return table
 
 
@@ -126,20 +156,61 @@ def _side_table(neck, head, parts, sides, eye=None) -> dict:
     return table
 
 
-_UNREAL = _side_table(["neck_01", "neck"], ["head"], {
-    "shoulder": ["upperarm_{s}"], "elbow": ["lowerarm_{s}"], "wrist": ["hand_{s}"],
-    "hip": ["thigh_{s}"], "knee": ["calf_{s}"], "ankle": ["foot_{s}"]}, ("r", "l"))
-_VROID = _side_table(["J_Bip_C_Neck"], ["J_Bip_C_Head"], {
-    "shoulder": ["J_Bip_{s}_UpperArm"], "elbow": ["J_Bip_{s}_LowerArm"], "wrist": ["J_Bip_{s}_Hand"],
-    "hip": ["J_Bip_{s}_UpperLeg"], "knee": ["J_Bip_{s}_LowerLeg"], "ankle": ["J_Bip_{s}_Foot"]}, ("R", "L"),
-    eye=["J_Adj_{s}_FaceEye", "J_Bip_{s}_Eye"])
-_DAZ = _side_table(["neckLower", "neck"], ["head"], {
-    "shoulder": ["{s}ShldrBend", "{s}Shldr"], "elbow": ["{s}ForearmBend", "{s}ForeArm"], "wrist": ["{s}Hand"],
-    "hip": ["{s}ThighBend", "{s}Thigh"], "knee": ["{s}Shin"], "ankle": ["{s}Foot"]}, ("r", "l"), eye=["{s}Eye"])
-_CC = _side_table(["CC_Base_NeckTwist01"], ["CC_Base_Head"], {
-    "shoulder": ["CC_Base_{s}_Upperarm"], "elbow": ["CC_Base_{s}_Forearm"], "wrist": ["CC_Base_{s}_Hand"],
-    "hip": ["CC_Base_{s}_Thigh"], "knee": ["CC_Base_{s}_Calf"], "ankle": ["CC_Base_{s}_Foot"]}, ("R", "L"),
-    eye=["CC_Base_{s}_Eye"])
+_UNREAL = _side_table(
+    ["neck_01", "neck"],
+    ["head"],
+    {
+        "shoulder": ["upperarm_{s}"],
+        "elbow": ["lowerarm_{s}"],
+        "wrist": ["hand_{s}"],
+        "hip": ["thigh_{s}"],
+        "knee": ["calf_{s}"],
+        "ankle": ["foot_{s}"],
+    },
+    ("r", "l"),
+)
+_VROID = _side_table(
+    ["J_Bip_C_Neck"],
+    ["J_Bip_C_Head"],
+    {
+        "shoulder": ["J_Bip_{s}_UpperArm"],
+        "elbow": ["J_Bip_{s}_LowerArm"],
+        "wrist": ["J_Bip_{s}_Hand"],
+        "hip": ["J_Bip_{s}_UpperLeg"],
+        "knee": ["J_Bip_{s}_LowerLeg"],
+        "ankle": ["J_Bip_{s}_Foot"],
+    },
+    ("R", "L"),
+    eye=["J_Adj_{s}_FaceEye", "J_Bip_{s}_Eye"],
+)
+_DAZ = _side_table(
+    ["neckLower", "neck"],
+    ["head"],
+    {
+        "shoulder": ["{s}ShldrBend", "{s}Shldr"],
+        "elbow": ["{s}ForearmBend", "{s}ForeArm"],
+        "wrist": ["{s}Hand"],
+        "hip": ["{s}ThighBend", "{s}Thigh"],
+        "knee": ["{s}Shin"],
+        "ankle": ["{s}Foot"],
+    },
+    ("r", "l"),
+    eye=["{s}Eye"],
+)
+_CC = _side_table(
+    ["CC_Base_NeckTwist01"],
+    ["CC_Base_Head"],
+    {
+        "shoulder": ["CC_Base_{s}_Upperarm"],
+        "elbow": ["CC_Base_{s}_Forearm"],
+        "wrist": ["CC_Base_{s}_Hand"],
+        "hip": ["CC_Base_{s}_Thigh"],
+        "knee": ["CC_Base_{s}_Calf"],
+        "ankle": ["CC_Base_{s}_Foot"],
+    },
+    ("R", "L"),
+    eye=["CC_Base_{s}_Eye"],
+)
 
 
 # name -> (body table, hand tables by side (None: finger words), prefixes tried in order for every name)
@@ -161,7 +232,7 @@ def _prefixes(kind: str, names) -> tuple[str, ...]:
     if prefixes is not None:
         return prefixes
     found = sorted({m.group(0) for n in names if (m := _MIXAMO_PREFIX.match(n))})
-    return (*found, "")   # several prefixes (two characters merged into one armature) are tried in turn
+    return (*found, "")  # several prefixes (two characters merged into one armature) are tried in turn
 
 
 def _lookup(table: dict, names, prefixes) -> dict:
@@ -176,14 +247,31 @@ def _lookup(table: dict, names, prefixes) -> dict:
     return out
 
 
-
-
 # --- names of face bones ------------------------------------------------------------------------------------
 
 _FACE_WORDS = {"eye": "eye", "eyeball": "eye", "ear": "ear", "nose": "nose"}
 # Not the eye itself, though named after it: lids, brows, lashes, targets, sockets.
-_NOT_THE_EYE = {"lid", "brow", "lash", "eyelid", "eyebrow", "eyelash", "socket", "lookat", "look", "aim", "upper",
-                "lower", "top", "bottom", "end", "tip", "corner", "inner", "outer"}
+_NOT_THE_EYE = {
+    "lid",
+    "brow",
+    "lash",
+    "eyelid",
+    "eyebrow",
+    "eyelash",
+    "socket",
+    "lookat",
+    "look",
+    "aim",
+    "upper",
+    "lower",
+    "top",
+    "bottom",
+    "end",
+    "tip",
+    "corner",
+    "inner",
+    "outer",
+}
 
 
 def name_part(name: str) -> tuple[str, str | None] | None:
@@ -218,6 +306,7 @@ def _face_bones(armature, head_bone) -> dict:
 
 # --- maps ---------------------------------------------------------------------------------------------------
 
+
 def assess(armature) -> dict:
     """What the automatic map is made of: {"kind", "map" ({point or HEAD: entry}, no face estimates),
     "humanoid", "why" (for a refused rig), "axes" ((up, forward, left) in armature space or None), "table"}."""
@@ -234,20 +323,32 @@ def assess(armature) -> dict:
     table_complete = _limb_count(best) >= len(LIMB_POINTS) - 1
     humanoid = structure["humanoid"] or (table_complete and not structure["definite"])
     if not humanoid:
-        return {"kind": "Not a person", "map": {}, "humanoid": False, "axes": None, "table": None,
-                "why": f"{_owner_name(armature)} {structure['why']}: no pose is read from it unless its bones "
-                       f"are picked by hand in the Bone Map"}
+        return {
+            "kind": "Not a person",
+            "map": {},
+            "humanoid": False,
+            "axes": None,
+            "table": None,
+            "why": f"{_owner_name(armature)} {structure['why']}: no pose is read from it unless its bones "
+            f"are picked by hand in the Bone Map",
+        }
     mapping = dict(structure.get("map", {}))
     if table_complete or (best_kind and _limb_count(best) >= 6):
-        mapping.update(best)   # the rig's own names win over the structure
+        mapping.update(best)  # the rig's own names win over the structure
     kind = best_kind if table_complete else "Bone chains"
     head = mapping.get(HEAD)
     if head is not None:
         for point, entry in _face_bones(armature, head[0]).items():
             mapping.setdefault(point, entry)
     axes = structure.get("axes") or _axes_from_map(armature, mapping)
-    return {"kind": kind, "map": mapping, "humanoid": True, "why": "", "axes": axes,
-            "table": best_kind if best else None}
+    return {
+        "kind": kind,
+        "map": mapping,
+        "humanoid": True,
+        "why": "",
+        "axes": axes,
+        "table": best_kind if best else None,
+    }
 
 
 def automatic(armature) -> tuple[str, dict]:
@@ -286,8 +387,17 @@ def _axes_from_map(armature, mapping):
 
 
 # VRM's humanoid bone names (VRM 0.x and 1.0) for the points; read from the VRM add-on's data when it is there.
-_VRM_BONES = {"neck": "neck", HEAD: "head", "shoulder": "UpperArm", "elbow": "LowerArm", "wrist": "Hand",
-              "hip": "UpperLeg", "knee": "LowerLeg", "ankle": "Foot", "eye": "Eye"}
+_VRM_BONES = {
+    "neck": "neck",
+    HEAD: "head",
+    "shoulder": "UpperArm",
+    "elbow": "LowerArm",
+    "wrist": "Hand",
+    "hip": "UpperLeg",
+    "knee": "LowerLeg",
+    "ankle": "Foot",
+    "eye": "Eye",
+}
 
 
 def _vrm_map(armature) -> dict:
@@ -358,8 +468,16 @@ def hand_maps(armature, auto=None, mapping=None) -> dict:
     return hands
 
 
-_FINGER_NAMES = {"thumb": "thumb", "index": "index", "middle": "middle", "mid": "middle", "ring": "ring",
-                 "pinky": "pinky", "little": "pinky", "pinkie": "pinky"}
+_FINGER_NAMES = {
+    "thumb": "thumb",
+    "index": "index",
+    "middle": "middle",
+    "mid": "middle",
+    "ring": "ring",
+    "pinky": "pinky",
+    "little": "pinky",
+    "pinkie": "pinky",
+}
 
 
 def _finger_words(armature, wrist) -> dict:
@@ -419,8 +537,9 @@ def report(armature) -> dict:
         "why": found["why"],
         "mapped": {p: mapping[p][0] for p in BODY_POINTS if p in mapping},
         "missing": [p for p in BODY_POINTS if p not in mapping],
-        "estimated": [p for p in FACE_POINTS if p in mapping and p not in picked
-                      and not isinstance(mapping[p][1], str)],
+        "estimated": [
+            p for p in FACE_POINTS if p in mapping and p not in picked and not isinstance(mapping[p][1], str)
+        ],
         "custom": sorted(picked),
         "automatic": {p: found["map"][p][0] for p in BODY_POINTS + (HEAD,) if p in found["map"]},
         "hands": sorted(hand_maps(armature, found)),

@@ -45,8 +45,9 @@ def _structs(scene):
 
 def snapshot(scene) -> tuple[list, dict]:
     """([(struct, {name: value})], {scene's own frame, camera and compositor use}) for `scene`."""
-    settings = [(struct, {name: _plain(getattr(struct, name)) for name in _writable(struct)})
-                for struct in _structs(scene)]
+    settings = [
+        (struct, {name: _plain(getattr(struct, name)) for name in _writable(struct)}) for struct in _structs(scene)
+    ]
     own = {"frame_current": scene.frame_current, "frame_subframe": scene.frame_subframe, "camera": scene.camera}
     if not compositor_is_node_group():  # 5.0 keeps `use_nodes` only as a deprecated switch that is always on
         own["use_nodes"] = scene.use_nodes

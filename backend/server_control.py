@@ -34,6 +34,7 @@ class PortTaken(launcher.LaunchError):
 @dataclass
 class Local:
     """A local server this add-on uses: started here (process) or adopted from server.json (pid only)."""
+
     url: str
     token: str
     pid: int
@@ -137,8 +138,15 @@ def status() -> str:
     return _status
 
 
-def ensure(python: str, port: int, models_file: str, extra_args: str, data_dir: Path,
-           on_status=set_status, timeout: float = 300.0) -> Local:
+def ensure(
+    python: str,
+    port: int,
+    models_file: str,
+    extra_args: str,
+    data_dir: Path,
+    on_status=set_status,
+    timeout: float = 300.0,
+) -> Local:
     """A healthy local server of ours: the one already used, a leftover one from server.json, or a new one.
 
     Raises PortTaken when another program holds the port and LaunchError when the server cannot start; both name
@@ -160,19 +168,25 @@ def ensure(python: str, port: int, models_file: str, extra_args: str, data_dir: 
         where = f"http://127.0.0.1:{port}"
         found, said = probe(where, None)
         if found == "foreign":
-            raise PortTaken(f"port {port} is used by another program ({said}); choose another port in "
-                            f"Preferences > Add-ons > Marionette")
+            raise PortTaken(
+                f"port {port} is used by another program ({said}); choose another port in "
+                f"Preferences > Add-ons > Marionette"
+            )
         if found == "locked":
-            raise PortTaken(f"port {port} is used by a Marionette server this Blender did not start (it wants a "
-                            f"token): stop it, enter its Server URL and Token, or choose another port in the "
-                            f"preferences")
+            raise PortTaken(
+                f"port {port} is used by a Marionette server this Blender did not start (it wants a "
+                f"token): stop it, enter its Server URL and Token, or choose another port in the "
+                f"preferences"
+            )
         if found == "ours":  # started by hand without a token
             _local = Local(where, "", 0)
             on_status(f"Using the server already running at {where}")
             return _local
     if not python:
-        raise launcher.LaunchError("no server environment yet: press Install Server in Preferences > Add-ons > "
-                                   "Marionette (or set Server Python to a Python that has the server's packages)")
+        raise launcher.LaunchError(
+            "no server environment yet: press Install Server in Preferences > Add-ons > "
+            "Marionette (or set Server Python to a Python that has the server's packages)"
+        )
     token = secrets.token_urlsafe(24)
     args = ["--port", str(port), "--data", str(data_dir)]
     if models_file:
@@ -180,8 +194,7 @@ def ensure(python: str, port: int, models_file: str, extra_args: str, data_dir: 
     args += shlex.split(extra_args)
     on_status("Starting server (loading torch and diffusers)")
     started = time.monotonic()
-    process = launcher.start(python, args, log=log_path(data_dir), timeout=timeout,
-                             env={"MARIONETTE_TOKEN": token})
+    process = launcher.start(python, args, log=log_path(data_dir), timeout=timeout, env={"MARIONETTE_TOKEN": token})
     _local = Local(process.url, token, process.process.pid, process)
     _write_state(data_dir, _local)
     on_status(f"Server started in {time.monotonic() - started:.0f} s at {_local.url}")

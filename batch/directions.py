@@ -15,8 +15,7 @@ def yaw_matrices(camera_world: Matrix, center, count: int) -> list[tuple[float, 
     out = []
     for k in range(count):
         yaw = 360.0 * k / count
-        turn = Matrix.Translation(center) @ Matrix.Rotation(math.radians(yaw), 4, "Z") @ \
-            Matrix.Translation(-center)
+        turn = Matrix.Translation(center) @ Matrix.Rotation(math.radians(yaw), 4, "Z") @ Matrix.Translation(-center)
         out.append((yaw, turn @ camera_world))
     return out
 

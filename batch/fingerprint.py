@@ -12,8 +12,13 @@ def action_keys(action) -> list:
     """Every key of the action: (data path, index, [(frame, value, interpolation), ...]) per F-curve."""
     out = []
     for fcurve in fcurves(action):
-        out.append([fcurve.data_path, fcurve.array_index,
-                    [[round(k.co[0], 4), round(k.co[1], 6), k.interpolation] for k in fcurve.keyframe_points]])
+        out.append(
+            [
+                fcurve.data_path,
+                fcurve.array_index,
+                [[round(k.co[0], 4), round(k.co[1], 6), k.interpolation] for k in fcurve.keyframe_points],
+            ]
+        )
     return sorted(out, key=lambda c: (c[0], c[1]))
 
 

@@ -29,8 +29,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--armature", help="the character's armature object (default: the only armature in the file)")
     p.add_argument("--actions", default="", help="comma-separated action names (default: all actions)")
     p.add_argument("--camera", help="camera object (default: the scene camera)")
-    p.add_argument("--collection", default="",
-                   help="collection whose objects cut the sprites' alpha (default: the armature's hierarchy)")
+    p.add_argument(
+        "--collection",
+        default="",
+        help="collection whose objects cut the sprites' alpha (default: the armature's hierarchy)",
+    )
     p.add_argument("--out", type=Path, default=Path("marionette_batch"), help="output folder")
     g = p.add_argument_group("generation")
     g.add_argument("--prompt", default="a stylised game character, clean background")
@@ -42,19 +45,34 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--motion-module", help="motion module name in the server's model config")
     g.add_argument("--size", type=size, help="WIDTHxHEIGHT (default: the scene's render size)")
     for kind in ("depth", "normal", "pose"):
-        g.add_argument(f"--{kind}", type=float, nargs="?", const=1.0, metavar="WEIGHT",
-                       help=f"use the {kind} guide (weight, default 1.0); when any guide flag is given, the "
-                            f"guides not named are off, else the scene's guide settings apply")
+        g.add_argument(
+            f"--{kind}",
+            type=float,
+            nargs="?",
+            const=1.0,
+            metavar="WEIGHT",
+            help=f"use the {kind} guide (weight, default 1.0); when any guide flag is given, the "
+            f"guides not named are off, else the scene's guide settings apply",
+        )
     s = p.add_argument_group("server")
     s.add_argument("--server", help="URL of a running server")
     s.add_argument("--token", default="", help="the server's bearer token")
-    s.add_argument("--models-config", type=Path,
-                   help="model config TOML: start a server on it for this batch (stopped at the end)")
-    s.add_argument("--server-python", default="",
-                   help="Python with the server's packages (default: the preference, else this Python)")
+    s.add_argument(
+        "--models-config", type=Path, help="model config TOML: start a server on it for this batch (stopped at the end)"
+    )
+    s.add_argument(
+        "--server-python",
+        default="",
+        help="Python with the server's packages (default: the preference, else this Python)",
+    )
     o = p.add_argument_group("output")
-    o.add_argument("--directions", type=directions, default=1, metavar="N",
-                   help="render each action from N camera yaws around the character (4, 8 ...), one sheet row each")
+    o.add_argument(
+        "--directions",
+        type=directions,
+        default=1,
+        metavar="N",
+        help="render each action from N camera yaws around the character (4, 8 ...), one sheet row each",
+    )
     o.add_argument("--trim", action="store_true", help="trim each sprite to its opaque box in the sheet")
     o.add_argument("--columns", type=int, help="sheet columns with one direction (default: near-square)")
     o.add_argument("--loop", action="store_true", help="generate the actions as seamless loops")

@@ -72,8 +72,10 @@ def resolve(args, scene):
     wanted = [n.strip() for n in args.actions.split(",") if n.strip()] or [a.name for a in bpy.data.actions]
     missing = [n for n in wanted if n not in bpy.data.actions]
     if missing:
-        raise ValueError(f"unknown actions {missing}; actions in the file: "
-                         f"{', '.join(repr(a.name) for a in bpy.data.actions) or 'none'}")
+        raise ValueError(
+            f"unknown actions {missing}; actions in the file: "
+            f"{', '.join(repr(a.name) for a in bpy.data.actions) or 'none'}"
+        )
     if not wanted:
         raise ValueError("the file has no actions")
     return armature, {n: bpy.data.actions[n] for n in wanted}, silhouette.character_objects(armature, args.collection)
@@ -82,8 +84,12 @@ def resolve(args, scene):
 def configure(args, scene):
     settings = scene.marionette
     settings.prompt, settings.negative_prompt, settings.seed = args.prompt, args.negative, args.seed
-    for name, value in (("steps", args.steps), ("guidance", args.guidance), ("base", args.base),
-                        ("motion_module", args.motion_module)):
+    for name, value in (
+        ("steps", args.steps),
+        ("guidance", args.guidance),
+        ("base", args.base),
+        ("motion_module", args.motion_module),
+    ):
         if value is not None:
             setattr(settings, name, value)
     if args.size:
@@ -115,8 +121,9 @@ def server(args):
             if models:
                 server_args += ["--models", str(Path(bpy.path.abspath(str(models))).resolve())]
             print(f"starting the server{' on ' + str(models) if models else ''} ...", flush=True)
-            process = launcher.start(args.server_python or prefs.server_python or None, server_args,
-                                     log=args.out / "server.log")
+            process = launcher.start(
+                args.server_python or prefs.server_python or None, server_args, log=args.out / "server.log"
+            )
             prefs.server_url, prefs.token = process.url, ""
         elif args.token:
             prefs.token = args.token
@@ -178,7 +185,7 @@ class Batch:
         self.progress.line(f"{'action':<{width}}  {'result':<9}  {'seconds':>7}  detail")
         for name, state, detail, seconds in results:
             self.progress.line(f"{name:<{width}}  {state:<9}  {seconds:7.1f}  {detail}")
-        for name in list(self.actions)[len(results):]:
+        for name in list(self.actions)[len(results) :]:
             self.progress.line(f"{name:<{width}}  {'not run':<9}  {'':>7}")
 
     def action(self, tag: str, name: str, action) -> tuple[str, str]:
@@ -198,18 +205,35 @@ class Batch:
                 shutil.rmtree(folder)
             folder.mkdir(parents=True)
             fps = scene.render.fps / scene.render.fps_base
-            record = {"action": name, "folder": folder.name, "armature": self.armature.name, "state": "running",
-                      "fingerprint": identity, "frame_start": start, "frame_end": end, "fps": fps,
-                      "loop": args.loop, "prompt": args.prompt, "seed": args.seed, "directions": [],
-                      "turn_centre": list(self.center) if len(views) > 1 else None}
+            record = {
+                "action": name,
+                "folder": folder.name,
+                "armature": self.armature.name,
+                "state": "running",
+                "fingerprint": identity,
+                "frame_start": start,
+                "frame_end": end,
+                "fps": fps,
+                "loop": args.loop,
+                "prompt": args.prompt,
+                "seed": args.seed,
+                "directions": [],
+                "turn_centre": list(self.center) if len(views) > 1 else None,
+            }
             rows = []
             for _d, (yaw, cam) in enumerate(views):
                 where = f"{tag}{f' yaw {yaw:g}' if len(views) > 1 else ''}"
                 sub = folder / f"yaw_{round(yaw):03d}" if len(views) > 1 else folder
                 job = self.generate(where, cam, folder)
-                record["directions"].append({
-                    "yaw": yaw, "camera": [list(r) for r in cam.matrix_world], "folder": sub.name if sub != folder
-                    else ".", "job": str(job), "job_id": bpy.context.window_manager.marionette.job_id})
+                record["directions"].append(
+                    {
+                        "yaw": yaw,
+                        "camera": [list(r) for r in cam.matrix_world],
+                        "folder": sub.name if sub != folder else ".",
+                        "job": str(job),
+                        "job_id": bpy.context.window_manager.marionette.job_id,
+                    }
+                )
                 received = sorted(job.glob("frame_*.png"))
                 if self.interrupt.requested or len(received) != len(frames):
                     record["state"] = "cancelled" if self.interrupt.requested else "incomplete"
@@ -247,18 +271,32 @@ class Batch:
                 path = []
                 for f in frames:
                     scene.frame_set(f)
-                    path.append([[round(v, 5) for v in row] for row in camera.world_to_camera(cam)]
-                                + [[round(v, 3) for row in camera.intrinsics(scene, cam) for v in row]])
+                    path.append(
+                        [[round(v, 5) for v in row] for row in camera.world_to_camera(cam)]
+                        + [[round(v, 3) for row in camera.intrinsics(scene, cam) for v in row]]
+                    )
                 cams.append(path)
         finally:
             scene.frame_set(current)
         a = self.args
-        return fingerprint.digest({
-            "spec": spec, "models": {k: plan.get(k) for k in ("base", "motion_module", "controlnets", "loras")},
-            "frames": [frames[0], frames[-1]], "action": fingerprint.action_keys(action),
-            "armature": self.armature.name, "cameras": cams, "silhouette": sorted(o.name for o in self.objects),
-            "output": {"trim": a.trim, "columns": a.columns, "alpha_samples": a.alpha_samples, "gif": a.gif,
-                       "mp4": a.mp4}})
+        return fingerprint.digest(
+            {
+                "spec": spec,
+                "models": {k: plan.get(k) for k in ("base", "motion_module", "controlnets", "loras")},
+                "frames": [frames[0], frames[-1]],
+                "action": fingerprint.action_keys(action),
+                "armature": self.armature.name,
+                "cameras": cams,
+                "silhouette": sorted(o.name for o in self.objects),
+                "output": {
+                    "trim": a.trim,
+                    "columns": a.columns,
+                    "alpha_samples": a.alpha_samples,
+                    "gif": a.gif,
+                    "mp4": a.mp4,
+                },
+            }
+        )
 
     def generate(self, where: str, cam, folder: Path) -> Path:
         """One job through marionette.generate; returns its folder (frames received so far are in it)."""
@@ -302,13 +340,20 @@ class Batch:
         for path, alpha in zip(received, alphas):
             rgb = read_png(path)[:, :, :3]
             if rgb.shape[:2] != alpha.shape:
-                raise RuntimeError(f"frame {path.name} is {rgb.shape[1]}x{rgb.shape[0]} but the render is "
-                                   f"{alpha.shape[1]}x{alpha.shape[0]}")
+                raise RuntimeError(
+                    f"frame {path.name} is {rgb.shape[1]}x{rgb.shape[0]} but the render is "
+                    f"{alpha.shape[1]}x{alpha.shape[0]}"
+                )
             rgba = np.dstack([rgb, alpha])
             write_png(sub / path.name, rgba)
             images.append(rgba)
-        return {"name": name, "frames": images, "pivots": pivots, "yaw": yaw, "folder": sub.name
-                if sub.name.startswith("yaw_") else "."}
+        return {
+            "name": name,
+            "frames": images,
+            "pivots": pivots,
+            "yaw": yaw,
+            "folder": sub.name if sub.name.startswith("yaw_") else ".",
+        }
 
     def videos(self, folder: Path, subs: list[Path], fps: float) -> str:
         wanted = [s for on, s in ((self.args.gif, ".gif"), (self.args.mp4, ".mp4")) if on]

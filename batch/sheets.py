@@ -20,8 +20,9 @@ def opaque_box(alpha: np.ndarray) -> tuple[int, int, int, int]:
     return int(xs.min()), int(ys.min()), int(xs.max() - xs.min() + 1), int(ys.max() - ys.min() + 1)
 
 
-def build(rows: list[dict], out_png: Path, fps: float, loop: bool, meta: dict, trim: bool = False,
-          columns: int | None = None) -> dict:
+def build(
+    rows: list[dict], out_png: Path, fps: float, loop: bool, meta: dict, trim: bool = False, columns: int | None = None
+) -> dict:
     """Write the sheet and `<name>.json`; returns the JSON data.
 
     rows: per direction {"name", "frames": [H×W×4 uint8], "pivots": [(x, y) px], "yaw"}. A single row wraps
@@ -53,22 +54,40 @@ def build(rows: list[dict], out_png: Path, fps: float, loop: bool, meta: dict, t
     sheet = np.zeros((height, width, 4), dtype=np.uint8)
     frames, animations = {}, {}
     for name, i, image, pivot, (bx, by, bw, bh), (ax, ay) in placed:
-        sheet[ay:ay + bh, ax:ax + bw] = image[by:by + bh, bx:bx + bw]
+        sheet[ay : ay + bh, ax : ax + bw] = image[by : by + bh, bx : bx + bw]
         key = f"{name}/{i + 1:04d}"
-        point = {"x": round(pivot[0] / w, 5), "y": round(pivot[1] / h, 5)}   # of sourceSize, y down
-        frames[key] = {"frame": {"x": ax, "y": ay, "w": bw, "h": bh}, "rotated": False, "trimmed": trim,
-                       "spriteSourceSize": {"x": bx, "y": by, "w": bw, "h": bh}, "sourceSize": {"w": w, "h": h},
-                       "duration": duration, "pivot": point, "anchor": point}   # Phaser reads either, Pixi anchor
+        point = {"x": round(pivot[0] / w, 5), "y": round(pivot[1] / h, 5)}  # of sourceSize, y down
+        frames[key] = {
+            "frame": {"x": ax, "y": ay, "w": bw, "h": bh},
+            "rotated": False,
+            "trimmed": trim,
+            "spriteSourceSize": {"x": bx, "y": by, "w": bw, "h": bh},
+            "sourceSize": {"w": w, "h": h},
+            "duration": duration,
+            "pivot": point,
+            "anchor": point,
+        }  # Phaser reads either, Pixi anchor
         animations.setdefault(name, []).append(key)
     write_png(out_png, sheet)
     tags, k = [], 0
     for name, keys in animations.items():
         tags.append({"name": name, "from": k, "to": k + len(keys) - 1, "direction": "forward"})
         k += len(keys)
-    data = {"frames": frames, "animations": animations,
-            "meta": {"app": "Marionette", "image": out_png.name, "format": "RGBA8888",
-                     "size": {"w": width, "h": height}, "scale": "1", "fps": fps, "loop": loop,
-                     "frameTags": tags, "directions": [{"name": r["name"], "yaw": r["yaw"]} for r in rows],
-                     **meta}}
+    data = {
+        "frames": frames,
+        "animations": animations,
+        "meta": {
+            "app": "Marionette",
+            "image": out_png.name,
+            "format": "RGBA8888",
+            "size": {"w": width, "h": height},
+            "scale": "1",
+            "fps": fps,
+            "loop": loop,
+            "frameTags": tags,
+            "directions": [{"name": r["name"], "yaw": r["yaw"]} for r in rows],
+            **meta,
+        },
+    }
     out_png.with_suffix(".json").write_text(json.dumps(data, indent=2))
     return data

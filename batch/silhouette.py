@@ -29,12 +29,19 @@ def character_objects(armature=None, collection: str = "") -> list:
         objects = list(found.all_objects)
     else:
         objects = list(armature.children_recursive)
-        objects += [o for o in bpy.data.objects if o.type == "MESH" and o not in objects and any(
-            m.type == "ARMATURE" and m.object == armature for m in o.modifiers)]
+        objects += [
+            o
+            for o in bpy.data.objects
+            if o.type == "MESH"
+            and o not in objects
+            and any(m.type == "ARMATURE" and m.object == armature for m in o.modifiers)
+        ]
     objects = [o for o in objects if o.type in GEOMETRY]
     if not objects:
-        raise ValueError(f"{'collection ' + repr(collection) if collection else 'armature ' + repr(armature.name)}"
-                         f" has no mesh to cut the sprites' alpha from")
+        raise ValueError(
+            f"{'collection ' + repr(collection) if collection else 'armature ' + repr(armature.name)}"
+            f" has no mesh to cut the sprites' alpha from"
+        )
     return objects
 
 
@@ -43,10 +50,23 @@ def _only(scene, objects, folder: Path, samples: int):
     keep = {o.name for o in objects}
     hidden = [o for o in scene.objects if o.name not in keep and not o.hide_render]
     r, cycles = scene.render, scene.cycles
-    saved = [(r, "engine"), (r, "film_transparent"), (r, "filepath"), (r, "use_compositing"), (r, "use_sequencer"),
-             (r.image_settings, "file_format"), (r.image_settings, "color_mode"), (r.image_settings, "color_depth"),
-             (cycles, "samples"), (cycles, "use_adaptive_sampling"), (cycles, "use_denoising"),
-             (cycles, "max_bounces"), (cycles, "device"), (cycles, "pixel_filter_type"), (cycles, "filter_width")]
+    saved = [
+        (r, "engine"),
+        (r, "film_transparent"),
+        (r, "filepath"),
+        (r, "use_compositing"),
+        (r, "use_sequencer"),
+        (r.image_settings, "file_format"),
+        (r.image_settings, "color_mode"),
+        (r.image_settings, "color_depth"),
+        (cycles, "samples"),
+        (cycles, "use_adaptive_sampling"),
+        (cycles, "use_denoising"),
+        (cycles, "max_bounces"),
+        (cycles, "device"),
+        (cycles, "pixel_filter_type"),
+        (cycles, "filter_width"),
+    ]
     values = [getattr(owner, name) for owner, name in saved]
     try:
         for o in hidden:

@@ -32,8 +32,10 @@ MOVES = {
     "pan_left": (lambda t: (_rot((0, 1, 0), -0.4 * t), (0, 0, 0), 5.0), (1, 0)),
     "pan_right": (lambda t: (_rot((0, 1, 0), 0.4 * t), (0, 0, 0), 5.0), (-1, 0)),
     "tilt_up": (lambda t: (_rot((1, 0, 0), 0.4 * t), (0, 0, 0), 5.0), (0, 1)),
-    "orbit": (lambda t: (_rot((0, 1, 0), -0.5 * t), (5 * math.sin(0.5 * t), 0, 5 - 5 * math.cos(0.5 * t)), 10.0),
-              (1, 0)),
+    "orbit": (
+        lambda t: (_rot((0, 1, 0), -0.5 * t), (5 * math.sin(0.5 * t), 0, 5 - 5 * math.cos(0.5 * t)), 10.0),
+        (1, 0),
+    ),
     "dolly_in": (lambda t: (np.eye(3), (0, 0, 1.5 * t), 5.0 - 1.5 * t), (0, 0)),
 }
 
@@ -46,14 +48,20 @@ def _rot(axis, angle):
 
 def camera_path(move, frames, width, height, fps=8):
     pose = MOVES[move][0]
-    f = 0.9 * width   # about a 58° horizontal field of view
+    f = 0.9 * width  # about a 58° horizontal field of view
     out = {"fps": fps, "width": width, "height": height, "frames": []}
     for k in range(frames):
         R, C, depth = pose(k / fps)
         c2w = np.eye(4)
         c2w[:3, :3], c2w[:3, 3] = R, C
-        out["frames"].append({"frame": k + 1, "K": [[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]],
-                              "world_to_camera": np.linalg.inv(c2w).tolist(), "depth": depth})
+        out["frames"].append(
+            {
+                "frame": k + 1,
+                "K": [[f, 0, width / 2], [0, f, height / 2], [0, 0, 1]],
+                "world_to_camera": np.linalg.inv(c2w).tolist(),
+                "depth": depth,
+            }
+        )
     return out
 
 
@@ -108,9 +116,17 @@ def main(argv=None):
         path = camera_path(move, frames, width, height)
         poses = CameraPoses(cc, lambda idx, path=path: torch.from_numpy(window_input(path, idx, height, width)[0]))
         t0 = time.perf_counter()
-        video = pipe.generate(prompt="a living room with a sofa, a window and plants, photo", num_frames=frames,
-                              negative_prompt="blurry, low quality", height=height, width=width, steps=steps,
-                              guidance=14.0, generator=torch.Generator("cpu").manual_seed(args.seed), camera=poses)
+        video = pipe.generate(
+            prompt="a living room with a sofa, a window and plants, photo",
+            num_frames=frames,
+            negative_prompt="blurry, low quality",
+            height=height,
+            width=width,
+            steps=steps,
+            guidance=14.0,
+            generator=torch.Generator("cpu").manual_seed(args.seed),
+            camera=poses,
+        )
         seconds = time.perf_counter() - t0
         (args.out / move).mkdir(parents=True, exist_ok=True)
         for k, frame in enumerate(video):
@@ -119,12 +135,20 @@ def main(argv=None):
         dx, dy = shifts.mean(0)
         want = MOVES[move][1]
         follows = all((w == 0 and abs(v) < 0.5) or (w != 0 and np.sign(v) == w) for w, v in zip(want, (dx, dy)))
-        results[move] = {"mean_dx_px": round(float(dx), 3), "mean_dy_px": round(float(dy), 3),
-                         "expected_sign": want, "follows": bool(follows), "seconds": round(seconds, 1)}
+        results[move] = {
+            "mean_dx_px": round(float(dx), 3),
+            "mean_dy_px": round(float(dy), 3),
+            "expected_sign": want,
+            "follows": bool(follows),
+            "seconds": round(seconds, 1),
+        }
         print(move, results[move], flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "results.json").write_text(json.dumps({"models": str(args.models), "tiny": args.tiny,
-                                                       "device": store.device, "results": results}, indent=1))
+    (args.out / "results.json").write_text(
+        json.dumps(
+            {"models": str(args.models), "tiny": args.tiny, "device": store.device, "results": results}, indent=1
+        )
+    )
 
 
 if __name__ == "__main__":

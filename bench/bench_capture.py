@@ -71,21 +71,32 @@ def main():
     path = camera.camera_path(scene, frames, rendered["median_depth"])
     ticks.append(time.perf_counter() - tick)
     capture_s = time.perf_counter() - t
-    print(f"capture: {args.frames} frames {args.size}x{args.size} depth+normal+camera in {capture_s:.2f} s = "
-          f"{args.frames / capture_s:.2f} frames/s; {len(ticks)} ticks, longest main-thread block "
-          f"{max(ticks) * 1000:.0f} ms (one frame), median {sorted(ticks)[len(ticks) // 2] * 1000:.0f} ms")
+    print(
+        f"capture: {args.frames} frames {args.size}x{args.size} depth+normal+camera in {capture_s:.2f} s = "
+        f"{args.frames / capture_s:.2f} frames/s; {len(ticks)} ticks, longest main-thread block "
+        f"{max(ticks) * 1000:.0f} ms (one frame), median {sorted(ticks)[len(ticks) // 2] * 1000:.0f} ms"
+    )
     if args.capture_only:
         return
 
     from tests.support import tiny_models
 
     models = tiny_models.build(work / "tiny")
-    server = launcher.start(args=["--models", str(models), "--port", "0", "--data", str(work / "server")],
-                            log=work / "server.log")
+    server = launcher.start(
+        args=["--models", str(models), "--port", "0", "--data", str(work / "server")], log=work / "server.log"
+    )
     try:
-        spec = {"prompt": "a marionette", "steps": args.steps, "width": args.size, "height": args.size,
-                "frames": args.frames, "base": "sd15", "motion_module": "v2", "camera": path,
-                "controlnets": [{"kind": "depth"}, {"kind": "normal"}]}
+        spec = {
+            "prompt": "a marionette",
+            "steps": args.steps,
+            "width": args.size,
+            "height": args.size,
+            "frames": args.frames,
+            "base": "sd15",
+            "motion_module": "v2",
+            "camera": path,
+            "controlnets": [{"kind": "depth"}, {"kind": "normal"}],
+        }
         guides = {k: [Path(f).read_bytes() for f in rendered[k]] for k in ("depth", "normal")}
         spec = parse_spec(spec)
         generation = Generation(Client(server.url), spec, work / "job")
@@ -102,8 +113,10 @@ def main():
         total = time.perf_counter() - t0
     finally:
         server.stop()
-    print(f"generation: {total:.2f} s, {received} frames; main thread: {len(ticks)} timer ticks, longest block "
-          f"{max(ticks) * 1000:.1f} ms, total busy {sum(ticks) * 1000:.0f} ms")
+    print(
+        f"generation: {total:.2f} s, {received} frames; main thread: {len(ticks)} timer ticks, longest block "
+        f"{max(ticks) * 1000:.1f} ms, total busy {sum(ticks) * 1000:.0f} ms"
+    )
 
 
 if __name__ == "__main__":

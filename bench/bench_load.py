@@ -39,6 +39,7 @@ class FirstStep(Exception):
 def stop_at_first_step(*models):
     def hook(module, args, kwargs):
         raise FirstStep
+
     return [m.register_forward_pre_hook(hook, with_kwargs=True) for m in models]
 
 
@@ -52,7 +53,7 @@ def touch(*models) -> None:
     for m in models:
         for t in list(m.parameters()) + list(m.buffers()):
             if t.numel():
-                t.reshape(-1)[:: max(1, 4096 // t.element_size())].sum()   # one element per 4 KiB page
+                t.reshape(-1)[:: max(1, 4096 // t.element_size())].sum()  # one element per 4 KiB page
 
 
 def rss_gb() -> float:
@@ -75,19 +76,31 @@ def write_files(root: Path, tiny_models: bool) -> dict:
 
         toml = tiny.build(root / "tiny")
         base = root / "tiny"
-        files = {"sd15": base / "sd15.safetensors", "motion": base / "mm_sd_v15_v2.ckpt",
-                 "controlnets": [base / "control_v11f1p_sd15_depth.pth"] * 3,
-                 "configs": {"sd15": base / "sd15", "motion": base / "motion_v2",
-                             "controlnet": base / "controlnet" / "depth"}}
+        files = {
+            "sd15": base / "sd15.safetensors",
+            "motion": base / "mm_sd_v15_v2.ckpt",
+            "controlnets": [base / "control_v11f1p_sd15_depth.pth"] * 3,
+            "configs": {
+                "sd15": base / "sd15",
+                "motion": base / "motion_v2",
+                "controlnet": base / "controlnet" / "depth",
+            },
+        }
     else:
         import fullsize
 
         from server.loaders import CONFIGS
 
-        files = {"sd15": root / "v1-5-pruned-emaonly.safetensors", "motion": root / "mm_sd_v15_v2.ckpt",
-                 "controlnets": [root / f"{fullsize.CONTROLNETS[n]}.pth" for n in CONTROLNETS],
-                 "configs": {"sd15": CONFIGS / "sd15", "motion": CONFIGS / "motion_adapter_v2",
-                             "controlnet": CONFIGS / "controlnet_sd15"}}
+        files = {
+            "sd15": root / "v1-5-pruned-emaonly.safetensors",
+            "motion": root / "mm_sd_v15_v2.ckpt",
+            "controlnets": [root / f"{fullsize.CONTROLNETS[n]}.pth" for n in CONTROLNETS],
+            "configs": {
+                "sd15": CONFIGS / "sd15",
+                "motion": CONFIGS / "motion_adapter_v2",
+                "controlnet": CONFIGS / "controlnet_sd15",
+            },
+        }
         if not files["sd15"].exists():
             fullsize.write_sd15(files["sd15"])
         if not files["motion"].exists():
@@ -105,8 +118,14 @@ def write_files(root: Path, tiny_models: bool) -> dict:
         if not (pipeline_config / "tokenizer").exists():
             tiny.write_tokenizer(pipeline_config / "tokenizer")
     files["pipeline_config"] = pipeline_config
-    lines = ["[base.sd15]", f'source = "{files["sd15"]}"', f'config = "{pipeline_config}"',
-             "[motion_module.v2]", f'source = "{files["motion"]}"', f'config = "{files["configs"]["motion"]}"']
+    lines = [
+        "[base.sd15]",
+        f'source = "{files["sd15"]}"',
+        f'config = "{pipeline_config}"',
+        "[motion_module.v2]",
+        f'source = "{files["motion"]}"',
+        f'config = "{files["configs"]["motion"]}"',
+    ]
     for name, path in zip(CONTROLNETS, files["controlnets"]):
         lines += [f"[controlnet.{name}]", f'source = "{path}"', f'config = "{files["configs"]["controlnet"]}"']
     toml = root / "bench_load.toml"
@@ -126,7 +145,7 @@ def child_marionette(files: dict, dtype: str) -> dict:
     t0 = time.perf_counter()
     store = ModelStore(ModelConfig.load(files["toml"]), device="cpu", dtype=dtype)
     for kind, name in (("base", "sd15"), ("motion_module", "v2")):
-        file_identity(store.config.get(kind, name), wait=False)     # what a job's plan does: hashes start
+        file_identity(store.config.get(kind, name), wait=False)  # what a job's plan does: hashes start
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
     nets = [store.controlnet(n) for n in CONTROLNETS]
@@ -134,8 +153,14 @@ def child_marionette(files: dict, dtype: str) -> dict:
     guide = torch.rand(2, 3, 64, 64)
     hooks = stop_at_first_step(pipe.unet, *nets)
     try:
-        pipe.generate(prompt="a marionette", num_frames=2, height=64, width=64, steps=1,
-                      controls=[Control(n, guide) for n in nets])
+        pipe.generate(
+            prompt="a marionette",
+            num_frames=2,
+            height=64,
+            width=64,
+            steps=1,
+            controls=[Control(n, guide) for n in nets],
+        )
     except FirstStep:
         pass
     finally:
@@ -144,10 +169,17 @@ def child_marionette(files: dict, dtype: str) -> dict:
     first_step_s = time.perf_counter() - t0
     parts = store._component("base", "sd15")
     touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets)
-    return {"first_step_s": first_step_s, "loaded_s": loaded_s, "peak_rss_gb": peak_rss_gb(), "baseline_gb": baseline,
-            "fp16_weight_gb": weight_bytes(parts["unet"], parts["vae"], parts["text_encoder"],
-                                           store._component("motion_module", "v2"), *nets) / 2**30,
-            "dtype": str(pipe.unet.dtype)}
+    return {
+        "first_step_s": first_step_s,
+        "loaded_s": loaded_s,
+        "peak_rss_gb": peak_rss_gb(),
+        "baseline_gb": baseline,
+        "fp16_weight_gb": weight_bytes(
+            parts["unet"], parts["vae"], parts["text_encoder"], store._component("motion_module", "v2"), *nets
+        )
+        / 2**30,
+        "dtype": str(pipe.unet.dtype),
+    }
 
 
 def child_diffusers(files: dict, dtype: str) -> dict:
@@ -163,23 +195,38 @@ def child_diffusers(files: dict, dtype: str) -> dict:
     torch_dtype = getattr(torch, dtype)
     baseline = rss_gb()
     t0 = time.perf_counter()
-    sd = StableDiffusionPipeline.from_single_file(str(files["sd15"]), config=str(files["pipeline_config"]),
-                                                  torch_dtype=torch_dtype, local_files_only=True,
-                                                  safety_checker=None, requires_safety_checker=False)
-    adapter = MotionAdapter.from_single_file(str(files["motion"]), config=str(files["configs"]["motion"]),
-                                             torch_dtype=torch_dtype, local_files_only=True)
-    nets = [ControlNetModel.from_single_file(str(p), config=str(files["configs"]["controlnet"]),
-                                             torch_dtype=torch_dtype, local_files_only=True)
-            for p in files["controlnets"]]
-    pipe = AnimateDiffControlNetPipeline.from_pipe(sd, motion_adapter=adapter,
-                                                   controlnet=MultiControlNetModel(nets))
-    pipe.to(dtype=torch_dtype)   # from_pipe builds the motion UNet in float32 (diffusers' from_unet2d)
+    sd = StableDiffusionPipeline.from_single_file(
+        str(files["sd15"]),
+        config=str(files["pipeline_config"]),
+        torch_dtype=torch_dtype,
+        local_files_only=True,
+        safety_checker=None,
+        requires_safety_checker=False,
+    )
+    adapter = MotionAdapter.from_single_file(
+        str(files["motion"]), config=str(files["configs"]["motion"]), torch_dtype=torch_dtype, local_files_only=True
+    )
+    nets = [
+        ControlNetModel.from_single_file(
+            str(p), config=str(files["configs"]["controlnet"]), torch_dtype=torch_dtype, local_files_only=True
+        )
+        for p in files["controlnets"]
+    ]
+    pipe = AnimateDiffControlNetPipeline.from_pipe(sd, motion_adapter=adapter, controlnet=MultiControlNetModel(nets))
+    pipe.to(dtype=torch_dtype)  # from_pipe builds the motion UNet in float32 (diffusers' from_unet2d)
     pipe.set_progress_bar_config(disable=True)
     loaded_s = time.perf_counter() - t0
     hooks = stop_at_first_step(pipe.unet, *nets)
     try:
-        pipe(prompt="a marionette", num_frames=2, height=64, width=64, num_inference_steps=1, output_type="np",
-             conditioning_frames=[[torch.rand(3, 64, 64)] * 2] * len(nets))
+        pipe(
+            prompt="a marionette",
+            num_frames=2,
+            height=64,
+            width=64,
+            num_inference_steps=1,
+            output_type="np",
+            conditioning_frames=[[torch.rand(3, 64, 64)] * 2] * len(nets),
+        )
     except FirstStep:
         pass
     finally:
@@ -187,18 +234,25 @@ def child_diffusers(files: dict, dtype: str) -> dict:
             h.remove()
     first_step_s = time.perf_counter() - t0
     touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets)
-    return {"first_step_s": first_step_s, "loaded_s": loaded_s, "peak_rss_gb": peak_rss_gb(),
-            "baseline_gb": baseline,
-            "dtype": str(pipe.unet.dtype)}
+    return {
+        "first_step_s": first_step_s,
+        "loaded_s": loaded_s,
+        "peak_rss_gb": peak_rss_gb(),
+        "baseline_gb": baseline,
+        "dtype": str(pipe.unet.dtype),
+    }
 
 
 def run_child(side: str, files_json: str, dtype: str) -> dict:
-    out = subprocess.run([sys.executable, __file__, "--child", side, "--files", files_json, "--dtype", dtype],
-                         capture_output=True, text=True)
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", side, "--files", files_json, "--dtype", dtype],
+        capture_output=True,
+        text=True,
+    )
     line = next((ln for ln in out.stdout.splitlines() if ln.startswith("RESULT ")), None)
     if out.returncode or line is None:
         raise SystemExit(f"{side} failed ({out.returncode}):\n{out.stderr[-4000:]}")
-    return json.loads(line[len("RESULT "):])
+    return json.loads(line[len("RESULT ") :])
 
 
 def main():
@@ -227,13 +281,22 @@ def main():
         print(f"files written in {time.perf_counter() - t:.0f} s under {root}", flush=True)
         paths = [files["sd15"], files["motion"], *files["controlnets"]]
         disk = sum(os.path.getsize(p) for p in set(paths))
-        for path in set(paths):               # into the page cache, so that neither side pays the first read
+        for path in set(paths):  # into the page cache, so that neither side pays the first read
             with open(path, "rb") as f:
                 while f.read(1 << 24):
                     pass
-        files_json = json.dumps({k: (str(v) if isinstance(v, Path) else
-                                     {a: str(b) for a, b in v.items()} if isinstance(v, dict) else [str(x) for x in v])
-                                 for k, v in files.items()})
+        files_json = json.dumps(
+            {
+                k: (
+                    str(v)
+                    if isinstance(v, Path)
+                    else {a: str(b) for a, b in v.items()}
+                    if isinstance(v, dict)
+                    else [str(x) for x in v]
+                )
+                for k, v in files.items()
+            }
+        )
         results = {"marionette": [], "diffusers": []}
         for _ in range(args.repeat):
             for side in ("diffusers", "marionette"):
@@ -242,15 +305,21 @@ def main():
         ours = min(results["marionette"], key=lambda r: r["first_step_s"])
         plain = min(results["diffusers"], key=lambda r: r["first_step_s"])
         weights = ours["fp16_weight_gb"]
-        print(f"\n{'tiny' if args.tiny else 'full-size placeholder'} files, {disk / 2**30:.2f} GiB on disk; "
-              f"{args.dtype} on the CPU; weights in fp16: {weights:.2f} GiB")
-        print("| side | peak host RAM GiB | of which libraries before loading | loading: peak − libraries GiB | "
-              "× fp16 weight bytes | loaded s | to first step s |")
+        print(
+            f"\n{'tiny' if args.tiny else 'full-size placeholder'} files, {disk / 2**30:.2f} GiB on disk; "
+            f"{args.dtype} on the CPU; weights in fp16: {weights:.2f} GiB"
+        )
+        print(
+            "| side | peak host RAM GiB | of which libraries before loading | loading: peak − libraries GiB | "
+            "× fp16 weight bytes | loaded s | to first step s |"
+        )
         print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
         for name, r in (("plain diffusers", plain), ("Marionette", ours)):
             grown = r["peak_rss_gb"] - r["baseline_gb"]
-            print(f"| {name} | {r['peak_rss_gb']:.2f} | {r['baseline_gb']:.2f} | {grown:.2f} | {grown / weights:.2f} | "
-                  f"{r['loaded_s']:.1f} | {r['first_step_s']:.1f} |")
+            print(
+                f"| {name} | {r['peak_rss_gb']:.2f} | {r['baseline_gb']:.2f} | {grown:.2f} | {grown / weights:.2f} | "
+                f"{r['loaded_s']:.1f} | {r['first_step_s']:.1f} |"
+            )
         print(f"cold start ratio Marionette / plain diffusers: {ours['first_step_s'] / plain['first_step_s']:.2f}")
     finally:
         if args.root is None:

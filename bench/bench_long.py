@@ -47,6 +47,7 @@ class LargestTensor:
                     self.block = max(self.block, t.numel())
                     if leaf:
                         self.layer = max(self.layer, t.numel())
+
         self.hooks = [m.register_forward_hook(record) for m in self.modules]
         return self
 
@@ -93,25 +94,47 @@ def main():
             from diffusers import AnimateDiffControlNetPipeline
 
             def fn():
-                free = AnimateDiffControlNetPipeline(**{k: v for k, v in pipe.components.items()
-                                                        if k in ("vae", "text_encoder", "tokenizer", "unet",
-                                                                 "motion_adapter", "scheduler")},
-                                                     controlnet=net) if net is not None else pipe
+                free = (
+                    AnimateDiffControlNetPipeline(
+                        **{
+                            k: v
+                            for k, v in pipe.components.items()
+                            if k in ("vae", "text_encoder", "tokenizer", "unet", "motion_adapter", "scheduler")
+                        },
+                        controlnet=net,
+                    )
+                    if net is not None
+                    else pipe
+                )
                 free.set_progress_bar_config(disable=True)
                 free.enable_free_noise(context_length=args.length, context_stride=args.length - args.overlap)
                 try:
                     extra = {"conditioning_frames": [im for im in guide]} if net is not None else {}
-                    out = free(num_frames=frames, num_inference_steps=steps, output_type="np",
-                               guidance_scale=7.5, generator=torch.Generator().manual_seed(0), **common,
-                               **extra).frames[0]
+                    out = free(
+                        num_frames=frames,
+                        num_inference_steps=steps,
+                        output_type="np",
+                        guidance_scale=7.5,
+                        generator=torch.Generator().manual_seed(0),
+                        **common,
+                        **extra,
+                    ).frames[0]
                 finally:
                     free.disable_free_noise()
                 return (out * 255).round()
+
             return fn
         context = ContextWindows(length=args.length, overlap=args.overlap, mode=mode, chunk=args.chunk)
         controls = [Control(net, guide, 1.0)] if net is not None else []
-        return lambda: pipe.generate(num_frames=frames, steps=steps, context=context, controls=controls,
-                                     guidance=7.5, generator=torch.Generator().manual_seed(0), **common)
+        return lambda: pipe.generate(
+            num_frames=frames,
+            steps=steps,
+            context=context,
+            controls=controls,
+            guidance=7.5,
+            generator=torch.Generator().manual_seed(0),
+            **common,
+        )
 
     rows = []
     modes = args.modes.split(",")
@@ -125,15 +148,21 @@ def main():
             rows.append((frames, mode, seconds / frames, largest.layer, largest.block, seam))
             print(rows[-1], flush=True)
     first = {mode: next(r[2] for r in rows if r[1] == mode) for mode in modes}
-    print(f"\n{args.size}x{args.size}, {args.steps} steps, CFG 7.5, window {args.length}/{args.overlap}, chunk "
-          f"{args.chunk}, ControlNet {args.controlnet or 'none'}, {args.device} {args.dtype}, models {models}")
-    print("| frames | mode | s/frame | × own cost/frame at 16 | × FreeNoise s/frame | largest layer tensor (M) "
-          "| largest block tensor (M) | seam score |")
+    print(
+        f"\n{args.size}x{args.size}, {args.steps} steps, CFG 7.5, window {args.length}/{args.overlap}, chunk "
+        f"{args.chunk}, ControlNet {args.controlnet or 'none'}, {args.device} {args.dtype}, models {models}"
+    )
+    print(
+        "| frames | mode | s/frame | × own cost/frame at 16 | × FreeNoise s/frame | largest layer tensor (M) "
+        "| largest block tensor (M) | seam score |"
+    )
     print("| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |")
     for frames, mode, per_frame, layer, block, seam in rows:
         free = next((r[2] for r in rows if r[0] == frames and r[1] == "freenoise"), float("nan"))
-        print(f"| {frames} | {mode} | {per_frame:.4f} | {per_frame / first[mode]:.2f} | {per_frame / free:.2f} | "
-              f"{layer / 1e6:.3f} | {block / 1e6:.3f} | {seam:.3f} |")
+        print(
+            f"| {frames} | {mode} | {per_frame:.4f} | {per_frame / first[mode]:.2f} | {per_frame / free:.2f} | "
+            f"{layer / 1e6:.3f} | {block / 1e6:.3f} | {seam:.3f} |"
+        )
 
 
 if __name__ == "__main__":

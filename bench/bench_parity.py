@@ -39,7 +39,7 @@ def static_depth(size: int) -> torch.Tensor:
     """A still scene's depth guide: a sphere in front of a tilted floor, (1, 3, size, size) in [0, 1]."""
     y, x = torch.meshgrid(torch.linspace(-1, 1, size), torch.linspace(-1, 1, size), indexing="ij")
     floor = 0.3 + 0.4 * (y + 1) / 2
-    sphere = (1 - (x ** 2 + (y + 0.2) ** 2) / 0.3).clamp(min=0).sqrt()
+    sphere = (1 - (x**2 + (y + 0.2) ** 2) / 0.3).clamp(min=0).sqrt()
     return torch.maximum(floor, sphere).clamp(0, 1).expand(1, 3, size, size).contiguous()
 
 
@@ -56,8 +56,13 @@ def keyframe_following(store, pipe, common, frames: int, image: torch.Tensor, sp
         row = {}
         for label, keys in (("key", Keyframes(store.sparsectrl(sparsectrl), image, [0], 1.0)), ("none", None)):
             last = {}
-            pipe.generate(num_frames=frames, keyframes=keys, generator=torch.Generator().manual_seed(0),
-                          on_step=lambda i, n, x0, last=last: last.update(x0=x0), **common)
+            pipe.generate(
+                num_frames=frames,
+                keyframes=keys,
+                generator=torch.Generator().manual_seed(0),
+                on_step=lambda i, n, x0, last=last: last.update(x0=x0),
+                **common,
+            )
             lat = last["x0"][0].transpose(0, 1).float()
             d = (lat - target).flatten(1).norm(dim=1) / target.norm()
             row[label] = (float(d[0]), float(d[1:].mean()))
@@ -85,8 +90,14 @@ def main():
     models = args.models or tiny.build(Path(tempfile.mkdtemp(prefix="marionette-bench-parity-")) / "tiny")
     store = ModelStore(ModelConfig.load(models), device=args.device, dtype=args.dtype)
     depth = static_depth(args.size)
-    common = {"prompt": "a marionette on a stage", "negative_prompt": "blurry", "height": args.size,
-              "width": args.size, "steps": args.steps, "guidance": 7.5}
+    common = {
+        "prompt": "a marionette on a stage",
+        "negative_prompt": "blurry",
+        "height": args.size,
+        "width": args.size,
+        "steps": args.steps,
+        "guidance": 7.5,
+    }
     context = ContextWindows(length=args.length, overlap=args.overlap)
     windows = context_windows(args.frames, args.length, args.overlap, loop=False)
 
@@ -100,14 +111,25 @@ def main():
         store.set_loras(pipe, [])
         for mode in ("diffusers", "original"):
             store.set_motion_norm(mode)
-            long = pipe.generate(num_frames=args.frames, context=context, controls=control(args.frames),
-                                 generator=torch.Generator().manual_seed(0), **common)
-            still = pipe.generate(num_frames=args.static_frames, controls=control(args.static_frames),
-                                  generator=torch.Generator().manual_seed(0), **common)
+            long = pipe.generate(
+                num_frames=args.frames,
+                context=context,
+                controls=control(args.frames),
+                generator=torch.Generator().manual_seed(0),
+                **common,
+            )
+            still = pipe.generate(
+                num_frames=args.static_frames,
+                controls=control(args.static_frames),
+                generator=torch.Generator().manual_seed(0),
+                **common,
+            )
             rows.append((version, mode, seam_score(long, windows), flicker(long), flicker(still)))
-    print(f"{args.size}x{args.size}, {args.steps} steps, CFG 7.5, {args.frames} frames in windows of "
-          f"{args.length}/{args.overlap} (pyramid), static clip {args.static_frames} frames, {args.device} "
-          f"{args.dtype}, models {models}, {time.perf_counter() - t0:.0f} s")
+    print(
+        f"{args.size}x{args.size}, {args.steps} steps, CFG 7.5, {args.frames} frames in windows of "
+        f"{args.length}/{args.overlap} (pyramid), static clip {args.static_frames} frames, {args.device} "
+        f"{args.dtype}, models {models}, {time.perf_counter() - t0:.0f} s"
+    )
     print(f"{'version':>7} {'norm':>10} {'seam score':>11} {'flicker long':>13} {'flicker static':>15}")
     for version, mode, seam, fl_long, fl_still in rows:
         print(f"{version:>7} {mode:>10} {seam:>11.3f} {fl_long:>13.3f} {fl_still:>15.3f}")
@@ -124,12 +146,16 @@ def main():
             image[:, 2, :, ::8] = 1.0
         pipe = store.pipeline(args.base, "v3")
         found = keyframe_following(store, pipe, common, args.static_frames, image, args.sparsectrl)
-        print(f"SparseCtrl {args.sparsectrl}, keyframe at frame 0, {args.static_frames} frames: distance to the "
-              f"keyframe's latents (relative), last step's predicted clean latents")
+        print(
+            f"SparseCtrl {args.sparsectrl}, keyframe at frame 0, {args.static_frames} frames: distance to the "
+            f"keyframe's latents (relative), last step's predicted clean latents"
+        )
         print(f"{'norm':>10} {'frame 0':>8} {'others':>8} {'frame 0 no key':>15} {'others no key':>14}")
         for mode, row in found.items():
-            print(f"{mode:>10} {row['key'][0]:>8.4f} {row['key'][1]:>8.4f} {row['none'][0]:>15.4f} "
-                  f"{row['none'][1]:>14.4f}")
+            print(
+                f"{mode:>10} {row['key'][0]:>8.4f} {row['key'][1]:>8.4f} {row['none'][0]:>15.4f} "
+                f"{row['none'][1]:>14.4f}"
+            )
 
 
 if __name__ == "__main__":

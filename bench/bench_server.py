@@ -38,8 +38,9 @@ KINDS = ("depth", "normal", "openpose")
 
 def guides(frames: int, size: int) -> list[np.ndarray]:
     ys, xs = np.mgrid[0:size, 0:size]
-    return [np.repeat((((xs + ys + 8 * f) % size) * (255 / size)).astype(np.uint8)[..., None], 3, -1)
-            for f in range(frames)]
+    return [
+        np.repeat((((xs + ys + 8 * f) % size) * (255 / size)).astype(np.uint8)[..., None], 3, -1) for f in range(frames)
+    ]
 
 
 def png(a: np.ndarray) -> bytes:
@@ -57,19 +58,33 @@ def plain_diffusers(config: ModelConfig, n_controls: int, args, images, out: Pat
     adapter = loaders.load_motion_adapter(entry("motion_module", "v2").source)
     nets = [loaders.load_controlnet(entry("controlnet", k).source) for k in KINDS[:n_controls]]
     dtype = getattr(torch, args.dtype)
-    pipe = AnimateDiffControlNetPipeline(vae=base["vae"], text_encoder=base["text_encoder"],
-                                         tokenizer=base["tokenizer"], unet=base["unet"], motion_adapter=adapter,
-                                         controlnet=MultiControlNetModel(nets), scheduler=base["scheduler"])
+    pipe = AnimateDiffControlNetPipeline(
+        vae=base["vae"],
+        text_encoder=base["text_encoder"],
+        tokenizer=base["tokenizer"],
+        unet=base["unet"],
+        motion_adapter=adapter,
+        controlnet=MultiControlNetModel(nets),
+        scheduler=base["scheduler"],
+    )
     pipe.to(args.device, dtype)
     pipe.set_progress_bar_config(disable=True)
     pil = [Image.fromarray(i) for i in images]
     times = []
     for run in range(args.repeats + 1):
         t = time.perf_counter()
-        frames = pipe(prompt="a marionette", negative_prompt="blurry", num_frames=args.frames, height=args.size,
-                      width=args.size, num_inference_steps=args.steps, guidance_scale=7.5,
-                      conditioning_frames=[pil] * n_controls, controlnet_conditioning_scale=[1.0] * n_controls,
-                      generator=torch.Generator("cpu").manual_seed(0)).frames[0]
+        frames = pipe(
+            prompt="a marionette",
+            negative_prompt="blurry",
+            num_frames=args.frames,
+            height=args.size,
+            width=args.size,
+            num_inference_steps=args.steps,
+            guidance_scale=7.5,
+            conditioning_frames=[pil] * n_controls,
+            controlnet_conditioning_scale=[1.0] * n_controls,
+            generator=torch.Generator("cpu").manual_seed(0),
+        ).frames[0]
         for k, frame in enumerate(frames):
             frame.save(out / f"plain_{k:04d}.png")
         if args.device.startswith("cuda"):
@@ -85,10 +100,19 @@ def server_jobs(url: str, n_controls: int, args, images) -> list[float]:
     client = Client(url)
     encoded = [png(i) for i in images]
     pose = json.dumps([{"people": []}] * args.frames).encode()
-    spec = {"prompt": "a marionette", "negative_prompt": "blurry", "seed": 0, "steps": args.steps,
-            "guidance": 7.5, "width": args.size, "height": args.size, "frames": args.frames,
-            "base": "sd15", "motion_module": "v2",
-            "controlnets": [{"kind": k} for k in KINDS[:n_controls]]}
+    spec = {
+        "prompt": "a marionette",
+        "negative_prompt": "blurry",
+        "seed": 0,
+        "steps": args.steps,
+        "guidance": 7.5,
+        "width": args.size,
+        "height": args.size,
+        "frames": args.frames,
+        "base": "sd15",
+        "motion_module": "v2",
+        "controlnets": [{"kind": k} for k in KINDS[:n_controls]],
+    }
     files = {k if k != "openpose" else "pose": (encoded if k != "openpose" else [pose]) for k in KINDS[:n_controls]}
     times = []
     for run in range(args.repeats + 1):
@@ -120,8 +144,18 @@ def main():
     models = args.models or tiny.build(work / "tiny")
     config = ModelConfig.load(models)
     images = guides(args.frames, args.size)
-    server_args = ["--port", "0", "--data", str(work / "server"), "--device", args.device, "--dtype", args.dtype,
-                   "--models", str(models)]
+    server_args = [
+        "--port",
+        "0",
+        "--data",
+        str(work / "server"),
+        "--device",
+        args.device,
+        "--dtype",
+        args.dtype,
+        "--models",
+        str(models),
+    ]
     rows = []
     for n in [int(c) for c in args.controls.split(",")]:
         plain, peak = plain_diffusers(config, n, args, images, work)
@@ -131,10 +165,19 @@ def main():
         finally:
             server.stop()
         p_med, s_med = statistics.median(plain), statistics.median(served)
-        rows.append({"controlnets": n, "plain_s": round(p_med, 3), "server_s": round(s_med, 3),
-                     "ratio": round(s_med / p_med, 3), "plain_peak_gib": peak})
-    print(f"{args.frames} frames {args.size}x{args.size}, {args.steps} steps, CFG 7.5, {args.device} {args.dtype}, "
-          f"median of {args.repeats} after a warm-up, models {models}")
+        rows.append(
+            {
+                "controlnets": n,
+                "plain_s": round(p_med, 3),
+                "server_s": round(s_med, 3),
+                "ratio": round(s_med / p_med, 3),
+                "plain_peak_gib": peak,
+            }
+        )
+    print(
+        f"{args.frames} frames {args.size}x{args.size}, {args.steps} steps, CFG 7.5, {args.device} {args.dtype}, "
+        f"median of {args.repeats} after a warm-up, models {models}"
+    )
     print(f"{'ControlNets':>11} {'plain s/job':>12} {'server s/job':>13} {'ratio':>7}")
     for r in rows:
         print(f"{r['controlnets']:>11} {r['plain_s']:>12.3f} {r['server_s']:>13.3f} {r['ratio']:>7.3f}")

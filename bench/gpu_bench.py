@@ -52,11 +52,20 @@ def write_models(root: Path, tiny_models: bool) -> Path:
 
         tiny.build(root / "tiny")
         base = root / "tiny"
-        lines = ["[base.sd15]", f'source = "{base / "sd15.safetensors"}"', f'config = "{base / "sd15"}"',
-                 "[motion_module.v2]", f'source = "{base / "mm_sd_v15_v2.ckpt"}"', f'config = "{base / "motion_v2"}"']
+        lines = [
+            "[base.sd15]",
+            f'source = "{base / "sd15.safetensors"}"',
+            f'config = "{base / "sd15"}"',
+            "[motion_module.v2]",
+            f'source = "{base / "mm_sd_v15_v2.ckpt"}"',
+            f'config = "{base / "motion_v2"}"',
+        ]
         for name in CONTROLNETS:
-            lines += [f"[controlnet.{name}]", f'source = "{base / "control_v11f1p_sd15_depth.pth"}"',
-                      f'config = "{base / "controlnet" / "depth"}"']
+            lines += [
+                f"[controlnet.{name}]",
+                f'source = "{base / "control_v11f1p_sd15_depth.pth"}"',
+                f'config = "{base / "controlnet" / "depth"}"',
+            ]
     else:
         import fullsize
 
@@ -73,7 +82,7 @@ def write_models(root: Path, tiny_models: bool) -> Path:
             lines += [f"[controlnet.{name}]", f'source = "{path}"']
         hf_home = root / "hf"
         if not hf_home.exists():
-            fullsize.write_tokenizer_cache(hf_home)     # where a single-file SD1.5 load finds its tokenizer
+            fullsize.write_tokenizer_cache(hf_home)  # where a single-file SD1.5 load finds its tokenizer
         import os
 
         os.environ["HF_HOME"] = str(hf_home)
@@ -108,12 +117,19 @@ class Bench:
             out = fn()
             self.sync()
             times.append(time.perf_counter() - t)
-        if reference is not None:   # a speed-up must not change the result beyond rounding
+        if reference is not None:  # a speed-up must not change the result beyond rounding
             diff = np.abs(np.asarray(out, dtype=np.float32) - np.asarray(reference, dtype=np.float32))
-            note = (note + "; " if note else "") + f"frames vs the default run: mean abs diff {diff.mean():.2f}, " \
-                                                   f"max {diff.max():.0f} (of 255)"
-        row = {"name": name, "s": statistics.median(times), "warmup_s": warm, "note": note, "out": out,
-               "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if self.cuda else float("nan")}
+            note = (
+                note + "; " if note else ""
+            ) + f"frames vs the default run: mean abs diff {diff.mean():.2f}, max {diff.max():.0f} (of 255)"
+        row = {
+            "name": name,
+            "s": statistics.median(times),
+            "warmup_s": warm,
+            "note": note,
+            "out": out,
+            "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if self.cuda else float("nan"),
+        }
         self.rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "out"}), flush=True)
         return row
@@ -154,8 +170,9 @@ def main():
     nets = [store.controlnet(n) for n in CONTROLNETS]
     bench.sync()
     load_s = time.perf_counter() - t
-    common = dict(prompt="a wooden marionette dancing on a stage", negative_prompt="blurry", height=args.size,
-                  width=args.size)
+    common = dict(
+        prompt="a wooden marionette dancing on a stage", negative_prompt="blurry", height=args.size, width=args.size
+    )
     g = guides(args.frames, args.size)
 
     state = {"pipe": pipe, "nets": nets}
@@ -163,23 +180,40 @@ def main():
     def ours(n_nets, frames=args.frames, context=None, on_step=None):
         gg = g if frames == args.frames else guides(frames, args.size)
         p, ns = state["pipe"], state["nets"]
-        return lambda: p.generate(num_frames=frames, steps=args.steps, context=context, on_step=on_step,
-                                  controls=[Control(net, gg) for net in ns[:n_nets]], guidance=7.5,
-                                  generator=torch.Generator().manual_seed(0), **common)
+        return lambda: p.generate(
+            num_frames=frames,
+            steps=args.steps,
+            context=context,
+            on_step=on_step,
+            controls=[Control(net, gg) for net in ns[:n_nets]],
+            guidance=7.5,
+            generator=torch.Generator().manual_seed(0),
+            **common,
+        )
 
     # plain diffusers on the very same modules
     from diffusers import AnimateDiffControlNetPipeline, MultiControlNetModel
 
     def plain(n_nets):
         ns = state["nets"]
-        parts = {k: v for k, v in state["pipe"].components.items()
-                 if k in ("vae", "text_encoder", "tokenizer", "unet", "motion_adapter", "scheduler")}
+        parts = {
+            k: v
+            for k, v in state["pipe"].components.items()
+            if k in ("vae", "text_encoder", "tokenizer", "unet", "motion_adapter", "scheduler")
+        }
         net = ns[0] if n_nets == 1 else MultiControlNetModel(ns[:n_nets])
         d = AnimateDiffControlNetPipeline(**parts, controlnet=net)
         d.set_progress_bar_config(disable=True)
         frames = [list(g)] * n_nets if n_nets > 1 else list(g)
-        return lambda: d(num_frames=args.frames, num_inference_steps=args.steps, conditioning_frames=frames,
-                         output_type="np", guidance_scale=7.5, generator=torch.Generator().manual_seed(0), **common)
+        return lambda: d(
+            num_frames=args.frames,
+            num_inference_steps=args.steps,
+            conditioning_frames=frames,
+            output_type="np",
+            guidance_scale=7.5,
+            generator=torch.Generator().manual_seed(0),
+            **common,
+        )
 
     plain1 = bench.measure("plain diffusers, 1 ControlNet", plain(1))
     bench.measure("plain diffusers, 3 ControlNets", plain(3))
@@ -193,16 +227,27 @@ def main():
             latent_preview(x0)
             bench.sync()
             first["s"] = time.perf_counter() - first["t0"]
+
     first["t0"] = time.perf_counter()
     ours(1, on_step=first_preview)()
-    bench.rows.append({"name": "Marionette, 1 ControlNet: time to the first preview", "s": first["s"],
-                       "warmup_s": float("nan"), "peak_gb": float("nan"), "note": "latent preview after step 1"})
+    bench.rows.append(
+        {
+            "name": "Marionette, 1 ControlNet: time to the first preview",
+            "s": first["s"],
+            "warmup_s": float("nan"),
+            "peak_gb": float("nan"),
+            "note": "latent preview after step 1",
+        }
+    )
 
     if "long" not in skip:
         for mode in ("temporal", "unet"):
             ctx = ContextWindows(length=16, overlap=4, mode=mode)
-            row = bench.measure(f"Marionette, 1 ControlNet, {args.long_frames} frames, windows mode {mode}",
-                                ours(1, frames=args.long_frames, context=ctx), runs=1)
+            row = bench.measure(
+                f"Marionette, 1 ControlNet, {args.long_frames} frames, windows mode {mode}",
+                ours(1, frames=args.long_frames, context=ctx),
+                runs=1,
+            )
             row["note"] = f"{row['s'] / args.long_frames:.4f} s/frame"
 
     for model in [pipe.unet, *nets]:
@@ -216,10 +261,13 @@ def main():
         pipe.unet.compile(fullgraph=False)
         for net in nets:
             net.compile(fullgraph=False)
-        bench.measure("Marionette, 1 ControlNet, channels-last + fused QKV + torch.compile", ours(1),
-                      note="compiled on the warm-up call", reference=ref1)
-        bench.measure("Marionette, 3 ControlNets, channels-last + fused QKV + torch.compile", ours(3),
-                      reference=ref3)
+        bench.measure(
+            "Marionette, 1 ControlNet, channels-last + fused QKV + torch.compile",
+            ours(1),
+            note="compiled on the warm-up call",
+            reference=ref1,
+        )
+        bench.measure("Marionette, 3 ControlNets, channels-last + fused QKV + torch.compile", ours(3), reference=ref3)
 
     state.clear()
     pipe = nets = store = None
@@ -232,27 +280,38 @@ def main():
         low.set_loras(lpipe, [])
         lnets = [low.controlnet(n) for n in CONTROLNETS]
         state.update(pipe=lpipe, nets=lnets)
-        bench.measure("Marionette low-VRAM (fp8 layerwise, ControlNets offloaded, tiled VAE), 1 ControlNet",
-                      ours(1), runs=1, reference=ref1)
+        bench.measure(
+            "Marionette low-VRAM (fp8 layerwise, ControlNets offloaded, tiled VAE), 1 ControlNet",
+            ours(1),
+            runs=1,
+            reference=ref1,
+        )
         bench.measure("Marionette low-VRAM, 3 ControlNets", ours(3), runs=1, reference=ref3)
 
     machine = torch.cuda.get_device_name() if bench.cuda else platform.processor() or platform.machine()
     try:
-        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
-                                text=True).stdout.strip()
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
     except OSError:
         commit = "?"
-    lines = [f"## GPU: Marionette against plain diffusers ({time.strftime('%Y-%m-%d')})", "",
-             f"Command: `bench/gpu.sh {' '.join(sys.argv[1:])}` at commit {commit}. Machine: {machine}; torch "
-             f"{torch.__version__}. {TINY_NOTE if args.tiny else FULL_NOTE}; "
-             f"{args.frames} frames, {args.size}², {args.steps} steps, CFG 7.5, {args.dtype}, median of {args.runs} "
-             f"after one warm-up. Files written in {write_s:.0f} s, loaded in {load_s:.1f} s; whole run "
-             f"{time.perf_counter() - t_start:.0f} s.", "",
-             "| configuration | s/job | × plain diffusers (1 ControlNet) | peak VRAM GiB | warm-up s | note |",
-             "| --- | ---: | ---: | ---: | ---: | --- |"]
+    lines = [
+        f"## GPU: Marionette against plain diffusers ({time.strftime('%Y-%m-%d')})",
+        "",
+        f"Command: `bench/gpu.sh {' '.join(sys.argv[1:])}` at commit {commit}. Machine: {machine}; torch "
+        f"{torch.__version__}. {TINY_NOTE if args.tiny else FULL_NOTE}; "
+        f"{args.frames} frames, {args.size}², {args.steps} steps, CFG 7.5, {args.dtype}, median of {args.runs} "
+        f"after one warm-up. Files written in {write_s:.0f} s, loaded in {load_s:.1f} s; whole run "
+        f"{time.perf_counter() - t_start:.0f} s.",
+        "",
+        "| configuration | s/job | × plain diffusers (1 ControlNet) | peak VRAM GiB | warm-up s | note |",
+        "| --- | ---: | ---: | ---: | ---: | --- |",
+    ]
     for r in bench.rows:
-        lines.append(f"| {r['name']} | {r['s']:.3f} | {r['s'] / plain1['s']:.2f} | {r['peak_gb']:.2f} | "
-                     f"{r['warmup_s']:.1f} | {r['note']} |")
+        lines.append(
+            f"| {r['name']} | {r['s']:.3f} | {r['s'] / plain1['s']:.2f} | {r['peak_gb']:.2f} | "
+            f"{r['warmup_s']:.1f} | {r['note']} |"
+        )
     text = "\n".join(lines) + "\n"
     args.out.write_text(text)
     print("\n" + text)

@@ -37,7 +37,7 @@ def main(argv: list[str] | None = None) -> int:
 
         out = Path(argv[argv.index("--out") + 1]) if "--out" in argv else Path("marionette_batch")
         python = argv[argv.index("--server-python") + 1] if "--server-python" in argv else None
-        print("building the tiny models ...", flush=True)   # by the server's Python: bpy's may have no torch
+        print("building the tiny models ...", flush=True)  # by the server's Python: bpy's may have no torch
         argv += ["--models-config", str(tiny_models.build_with(python, out.resolve() / "tiny-models"))]
     return module.batch.execute(["batch", *argv])
 

@@ -63,10 +63,12 @@ def main(argv=None) -> int:
     size = args.size or (128 if args.tiny else 512)
     steps = args.steps or (8 if args.tiny else 25)
     if not (args.tiny or args.models or can_get_public_models()):
-        print("The public models are not in the Hugging Face cache and the hub cannot be reached.\n"
-              "  - offline demo on tiny random models:   make demo TINY=1\n"
-              "  - your own local weights: write a model config TOML (README, 'Pointing it at real weights') and\n"
-              "    run .venv/bin/python -m cli.demo --models my_models.toml")
+        print(
+            "The public models are not in the Hugging Face cache and the hub cannot be reached.\n"
+            "  - offline demo on tiny random models:   make demo TINY=1\n"
+            "  - your own local weights: write a model config TOML (README, 'Pointing it at real weights') and\n"
+            "    run .venv/bin/python -m cli.demo --models my_models.toml"
+        )
         return 2
 
     out = args.out
@@ -115,9 +117,11 @@ def main(argv=None) -> int:
     # the server keeps every guide it used, the pose images it drew from the rig's keypoints included
     contact_sheet(out / "server" / "jobs" / runtime.job_id / "guides", frames, out / "contact_sheet.png")
     plan = json.loads(manifest)["plan"]
-    print(f"done in {time.perf_counter() - t:.1f} s: {len(frames)} frames, camera LoRAs "
-          f"{plan.get('motion_loras')}, in {out}: frames/, animation.gif, animation.mp4, contact_sheet.png, "
-          f"manifest.json, demo.blend")
+    print(
+        f"done in {time.perf_counter() - t:.1f} s: {len(frames)} frames, camera LoRAs "
+        f"{plan.get('motion_loras')}, in {out}: frames/, animation.gif, animation.mp4, contact_sheet.png, "
+        f"manifest.json, demo.blend"
+    )
     return 0
 
 

@@ -89,7 +89,7 @@ def walk(rig, frames: int):
             for b in (leg, arm, knee):
                 b.keyframe_insert("rotation_euler", frame=frame)
         hips = pose[PREFIX + "Hips"]
-        hips.location = (0, 0.03 * abs(math.cos(phase)), 0)   # the hips bone points up: its y is world z
+        hips.location = (0, 0.03 * abs(math.cos(phase)), 0)  # the hips bone points up: its y is world z
         hips.keyframe_insert("location", frame=frame)
         rig.location = (0, -0.08 * (frame - 1), 0)
         rig.keyframe_insert("location", frame=frame)

@@ -24,8 +24,11 @@ def build(out_dir: Path | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)  # Blender's tool does not make it ("Error creating archive")
     # bpy's Python is this interpreter; inside the Blender app sys.executable is Blender itself.
     python = sys.executable if "python" in Path(sys.executable).name else bpy.app.binary_path_python
-    done = subprocess.run([python, str(blender_ext_tool()), "build", "--source-dir", str(ROOT),
-                           "--output-dir", str(out_dir)], capture_output=True, text=True)
+    done = subprocess.run(
+        [python, str(blender_ext_tool()), "build", "--source-dir", str(ROOT), "--output-dir", str(out_dir)],
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"building the extension failed:\n{done.stdout}{done.stderr}")
     (zip_path,) = out_dir.glob("marionette-*.zip")
@@ -37,8 +40,9 @@ def install(zip_path: Path | None = None):
     zip_path = zip_path or build()
     if "blender_manifest.toml" not in zipfile.ZipFile(zip_path).namelist():
         raise RuntimeError(f"{zip_path} is not a Blender extension")
-    result = bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
-                                                      enable_on_install=True)
+    result = bpy.ops.extensions.package_install_files(
+        filepath=str(zip_path), repo="user_default", enable_on_install=True
+    )
     if result != {"FINISHED"} or PACKAGE not in bpy.context.preferences.addons:
         raise RuntimeError(f"installing {zip_path} failed: {result}")
     return sys.modules[PACKAGE]

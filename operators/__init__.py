@@ -4,8 +4,17 @@ import bpy
 
 from . import camera_match, capture, catalog, generate, import_result, install, lists, models, server
 
-CLASSES = (capture.CLASSES + generate.CLASSES + server.CLASSES + import_result.CLASSES + install.CLASSES
-           + models.CLASSES + lists.CLASSES + catalog.CLASSES + camera_match.CLASSES)
+CLASSES = (
+    capture.CLASSES
+    + generate.CLASSES
+    + server.CLASSES
+    + import_result.CLASSES
+    + install.CLASSES
+    + models.CLASSES
+    + lists.CLASSES
+    + catalog.CLASSES
+    + camera_match.CLASSES
+)
 
 _register, _unregister = bpy.utils.register_classes_factory(CLASSES)
 

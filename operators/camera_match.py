@@ -23,8 +23,10 @@ def describe_windows(plan: dict) -> str:
     """One line per window: 'frames 1-16: pan left 0.8, zoom in 0.35' (scene frames)."""
     lines = []
     for window in plan.get("windows") or []:
-        loras = ", ".join(f"{m['name'].replace('_', ' ')} {m['weight']:g}" for m in window["motion_loras"]) \
+        loras = (
+            ", ".join(f"{m['name'].replace('_', ' ')} {m['weight']:g}" for m in window["motion_loras"])
             or "no camera motion"
+        )
         lines.append(f"frames {window['start'] + plan['_first']}-{window['end'] - 1 + plan['_first']}: {loras}")
     return "\n".join(lines)
 
@@ -51,8 +53,10 @@ def match(context) -> dict:
 def show(context, plan: dict):
     runtime = context.window_manager.marionette
     matched = plan.get("matched_motion_loras") or []
-    runtime.camera_match = (", ".join(f"{m['name'].replace('_', ' ')} {m['weight']:g}" for m in matched)
-                            or "no camera motion (static or shaking): no LoRA")
+    runtime.camera_match = (
+        ", ".join(f"{m['name'].replace('_', ' ')} {m['weight']:g}" for m in matched)
+        or "no camera motion (static or shaking): no LoRA"
+    )
     runtime.camera_windows = describe_windows(plan)
     runtime.camera_stale = False
     if plan.get("plot_png"):

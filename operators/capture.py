@@ -55,8 +55,15 @@ def capture_steps(scene, snap: dict, folder: Path, out: dict):
 
 def capture_pose(scene, settings: dict, path: dict, depth_raw: list, folder: Path) -> bytes:
     """The keypoints of every frame as the pose form file; also written to `folder/pose.json`."""
-    frames = pose_capture.capture(scene, settings["characters"], path, depth_raw, hands=settings["hands"],
-                                  own_body_hides=settings["own_body_hides"], thickness=settings["thickness"])
+    frames = pose_capture.capture(
+        scene,
+        settings["characters"],
+        path,
+        depth_raw,
+        hands=settings["hands"],
+        own_body_hides=settings["own_body_hides"],
+        thickness=settings["thickness"],
+    )
     data = json.dumps(frames).encode()
     (folder / "pose.json").write_bytes(data)
     return data
@@ -82,8 +89,10 @@ def show_sequence(first: Path, count: int):
 class MARIONETTE_OT_capture_guides(bpy.types.Operator):
     bl_idname = "marionette.capture_guides"
     bl_label = "Preview Guides"
-    bl_description = ("Render the guides and the camera path of the frame range into a folder; with the Pose "
-                      "guide, the keypoints (pose.json) and, when the server answers, their pose images")
+    bl_description = (
+        "Render the guides and the camera path of the frame range into a folder; with the Pose "
+        "guide, the keypoints (pose.json) and, when the server answers, their pose images"
+    )
 
     def execute(self, context):
         scene = context.scene
@@ -105,7 +114,7 @@ class MARIONETTE_OT_capture_guides(bpy.types.Operator):
             try:
                 drawn = draw_pose_previews(client, files[FORM_POSE][0], snap["width"], snap["height"], folder)
                 show_sequence(drawn[0], len(drawn))
-                message += f"; pose images in the image \"{POSE_IMAGE}\""
+                message += f'; pose images in the image "{POSE_IMAGE}"'
             except ServerError as e:
                 message += f"; pose keypoints in pose.json (pose images need the server: {e})"
         self.report({"INFO"}, message)

@@ -34,6 +34,7 @@ def _client(context):
 
 def _with_server(starter, generation: Generation):
     """The preflight phase, after starting (or adopting) the local server with its progress as messages."""
+
     def run():
         try:
             generation.client = starter(lambda text: generation.messages.put(Message("server", {"message": text})))
@@ -42,13 +43,20 @@ def _with_server(starter, generation: Generation):
             generation.finished.set()
             return
         generation.preflight()
+
     return run
 
 
 def _targets(settings) -> set[str]:
-    return {name for name, on in (("COMPOSITOR", settings.import_compositor),
-                                  ("SEQUENCER", settings.import_sequencer),
-                                  ("CAMERA_BACKGROUND", settings.import_camera_background)) if on}
+    return {
+        name
+        for name, on in (
+            ("COMPOSITOR", settings.import_compositor),
+            ("SEQUENCER", settings.import_sequencer),
+            ("CAMERA_BACKGROUND", settings.import_camera_background),
+        )
+        if on
+    }
 
 
 def _import(context, generation: Generation, count: int):
@@ -56,8 +64,15 @@ def _import(context, generation: Generation, count: int):
     settings = context.scene.marionette
     targets = _targets(settings)
     if targets:  # none chosen (e.g. the batch): the frames stay files in the job folder
-        compositing.import_result(context.scene, generation.out_dir, count, generation.spec.frame_start, targets,
-                                  settings.over_render, replace_render=settings.replace_render)
+        compositing.import_result(
+            context.scene,
+            generation.out_dir,
+            count,
+            generation.spec.frame_start,
+            targets,
+            settings.over_render,
+            replace_render=settings.replace_render,
+        )
 
 
 PREVIEW_IMAGE = "Marionette Preview"
@@ -117,15 +132,16 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             else:
                 runtime.error = data.get("message", "unknown error")
                 if data.get("status") == 0:  # unreachable: say where to look
-                    runtime.error += (f". Start it in Marionette > Server, or check the Server URL in the "
-                                      f"preferences; server log: {server_control.log_path(paths.server_data_dir())}")
+                    runtime.error += (
+                        f". Start it in Marionette > Server, or check the Server URL in the "
+                        f"preferences; server log: {server_control.log_path(paths.server_data_dir())}"
+                    )
                 runtime.status = f"Failed; {received} frames kept"
         if progress_listener is not None:
             progress_listener(kind, data, runtime)
         elif bpy.app.background and kind in ("step", "frame", "done", "error", "cancelled"):
             print(f"Marionette: {runtime.status}", flush=True)  # headless: the terminal is the status bar
     return final
-
 
 
 def running() -> bool:
@@ -229,8 +245,13 @@ class Run:
             return
         runtime.capture_frame = frame
         runtime.progress = 0.2 * done / total
-        runtime.status = (f"Rendering guides: frame {frame} ({done}/{total})" if what == "guides" else
-                          f"Rendering keyframe {frame}" if what == "keyframe" else "Camera path")
+        runtime.status = (
+            f"Rendering guides: frame {frame} ({done}/{total})"
+            if what == "guides"
+            else f"Rendering keyframe {frame}"
+            if what == "keyframe"
+            else "Camera path"
+        )
 
     def _close_capture(self):
         if self.capture is not None:
@@ -257,9 +278,12 @@ class MARIONETTE_OT_generate(bpy.types.Operator):
     bl_label = "Generate"
     bl_description = "Capture the guides and generate the animation on the Marionette server"
 
-    wait: bpy.props.BoolProperty(default=True, options={"HIDDEN", "SKIP_SAVE"},
-                                 description="Background mode only: run to the end before returning (off: the "
-                                             "caller drives Run.tick, as a timer would)")
+    wait: bpy.props.BoolProperty(
+        default=True,
+        options={"HIDDEN", "SKIP_SAVE"},
+        description="Background mode only: run to the end before returning (off: the "
+        "caller drives Run.tick, as a timer would)",
+    )
     _timer = None
 
     def execute(self, context):

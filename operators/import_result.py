@@ -21,8 +21,15 @@ class MARIONETTE_OT_import_result(bpy.types.Operator):
         folder = Path(bpy.path.abspath(self.directory or context.window_manager.marionette.job_dir))
         count = len(list(folder.glob("frame_*.png"))) if folder.is_dir() else 0
         try:
-            compositing.import_result(scene, folder, count, settings.frame_range(scene)[0], _targets(settings),
-                                      settings.over_render, replace_render=settings.replace_render)
+            compositing.import_result(
+                scene,
+                folder,
+                count,
+                settings.frame_range(scene)[0],
+                _targets(settings),
+                settings.over_render,
+                replace_render=settings.replace_render,
+            )
         except ValueError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}

@@ -11,7 +11,7 @@ import bpy
 from .. import preferences
 from ..backend import install_plan, installer
 
-_health: tuple[str, str] | None = None   # (state, line) of the environment, refreshed after each install
+_health: tuple[str, str] | None = None  # (state, line) of the environment, refreshed after each install
 
 
 def env_dir() -> Path:
@@ -36,8 +36,7 @@ def has_nvidia_gpu() -> bool:
 
 
 def torch_choice(prefs) -> install_plan.TorchChoice:
-    return install_plan.choose_torch(platform.system(), platform.machine(), has_nvidia_gpu(),
-                                     prefs.torch_build.lower())
+    return install_plan.choose_torch(platform.system(), platform.machine(), has_nvidia_gpu(), prefs.torch_build.lower())
 
 
 def env_health(refresh: bool = False) -> tuple[str, str]:
@@ -65,7 +64,7 @@ def _finished(context, job: installer.Installer):
     if job.state == "done":
         python = str(installer.env_python(job.env_dir))
         if prefs.server_python != python:
-            prefs.server_python = python   # Server Python points at the new environment by itself
+            prefs.server_python = python  # Server Python points at the new environment by itself
         prefs.install_status = f"{job.message} ({job.seconds:.0f} s)"
     else:
         prefs.install_status = job.message
@@ -84,8 +83,10 @@ def _poll():
 class MARIONETTE_OT_install_server(bpy.types.Operator):
     bl_idname = "marionette.install_server"
     bl_label = "Install Server"
-    bl_description = ("Make the server's private Python environment in the extension's user folder and install "
-                      "its pinned packages (torch for this machine's GPU); a second press repairs or updates it")
+    bl_description = (
+        "Make the server's private Python environment in the extension's user folder and install "
+        "its pinned packages (torch for this machine's GPU); a second press repairs or updates it"
+    )
 
     def execute(self, context):
         prefs = preferences.get(context)
@@ -105,8 +106,9 @@ class MARIONETTE_OT_install_server(bpy.types.Operator):
                 prefs.server_python = python
             self.report({"INFO"}, prefs.install_status)
             return {"FINISHED"}
-        job = installer.current = installer.Installer(env_dir(), log_path(), choice,
-                                                      python=bpy.path.abspath(prefs.install_python) or None)
+        job = installer.current = installer.Installer(
+            env_dir(), log_path(), choice, python=bpy.path.abspath(prefs.install_python) or None
+        )
         if bpy.app.background:  # no event loop to follow a thread: run to the end here
             job.run()
             _finished(context, job)

@@ -98,5 +98,10 @@ class MARIONETTE_OT_keyframe_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (MARIONETTE_OT_lora_add, MARIONETTE_OT_lora_remove, MARIONETTE_OT_lora_move, MARIONETTE_OT_keyframe_add,
-           MARIONETTE_OT_keyframe_remove)
+CLASSES = (
+    MARIONETTE_OT_lora_add,
+    MARIONETTE_OT_lora_remove,
+    MARIONETTE_OT_lora_move,
+    MARIONETTE_OT_keyframe_add,
+    MARIONETTE_OT_keyframe_remove,
+)

@@ -18,8 +18,7 @@ def server_starter(context):
     is set, reporting through on_status(text), and returns the client to use. Raises LaunchError."""
     prefs = preferences.get(context)
     server_url, port, token = prefs.server_url, prefs.port, prefs.token
-    args = (server_python(prefs), port, bpy.path.abspath(prefs.models_file), prefs.extra_args,
-            paths.server_data_dir())
+    args = (server_python(prefs), port, bpy.path.abspath(prefs.models_file), prefs.extra_args, paths.server_data_dir())
 
     def run(on_status=server_control.set_status):
         if not server_url:
@@ -43,8 +42,10 @@ def _check(context) -> str:
         return f"Not reachable ({e}); log: {server_control.log_path(paths.server_data_dir())}"
     if health.get("service") != server_control.SERVICE:
         return f"{server_control.url(prefs.server_url, prefs.port)} is not a Marionette server"
-    return (f"Ready on {health['device']} ({health.get('dtype', '?')}), {len(health['loaded'])} models loaded, "
-            f"version {health.get('version')}")
+    return (
+        f"Ready on {health['device']} ({health.get('dtype', '?')}), {len(health['loaded'])} models loaded, "
+        f"version {health.get('version')}"
+    )
 
 
 class MARIONETTE_OT_server_start(bpy.types.Operator):
@@ -57,8 +58,14 @@ class MARIONETTE_OT_server_start(bpy.types.Operator):
         if prefs.server_url:
             self.report({"INFO"}, f"Using the server at {prefs.server_url}; nothing to start")
             return {"FINISHED"}
-        server_control.start(server_python(prefs), prefs.port, bpy.path.abspath(prefs.models_file),
-                             prefs.extra_args, paths.server_data_dir(), wait=bpy.app.background)
+        server_control.start(
+            server_python(prefs),
+            prefs.port,
+            bpy.path.abspath(prefs.models_file),
+            prefs.extra_args,
+            paths.server_data_dir(),
+            wait=bpy.app.background,
+        )
         runtime = context.window_manager.marionette
         if server_control.state() == "failed":
             runtime.server = f"Failed to start: {server_control.start_error()}"
@@ -126,7 +133,7 @@ class MARIONETTE_OT_open_server_log(bpy.types.Operator):
     def execute(self, context):
         data = paths.server_data_dir()
         path = server_control.server_log_path(data)
-        if not path.exists():   # the server never got as far as its own log: what it printed says why
+        if not path.exists():  # the server never got as far as its own log: what it printed says why
             path = server_control.log_path(data)
         if not path.exists():
             self.report({"WARNING"}, "No local server has run yet: there is no server log")
@@ -135,5 +142,10 @@ class MARIONETTE_OT_open_server_log(bpy.types.Operator):
         return {"FINISHED"}
 
 
-CLASSES = (MARIONETTE_OT_server_start, MARIONETTE_OT_server_stop, MARIONETTE_OT_server_release,
-           MARIONETTE_OT_server_status, MARIONETTE_OT_open_server_log)
+CLASSES = (
+    MARIONETTE_OT_server_start,
+    MARIONETTE_OT_server_stop,
+    MARIONETTE_OT_server_release,
+    MARIONETTE_OT_server_status,
+    MARIONETTE_OT_open_server_log,
+)

@@ -16,12 +16,14 @@ class _Panel:
 
 def _estimate(context) -> dict:
     """The estimate and refusals of the current settings, recomputed only when the file's data changed."""
+
     def compute():
         scene = context.scene
         snap = job_spec.snapshot(scene.marionette, scene)
         result = estimate.estimate(snap, catalog.motion_info(snap["motion_module"]))
         result["refusals"] = job_spec.problems(snap, scene.camera is not None) + result["refusals"]
         return result
+
     return cache.per_version(("estimate", cache.settings_key(context.scene)), compute)
 
 
@@ -81,8 +83,11 @@ class MARIONETTE_PT_server(_Panel, bpy.types.Panel):
 def _motion_support(s) -> str:
     info = catalog.motion_info(s.motion_module)
     if info is None:
-        return f"{s.motion_module!r}: not on the server's list (Refresh Models)" if catalog.names("motion_module") \
+        return (
+            f"{s.motion_module!r}: not on the server's list (Refresh Models)"
+            if catalog.names("motion_module")
             else "Server models unknown: Refresh Models"
+        )
     what = {"v2": "camera motion LoRAs", "v3": "SparseCtrl keyframes"}.get(info["version"], "no LoRAs or keyframes")
     return f"{info['version']}: up to {info['max_frames']} frames at once; {what}"
 
@@ -139,6 +144,7 @@ class MARIONETTE_PT_guides(_Panel, bpy.types.Panel):
 
 class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
     """The pose guide: which armatures are captured, what their bone maps cover, and the hand-made map."""
+
     bl_label = "Pose from Rigs"
     bl_parent_id = "MARIONETTE_PT_guides"
 
@@ -164,8 +170,9 @@ class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
             box = layout.box()
             row = box.row()
             row.prop(obj.data.marionette_pose, "include", text=obj.name)
-            row.label(text=f"{report['kind']}: {len(report['mapped'])}/18",
-                      icon="CHECKMARK" if report["usable"] else "ERROR")
+            row.label(
+                text=f"{report['kind']}: {len(report['mapped'])}/18", icon="CHECKMARK" if report["usable"] else "ERROR"
+            )
             details = [report["why"]] if report["why"] else []
             if report["custom"]:
                 details.append("picked by hand: " + ", ".join(p.replace("_", " ") for p in report["custom"]))
@@ -184,6 +191,7 @@ class MARIONETTE_PT_pose(_Panel, bpy.types.Panel):
 
 class MARIONETTE_PT_pose_map(_Panel, bpy.types.Panel):
     """Bones picked by hand for the active armature; saved in the .blend, they win over the automatic map."""
+
     bl_label = "Bone Map"
     bl_parent_id = "MARIONETTE_PT_pose"
     bl_options = {"DEFAULT_CLOSED"}
@@ -233,8 +241,10 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
             for name in MOTION_LORAS:
                 col.prop(s, f"lora_{name}")
         elif s.camera_motion == "cameractrl":
-            layout.label(text="Needs the v3 motion module and the server's CameraCtrl (camera_control model)",
-                         icon="INFO" if s.motion_module == "v3" else "ERROR")
+            layout.label(
+                text="Needs the v3 motion module and the server's CameraCtrl (camera_control model)",
+                icon="INFO" if s.motion_module == "v3" else "ERROR",
+            )
         else:
             layout.operator("marionette.match_camera", icon="CAMERA_DATA")
             if runtime.camera_stale:
@@ -252,8 +262,9 @@ class MARIONETTE_PT_camera(_Panel, bpy.types.Panel):
             else:
                 layout.label(text="Not matched yet: Match Camera, or on Generate")
         info = catalog.motion_info(s.motion_module)
-        if (info is None or info["version"] != "v2") and (s.camera_motion == "auto" or any(
-                getattr(s, f"lora_{n}") > 0 for n in MOTION_LORAS)):
+        if (info is None or info["version"] != "v2") and (
+            s.camera_motion == "auto" or any(getattr(s, f"lora_{n}") > 0 for n in MOTION_LORAS)
+        ):
             layout.label(text="Camera LoRAs act on the v2 motion module only", icon="INFO")
 
 
@@ -328,9 +339,17 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines + ([line] if line else [])
 
 
-CLASSES = (MARIONETTE_PT_main, MARIONETTE_PT_server, MARIONETTE_PT_prompt, MARIONETTE_PT_guides,
-           MARIONETTE_PT_pose, MARIONETTE_PT_pose_map, MARIONETTE_PT_camera, MARIONETTE_PT_keyframes,
-           MARIONETTE_PT_output) + models.CLASSES
+CLASSES = (
+    MARIONETTE_PT_main,
+    MARIONETTE_PT_server,
+    MARIONETTE_PT_prompt,
+    MARIONETTE_PT_guides,
+    MARIONETTE_PT_pose,
+    MARIONETTE_PT_pose_map,
+    MARIONETTE_PT_camera,
+    MARIONETTE_PT_keyframes,
+    MARIONETTE_PT_output,
+) + models.CLASSES
 
 _register, _unregister = bpy.utils.register_classes_factory(lists.CLASSES + CLASSES)
 

@@ -28,11 +28,24 @@ def settings_key(scene) -> tuple:
     """What the estimate depends on besides the scene's objects (changing a setting may not update the depsgraph
     in every session, e.g. headless)."""
     s, r = scene.marionette, scene.render
-    plain = tuple(getattr(s, p.identifier) for p in s.bl_rna.properties
-                  if p.type in {"BOOLEAN", "INT", "FLOAT", "STRING", "ENUM"} and not getattr(p, "is_array", False))
-    return (scene.name_full, plain, tuple(k.frame for k in s.keyframes), tuple(item.name for item in s.loras),
-            scene.frame_start, scene.frame_end, r.resolution_x, r.resolution_y, r.pixel_aspect_x, r.pixel_aspect_y,
-            scene.camera.name if scene.camera else None)
+    plain = tuple(
+        getattr(s, p.identifier)
+        for p in s.bl_rna.properties
+        if p.type in {"BOOLEAN", "INT", "FLOAT", "STRING", "ENUM"} and not getattr(p, "is_array", False)
+    )
+    return (
+        scene.name_full,
+        plain,
+        tuple(k.frame for k in s.keyframes),
+        tuple(item.name for item in s.loras),
+        scene.frame_start,
+        scene.frame_end,
+        r.resolution_x,
+        r.resolution_y,
+        r.pixel_aspect_x,
+        r.pixel_aspect_y,
+        scene.camera.name if scene.camera else None,
+    )
 
 
 def _armature_key(armature) -> tuple:

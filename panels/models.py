@@ -36,8 +36,10 @@ class MARIONETTE_PT_models(bpy.types.Panel):
                 report = model_ops.downloads.get((kind, entry["name"]))
                 row = col.row(align=True)
                 if report and report.get("state") == "running" and report.get("total"):
-                    row.progress(factor=report["done"] / report["total"],
-                                 text=f"{entry['name']}: {report['done'] / 1e6:.0f} / {report['total'] / 1e6:.0f} MB")
+                    row.progress(
+                        factor=report["done"] / report["total"],
+                        text=f"{entry['name']}: {report['done'] / 1e6:.0f} / {report['total'] / 1e6:.0f} MB",
+                    )
                     continue
                 if entry.get("available"):
                     row.label(text=entry["name"], icon="CHECKMARK")

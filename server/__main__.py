@@ -26,21 +26,34 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(prog="python -m server", description="Marionette's AnimateDiff generation server")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks a free one)")
-    p.add_argument("--token", default=os.environ.get("MARIONETTE_TOKEN"),
-                   help="bearer token every request must carry; required for any non-loopback host "
-                        "(default: $MARIONETTE_TOKEN)")
+    p.add_argument(
+        "--token",
+        default=os.environ.get("MARIONETTE_TOKEN"),
+        help="bearer token every request must carry; required for any non-loopback host (default: $MARIONETTE_TOKEN)",
+    )
     p.add_argument("--models", type=Path, help="model config TOML (default: the public models by hub id)")
     p.add_argument("--data", type=Path, default=Path("data"), help="folder for job folders (default ./data)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
-    p.add_argument("--dtype", choices=("float16", "bfloat16", "float32"),
-                   help="weights dtype (default: float16 on CUDA, float32 on CPU)")
-    p.add_argument("--low-vram", action="store_true",
-                   help="float8 weight storage, ControlNets in host memory except while they run, tiled VAE decode "
-                        "(slower; for GPUs with little memory)")
+    p.add_argument(
+        "--dtype",
+        choices=("float16", "bfloat16", "float32"),
+        help="weights dtype (default: float16 on CUDA, float32 on CPU)",
+    )
+    p.add_argument(
+        "--low-vram",
+        action="store_true",
+        help="float8 weight storage, ControlNets in host memory except while they run, tiled VAE decode "
+        "(slower; for GPUs with little memory)",
+    )
     p.add_argument("--max-upload-mb", type=int, default=512, help="largest request body accepted (default 512)")
-    p.add_argument("--allow-host", action="append", default=[], metavar="NAME",
-                   help="another host name clients may reach the server by (besides the bound host and "
-                        "loopback names); repeat for several")
+    p.add_argument(
+        "--allow-host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="another host name clients may reach the server by (besides the bound host and "
+        "loopback names); repeat for several",
+    )
     args = p.parse_args(argv)
     if not _loopback(args.host) and not args.token:
         p.error(f"--host {args.host} exposes the server beyond this machine: give --token (or MARIONETTE_TOKEN)")
@@ -87,10 +100,18 @@ def main(argv=None):
     except (OSError, ValueError) as e:
         sys.exit(f"cannot read the model config {models_file}: {e}")
     if args.low_vram:
-        os.environ["MARIONETTE_LOW_VRAM"] = "1"   # read by the model store
-    settings = Settings(models=config, data_dir=args.data / "jobs", token=args.token, device=args.device,
-                        dtype=args.dtype, max_upload_mb=args.max_upload_mb, host=args.host,
-                        allowed_hosts=tuple(args.allow_host), log_dir=args.data)
+        os.environ["MARIONETTE_LOW_VRAM"] = "1"  # read by the model store
+    settings = Settings(
+        models=config,
+        data_dir=args.data / "jobs",
+        token=args.token,
+        device=args.device,
+        dtype=args.dtype,
+        max_upload_mb=args.max_upload_mb,
+        host=args.host,
+        allowed_hosts=tuple(args.allow_host),
+        log_dir=args.data,
+    )
     app = create_app(settings)
 
     family = socket.AF_INET6 if ":" in args.host else socket.AF_INET

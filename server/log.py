@@ -29,8 +29,7 @@ def setup(folder: Path) -> Path:
     path = (Path(folder) / LOG_FILE).resolve()
     if path not in _handlers:
         path.parent.mkdir(parents=True, exist_ok=True)
-        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS,
-                                                       encoding="utf-8")
+        handler = logging.handlers.RotatingFileHandler(path, maxBytes=MAX_BYTES, backupCount=BACKUPS, encoding="utf-8")
         handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
         log.addHandler(handler)
         _handlers[path] = handler
@@ -52,6 +51,7 @@ def new_error_id() -> str:
 def log_exception(what: str, exc: BaseException) -> str:
     """Record `exc` with its traceback under a fresh error id and return the id."""
     error_id = new_error_id()
-    log.error("error %s: %s: %s: %s", error_id, what, type(exc).__name__, exc,
-              exc_info=(type(exc), exc, exc.__traceback__))
+    log.error(
+        "error %s: %s: %s: %s", error_id, what, type(exc).__name__, exc, exc_info=(type(exc), exc, exc.__traceback__)
+    )
     return error_id

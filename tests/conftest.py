@@ -30,10 +30,12 @@ def tiny_server(tmp_path_factory, tiny_models):
     from backend import launcher
 
     data = tmp_path_factory.mktemp("served")
-    server = launcher.start(os.environ.get("MARIONETTE_SERVER_PYTHON"),
-                            args=["--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data),
-                                  "--token", TOKEN],
-                            log=data / "stdout.log", timeout=180)
+    server = launcher.start(
+        os.environ.get("MARIONETTE_SERVER_PYTHON"),
+        args=["--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data), "--token", TOKEN],
+        log=data / "stdout.log",
+        timeout=180,
+    )
     yield server
     server.stop()
 

@@ -67,13 +67,26 @@ FP16 = torch.float16
 
 # The DDPM schedule buffers a CompVis/RunwayML SD1.5 file carries besides the three models (LatentDiffusion's
 # registered buffers); loaders must ignore them.
-SD_SCHEDULE_BUFFERS = ("betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod",
-                       "sqrt_one_minus_alphas_cumprod", "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod",
-                       "sqrt_recipm1_alphas_cumprod", "posterior_variance", "posterior_log_variance_clipped",
-                       "posterior_mean_coef1", "posterior_mean_coef2")
+SD_SCHEDULE_BUFFERS = (
+    "betas",
+    "alphas_cumprod",
+    "alphas_cumprod_prev",
+    "sqrt_alphas_cumprod",
+    "sqrt_one_minus_alphas_cumprod",
+    "log_one_minus_alphas_cumprod",
+    "sqrt_recip_alphas_cumprod",
+    "sqrt_recipm1_alphas_cumprod",
+    "posterior_variance",
+    "posterior_log_variance_clipped",
+    "posterior_mean_coef1",
+    "posterior_mean_coef2",
+)
 
-CONTROLNETS = {"depth": "control_v11f1p_sd15_depth", "normalbae": "control_v11p_sd15_normalbae",
-               "openpose": "control_v11p_sd15_openpose"}
+CONTROLNETS = {
+    "depth": "control_v11f1p_sd15_depth",
+    "normalbae": "control_v11p_sd15_normalbae",
+    "openpose": "control_v11p_sd15_openpose",
+}
 MOTION_FILES = {"v1": "mm_sd_v15.ckpt", "v2": "mm_sd_v15_v2.ckpt", "v3": "v3_sd15_mm.ckpt"}
 LIGHTNING_FILE = "animatediff_lightning_4step_diffusers.safetensors"
 MOTION_LORA_RANK = 64
@@ -100,7 +113,7 @@ def placeholder(key: str, shape, dtype=FP16) -> torch.Tensor:
     offset = zlib.crc32(key.encode()) % _POOL_SIZE
     pool = _pool()
     reps = math.ceil((n + offset) / _POOL_SIZE)
-    flat = (pool.repeat(reps) if reps > 1 else pool)[offset:offset + n]
+    flat = (pool.repeat(reps) if reps > 1 else pool)[offset : offset + n]
     return flat.to(dtype).reshape(tuple(shape)).clone()
 
 
@@ -163,6 +176,7 @@ def save(state: dict, path: Path, wrap: bool = False) -> int:
 # writers: each returns {"path", "bytes", "map": diffusers key -> file key (where the file renames)}
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def write_sd15(path: Path) -> dict:
     """SD1.5 single file in the original LDM layout, shapes from the shipped sd15 config."""
     from diffusers import AutoencoderKL, UNet2DConditionModel
@@ -174,8 +188,7 @@ def write_sd15(path: Path) -> dict:
     parts = {
         "unet": (unet.state_dict(), lambda sd: tiny.unet_to_ldm(sd, unet.config)),
         "vae": (vae.state_dict(), lambda sd: tiny.vae_to_ldm(sd, vae.config)),
-        "text_encoder": (clip.state_dict(),
-                         lambda sd: tiny.clip_to_ldm(sd, clip.config.max_position_embeddings)),
+        "text_encoder": (clip.state_dict(), lambda sd: tiny.clip_to_ldm(sd, clip.config.max_position_embeddings)),
     }
     maps, state = {}, {}
     for name, (sd, convert) in parts.items():
@@ -237,11 +250,16 @@ def adapter_lora_targets() -> dict[str, tuple[int, int]]:
     from diffusers import UNet2DConditionModel
 
     unet = meta_model(UNet2DConditionModel, CONFIGS / "sd15", "unet")
-    pattern = re.compile(r"(down_blocks|up_blocks)\.\d+\.attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\."
-                         r"(to_q|to_k|to_v|to_out\.0)|mid_block\.attentions\.0\.transformer_blocks\.\d+\.attn[12]\."
-                         r"(to_q|to_k|to_v|to_out\.0)")
-    return {name: (m.in_features, m.out_features) for name, m in unet.named_modules()
-            if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name)}
+    pattern = re.compile(
+        r"(down_blocks|up_blocks)\.\d+\.attentions\.\d+\.transformer_blocks\.\d+\.attn[12]\."
+        r"(to_q|to_k|to_v|to_out\.0)|mid_block\.attentions\.0\.transformer_blocks\.\d+\.attn[12]\."
+        r"(to_q|to_k|to_v|to_out\.0)"
+    )
+    return {
+        name: (m.in_features, m.out_features)
+        for name, m in unet.named_modules()
+        if isinstance(m, torch.nn.Linear) and pattern.fullmatch(name)
+    }
 
 
 def write_domain_adapter(path: Path, rank: int = ADAPTER_LORA_RANK, dtype=torch.float32, wrap: bool = True) -> dict:
@@ -297,8 +315,9 @@ def write_sparsectrl_rgb(path: Path) -> dict:
     from diffusers import SparseControlNetModel
 
     sd = meta_model(SparseControlNetModel, CONFIGS / "sparsectrl_rgb").state_dict()
-    original = {k: v for k, v in tiny.motion_to_original(sd).items()
-                if not k.endswith("attention_blocks.1.pos_encoder.pe")}
+    original = {
+        k: v for k, v in tiny.motion_to_original(sd).items() if not k.endswith("attention_blocks.1.pos_encoder.pe")
+    }
     size = save(materialize(original), path)
     return {"path": str(path), "bytes": size, "map": key_map(tiny.motion_to_original, sd)}
 
@@ -318,6 +337,7 @@ def write_tokenizer_cache(hf_home: Path, repo: str = "openai/clip-vit-large-patc
 # ---------------------------------------------------------------------------------------------------------------
 # checks (run in the child process)
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _lazy_file(path: Path):
     """key -> tensor getter without loading the whole file (safetensors header / torch.load mmap)."""
@@ -347,8 +367,13 @@ def compare_values(model, path: Path, mapping: dict[str, str]) -> dict:
         if not torch.equal(state[key], expected):
             bad.append(f"{key} != file {file_key}")
     unchecked = sorted({n for n, _ in model.named_parameters()} - set(mapping))
-    return {"checked": checked, "mismatched": bad[:5], "n_mismatched": len(bad), "unchecked_params": unchecked[:5],
-            "n_unchecked_params": len(unchecked)}
+    return {
+        "checked": checked,
+        "mismatched": bad[:5],
+        "n_mismatched": len(bad),
+        "unchecked_params": unchecked[:5],
+        "n_unchecked_params": len(unchecked),
+    }
 
 
 def key_sets(model, converted_keys) -> dict:
@@ -356,8 +381,11 @@ def key_sets(model, converted_keys) -> dict:
     params = {n for n, _ in model.named_parameters()}
     names = set(model.state_dict())
     converted = set(converted_keys)
-    return {"missing_params": sorted(params - converted), "missing_buffers": sorted(names - params - converted),
-            "unused": sorted(converted - names)}
+    return {
+        "missing_params": sorted(params - converted),
+        "missing_buffers": sorted(names - params - converted),
+        "unused": sorted(converted - names),
+    }
 
 
 def _rss_gb() -> float:
@@ -380,7 +408,7 @@ def task_base(root: Path) -> dict:
     written = write_sd15(root / "v1-5-pruned-emaonly.safetensors")
     path = Path(written["path"])
     t0 = time.perf_counter()
-    parts = C.load_base(path)          # shipped config, tokenizer from the (fake) offline HF cache
+    parts = C.load_base(path)  # shipped config, tokenizer from the (fake) offline HF cache
     load_s = time.perf_counter() - t0
     with safe_open(str(path), framework="pt") as f:
         file_keys = set(f.keys())
@@ -388,8 +416,8 @@ def task_base(root: Path) -> dict:
     unet_keys = {k: v for k, v in meta.items() if k.startswith("model.diffusion_model.")}
     vae_keys = {k: v for k, v in meta.items() if k.startswith("first_stage_model.")}
     clip_prefix = "cond_stage_model.transformer."
-    clip_keys = {k[len(clip_prefix):] for k in file_keys if k.startswith(clip_prefix)}
-    clip_names = set(parts["text_encoder"].state_dict())   # current transformers names them without "text_model."
+    clip_keys = {k[len(clip_prefix) :] for k in file_keys if k.startswith(clip_prefix)}
+    clip_names = set(parts["text_encoder"].state_dict())  # current transformers names them without "text_model."
     clip_keys = {k if k in clip_names else k.removeprefix("text_model.") for k in clip_keys}
     out = {
         "bytes": written["bytes"],
@@ -400,16 +428,17 @@ def task_base(root: Path) -> dict:
         "keys": {
             "unet": key_sets(parts["unet"], convert_ldm_unet_checkpoint(unet_keys, dict(parts["unet"].config))),
             "vae": key_sets(parts["vae"], convert_ldm_vae_checkpoint(vae_keys, dict(parts["vae"].config))),
-            "text_encoder": key_sets(parts["text_encoder"],
-                                     clip_keys - {"embeddings.position_ids"}),
+            "text_encoder": key_sets(parts["text_encoder"], clip_keys - {"embeddings.position_ids"}),
         },
-        "values": {name: compare_values(parts[name], path, written["map"][name])
-                   for name in ("unet", "vae", "text_encoder")},
+        "values": {
+            name: compare_values(parts[name], path, written["map"][name]) for name in ("unet", "vae", "text_encoder")
+        },
         "dtypes": sorted({str(p.dtype) for name in ("unet", "vae", "text_encoder") for p in parts[name].parameters()}),
         "tokenizer": [type(parts["tokenizer"]).__name__, len(parts["tokenizer"])],
         "scheduler": type(parts["scheduler"]).__name__,
-        "unet_config": {k: parts["unet"].config[k] for k in ("cross_attention_dim", "attention_head_dim",
-                                                            "sample_size")},
+        "unet_config": {
+            k: parts["unet"].config[k] for k in ("cross_attention_dim", "attention_head_dim", "sample_size")
+        },
     }
     del parts
     _drop(path)
@@ -431,22 +460,37 @@ def task_motion(root: Path) -> dict:
         file_keys, get = _lazy_file(path)
         info = C.motion_adapter_info(path)
         t0 = time.perf_counter()
-        if name == "lightning":    # as configured in default_models.toml: a folder/hub repo + weight_name
+        if name == "lightning":  # as configured in default_models.toml: a folder/hub repo + weight_name
             adapter = C.load_motion_adapter(path.parent, weight_name=filename)
         else:
             adapter = C.load_motion_adapter(path)
         converted = convert_animatediff_checkpoint_to_diffusers(dict.fromkeys(file_keys))
         out[name] = {
-            "bytes": written["bytes"], "load_s": round(time.perf_counter() - t0, 1), "info": info,
-            "params": n_params(adapter), "mid_block": adapter.mid_block is not None,
+            "bytes": written["bytes"],
+            "load_s": round(time.perf_counter() - t0, 1),
+            "info": info,
+            "params": n_params(adapter),
+            "mid_block": adapter.mid_block is not None,
             "max_seq": adapter.config.motion_max_seq_length,
-            "modules": len({k.split(".temporal_transformer.")[0] if ".temporal_transformer." in k
-                            else re.sub(r"(motion_modules\.\d+)\..*", r"\1", k) for k in file_keys}),
-            "pe": sorted({tuple(get(k).shape[:2]) for k in file_keys
-                          if k.endswith(("pos_encoder.pe", "pos_embed.pe"))}),
+            "modules": len(
+                {
+                    k.split(".temporal_transformer.")[0]
+                    if ".temporal_transformer." in k
+                    else re.sub(r"(motion_modules\.\d+)\..*", r"\1", k)
+                    for k in file_keys
+                }
+            ),
+            "pe": sorted(
+                {tuple(get(k).shape[:2]) for k in file_keys if k.endswith(("pos_encoder.pe", "pos_embed.pe"))}
+            ),
             "keys": key_sets(adapter, converted),
-            "dropped": sorted({".".join(k.split(".")[-2:]) for k in file_keys
-                               if not convert_animatediff_checkpoint_to_diffusers({k: None})}),
+            "dropped": sorted(
+                {
+                    ".".join(k.split(".")[-2:])
+                    for k in file_keys
+                    if not convert_animatediff_checkpoint_to_diffusers({k: None})
+                }
+            ),
             "values": compare_values(adapter, path, written["map"]),
         }
         del adapter
@@ -462,8 +506,9 @@ def task_loras(root: Path) -> dict:
 
     out = {}
     with torch.device("meta"):
-        unet2d = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(str(CONFIGS / "sd15"),
-                                                                                   subfolder="unet"))
+        unet2d = UNet2DConditionModel.from_config(
+            UNet2DConditionModel.load_config(str(CONFIGS / "sd15"), subfolder="unet")
+        )
         adapter = MotionAdapter.from_config(MotionAdapter.load_config(str(CONFIGS / "motion_adapter_v2")))
         motion_unet = UNetMotionModel.from_unet2d(unet2d, adapter, load_weights=False)
     modules = dict(motion_unet.named_modules())
@@ -476,8 +521,11 @@ def task_loras(root: Path) -> dict:
                 continue
             pairs += 1
             up = sd[key.replace(".down.", ".up.")]
-            target = re.sub(r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.down\.weight$",
-                            lambda m: "." + m[1] + (".0" if m[1] == "to_out" else ""), key)
+            target = re.sub(
+                r"\.processor\.(to_q|to_k|to_v|to_out)_lora\.down\.weight$",
+                lambda m: "." + m[1] + (".0" if m[1] == "to_out" else ""),
+                key,
+            )
             target = target.removeprefix(prefix)
             module = modules.get(target)
             if not isinstance(module, torch.nn.Linear):
@@ -491,10 +539,14 @@ def task_loras(root: Path) -> dict:
     raw_keys, _ = _lazy_file(path)
     sd = C.motion_lora_state_dict(path)
     out["motion_lora"] = {
-        "bytes": written["bytes"], "tensors": len(sd), "params": sum(v.numel() for v in sd.values()),
+        "bytes": written["bytes"],
+        "tensors": len(sd),
+        "params": sum(v.numel() for v in sd.values()),
         "rank": sorted({v.shape[0] for k, v in sd.items() if k.endswith(".down.weight")}),
-        "raw_all_original": all(".temporal_transformer.transformer_blocks.0.attention_blocks." in k
-                                and "processor." in k and "_lora." in k for k in raw_keys),
+        "raw_all_original": all(
+            ".temporal_transformer.transformer_blocks.0.attention_blocks." in k and "processor." in k and "_lora." in k
+            for k in raw_keys
+        ),
         "modules": len({k.split(".transformer_blocks.")[0] for k in sd}),
         "landing": landing(sd, "unet."),
     }
@@ -505,7 +557,9 @@ def task_loras(root: Path) -> dict:
     raw_keys, _ = _lazy_file(path)
     source = C.image_lora_source(path)
     out["domain_adapter"] = {
-        "bytes": written["bytes"], "type": type(source).__name__, "tensors": len(source),
+        "bytes": written["bytes"],
+        "type": type(source).__name__,
+        "tensors": len(source),
         "params": sum(v.numel() for v in source.values()),
         "raw_unprefixed": all(k.startswith(("down_blocks.", "mid_block.", "up_blocks.")) for k in raw_keys),
         "prefixes": sorted({k.split(".")[0] for k in source}),
@@ -539,10 +593,14 @@ def task_controlnets(root: Path) -> dict:
                 file_keys, _ = _lazy_file(values_from)
                 converted = file_keys
             out[f"{name}-{form}"] = {
-                "bytes": written["bytes"], "load_s": round(load_s, 1), "params": n_params(model),
-                "all_control_model": all(k.startswith("control_model.") for k in file_keys) if form == "original"
+                "bytes": written["bytes"],
+                "load_s": round(load_s, 1),
+                "params": n_params(model),
+                "all_control_model": all(k.startswith("control_model.") for k in file_keys)
+                if form == "original"
                 else None,
-                "keys": key_sets(model, converted), "values": compare_values(model, values_from, written["map"]),
+                "keys": key_sets(model, converted),
+                "values": compare_values(model, values_from, written["map"]),
             }
             del model
             _drop(path)
@@ -558,7 +616,8 @@ def task_sparsectrl(root: Path) -> dict:
     file_keys, get = _lazy_file(path)
     model = C.load_sparsectrl(path)
     out = {
-        "bytes": written["bytes"], "params": n_params(model),
+        "bytes": written["bytes"],
+        "params": n_params(model),
         "config_params": n_params(meta_model(SparseControlNetModel, CONFIGS / "sparsectrl_rgb")),
         "cond_embedding": list(get("controlnet_cond_embedding.weight").shape),
         "simplified": model.config.use_simplified_condition_embedding,
@@ -571,8 +630,15 @@ def task_sparsectrl(root: Path) -> dict:
     return out
 
 
-def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str = "cpu", frames: int = 2,
-                  size: int = 64, steps: int = 1) -> dict:
+def task_pipeline(
+    root: Path,
+    variant: str,
+    dtype: str = "bfloat16",
+    device: str = "cpu",
+    frames: int = 2,
+    size: int = 64,
+    steps: int = 1,
+) -> dict:
     """The full-size pipeline through the server's ModelStore (a models.toml naming the public files), one
     denoising step at 64x64 with 2 frames by default (a GPU bench passes device="cuda", dtype="float16", frames=16,
     size=512, steps=25). v2: SD1.5 + mm_sd_v15_v2 + ControlNet depth (.pth) + v2_lora_ZoomIn;
@@ -585,24 +651,39 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str
     times = {}
     t0 = time.perf_counter()
     files = [write_sd15(root / "v1-5-pruned-emaonly.safetensors")]
-    toml = ['[base.sd15]', 'source = "v1-5-pruned-emaonly.safetensors"']
+    toml = ["[base.sd15]", 'source = "v1-5-pruned-emaonly.safetensors"']
     if variant == "v2":
-        files += [write_motion_module(root / MOTION_FILES["v2"], "v2"),
-                  write_controlnet_original(root / "control_v11f1p_sd15_depth.pth"),
-                  write_motion_lora(root / "v2_lora_ZoomIn.ckpt")]
-        toml += ['[motion_module.v2]', 'source = "mm_sd_v15_v2.ckpt"',
-                 '[controlnet.depth]', 'source = "control_v11f1p_sd15_depth.pth"',
-                 '[motion_lora.zoom_in]', 'source = "v2_lora_ZoomIn.ckpt"']
+        files += [
+            write_motion_module(root / MOTION_FILES["v2"], "v2"),
+            write_controlnet_original(root / "control_v11f1p_sd15_depth.pth"),
+            write_motion_lora(root / "v2_lora_ZoomIn.ckpt"),
+        ]
+        toml += [
+            "[motion_module.v2]",
+            'source = "mm_sd_v15_v2.ckpt"',
+            "[controlnet.depth]",
+            'source = "control_v11f1p_sd15_depth.pth"',
+            "[motion_lora.zoom_in]",
+            'source = "v2_lora_ZoomIn.ckpt"',
+        ]
         motion, controlnet, loras = "v2", "depth", [("motion_lora", "zoom_in", 1.0)]
     else:
-        files += [write_motion_module(root / MOTION_FILES["v3"], "v3"),
-                  write_sparsectrl_rgb(root / "v3_sd15_sparsectrl_rgb.ckpt"),
-                  write_controlnet_folder(root / "control_v11p_sd15_openpose", "control_v11p_sd15_openpose"),
-                  write_domain_adapter(root / "v3_sd15_adapter.ckpt")]
-        toml += ['[motion_module.v3]', 'source = "v3_sd15_mm.ckpt"',
-                 '[controlnet.openpose]', 'source = "control_v11p_sd15_openpose"',
-                 '[sparsectrl.rgb]', 'source = "v3_sd15_sparsectrl_rgb.ckpt"',
-                 '[lora.v3_adapter]', 'source = "v3_sd15_adapter.ckpt"']
+        files += [
+            write_motion_module(root / MOTION_FILES["v3"], "v3"),
+            write_sparsectrl_rgb(root / "v3_sd15_sparsectrl_rgb.ckpt"),
+            write_controlnet_folder(root / "control_v11p_sd15_openpose", "control_v11p_sd15_openpose"),
+            write_domain_adapter(root / "v3_sd15_adapter.ckpt"),
+        ]
+        toml += [
+            "[motion_module.v3]",
+            'source = "v3_sd15_mm.ckpt"',
+            "[controlnet.openpose]",
+            'source = "control_v11p_sd15_openpose"',
+            "[sparsectrl.rgb]",
+            'source = "v3_sd15_sparsectrl_rgb.ckpt"',
+            "[lora.v3_adapter]",
+            'source = "v3_sd15_adapter.ckpt"',
+        ]
         motion, controlnet, loras = "v3", "openpose", [("lora", "v3_adapter", 1.0)]
     (root / "models.toml").write_text("\n".join(toml) + "\n")
     disk = sum(f["bytes"] for f in files)
@@ -610,7 +691,7 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str
 
     t0 = time.perf_counter()
     store = ModelStore(ModelConfig.load(root / "models.toml"), device=device, dtype=dtype)
-    pipe = store.pipeline("sd15", motion)      # built in the store's dtype, the motion UNet sharing its weights
+    pipe = store.pipeline("sd15", motion)  # built in the store's dtype, the motion UNet sharing its weights
     store.set_loras(pipe, loras)
     guides = torch.rand(frames, 3, size, size, generator=torch.Generator().manual_seed(1))
     control = Control(store.controlnet(controlnet), guides)
@@ -619,7 +700,7 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str
         keyframes = Keyframes(store.sparsectrl("rgb"), torch.rand(1, 3, size, size), indices=[0])
     pipe.scheduler = make_scheduler("ddim", pipe.scheduler.config)
     times["load_s"] = time.perf_counter() - t0
-    for f in files:                 # everything is in memory now
+    for f in files:  # everything is in memory now
         _drop(Path(f["path"]))
 
     adapter_name = f"{loras[0][0]}__{loras[0][1]}"
@@ -631,33 +712,54 @@ def task_pipeline(root: Path, variant: str, dtype: str = "bfloat16", device: str
     if device.startswith("cuda"):
         torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-    video = pipe.generate(prompt="a wooden marionette dancing", negative_prompt="blurry", num_frames=frames,
-                          height=size, width=size, steps=steps, guidance=7.5,
-                          generator=torch.Generator().manual_seed(0), controls=[control], keyframes=keyframes,
-                          on_step=lambda i, n, x0: previews.append((i, n, x0.float())))
+    video = pipe.generate(
+        prompt="a wooden marionette dancing",
+        negative_prompt="blurry",
+        num_frames=frames,
+        height=size,
+        width=size,
+        steps=steps,
+        guidance=7.5,
+        generator=torch.Generator().manual_seed(0),
+        controls=[control],
+        keyframes=keyframes,
+        on_step=lambda i, n, x0: previews.append((i, n, x0.float())),
+    )
     if device.startswith("cuda"):
         torch.cuda.synchronize()
     times["generate_s"] = time.perf_counter() - t0
     return {
-        "variant": variant, "disk_bytes": disk, "loads": store.loads,
+        "variant": variant,
+        "disk_bytes": disk,
+        "loads": store.loads,
         "frames": [list(video.shape), str(video.dtype)],
         "gpu_peak_gb": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.startswith("cuda") else None,
         "steps": [(i, n) for i, n, _ in previews],
         "x0_finite": all(bool(torch.isfinite(x0).all()) for _, _, x0 in previews),
         "x0_shape": list(previews[-1][2].shape) if previews else None,
-        "unet": [type(pipe.unet).__name__, sum(p.numel() for n, p in pipe.unet.named_parameters() if "lora_" not in n),
-                 str(pipe.unet.dtype)],
+        "unet": [
+            type(pipe.unet).__name__,
+            sum(p.numel() for n, p in pipe.unet.named_parameters() if "lora_" not in n),
+            str(pipe.unet.dtype),
+        ],
         "lora_params": sum(p.numel() for n, p in pipe.unet.named_parameters() if "lora_" in n),
         "motion_modules": len([n for n, _ in pipe.unet.named_modules() if re.fullmatch(r".*motion_modules\.\d+", n)]),
-        "lora_wrapped": len(wrapped), "lora_wrapped_motion": len([n for n in wrapped if "motion_modules" in n]),
+        "lora_wrapped": len(wrapped),
+        "lora_wrapped_motion": len([n for n in wrapped if "motion_modules" in n]),
         "lora_wrapped_text_encoder": len(wrapped_te),
         "controlnet_dtype": str(control.model.dtype),
         "times": {k: round(v, 1) for k, v in times.items()},
     }
 
 
-TASKS = {"base": task_base, "motion": task_motion, "loras": task_loras, "controlnets": task_controlnets,
-         "sparsectrl": task_sparsectrl, "pipeline": task_pipeline}
+TASKS = {
+    "base": task_base,
+    "motion": task_motion,
+    "loras": task_loras,
+    "controlnets": task_controlnets,
+    "sparsectrl": task_sparsectrl,
+    "pipeline": task_pipeline,
+}
 
 
 def main(argv: list[str]) -> None:

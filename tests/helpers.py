@@ -30,8 +30,18 @@ def gradient_frames(frames: int, size: int = SIZE, seed: int = 0) -> list[bytes]
 
 
 def tiny_spec(**over) -> dict:
-    spec = {"prompt": "a wooden marionette dancing", "negative_prompt": "blurry", "seed": 7, "steps": 3,
-            "guidance": 7.5, "width": SIZE, "height": SIZE, "frames": 4, "base": "sd15", "motion_module": "v2"}
+    spec = {
+        "prompt": "a wooden marionette dancing",
+        "negative_prompt": "blurry",
+        "seed": 7,
+        "steps": 3,
+        "guidance": 7.5,
+        "width": SIZE,
+        "height": SIZE,
+        "frames": 4,
+        "base": "sd15",
+        "motion_module": "v2",
+    }
     spec.update(over)
     return spec
 

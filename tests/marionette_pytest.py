@@ -26,7 +26,7 @@ BLENDER_MARK = "pytest.mark.blender"
 
 def pytest_ignore_collect(collection_path, config):
     expr = (config.getoption("markexpr", "") or "").split()
-    if "blender" not in expr or "not" in expr[:expr.index("blender")][-1:]:
+    if "blender" not in expr or "not" in expr[: expr.index("blender")][-1:]:
         return None
     if collection_path.suffix == ".py" and collection_path.name.startswith("test_"):
         return BLENDER_MARK not in collection_path.read_text(encoding="utf-8")

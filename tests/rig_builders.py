@@ -16,17 +16,27 @@ from mathutils import Vector
 
 # canonical joint: (head position, parent)
 JOINTS = {
-    "hips": ((0, 0, 1.0), None), "spine": ((0, 0, 1.1), "hips"), "chest": ((0, 0, 1.3), "spine"),
-    "neck": ((0, 0, 1.5), "chest"), "head": ((0, 0, 1.6), "neck"), "headtop": ((0, 0, 1.82), "head"),
+    "hips": ((0, 0, 1.0), None),
+    "spine": ((0, 0, 1.1), "hips"),
+    "chest": ((0, 0, 1.3), "spine"),
+    "neck": ((0, 0, 1.5), "chest"),
+    "head": ((0, 0, 1.6), "neck"),
+    "headtop": ((0, 0, 1.82), "head"),
 }
 for _s, _x in (("L", 1), ("R", -1)):
-    JOINTS.update({
-        f"clavicle{_s}": ((0.03 * _x, 0, 1.45), "chest"), f"upperarm{_s}": ((0.17 * _x, 0, 1.45), f"clavicle{_s}"),
-        f"forearm{_s}": ((0.45 * _x, 0, 1.45), f"upperarm{_s}"), f"hand{_s}": ((0.7 * _x, 0, 1.45), f"forearm{_s}"),
-        f"thigh{_s}": ((0.1 * _x, 0, 0.98), "hips"), f"shin{_s}": ((0.1 * _x, -0.01, 0.55), f"thigh{_s}"),
-        f"foot{_s}": ((0.1 * _x, 0.02, 0.1), f"shin{_s}"), f"toe{_s}": ((0.1 * _x, -0.1, 0.02), f"foot{_s}"),
-        f"toeend{_s}": ((0.1 * _x, -0.16, 0.02), f"toe{_s}"),
-    })
+    JOINTS.update(
+        {
+            f"clavicle{_s}": ((0.03 * _x, 0, 1.45), "chest"),
+            f"upperarm{_s}": ((0.17 * _x, 0, 1.45), f"clavicle{_s}"),
+            f"forearm{_s}": ((0.45 * _x, 0, 1.45), f"upperarm{_s}"),
+            f"hand{_s}": ((0.7 * _x, 0, 1.45), f"forearm{_s}"),
+            f"thigh{_s}": ((0.1 * _x, 0, 0.98), "hips"),
+            f"shin{_s}": ((0.1 * _x, -0.01, 0.55), f"thigh{_s}"),
+            f"foot{_s}": ((0.1 * _x, 0.02, 0.1), f"shin{_s}"),
+            f"toe{_s}": ((0.1 * _x, -0.1, 0.02), f"foot{_s}"),
+            f"toeend{_s}": ((0.1 * _x, -0.16, 0.02), f"toe{_s}"),
+        }
+    )
     for _k, _finger in enumerate(("thumb", "index", "middle", "ring", "pinky")):
         _parent, _y = f"hand{_s}", -0.04 + 0.02 * _k
         for _i in range(1, 5):
@@ -39,22 +49,50 @@ def _mixamo(prefix):
     def name(joint):
         side = {"L": "Left", "R": "Right"}.get(joint[-1], "") if joint[-1] in "LR" else ""
         base = joint[:-1] if side else joint
-        table = {"hips": "Hips", "spine": "Spine", "chest": "Spine1", "neck": "Neck", "head": "Head",
-                 "headtop": "HeadTop_End", "clavicle": "Shoulder", "upperarm": "Arm", "forearm": "ForeArm",
-                 "hand": "Hand", "thigh": "UpLeg", "shin": "Leg", "foot": "Foot", "toe": "ToeBase",
-                 "toeend": "Toe_End"}
+        table = {
+            "hips": "Hips",
+            "spine": "Spine",
+            "chest": "Spine1",
+            "neck": "Neck",
+            "head": "Head",
+            "headtop": "HeadTop_End",
+            "clavicle": "Shoulder",
+            "upperarm": "Arm",
+            "forearm": "ForeArm",
+            "hand": "Hand",
+            "thigh": "UpLeg",
+            "shin": "Leg",
+            "foot": "Foot",
+            "toe": "ToeBase",
+            "toeend": "Toe_End",
+        }
         if base in table:
             return prefix + side + table[base]
         return prefix + f"{side}Hand{base[:-1].capitalize()}{base[-1]}"
+
     return name
 
 
 def _unreal(joint):
     side = joint[-1].lower() if joint[-1] in "LR" else ""
     base = joint[:-1] if side else joint
-    table = {"hips": "pelvis", "spine": "spine_01", "chest": "spine_02", "neck": "neck_01", "head": "head",
-             "headtop": "head_end", "clavicle": "clavicle", "upperarm": "upperarm", "forearm": "lowerarm",
-             "hand": "hand", "thigh": "thigh", "shin": "calf", "foot": "foot", "toe": "ball", "toeend": "ball_end"}
+    table = {
+        "hips": "pelvis",
+        "spine": "spine_01",
+        "chest": "spine_02",
+        "neck": "neck_01",
+        "head": "head",
+        "headtop": "head_end",
+        "clavicle": "clavicle",
+        "upperarm": "upperarm",
+        "forearm": "lowerarm",
+        "hand": "hand",
+        "thigh": "thigh",
+        "shin": "calf",
+        "foot": "foot",
+        "toe": "ball",
+        "toeend": "ball_end",
+    }
     if base in table:
         return table[base] + (f"_{side}" if side else "")
     return f"{base[:-1]}_0{base[-1]}_{side}" if base[-1] != "4" else f"{base[:-1]}_end_{side}"
@@ -63,10 +101,23 @@ def _unreal(joint):
 def _vroid(joint):
     side = joint[-1] if joint[-1] in "LR" else "C"
     base = joint[:-1] if side != "C" else joint
-    table = {"hips": "Hips", "spine": "Spine", "chest": "Chest", "neck": "Neck", "head": "Head",
-             "headtop": "Head_end", "clavicle": "Shoulder", "upperarm": "UpperArm", "forearm": "LowerArm",
-             "hand": "Hand", "thigh": "UpperLeg", "shin": "LowerLeg", "foot": "Foot", "toe": "ToeBase",
-             "toeend": "ToeBase_end"}
+    table = {
+        "hips": "Hips",
+        "spine": "Spine",
+        "chest": "Chest",
+        "neck": "Neck",
+        "head": "Head",
+        "headtop": "Head_end",
+        "clavicle": "Shoulder",
+        "upperarm": "UpperArm",
+        "forearm": "LowerArm",
+        "hand": "Hand",
+        "thigh": "UpperLeg",
+        "shin": "LowerLeg",
+        "foot": "Foot",
+        "toe": "ToeBase",
+        "toeend": "ToeBase_end",
+    }
     if base in table:
         return f"J_Bip_{side}_{table[base]}"
     finger = {"pinky": "Little"}.get(base[:-1], base[:-1].capitalize())
@@ -77,10 +128,23 @@ def _words(joint):
     """Unity/Godot humanoid names: Left/Right words."""
     side = {"L": "Left", "R": "Right"}.get(joint[-1], "") if joint[-1] in "LR" else ""
     base = joint[:-1] if side else joint
-    table = {"hips": "Hips", "spine": "Spine", "chest": "Chest", "neck": "Neck", "head": "Head",
-             "headtop": "HeadTop", "clavicle": "Shoulder", "upperarm": "UpperArm", "forearm": "LowerArm",
-             "hand": "Hand", "thigh": "UpperLeg", "shin": "LowerLeg", "foot": "Foot", "toe": "Toes",
-             "toeend": "ToesEnd"}
+    table = {
+        "hips": "Hips",
+        "spine": "Spine",
+        "chest": "Chest",
+        "neck": "Neck",
+        "head": "Head",
+        "headtop": "HeadTop",
+        "clavicle": "Shoulder",
+        "upperarm": "UpperArm",
+        "forearm": "LowerArm",
+        "hand": "Hand",
+        "thigh": "UpperLeg",
+        "shin": "LowerLeg",
+        "foot": "Foot",
+        "toe": "Toes",
+        "toeend": "ToesEnd",
+    }
     if base in table:
         return side + table[base]
     return f"{side}{base[:-1].capitalize()}{('Proximal', 'Intermediate', 'Distal', 'Tip')[int(base[-1]) - 1]}"
@@ -90,16 +154,28 @@ def _blender(joint):
     """Blender `.L/.R` names (Quaternius style)."""
     side = joint[-1] if joint[-1] in "LR" else ""
     base = joint[:-1] if side else joint
-    table = {"hips": "Hips", "spine": "Spine", "chest": "Chest", "neck": "Neck", "head": "Head",
-             "headtop": "Head_end", "clavicle": "Shoulder", "upperarm": "UpperArm", "forearm": "LowerArm",
-             "hand": "Hand", "thigh": "UpperLeg", "shin": "LowerLeg", "foot": "Foot", "toe": "Toe",
-             "toeend": "Toe_end"}
+    table = {
+        "hips": "Hips",
+        "spine": "Spine",
+        "chest": "Chest",
+        "neck": "Neck",
+        "head": "Head",
+        "headtop": "Head_end",
+        "clavicle": "Shoulder",
+        "upperarm": "UpperArm",
+        "forearm": "LowerArm",
+        "hand": "Hand",
+        "thigh": "UpperLeg",
+        "shin": "LowerLeg",
+        "foot": "Foot",
+        "toe": "Toe",
+        "toeend": "Toe_end",
+    }
     name = table.get(base) or f"{base[:-1].capitalize()}.{base[-1]:0>3}"
     return f"{name}.{side}" if side else name
 
 
-FAMILIES = {"mixamo": _mixamo("mixamorig:"), "unreal": _unreal, "vroid": _vroid, "words": _words,
-            "blender": _blender}
+FAMILIES = {"mixamo": _mixamo("mixamorig:"), "unreal": _unreal, "vroid": _vroid, "words": _words, "blender": _blender}
 
 
 def build(family: str, scale: float = 1.0, extras=()):
@@ -142,10 +218,13 @@ def _body(scene, rig, name):
     def box(centre, size, bone):
         base = len(verts)
         hx, hy, hz = (s / 2 for s in size)
-        verts.extend((centre[0] + x, centre[1] + y, centre[2] + z) for x in (-hx, hx) for y in (-hy, hy)
-                     for z in (-hz, hz))
-        faces.extend(tuple(base + i for i in f) for f in ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6),
-                                                         (0, 2, 6, 4), (1, 5, 7, 3)))
+        verts.extend(
+            (centre[0] + x, centre[1] + y, centre[2] + z) for x in (-hx, hx) for y in (-hy, hy) for z in (-hz, hz)
+        )
+        faces.extend(
+            tuple(base + i for i in f)
+            for f in ((0, 1, 3, 2), (4, 6, 7, 5), (0, 4, 5, 1), (2, 3, 7, 6), (0, 2, 6, 4), (1, 5, 7, 3))
+        )
         groups.append((bone, range(base, base + 8)))
 
     for joint, (head, parent) in JOINTS.items():
@@ -155,7 +234,7 @@ def _body(scene, rig, name):
         size = [max(abs(b[i] - a[i]), 0.07) for i in range(3)]
         box((a + b) / 2, size, name(parent))
     box((0, 0.0, 1.72), (0.18, 0.2, 0.24), name("head"))
-    box((0, -0.12, 1.69), (0.035, 0.05, 0.045), name("head"))   # the nose
+    box((0, -0.12, 1.69), (0.035, 0.05, 0.045), name("head"))  # the nose
     mesh = bpy.data.meshes.new("Body")
     mesh.from_pydata(verts, [], faces)
     body = bpy.data.objects.new("Body", mesh)
@@ -174,9 +253,16 @@ def _walk(rig, name):
     rig.animation_data_create()
     for frame in range(1, 17):
         phase = math.sin(2 * math.pi * (frame - 1) / 16)
-        for joint, axis, amount in (("upperarmL", 1, 0.5), ("upperarmR", 1, -0.5), ("thighL", 0, 0.5),
-                                    ("thighR", 0, -0.5), ("shinL", 0, -0.3), ("chest", 2, 0.2), ("head", 2, 0.3),
-                                    ("forearmL", 2, 0.4)):
+        for joint, axis, amount in (
+            ("upperarmL", 1, 0.5),
+            ("upperarmR", 1, -0.5),
+            ("thighL", 0, 0.5),
+            ("thighR", 0, -0.5),
+            ("shinL", 0, -0.3),
+            ("chest", 2, 0.2),
+            ("head", 2, 0.3),
+            ("forearmL", 2, 0.4),
+        ):
             pbone = rig.pose.bones[name(joint)]
             pbone.rotation_mode = "XYZ"
             angles = [0.0, 0.0, 0.0]
@@ -195,29 +281,42 @@ def export_import(family: str, path, fmt: str, scale: float = 1.0, extras=()):
     if fmt == "glb":
         bpy.ops.export_scene.gltf(filepath=str(path), export_format="GLB", export_animations=True)
     else:
-        bpy.ops.export_scene.fbx(filepath=str(path), add_leaf_bones=False, bake_anim=True,
-                                 bake_anim_use_all_actions=False, bake_anim_use_nla_strips=False,
-                                 bake_anim_simplify_factor=0.0)
+        bpy.ops.export_scene.fbx(
+            filepath=str(path),
+            add_leaf_bones=False,
+            bake_anim=True,
+            bake_anim_use_all_actions=False,
+            bake_anim_use_nla_strips=False,
+            bake_anim_simplify_factor=0.0,
+        )
     return path
 
 
 # A quadruped named as the public Fox is (its front legs called arms), for the refusal test without the file.
-QUADRUPED = {"b_Root_00": ((0, 0.45, 0.75), None), "b_Hip_01": ((0, 0.4, 0.75), "b_Root_00"),
-             "b_Spine01_02": ((0, 0.2, 0.78), "b_Hip_01"), "b_Spine02_03": ((0, -0.05, 0.8), "b_Spine01_02"),
-             "b_Neck_04": ((0, -0.3, 0.82), "b_Spine02_03"), "b_Head_05": ((0, -0.45, 0.95), "b_Neck_04"),
-             "b_HeadEnd": ((0, -0.7, 0.95), "b_Head_05"), "b_Tail01_012": ((0, 0.5, 0.78), "b_Hip_01"),
-             "b_Tail02_013": ((0, 0.8, 0.7), "b_Tail01_012")}
+QUADRUPED = {
+    "b_Root_00": ((0, 0.45, 0.75), None),
+    "b_Hip_01": ((0, 0.4, 0.75), "b_Root_00"),
+    "b_Spine01_02": ((0, 0.2, 0.78), "b_Hip_01"),
+    "b_Spine02_03": ((0, -0.05, 0.8), "b_Spine01_02"),
+    "b_Neck_04": ((0, -0.3, 0.82), "b_Spine02_03"),
+    "b_Head_05": ((0, -0.45, 0.95), "b_Neck_04"),
+    "b_HeadEnd": ((0, -0.7, 0.95), "b_Head_05"),
+    "b_Tail01_012": ((0, 0.5, 0.78), "b_Hip_01"),
+    "b_Tail02_013": ((0, 0.8, 0.7), "b_Tail01_012"),
+}
 for _side, _x in (("Left", 0.12), ("Right", -0.12)):
-    QUADRUPED.update({
-        f"b_{_side}UpperArm_09": ((_x, -0.25, 0.7), "b_Spine02_03"),
-        f"b_{_side}ForeArm_010": ((_x, -0.25, 0.4), f"b_{_side}UpperArm_09"),
-        f"b_{_side}Hand_011": ((_x, -0.27, 0.08), f"b_{_side}ForeArm_010"),
-        f"b_{_side}Finger_end": ((_x, -0.32, 0.0), f"b_{_side}Hand_011"),
-        f"b_{_side}Leg01_015": ((_x, 0.4, 0.7), "b_Hip_01"),
-        f"b_{_side}Leg02_016": ((_x, 0.38, 0.4), f"b_{_side}Leg01_015"),
-        f"b_{_side}Foot01_017": ((_x, 0.42, 0.08), f"b_{_side}Leg02_016"),
-        f"b_{_side}Foot_end": ((_x, 0.38, 0.0), f"b_{_side}Foot01_017"),
-    })
+    QUADRUPED.update(
+        {
+            f"b_{_side}UpperArm_09": ((_x, -0.25, 0.7), "b_Spine02_03"),
+            f"b_{_side}ForeArm_010": ((_x, -0.25, 0.4), f"b_{_side}UpperArm_09"),
+            f"b_{_side}Hand_011": ((_x, -0.27, 0.08), f"b_{_side}ForeArm_010"),
+            f"b_{_side}Finger_end": ((_x, -0.32, 0.0), f"b_{_side}Hand_011"),
+            f"b_{_side}Leg01_015": ((_x, 0.4, 0.7), "b_Hip_01"),
+            f"b_{_side}Leg02_016": ((_x, 0.38, 0.4), f"b_{_side}Leg01_015"),
+            f"b_{_side}Foot01_017": ((_x, 0.42, 0.08), f"b_{_side}Leg02_016"),
+            f"b_{_side}Foot_end": ((_x, 0.38, 0.0), f"b_{_side}Foot01_017"),
+        }
+    )
 
 
 def build_quadruped():

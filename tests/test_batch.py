@@ -30,7 +30,7 @@ SIZE = 64
 MIXAMO = "Armature|mixamo.com|Layer0"
 RUN = "Run: fast  v2"
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 def hero(path: Path, actions=((MIXAMO, 2, 0.6), (RUN, 3, -0.5))):
@@ -108,8 +108,11 @@ def test_names_become_safe_on_every_system(extension):
     assert names.safe_name(RUN) == "Run_fast_v2"
     assert names.safe_name("CON") == "CON_" and names.safe_name("lpt1.x") == "lpt1.x_"
     assert names.safe_name(' a<b>"c"?*/\\ . ') == "a_b_c"
-    assert names.unique_names(["Walk|A", "Walk:A", "walk a"]) == {"Walk|A": "Walk_A", "Walk:A": "Walk_A_2",
-                                                                  "walk a": "walk_a_3"}
+    assert names.unique_names(["Walk|A", "Walk:A", "walk a"]) == {
+        "Walk|A": "Walk_A",
+        "Walk:A": "Walk_A_2",
+        "walk a": "walk_a_3",
+    }
 
 
 def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, tiny_server, tmp_path, capfd):
@@ -117,12 +120,18 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
     hero(blend)
     out = tmp_path / "out"
     # one silhouette sample per pixel: a hard mask from the pixel centres, comparable with ray casts exactly
-    assert command(extension, blend, *server_args(tiny_server, out, "--pose", "0.8", "--depth", "0.5",
-                                                   "--columns", "2", "--alpha-samples", "1")) == 0
+    assert (
+        command(
+            extension,
+            blend,
+            *server_args(tiny_server, out, "--pose", "0.8", "--depth", "0.5", "--columns", "2", "--alpha-samples", "1"),
+        )
+        == 0
+    )
     printed = capfd.readouterr().out
     assert "Fra:" not in printed, "Cycles' per-frame lines belong in the log"
     assert f"[1/2] {MIXAMO}: done" in printed and f"[2/2] {RUN}: done" in printed
-    assert "action" in printed.splitlines()[-3] and "done" in printed.splitlines()[-1]   # the summary table
+    assert "action" in printed.splitlines()[-3] and "done" in printed.splitlines()[-1]  # the summary table
 
     for name, folder, frames in ((MIXAMO, "Armature_mixamo.com_Layer0", 2), (RUN, "Run_fast_v2", 3)):
         rec = record(out, folder)
@@ -133,20 +142,21 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
         assert (server_job / "guides" / "pose.json").read_bytes() == (job / "guides" / "pose.json").read_bytes()
         manifest = json.loads((server_job / "manifest.json").read_text())
         assert [(c["kind"], round(c["weight"], 4)) for c in manifest["spec"]["controlnets"]] == [
-            ("depth", 0.5), ("openpose", 0.8)]
+            ("depth", 0.5),
+            ("openpose", 0.8),
+        ]
         sheet = json.loads((out / folder / "sprite.json").read_text())
         image = read_png(out / folder / "sprite.png")
         assert image.shape[2] == 4 and sheet["meta"]["fps"] == 8 and sheet["meta"]["loop"] is False
-        assert sheet["meta"]["action"] == name and sheet["meta"]["size"] == {"w": image.shape[1],
-                                                                             "h": image.shape[0]}
+        assert sheet["meta"]["action"] == name and sheet["meta"]["size"] == {"w": image.shape[1], "h": image.shape[0]}
         assert len(sheet["frames"]) == frames
         for k, (_key, entry) in enumerate(sheet["frames"].items()):
             frame = read_png(out / folder / f"frame_{k + 1:04d}.png")
             r = entry["frame"]
             assert (r["x"], r["y"]) == (k % 2 * SIZE, k // 2 * SIZE) and (r["w"], r["h"]) == (SIZE, SIZE)
-            assert (image[r["y"]:r["y"] + SIZE, r["x"]:r["x"] + SIZE] == frame).all()
+            assert (image[r["y"] : r["y"] + SIZE, r["x"] : r["x"] + SIZE] == frame).all()
             assert entry["duration"] == 125 and entry["sourceSize"] == {"w": SIZE, "h": SIZE}
-            assert 0.3 < entry["pivot"]["x"] < 0.7 and 0.8 < entry["pivot"]["y"] <= 1.0   # between the feet
+            assert 0.3 < entry["pivot"]["x"] < 0.7 and 0.8 < entry["pivot"]["y"] <= 1.0  # between the feet
         assert sheet["animations"][folder] == list(sheet["frames"])
 
     # the alpha of a frame is the character's silhouette, checked against ray casts through the pixel centres
@@ -160,8 +170,16 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
     assert set(np.unique(alpha)) <= {0, 255}
     iou = iou_of(alpha == 255, expected)
     assert expected.sum() > 300 and iou >= 0.99, iou
-    assert (alpha[~expected & ~np.roll(expected, 1, 0) & ~np.roll(expected, -1, 0) & ~np.roll(expected, 1, 1)
-                  & ~np.roll(expected, -1, 1)] == 0).all(), "the background (ground, props) is exactly clear"
+    assert (
+        alpha[
+            ~expected
+            & ~np.roll(expected, 1, 0)
+            & ~np.roll(expected, -1, 0)
+            & ~np.roll(expected, 1, 1)
+            & ~np.roll(expected, -1, 1)
+        ]
+        == 0
+    ).all(), "the background (ground, props) is exactly clear"
 
 
 def test_resume_redoes_what_changed_only(extension, tiny_server, tmp_path, capfd):
@@ -195,10 +213,12 @@ def test_resume_redoes_what_changed_only(extension, tiny_server, tmp_path, capfd
         full = read_png(out / "Armature_mixamo.com_Layer0" / f"frame_{k + 1:04d}.png")
         r, s = entry["frame"], entry["spriteSourceSize"]
         assert entry["trimmed"] and (r["w"], r["h"]) == (s["w"], s["h"]) < (SIZE, SIZE)
-        assert (image[r["y"]:r["y"] + r["h"], r["x"]:r["x"] + r["w"]]
-                == full[s["y"]:s["y"] + s["h"], s["x"]:s["x"] + s["w"]]).all()
+        assert (
+            image[r["y"] : r["y"] + r["h"], r["x"] : r["x"] + r["w"]]
+            == full[s["y"] : s["y"] + s["h"], s["x"] : s["x"] + s["w"]]
+        ).all()
         outside = full.copy()
-        outside[s["y"]:s["y"] + s["h"], s["x"]:s["x"] + s["w"]] = 0
+        outside[s["y"] : s["y"] + s["h"], s["x"] : s["x"] + s["w"]] = 0
         assert not outside[:, :, 3].any()
 
     # the default soft alpha (16 samples spread over each pixel) covers the same silhouette, edges anti-aliased
@@ -219,11 +239,13 @@ def test_eight_directions_make_eight_rows_45_degrees_apart(extension, tiny_serve
     sheet = json.loads((out / "Armature_mixamo.com_Layer0" / "sprite.json").read_text())
     assert [d["yaw"] for d in rec["directions"]] == [45.0 * k for k in range(8)]
     assert len(sheet["animations"]) == 8 and len({e["frame"]["y"] for e in sheet["frames"].values()}) == 8
-    seeds = {json.loads((server_folder(tiny_server, d["job_id"]) / "manifest.json").read_text())["spec"]["seed"]
-             for d in rec["directions"]}
+    seeds = {
+        json.loads((server_folder(tiny_server, d["job_id"]) / "manifest.json").read_text())["spec"]["seed"]
+        for d in rec["directions"]
+    }
     assert seeds == {0}
     positions = [Vector([row[3] for row in d["camera"][:3]]) for d in rec["directions"]]
-    centre = Vector(rec["turn_centre"][:2])   # the ground contact between the feet, which stand at the origin
+    centre = Vector(rec["turn_centre"][:2])  # the ground contact between the feet, which stand at the origin
     assert centre.length < 0.1 and rec["turn_centre"][2] == pytest.approx(0, abs=0.01)
     angles = [math.degrees(math.atan2(p.y - centre.y, p.x - centre.x)) for p in positions]
     for a, b in zip(angles, angles[1:] + angles[:1]):
@@ -236,7 +258,6 @@ def test_eight_directions_make_eight_rows_45_degrees_apart(extension, tiny_serve
         assert len(xs) > 200, f"yaw {d['yaw']} does not see the character"
         assert xs.min() > 0 and xs.max() < SIZE - 1 and ys.min() > 0, f"yaw {d['yaw']} cuts the character off"
 
-
     assert "Info: Marionette" not in capfd.readouterr().out
 
 
@@ -247,7 +268,12 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.batch", str(blend), *server_args(tiny_server, out), "--steps", "8"],
-        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+    )
     lines = []
     deadline = time.monotonic() + 300
     for line in process.stdout:
@@ -262,7 +288,7 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     assert process.returncode == 130, printed + (log.read_text()[-3000:] if log.exists() else "")
     assert "cancelled" in printed and "Traceback" not in printed
     assert record(out, "Armature_mixamo.com_Layer0")["state"] == "done"
-    assert len(list((out / "Armature_mixamo.com_Layer0").glob("frame_*.png"))) == 2     # earlier frames kept
+    assert len(list((out / "Armature_mixamo.com_Layer0").glob("frame_*.png"))) == 2  # earlier frames kept
     cancelled = record(out, "Run_fast_v2")
     assert cancelled["state"] == "cancelled"
     job = Client(tiny_server.url, TOKEN).status(cancelled["directions"][0]["job_id"])
@@ -270,17 +296,20 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
 
 
 def test_a_second_ctrl_c_quits_at_once(tmp_path):
-    script = ("import os, signal, time\n"
-              "from batch.terminal import Interrupt\n"
-              "with Interrupt(lambda: print('first: cancel asked', flush=True)):\n"
-              "    os.kill(os.getpid(), signal.SIGINT)\n"
-              "    time.sleep(0.2)\n"
-              "    os.kill(os.getpid(), signal.SIGINT)\n"
-              "    time.sleep(30)\n"
-              "print('still running')\n")
+    script = (
+        "import os, signal, time\n"
+        "from batch.terminal import Interrupt\n"
+        "with Interrupt(lambda: print('first: cancel asked', flush=True)):\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(0.2)\n"
+        "    os.kill(os.getpid(), signal.SIGINT)\n"
+        "    time.sleep(30)\n"
+        "print('still running')\n"
+    )
     t = time.monotonic()
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60,
-                          check=False)
+    done = subprocess.run(
+        [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60, check=False
+    )
     assert done.returncode == 130 and done.stdout == "first: cancel asked\n", done.stdout + done.stderr
     assert time.monotonic() - t < 20
 
@@ -289,8 +318,9 @@ def test_a_gltf_round_trip_of_the_character_batches(extension, tiny_server, tmp_
     """Exported to glTF and imported as a game team gets it: the Mixamo action name survives the trip, the meshes
     stay bone-parented, the pose guide finds the rig."""
     hero(tmp_path / "hero.blend", actions=((MIXAMO, 2, 0.6),))
-    assert bpy.ops.export_scene.gltf(filepath=str(tmp_path / "hero.glb"), export_animation_mode="ACTIONS",
-                                     export_cameras=True) == {"FINISHED"}
+    assert bpy.ops.export_scene.gltf(
+        filepath=str(tmp_path / "hero.glb"), export_animation_mode="ACTIONS", export_cameras=True
+    ) == {"FINISHED"}
     bpy.ops.wm.read_homefile(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = SIZE
@@ -301,12 +331,18 @@ def test_a_gltf_round_trip_of_the_character_batches(extension, tiny_server, tmp_
     blend = tmp_path / "imported.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))
     out = tmp_path / "out"
-    assert command(extension, blend, *server_args(tiny_server, out, "--armature", "Hero", "--actions", MIXAMO,
-                                                   "--pose", "--steps", "1")) == 0
+    assert (
+        command(
+            extension,
+            blend,
+            *server_args(tiny_server, out, "--armature", "Hero", "--actions", MIXAMO, "--pose", "--steps", "1"),
+        )
+        == 0
+    )
     rec = record(out, "Armature_mixamo.com_Layer0")
     assert rec["action"] == MIXAMO and rec["state"] == "done"
     pose = json.loads((Path(rec["directions"][0]["job"]) / "guides" / "pose.json").read_text())
-    assert len(pose) == 2 and all(frame["people"] for frame in pose)   # the rig seen in both frames
+    assert len(pose) == 2 and all(frame["people"] for frame in pose)  # the rig seen in both frames
     alpha = read_png(out / "Armature_mixamo.com_Layer0" / "frame_0001.png")[:, :, 3]
     assert alpha.sum() > 200 * 255 and not alpha[:, 0].any() and not alpha[:, -1].any()
 
@@ -316,9 +352,19 @@ def test_models_config_starts_a_server_for_the_batch_and_stops_it(extension, tin
     hero(blend, actions=((MIXAMO, 2, 0.6),))
     out = tmp_path / "out"
     models = tiny_models / "models.toml"
-    python = os.environ.get("MARIONETTE_SERVER_PYTHON")   # Blender 5.0 run: bpy here, the server stack there
-    code = command(extension, blend, "--models-config", str(models), "--out", str(out), "--steps", "1", "--depth",
-                   *(["--server-python", python] if python else []))
+    python = os.environ.get("MARIONETTE_SERVER_PYTHON")  # Blender 5.0 run: bpy here, the server stack there
+    code = command(
+        extension,
+        blend,
+        "--models-config",
+        str(models),
+        "--out",
+        str(out),
+        "--steps",
+        "1",
+        "--depth",
+        *(["--server-python", python] if python else []),
+    )
     log = out / "server.log"
     assert code == 0, capfd.readouterr().out + (log.read_text()[-3000:] if log.exists() else "no server log")
     assert record(out, "Armature_mixamo.com_Layer0")["state"] == "done"

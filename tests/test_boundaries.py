@@ -11,10 +11,24 @@ import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
 BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels", "batch"]
-FORBIDDEN_IN_BLENDER = {"torch", "diffusers", "transformers", "controlnet_aux", "PIL", "safetensors", "fastapi",
-                        "uvicorn", "starlette", "peft", "accelerate", "cv2", "httpx", "huggingface_hub"}
+FORBIDDEN_IN_BLENDER = {
+    "torch",
+    "diffusers",
+    "transformers",
+    "controlnet_aux",
+    "PIL",
+    "safetensors",
+    "fastapi",
+    "uvicorn",
+    "starlette",
+    "peft",
+    "accelerate",
+    "cv2",
+    "httpx",
+    "huggingface_hub",
+}
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 def python_files(names):
@@ -39,21 +53,31 @@ def imported_roots(path: Path) -> set[tuple[str, int]]:
 def test_blender_side_imports_no_server_stack():
     files = list(python_files(BLENDER_SIDE))
     assert any(f.parent.name == "backend" for f in files), "the scan must see the backend package"
-    bad = [f"{f.relative_to(ROOT)}:{line} imports {mod}" for f in files
-           for mod, line in imported_roots(f) if mod in FORBIDDEN_IN_BLENDER]
+    bad = [
+        f"{f.relative_to(ROOT)}:{line} imports {mod}"
+        for f in files
+        for mod, line in imported_roots(f)
+        if mod in FORBIDDEN_IN_BLENDER
+    ]
     assert not bad, bad
 
 
 def test_server_never_imports_bpy():
     files = list(python_files(["server"]))
-    bad = [f"{f.relative_to(ROOT)}:{line}" for f in files for mod, line in imported_roots(f)
-           if mod in {"bpy", "mathutils", "bpy_extras"}]
+    bad = [
+        f"{f.relative_to(ROOT)}:{line}"
+        for f in files
+        for mod, line in imported_roots(f)
+        if mod in {"bpy", "mathutils", "bpy_extras"}
+    ]
     assert not bad, bad
 
 
 def test_protocol_is_standard_library_only():
-    code = ("import sys; import server.protocol, backend.client, backend.launcher; "
-            "heavy = {'torch', 'numpy', 'diffusers', 'PIL', 'fastapi'} & set(sys.modules); "
-            "print(sorted(heavy)); sys.exit(1 if heavy else 0)")
+    code = (
+        "import sys; import server.protocol, backend.client, backend.launcher; "
+        "heavy = {'torch', 'numpy', 'diffusers', 'PIL', 'fastapi'} & set(sys.modules); "
+        "print(sorted(heavy)); sys.exit(1 if heavy else 0)"
+    )
     r = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)
     assert r.returncode == 0, r.stdout + r.stderr

@@ -28,13 +28,13 @@ from server.camera import (
 from server.engine.windows import context_windows
 from server.protocol import CAMERA_DIRECTIONS, MOTION_LORAS, SpecError, Weighted, parse_spec
 
-try:   # the installed-extension fixture (builds the zip with Blender's tool and installs it)
+try:  # the installed-extension fixture (builds the zip with Blender's tool and installs it)
     from test_extension import PACKAGE, extension  # noqa: F401
-except ImportError:   # no bpy
+except ImportError:  # no bpy
     PACKAGE = None
 
 SIZE = 512
-F0 = 50 / 36 * SIZE          # a 50 mm lens on a 36 mm sensor, 512 px wide
+F0 = 50 / 36 * SIZE  # a 50 mm lens on a 36 mm sensor, 512 px wide
 I3 = np.eye(3)
 
 
@@ -59,8 +59,14 @@ def make_path(pose, frames=16, fps=8, scale=1.0, first=1, world=None):
         if world is not None:
             c2w = world @ c2w
         w2c = np.linalg.inv(c2w)
-        out["frames"].append({"frame": first + k, "K": [[f, 0.0, SIZE / 2], [0.0, f, SIZE / 2], [0.0, 0.0, 1.0]],
-                              "world_to_camera": w2c.tolist(), "depth": None if depth is None else depth * scale})
+        out["frames"].append(
+            {
+                "frame": first + k,
+                "K": [[f, 0.0, SIZE / 2], [0.0, f, SIZE / 2], [0.0, 0.0, 1.0]],
+                "world_to_camera": w2c.tolist(),
+                "depth": None if depth is None else depth * scale,
+            }
+        )
     return out
 
 
@@ -76,7 +82,7 @@ MOTIONS = {
     "pan right by sliding": (lambda t: (I3, (1.0 * t, 0, 0), F0, 4.0), "pan_right"),
     "tilt up by pitching": (lambda t: (rot((1, 0, 0), 0.3 * t), (0, 0, 0), F0, 5.0), "tilt_up"),
     "tilt down by pitching": (lambda t: (rot((1, 0, 0), -0.3 * t), (0, 0, 0), F0, 5.0), "tilt_down"),
-    "tilt up by rising": (lambda t: (I3, (0, -1.0 * t, 0), F0, 4.0), "tilt_up"),      # OpenCV y points down
+    "tilt up by rising": (lambda t: (I3, (0, -1.0 * t, 0), F0, 4.0), "tilt_up"),  # OpenCV y points down
     "tilt down by sinking": (lambda t: (I3, (0, 1.0 * t, 0), F0, 4.0), "tilt_down"),
     "roll clockwise": (lambda t: (rot((0, 0, 1), 0.5 * t), (0, 0, 0), F0, 5.0), "roll_clockwise"),
     "roll anticlockwise": (lambda t: (rot((0, 0, 1), -0.5 * t), (0, 0, 0), F0, 5.0), "roll_anticlockwise"),
@@ -107,6 +113,7 @@ def project(path, index, point):
 
 # --- the directions -------------------------------------------------------------------------------------------
 
+
 def test_direction_table_covers_every_lora_once_with_opposites():
     assert list(CAMERA_DIRECTIONS) == list(MOTION_LORAS)
     pairs = {}
@@ -124,21 +131,26 @@ def test_synthetic_paths_move_content_the_way_motion_loras_says(motion):
     screen = MOTION_LORAS[lora][0]
     c = SIZE / 2
     if "drifts" in screen or "grows" in screen or "shrinks" in screen:
-        point = (1.0, 1.0, 5.0)   # right of and below the centre, at the median depth
+        point = (1.0, 1.0, 5.0)  # right of and below the centre, at the median depth
         a, b = project(path, 0, point), project(path, -1, point)
         move = b - a
-        expect = {"content drifts right": move[0] > 5, "content drifts left": move[0] < -5,
-                  "content drifts down": move[1] > 5, "content drifts up": move[1] < -5,
-                  "content grows": np.linalg.norm(b - c) > np.linalg.norm(a - c) + 5,
-                  "content shrinks": np.linalg.norm(b - c) < np.linalg.norm(a - c) - 5}
+        expect = {
+            "content drifts right": move[0] > 5,
+            "content drifts left": move[0] < -5,
+            "content drifts down": move[1] > 5,
+            "content drifts up": move[1] < -5,
+            "content grows": np.linalg.norm(b - c) > np.linalg.norm(a - c) + 5,
+            "content shrinks": np.linalg.norm(b - c) < np.linalg.norm(a - c) - 5,
+        }
         assert expect[screen], (motion, a, b)
     else:
         a, b = project(path, 0, (1.0, 0.0, 5.0)) - c, project(path, -1, (1.0, 0.0, 5.0)) - c
-        turn = math.atan2(a[0] * b[1] - a[1] * b[0], a @ b)   # > 0: clockwise on screen (y down)
+        turn = math.atan2(a[0] * b[1] - a[1] * b[0], a @ b)  # > 0: clockwise on screen (y down)
         assert (turn < -0.1) if screen == "content turns anticlockwise" else (turn > 0.1)
 
 
 # --- matching synthetic paths ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("motion", MOTIONS)
 def test_each_motion_picks_its_lora_and_only_it(motion):
@@ -159,8 +171,7 @@ def test_static_camera_picks_nothing():
 @pytest.mark.parametrize("seed", range(4))
 def test_hand_held_jitter_does_not_leak_through(fps, seed):
     rng = np.random.default_rng(seed)
-    shakes = [(rot(rng.normal(size=3), math.radians(0.5) * rng.normal()), rng.normal(size=3) * 0.02)
-              for _ in range(16)]
+    shakes = [(rot(rng.normal(size=3), math.radians(0.5) * rng.normal()), rng.normal(size=3) * 0.02) for _ in range(16)]
     path = make_path(lambda t: (shakes[round(t * fps)][0], shakes[round(t * fps)][1], F0, 5.0), fps=fps)
     result = match(path)
     assert result["motion_loras"] == [], result["rates"]
@@ -170,18 +181,18 @@ def test_hand_held_jitter_does_not_leak_through(fps, seed):
 
 
 def test_a_camera_pitched_down_that_pans_pans_and_does_not_roll():
-    down = rot((1, 0, 0), math.radians(-25))           # pitched 25° down
-    path = make_path(lambda t: (rot((0, -1, 0), 0.4 * t) @ down, (0, 0, 0), F0, 5.0))   # turns left about world up
+    down = rot((1, 0, 0), math.radians(-25))  # pitched 25° down
+    path = make_path(lambda t: (rot((0, -1, 0), 0.4 * t) @ down, (0, 0, 0), F0, 5.0))  # turns left about world up
     result = match(path)
     assert names(result["motion_loras"]) == {"pan_left"}, result["rates"]
     comp = result["components"]
-    assert comp["roll"][0] == pytest.approx(-0.4 * math.sin(math.radians(25)), abs=1e-3)   # a body roll...
-    assert max(abs(r) for r in comp["horizon_roll"]) < 1e-6                                # ...the horizon stays
+    assert comp["roll"][0] == pytest.approx(-0.4 * math.sin(math.radians(25)), abs=1e-3)  # a body roll...
+    assert max(abs(r) for r in comp["horizon_roll"]) < 1e-6  # ...the horizon stays
     assert comp["yaw"][0] == pytest.approx(-0.4 * math.cos(math.radians(25)), abs=1e-3)
 
 
 def test_a_camera_looking_straight_down_that_spins_rolls():
-    down = rot((1, 0, 0), -math.pi / 2)                # the optical axis along the world's down
+    down = rot((1, 0, 0), -math.pi / 2)  # the optical axis along the world's down
     result = match(make_path(lambda t: (rot((0, -1, 0), -0.5 * t) @ down, (0, 0, 0), F0, 5.0)))
     assert names(result["motion_loras"]) == {"roll_clockwise"}, result["rates"]
 
@@ -190,12 +201,12 @@ def test_orbit_around_a_subject_is_a_pan_not_a_zoom():
     result = match(make_path(orbit))
     assert names(result["motion_loras"]) == {"pan_left"} and result["motion_loras"][0]["weight"] > 0.5
     comp = result["components"]
-    assert all(y < 0 for y in comp["yaw"]) and all(s > 0 for s in comp["sideways"])   # turns left, slides right
+    assert all(y < 0 for y in comp["yaw"]) and all(s > 0 for s in comp["sideways"])  # turns left, slides right
     assert abs(result["rates"]["zoom"]) < THRESHOLDS["zoom"][0]
 
 
 def test_pan_then_zoom_shows_in_the_windows():
-    def pose(t):   # 15 frame steps of turning left, then a lens zoom in
+    def pose(t):  # 15 frame steps of turning left, then a lens zoom in
         k = t * 8
         return rot((0, 1, 0), -0.3 * min(k, 15) / 8), (0, 0, 0), F0 * math.exp(0.3 * max(k - 15, 0) / 8), 5.0
 
@@ -214,16 +225,17 @@ def test_scene_scale_does_not_change_the_weights(motion):
     assert match(make_path(orbit))["motion_loras"] == match(make_path(orbit, scale=10.0))["motion_loras"]
 
 
-@pytest.mark.parametrize("motion", ["dolly in", "dolly out", "lens zoom in", "pan left by turning",
-                                    "roll clockwise", "pan right by sliding"])
+@pytest.mark.parametrize(
+    "motion", ["dolly in", "dolly out", "lens zoom in", "pan left by turning", "roll clockwise", "pan right by sliding"]
+)
 def test_frame_rate_does_not_change_the_weights(motion):
     pose, _ = MOTIONS[motion]
-    slow = match(make_path(pose, frames=16, fps=8), window=64)       # 15/8 s
-    fast = match(make_path(pose, frames=46, fps=24), window=64)      # 45/24 s: the same motion per second
+    slow = match(make_path(pose, frames=16, fps=8), window=64)  # 15/8 s
+    fast = match(make_path(pose, frames=46, fps=24), window=64)  # 45/24 s: the same motion per second
     assert names(slow["motion_loras"]) == names(fast["motion_loras"])
     for a, b in zip(slow["motion_loras"], fast["motion_loras"]):
         assert a["weight"] == pytest.approx(b["weight"], abs=0.02)
-    if motion in ("pan left by turning", "roll clockwise", "lens zoom in"):   # steady: any 16 frames agree
+    if motion in ("pan left by turning", "roll clockwise", "lens zoom in"):  # steady: any 16 frames agree
         assert match(make_path(pose, fps=24))["motion_loras"] == match(make_path(pose))["motion_loras"]
 
 
@@ -238,7 +250,7 @@ def test_max_weight_caps_and_scales():
 def test_a_path_without_any_depth_matches_turns_and_says_so():
     result = match(make_path(lambda t: (rot((0, 1, 0), 0.3 * t), (2.0 * t, 0, 0), F0, None)))
     assert names(result["motion_loras"]) == {"pan_right"}
-    assert result["rates"]["pan"] == pytest.approx(0.3 * F0 / SIZE, abs=1e-4)   # the 2 m/s slide is not counted
+    assert result["rates"]["pan"] == pytest.approx(0.3 * F0 / SIZE, abs=1e-4)  # the 2 m/s slide is not counted
     assert result["notes"] and "depth" in result["notes"][0]
 
 
@@ -247,12 +259,21 @@ def test_camera_schedule_is_matched_on_the_job_context_windows():
     path's own window/overlap): window w's LoRAs are what context window w applies."""
     from server.engine.planning import job_windows, motion_lora_names, motion_loras_for
 
-    def pose(t):   # 15 frame steps of turning left, then a lens zoom in
+    def pose(t):  # 15 frame steps of turning left, then a lens zoom in
         k = t * 8
         return rot((0, 1, 0), -0.3 * min(k, 15) / 8), (0, 0, 0), F0 * math.exp(0.3 * max(k - 15, 0) / 8), 5.0
 
-    spec = parse_spec({"prompt": "p", "frames": 32, "width": SIZE, "height": SIZE, "camera_motion": "auto",
-                       "context": {"length": 16, "overlap": 6}, "camera": make_path(pose, frames=32)})
+    spec = parse_spec(
+        {
+            "prompt": "p",
+            "frames": 32,
+            "width": SIZE,
+            "height": SIZE,
+            "camera_motion": "auto",
+            "context": {"length": 16, "overlap": 6},
+            "camera": make_path(pose, frames=32),
+        }
+    )
     windows = job_windows(spec)
     assert [(w[0], w[-1] + 1) for w in windows] == [(0, 16), (10, 26), (16, 32)]
     _, camera = motion_loras_for(spec)
@@ -275,15 +296,19 @@ def test_camera_windows_are_the_context_windows():
     looping = context_windows(30, 16, 4, loop=True)
     windows = match(path, windows=looping)["windows"]
     assert [(w["start"], w["end"]) for w in windows] == [(w[0], w[0] + 16) for w in looping]
-    assert all(names(w["motion_loras"]) == {"pan_left"} for w in windows)   # the wrap is no camera motion
+    assert all(names(w["motion_loras"]) == {"pan_left"} for w in windows)  # the wrap is no camera motion
 
 
 def test_manual_weights_override_by_name_and_keep_opposites_exclusive():
     matched = [{"name": "pan_left", "weight": 0.9}, {"name": "zoom_in", "weight": 0.4}]
-    assert with_overrides(matched, [Weighted("zoom_in", 0.7)]) == [{"name": "zoom_in", "weight": 0.7},
-                                                                     {"name": "pan_left", "weight": 0.9}]
-    assert with_overrides(matched, [Weighted("pan_right", 0.3)]) == [{"name": "zoom_in", "weight": 0.4},
-                                                                       {"name": "pan_right", "weight": 0.3}]
+    assert with_overrides(matched, [Weighted("zoom_in", 0.7)]) == [
+        {"name": "zoom_in", "weight": 0.7},
+        {"name": "pan_left", "weight": 0.9},
+    ]
+    assert with_overrides(matched, [Weighted("pan_right", 0.3)]) == [
+        {"name": "zoom_in", "weight": 0.4},
+        {"name": "pan_right", "weight": 0.3},
+    ]
     assert with_overrides(matched, [Weighted("pan_left", 0.0)]) == [{"name": "zoom_in", "weight": 0.4}]
 
 
@@ -299,6 +324,7 @@ def test_plot_is_a_png():
 
 # --- CameraCtrl input -----------------------------------------------------------------------------------------
 
+
 def test_realestate10k_lines():
     path = make_path(MOTIONS["dolly in"][0], frames=3, first=5)
     lines = realestate10k_lines(path)
@@ -306,23 +332,23 @@ def test_realestate10k_lines():
     entry = [float(x) for x in lines[1].split()]
     assert len(entry) == 19 and entry[0] == pytest.approx(6 / 8 * 1e6)
     assert entry[1:5] == pytest.approx([F0 / SIZE, F0 / SIZE, 0.5, 0.5]) and entry[5:7] == [0.0, 0.0]
-    w2c = np.array(entry[7:]).reshape(3, 4)          # how CameraCtrl's Camera reads a line
+    w2c = np.array(entry[7:]).reshape(3, 4)  # how CameraCtrl's Camera reads a line
     assert w2c == pytest.approx(np.array(path["frames"][1]["world_to_camera"])[:3], abs=1e-6)
 
 
 def test_plucker_embedding_shape_and_known_rays():
     world = np.eye(4)
-    world[:3, :3], world[:3, 3] = rot((1, 2, 3), 0.7), (3.0, -2.0, 1.0)   # an arbitrary world frame
+    world[:3, :3], world[:3, 3] = rot((1, 2, 3), 0.7), (3.0, -2.0, 1.0)  # an arbitrary world frame
     # frame 1: the camera slid 1 right and turned 90° to its right
-    pose = lambda t: (rot((0, 1, 0), math.pi / 2 * t * 8), (t * 8, 0, 0), F0, 5.0)   # noqa: E731
+    pose = lambda t: (rot((0, 1, 0), math.pi / 2 * t * 8), (t * 8, 0, 0), F0, 5.0)  # noqa: E731
     path = make_path(pose, frames=2, world=world)
     emb = plucker(path, 16, 16)
     assert emb.shape == (2, 6, 16, 16) and emb.dtype == np.float32
     assert np.allclose(relative_poses(path)[0], np.eye(4))
     moment, d = emb[:, :3], emb[:, 3:]
     assert np.allclose(np.linalg.norm(d, axis=1), 1, atol=1e-5)
-    assert np.allclose((moment * d).sum(axis=1), 0, atol=1e-5)        # a Plücker line: m ⟂ d
-    assert np.allclose(moment[0], 0)                                  # the first camera sits at the origin
+    assert np.allclose((moment * d).sum(axis=1), 0, atol=1e-5)  # a Plücker line: m ⟂ d
+    assert np.allclose(moment[0], 0)  # the first camera sits at the origin
     # pixel (8, 8) of 16×16 straddles the principal point; its centre (8.5, 8.5) is half a pixel right/down of it
     half = 0.5 / (F0 * 16 / SIZE)
     d0 = np.array([half, half, 1.0]) / np.linalg.norm([half, half, 1.0])
@@ -337,9 +363,15 @@ def test_plucker_embedding_shape_and_known_rays():
 
 # --- the camera path in the protocol --------------------------------------------------------------------------
 
+
 def spec_with(camera, **over):
-    return {"prompt": "p", "frames": len(camera.get("frames", [])) if isinstance(camera.get("frames"), list) else 16,
-            "camera_motion": "auto", "camera": camera, **over}
+    return {
+        "prompt": "p",
+        "frames": len(camera.get("frames", [])) if isinstance(camera.get("frames"), list) else 16,
+        "camera_motion": "auto",
+        "camera": camera,
+        **over,
+    }
 
 
 def broken(edit):
@@ -348,28 +380,33 @@ def broken(edit):
     return path
 
 
-@pytest.mark.parametrize("edit, field", [
-    (lambda p: p.update(fps=0), "camera.fps"),
-    (lambda p: p.update(fps="8"), "camera.fps"),
-    (lambda p: p.pop("width"), "camera.width"),
-    (lambda p: p.update(height=-4), "camera.height"),
-    (lambda p: p.update(frames=p["frames"][:1]), "camera.frames"),
-    (lambda p: p.update(lens=50), "camera.lens"),
-    (lambda p: p.update(overlap=16), "camera.overlap"),
-    (lambda p: p.update(max_weight=3), "camera.max_weight"),
-    (lambda p: p["frames"][2].update(K=[[1, 0, 0], [0, 1, 0]]), "camera.frames[2].K"),
-    (lambda p: p["frames"][2].update(K=[[-700, 0, 256], [0, 700, 256], [0, 0, 1]]), "camera.frames[2].K"),
-    (lambda p: p["frames"][1].update(world_to_camera=np.eye(3).tolist()), "camera.frames[1].world_to_camera"),
-    (lambda p: p["frames"][1].update(world_to_camera=(2 * np.eye(4)).tolist()), "camera.frames[1].world_to_camera"),
-    (lambda p: p["frames"][1].update(world_to_camera=np.diag([1, 1, -1, 1.0]).tolist()),
-     "camera.frames[1].world_to_camera"),
-    (lambda p: p["frames"][3].update(depth=0), "camera.frames[3].depth"),
-    (lambda p: p["frames"][3].update(depth=-2.5), "camera.frames[3].depth"),
-    (lambda p: p["frames"][3].update(frame=2), "camera.frames[3].frame"),
-    (lambda p: p["frames"][0].update(focal=1), "camera.frames[0].focal"),
-    (lambda p: p.update(up=[0, 0, 0]), "camera.up"),
-    (lambda p: p.update(up=[0, 1]), "camera.up"),
-])
+@pytest.mark.parametrize(
+    "edit, field",
+    [
+        (lambda p: p.update(fps=0), "camera.fps"),
+        (lambda p: p.update(fps="8"), "camera.fps"),
+        (lambda p: p.pop("width"), "camera.width"),
+        (lambda p: p.update(height=-4), "camera.height"),
+        (lambda p: p.update(frames=p["frames"][:1]), "camera.frames"),
+        (lambda p: p.update(lens=50), "camera.lens"),
+        (lambda p: p.update(overlap=16), "camera.overlap"),
+        (lambda p: p.update(max_weight=3), "camera.max_weight"),
+        (lambda p: p["frames"][2].update(K=[[1, 0, 0], [0, 1, 0]]), "camera.frames[2].K"),
+        (lambda p: p["frames"][2].update(K=[[-700, 0, 256], [0, 700, 256], [0, 0, 1]]), "camera.frames[2].K"),
+        (lambda p: p["frames"][1].update(world_to_camera=np.eye(3).tolist()), "camera.frames[1].world_to_camera"),
+        (lambda p: p["frames"][1].update(world_to_camera=(2 * np.eye(4)).tolist()), "camera.frames[1].world_to_camera"),
+        (
+            lambda p: p["frames"][1].update(world_to_camera=np.diag([1, 1, -1, 1.0]).tolist()),
+            "camera.frames[1].world_to_camera",
+        ),
+        (lambda p: p["frames"][3].update(depth=0), "camera.frames[3].depth"),
+        (lambda p: p["frames"][3].update(depth=-2.5), "camera.frames[3].depth"),
+        (lambda p: p["frames"][3].update(frame=2), "camera.frames[3].frame"),
+        (lambda p: p["frames"][0].update(focal=1), "camera.frames[0].focal"),
+        (lambda p: p.update(up=[0, 0, 0]), "camera.up"),
+        (lambda p: p.update(up=[0, 1]), "camera.up"),
+    ],
+)
 def test_bad_camera_paths_name_the_field(edit, field):
     with pytest.raises(SpecError) as exc:
         parse_spec(spec_with(broken(edit)))
@@ -390,6 +427,7 @@ def test_a_frame_with_nothing_in_view_may_have_no_depth():
 
 # --- POST /plan (in process) ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
     from fastapi.testclient import TestClient
@@ -397,16 +435,26 @@ def server(tiny_models, tmp_path_factory):
     from server.api import Settings, create_app
     from server.loaders import ModelConfig
 
-    settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"),
-                        data_dir=tmp_path_factory.mktemp("camera-jobs"))
+    settings = Settings(
+        models=ModelConfig.load(tiny_models / "models.toml"), data_dir=tmp_path_factory.mktemp("camera-jobs")
+    )
     with TestClient(create_app(settings), base_url="http://127.0.0.1:7860") as client:
         yield client
 
 
 def tiny(camera, **over):
-    spec = {"prompt": "a marionette", "seed": 1, "steps": 2, "width": 64, "height": 64,
-            "frames": len(camera["frames"]), "base": "sd15", "motion_module": "v2", "camera_motion": "auto",
-            "camera": camera}
+    spec = {
+        "prompt": "a marionette",
+        "seed": 1,
+        "steps": 2,
+        "width": 64,
+        "height": 64,
+        "frames": len(camera["frames"]),
+        "base": "sd15",
+        "motion_module": "v2",
+        "camera_motion": "auto",
+        "camera": camera,
+    }
     spec.update(over)
     return spec
 
@@ -446,9 +494,11 @@ def test_plan_names_the_bad_camera_field(server):
 # --- real Blender: the extension's own capture code, the installed add-on, the real server ---------------------
 # Marked `blender`: `make test` runs them on Blender 4.5 and 5.0.
 
+
 @pytest.fixture
 def bpy_scene():
     import bpy
+
     bpy.ops.wm.read_factory_settings(use_empty=True)
     scene = bpy.context.scene
     scene.render.resolution_x = scene.render.resolution_y = 64
@@ -473,8 +523,7 @@ def captured(scene, cam, key):
     depths = []
     for frame in range(1, 17):
         scene.frame_set(frame)
-        depths.append(project([[1, 0, 0], [0, 1, 0], [0, 0, 1]], world_to_camera(active_camera(scene)),
-                              (0, 0, 0))[2])
+        depths.append(project([[1, 0, 0], [0, 1, 0], [0, 0, 1]], world_to_camera(active_camera(scene)), (0, 0, 0))[2])
     return match(camera_path(scene, range(1, 17), depths))
 
 
@@ -483,7 +532,7 @@ def test_blender_camera_turning_left_is_pan_left(bpy_scene):
     scene, cam = bpy_scene
     cam.location = (0, -6, 0)
 
-    def key(frame):   # looking along +Y, level; turning about world Z by +40° over the shot is a turn to the left
+    def key(frame):  # looking along +Y, level; turning about world Z by +40° over the shot is a turn to the left
         cam.rotation_euler = (math.pi / 2, 0, math.radians(40) * (frame - 1) / 15)
 
     result = captured(scene, cam, key)
@@ -496,7 +545,7 @@ def test_blender_camera_pitched_down_panning_left_is_only_pan_left(bpy_scene):
     scene, cam = bpy_scene
     cam.location = (0, -6, 2.5)
 
-    def key(frame):   # 21° below the horizon, turning about the world's Z
+    def key(frame):  # 21° below the horizon, turning about the world's Z
         cam.rotation_euler = (1.2, 0, math.radians(40) * (frame - 1) / 15)
 
     result = captured(scene, cam, key)
@@ -519,13 +568,17 @@ def test_blender_dolly_toward_a_cube_is_zoom_in(bpy_scene):
 def test_panel_text_comes_from_the_done_event(extension, tmp_path):
     """The installed add-on: a done event of an "auto" job becomes the Camera Motion panel's line; manual does not."""
     import bpy
+
     generate = sys.modules[f"{PACKAGE}.operators.generate"]
     runtime = bpy.context.window_manager.marionette
     runtime.camera_match = ""
-    done = ("done", {"frames": 0, "motion_loras": [{"name": "pan_left", "weight": 0.8},
-                                                    {"name": "zoom_in", "weight": 0.35}]})
-    job = SimpleNamespace(spec=SimpleNamespace(frames=16, steps=2, frame_start=1, camera_motion="manual"),
-                          out_dir=tmp_path)
+    done = (
+        "done",
+        {"frames": 0, "motion_loras": [{"name": "pan_left", "weight": 0.8}, {"name": "zoom_in", "weight": 0.35}]},
+    )
+    job = SimpleNamespace(
+        spec=SimpleNamespace(frames=16, steps=2, frame_start=1, camera_motion="manual"), out_dir=tmp_path
+    )
     assert generate.apply_messages(bpy.context, job, [done]) == "done" and runtime.camera_match == ""
     job.spec.camera_motion = "auto"
     generate.apply_messages(bpy.context, job, [done])
@@ -544,7 +597,7 @@ def test_generate_from_camera_end_to_end(extension, tiny_server, tmp_path):
     point_at(extension, tiny_server.url)
     settings = scene.marionette
     settings.camera_motion, settings.use_normal, settings.lora_zoom_in = "auto", False, 0.0
-    cam = scene.camera                          # 21° below the horizon, at 24 fps turning left ~6° a frame
+    cam = scene.camera  # 21° below the horizon, at 24 fps turning left ~6° a frame
     for frame in (1, 4):
         cam.rotation_euler = (1.2, 0, math.radians(6) * (frame - 1))
         cam.keyframe_insert("rotation_euler", frame=frame)
@@ -557,7 +610,7 @@ def test_generate_from_camera_end_to_end(extension, tiny_server, tmp_path):
         with urllib.request.urlopen(request, timeout=30) as r:
             return json.loads(r.read())
 
-    plan = get(f"/jobs/{runtime.job_id}/manifest")["plan"]     # the schedule is kept; the plot lies beside it
+    plan = get(f"/jobs/{runtime.job_id}/manifest")["plan"]  # the schedule is kept; the plot lies beside it
     assert plan["camera_motion"] == "auto" and "plot_png" not in plan
     assert names(plan["motion_loras"]) == {"pan_left"} and plan["windows"][0]["motion_loras"] == plan["motion_loras"]
     assert len(plan["components"]["yaw"]) == 3

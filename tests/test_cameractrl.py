@@ -37,9 +37,11 @@ def models(tiny_models):
 
     unet = UNet2DConditionModel.from_pretrained(tiny_models / "sd15", subfolder="unet")
     torch.save(tiny_cameractrl.realestate_lora(unet), tiny_models / "RealEstate10K_LoRA_tiny.ckpt")
-    toml.write_text((tiny_models / "models.toml").read_text()
-                    + '\n[camera_control.cameractrl]\nsource = "cameractrl_tiny.ckpt"\n'
-                    + '\n[lora.realestate10k]\nsource = "RealEstate10K_LoRA_tiny.ckpt"\n')
+    toml.write_text(
+        (tiny_models / "models.toml").read_text()
+        + '\n[camera_control.cameractrl]\nsource = "cameractrl_tiny.ckpt"\n'
+        + '\n[lora.realestate10k]\nsource = "RealEstate10K_LoRA_tiny.ckpt"\n'
+    )
     return toml
 
 
@@ -64,8 +66,16 @@ def poses(cc: CameraCtrl, path: dict, scale: float = 1.0) -> CameraPoses:
 
 
 def generate(pipe, frames=FRAMES, **kw):
-    args = dict(prompt="a marionette", negative_prompt="blurry", num_frames=frames, height=SIZE, width=SIZE,
-                steps=STEPS, guidance=7.5, generator=torch.Generator().manual_seed(3))
+    args = dict(
+        prompt="a marionette",
+        negative_prompt="blurry",
+        num_frames=frames,
+        height=SIZE,
+        width=SIZE,
+        steps=STEPS,
+        guidance=7.5,
+        generator=torch.Generator().manual_seed(3),
+    )
     args.update(kw)
     return pipe.generate(**args)
 
@@ -79,13 +89,15 @@ def encoder_inputs(cc: CameraCtrl) -> tuple[list, object]:
 
 # --- the checkpoint layout -----------------------------------------------------------------------------------------
 
+
 def test_tiny_checkpoint_loads_every_key_and_conditions_every_v3_motion_module(store, models):
     cc = store.camera_control("cameractrl")
     encoder_sd, attention_sd = tiny_cameractrl.state_dicts(UNET_CHANNELS, UNET_CHANNELS)
-    assert sum(p.numel() for p in cc.parameters()) == \
-        sum(v.numel() for k, v in {**encoder_sd, **attention_sd}.items() if not k.endswith(".pe"))
+    assert sum(p.numel() for p in cc.parameters()) == sum(
+        v.numel() for k, v in {**encoder_sd, **attention_sd}.items() if not k.endswith(".pe")
+    )
     assert cc.encoder.channels == UNET_CHANNELS and cc.max_frames == 16 and len(cc.paths) == 20
-    for key, value in encoder_sd.items():       # every tensor of the file is where the original layout puts it
+    for key, value in encoder_sd.items():  # every tensor of the file is where the original layout puts it
         assert torch.equal(cc.encoder.state_dict()[key], value), key
     unet = store.pipeline("sd15", "v3").unet
     installed = cc.install(unet)
@@ -94,8 +106,9 @@ def test_tiny_checkpoint_loads_every_key_and_conditions_every_v3_motion_module(s
         assert all(p.split(".")[0] in ("down_blocks", "up_blocks") and p.endswith("attn1") for p in cc.paths)
     finally:
         installed.remove()
-    assert not any(type(m.processor).__name__ == "PoseConditionedProcessor"
-                   for m in unet.modules() if hasattr(m, "processor"))
+    assert not any(
+        type(m.processor).__name__ == "PoseConditionedProcessor" for m in unet.modules() if hasattr(m, "processor")
+    )
 
 
 def test_full_size_layout_every_key_used_parameter_count(tmp_path):
@@ -111,8 +124,8 @@ def test_full_size_layout_every_key_used_parameter_count(tmp_path):
     cc = CameraCtrl.from_state_dicts(encoder, attention)
     assert cc.encoder.channels == tiny_cameractrl.FULL and cc.encoder.downscale == 8 and cc.max_frames == 16
     assert set(cc.encoder.state_dict()) == set(encoder)
-    assert sum(p.numel() for p in cc.encoder.parameters()) == ENCODER_PARAMS         # 199.3 M
-    assert sum(p.numel() for p in cc.merges.parameters()) == MERGE_PARAMS            # 19.0 M
+    assert sum(p.numel() for p in cc.encoder.parameters()) == ENCODER_PARAMS  # 199.3 M
+    assert sum(p.numel() for p in cc.merges.parameters()) == MERGE_PARAMS  # 19.0 M
     with torch.device("meta"):
         unet = UNet2DConditionModel.from_config(UNet2DConditionModel.load_config(CONFIGS / "sd15", subfolder="unet"))
         adapter = MotionAdapter.from_config(MotionAdapter.load_config(CONFIGS / "motion_adapter_v3"))
@@ -128,8 +141,9 @@ def test_bad_cameractrl_files_name_the_problem(tmp_path):
     with pytest.raises(CheckpointError, match="attention_processor_state_dict"):
         load_camera_control(str(tmp_path / "half.ckpt"))
     del encoder["encoder_down_attention_blocks.1.0.ff_norm.bias"]
-    torch.save({"pose_encoder_state_dict": encoder, "attention_processor_state_dict": attention},
-               tmp_path / "missing.ckpt")
+    torch.save(
+        {"pose_encoder_state_dict": encoder, "attention_processor_state_dict": attention}, tmp_path / "missing.ckpt"
+    )
     with pytest.raises(CheckpointError, match="not the CameraCtrl layout"):
         load_camera_control(str(tmp_path / "missing.ckpt"))
 
@@ -148,9 +162,12 @@ def test_realestate10k_lora_layout_loads_as_an_image_lora(store):
     before = predict()
     try:
         store.set_loras(pipe, [("lora", "realestate10k", 1.0)])
-        adapted = [n for n, m in pipe.unet.named_modules() if n.endswith(".lora_A") and "realestate10k" in str(
-            getattr(m, "keys", list)())]
-        assert len(adapted) == 4 * 2 * 16        # to_q/k/v/out of attn1 and attn2 in all 16 transformer blocks
+        adapted = [
+            n
+            for n, m in pipe.unet.named_modules()
+            if n.endswith(".lora_A") and "realestate10k" in str(getattr(m, "keys", list)())
+        ]
+        assert len(adapted) == 4 * 2 * 16  # to_q/k/v/out of attn1 and attn2 in all 16 transformer blocks
         assert not torch.allclose(predict(), before)
         store.set_loras(pipe, [("lora", "realestate10k", 0.0)])
         assert torch.equal(predict(), before)
@@ -159,6 +176,7 @@ def test_realestate10k_lora_layout_loads_as_an_image_lora(store):
 
 
 # --- poses from the camera path -------------------------------------------------------------------------------------
+
 
 @pytest.fixture
 def bpy_scene():
@@ -212,14 +230,14 @@ BLENDER_MOVES = {
     "roll": lambda cam, k: look_at(cam, (0, -6, 1), roll=0.1 * k),
     "orbit": lambda cam, k: look_at(cam, (6 * math.sin(0.15 * k), -6 * math.cos(0.15 * k), 2)),
 }
-OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])   # Blender camera axes (x right, y up, looking down -z) to OpenCV's
+OPENCV = np.diag([1.0, -1.0, -1.0, 1.0])  # Blender camera axes (x right, y up, looking down -z) to OpenCV's
 
 
 @pytest.mark.parametrize("move", BLENDER_MOVES)
 def test_blender_moves_give_the_blender_cameras_relative_poses(bpy_scene, move):
     scene, cam = bpy_scene
     path, truth = blender_camera(scene, cam, lambda frame: BLENDER_MOVES[move](cam, frame - 1))
-    for frames in (list(range(8)), [3, 4, 5, 6]):   # the clip, and a window starting later
+    for frames in (list(range(8)), [3, 4, 5, 6]):  # the clip, and a window starting later
         first = truth[frames[0]][0] @ OPENCV
         got = relative_poses(path, frames)
         for rel, k in zip(got, frames):
@@ -227,7 +245,7 @@ def test_blender_moves_give_the_blender_cameras_relative_poses(bpy_scene, move):
             assert np.allclose(rel[:3, :3], expected[:3, :3], atol=1e-5), (move, k)
             assert np.allclose(rel[:3, 3], expected[:3, 3], atol=1e-5), (move, k)
         assert np.allclose(got[0], np.eye(4), atol=1e-6)
-    assert not np.allclose(relative_poses(path)[-1], np.eye(4), atol=1e-3)   # the camera did move
+    assert not np.allclose(relative_poses(path)[-1], np.eye(4), atol=1e-3)  # the camera did move
 
 
 def independent_plucker(truth, frames, height, width):
@@ -240,8 +258,11 @@ def independent_plucker(truth, frames, height, width):
         c2w = torch.tensor(np.linalg.inv(first) @ truth[k][0] @ OPENCV)
         c2w[:3, 3] /= unit
         f = truth[k][1] * width / SIZE
-        j, i = torch.meshgrid(torch.arange(height, dtype=torch.float64) + 0.5,
-                              torch.arange(width, dtype=torch.float64) + 0.5, indexing="ij")
+        j, i = torch.meshgrid(
+            torch.arange(height, dtype=torch.float64) + 0.5,
+            torch.arange(width, dtype=torch.float64) + 0.5,
+            indexing="ij",
+        )
         d = torch.stack([(i - width / 2) / f, (j - height / 2) / f, torch.ones_like(i)], -1)
         d = (d / d.norm(dim=-1, keepdim=True)) @ c2w[:3, :3].T
         o = c2w[:3, 3].expand_as(d)
@@ -262,7 +283,7 @@ def test_encoder_receives_the_plucker_embedding_of_the_blender_camera(bpy_scene,
     assert received.shape == (1, 6, FRAMES, SIZE, SIZE)
     expected = independent_plucker(truth, list(range(FRAMES)), SIZE, SIZE)
     assert torch.allclose(received[0].transpose(0, 1).double(), expected, atol=1e-5)
-    assert received[0, :3, 0].abs().max() == 0 and received[0, :3, -1].abs().max() > 0.05   # o = 0 at the start
+    assert received[0, :3, 0].abs().max() == 0 and received[0, :3, -1].abs().max() > 0.05  # o = 0 at the start
 
 
 def test_aspect_fix_matches_cameractrl_for_a_wider_source():
@@ -273,8 +294,8 @@ def test_aspect_fix_matches_cameractrl_for_a_wider_source():
     for f in path["frames"]:
         f["K"] = [[900.0, 0.0, 640.0], [0.0, 900.0, 360.0], [0.0, 0.0, 1.0]]
     emb = plucker(path, 48, 64)
-    fx_n, fy_n = 900 / 1280, 900 / 720                       # CameraCtrl's normalised intrinsics
-    resized_w = 48 * (1280 / 720)                            # its pose_wh_ratio > sample_wh_ratio branch
+    fx_n, fy_n = 900 / 1280, 900 / 720  # CameraCtrl's normalised intrinsics
+    resized_w = 48 * (1280 / 720)  # its pose_wh_ratio > sample_wh_ratio branch
     fx, fy, cx, cy = resized_w * fx_n, fy_n * 48, 0.5 * 64, 0.5 * 48
     x, y = (10 + 0.5 - cx) / fx, (7 + 0.5 - cy) / fy
     d = np.array([x, y, 1.0]) / np.linalg.norm([x, y, 1.0])
@@ -282,8 +303,8 @@ def test_aspect_fix_matches_cameractrl_for_a_wider_source():
 
 
 def test_translation_unit_is_the_median_scene_depth():
-    path = make_path(MOTIONS["pan right by sliding"][0], frames=8)        # 1 m/s at 4 m, 8 fps
-    far = make_path(MOTIONS["pan right by sliding"][0], frames=8, scale=10.0)   # the same shot, 10× the scene
+    path = make_path(MOTIONS["pan right by sliding"][0], frames=8)  # 1 m/s at 4 m, 8 fps
+    far = make_path(MOTIONS["pan right by sliding"][0], frames=8, scale=10.0)  # the same shot, 10× the scene
     assert scene_scale(path) == pytest.approx(4.0) and scene_scale(far) == pytest.approx(40.0)
     a, depth = window_input(path, list(range(8)), 32, 32)
     assert depth == pytest.approx(4.0) and np.allclose(a, window_input(far, list(range(8)), 32, 32)[0], atol=1e-5)
@@ -291,6 +312,7 @@ def test_translation_unit_is_the_median_scene_depth():
 
 
 # --- the conditioning ----------------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def v3(store):
@@ -308,8 +330,11 @@ def test_scale_zero_is_the_v3_path_bit_for_bit(v3, baseline):
     pipe, cc = v3
     moving = small(make_path(orbit, frames=FRAMES))
     assert np.array_equal(generate(pipe, camera=poses(cc, moving, scale=0.0)), baseline)
-    assert not any(type(m.processor).__name__ == "PoseConditionedProcessor"      # nothing stays installed
-                   for m in pipe.unet.modules() if hasattr(m, "processor"))
+    assert not any(
+        type(m.processor).__name__ == "PoseConditionedProcessor"  # nothing stays installed
+        for m in pipe.unet.modules()
+        if hasattr(m, "processor")
+    )
 
 
 def test_static_and_moving_cameras_differ_and_the_same_path_repeats(v3, baseline):
@@ -332,10 +357,10 @@ def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
     finally:
         handle.remove()
     windows = [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]
-    assert len(seen) == len(windows)                          # each window encoded once, not once per step
+    assert len(seen) == len(windows)  # each window encoded once, not once per step
     for x, idx in zip(seen, windows):
         emb = x[0].transpose(0, 1).numpy()
-        assert np.abs(emb[0, :3]).max() == 0                  # the window's first camera sits at its origin
+        assert np.abs(emb[0, :3]).max() == 0  # the window's first camera sits at its origin
         # its first frame's rays are the camera's own: no rotation relative to itself
         assert np.allclose(emb[0, 3:], plucker(path, SIZE, SIZE, [idx[0]])[0, 3:], atol=1e-6)
         # independent: the orbit's camera-to-world (make_path's world = the clip's first camera) made relative
@@ -354,22 +379,35 @@ def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
 
 # --- the spec and the server ---------------------------------------------------------------------------------------
 
+
 def spec(path, **over):
-    out = {"prompt": "a marionette", "seed": 1, "steps": STEPS, "width": SIZE, "height": SIZE,
-           "frames": len(path["frames"]), "base": "sd15", "motion_module": "v3", "camera_motion": "cameractrl",
-           "camera": path}
+    out = {
+        "prompt": "a marionette",
+        "seed": 1,
+        "steps": STEPS,
+        "width": SIZE,
+        "height": SIZE,
+        "frames": len(path["frames"]),
+        "base": "sd15",
+        "motion_module": "v3",
+        "camera_motion": "cameractrl",
+        "camera": path,
+    }
     out.update(over)
     return out
 
 
-@pytest.mark.parametrize("over, field", [
-    ({"camera": None}, "camera_motion"),
-    ({"camera_motion": "auto", "cameractrl": {"scale": 1.0}}, "cameractrl"),
-    ({"cameractrl": {"scale": -1}}, "cameractrl.scale"),
-    ({"cameractrl": {"weight": 1}}, "cameractrl.weight"),
-    ({"context": {"length": 24, "overlap": 4}}, "context.length"),
-    ({"width": 96, "context": {"length": 16}}, "width"),
-])
+@pytest.mark.parametrize(
+    "over, field",
+    [
+        ({"camera": None}, "camera_motion"),
+        ({"camera_motion": "auto", "cameractrl": {"scale": 1.0}}, "cameractrl"),
+        ({"cameractrl": {"scale": -1}}, "cameractrl.scale"),
+        ({"cameractrl": {"weight": 1}}, "cameractrl.weight"),
+        ({"context": {"length": 24, "overlap": 4}}, "context.length"),
+        ({"width": 96, "context": {"length": 16}}, "width"),
+    ],
+)
 def test_bad_cameractrl_specs_name_the_field(over, field):
     with pytest.raises(SpecError) as e:
         parse_spec(spec(small(make_path(still, frames=24)), **over))
@@ -417,8 +455,14 @@ def test_job_with_cameractrl_controlnet_keyframes_and_windows(client):
     and context windows in the one guided loop."""
     frames = 6
     path = small(make_path(orbit, frames=frames))
-    body = spec(path, steps=1, context={"length": 4, "overlap": 2}, controlnets=[{"kind": "depth"}],
-                sparsectrl={"keyframes": [0], "model": "rgb"}, guidance=7.5)
+    body = spec(
+        path,
+        steps=1,
+        context={"length": 4, "overlap": 2},
+        controlnets=[{"kind": "depth"}],
+        sparsectrl={"keyframes": [0], "model": "rgb"},
+        guidance=7.5,
+    )
     key = png(np.full((SIZE, SIZE, 3), 128, dtype=np.uint8))
     data, files = multipart(body, depth=gradient_frames(frames), keyframe=[key])
     r = client.post("/jobs", data=data, files=files)
@@ -438,10 +482,29 @@ def test_the_add_on_builds_a_cameractrl_spec_before_and_after_capture():
     with the path, and the preflight plan (no path yet) drops the CameraCtrl fields."""
     from backend.job_spec import build_spec, with_guides
 
-    snap = {"prompt": "a marionette", "negative_prompt": "", "seed": 1, "steps": 2, "guidance": 14.0,
-            "scheduler": "ddim", "base": "sd15", "motion_module": "v3", "camera_motion": "cameractrl",
-            "keyframe_weight": 1.0, "context": None, "prompt_keys": [], "frame_start": 1, "frame_end": 4, "fps": 8,
-            "width": SIZE, "height": SIZE, "loras": [], "keyframes": [], "motion_loras": {}, "guides": {}}
+    snap = {
+        "prompt": "a marionette",
+        "negative_prompt": "",
+        "seed": 1,
+        "steps": 2,
+        "guidance": 14.0,
+        "scheduler": "ddim",
+        "base": "sd15",
+        "motion_module": "v3",
+        "camera_motion": "cameractrl",
+        "keyframe_weight": 1.0,
+        "context": None,
+        "prompt_keys": [],
+        "frame_start": 1,
+        "frame_end": 4,
+        "fps": 8,
+        "width": SIZE,
+        "height": SIZE,
+        "loras": [],
+        "keyframes": [],
+        "motion_loras": {},
+        "guides": {},
+    }
     built = build_spec(snap)
     assert built.camera is None and built.cameractrl.model == "cameractrl"
     sent = with_guides(built, small(make_path(orbit, frames=4)), {})

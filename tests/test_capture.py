@@ -15,7 +15,7 @@ from backend.keyframes import render_keyframes  # noqa: E402
 from backend.passes import CaptureCancelled, render_guides  # noqa: E402
 from backend.png import read_png, write_png  # noqa: E402
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 @pytest.fixture
@@ -50,7 +50,7 @@ def facing_quad(scene, cam, centre, size, name="Quad"):
     """A square parallel to the image plane, front face toward the camera; `centre` in Blender camera axes."""
     to_world = cam_to_world(cam)
     h = size / 2
-    corners = [(-h, -h), (h, -h), (h, h), (-h, h)]   # counter-clockwise seen from the camera: normal toward it
+    corners = [(-h, -h), (h, -h), (h, h), (-h, h)]  # counter-clockwise seen from the camera: normal toward it
     return add_mesh(scene, [to_world @ Vector((centre[0] + x, centre[1] + y, centre[2])) for x, y in corners], name)
 
 
@@ -59,6 +59,7 @@ def guides(scene, tmp_path, frames=(1,), **kwargs):
 
 
 # --- depth -----------------------------------------------------------------------------------------------------
+
 
 def test_depth_nearer_is_brighter_background_black_and_raw_z_is_planar(scene, tmp_path):
     cam = add_camera(scene)
@@ -77,13 +78,13 @@ def test_depth_nearer_is_brighter_background_black_and_raw_z_is_planar(scene, tm
     assert depth[0, 0, 0] == 0 and depth[-1, -1, 0] == 0
     raw = np.load(out["depth_raw"][0])
     assert raw.dtype == np.float32 and np.isinf(raw[0, 0])
-    assert raw[int(far_px[1]), int(far_px[0])] == pytest.approx(7.0, abs=1e-3)   # planar Z, not ray length
+    assert raw[int(far_px[1]), int(far_px[0])] == pytest.approx(7.0, abs=1e-3)  # planar Z, not ray length
     assert out["near"] == pytest.approx(4.0, abs=1e-3) and out["far"] == pytest.approx(7.0, abs=1e-3)
 
 
 def test_depth_without_background_maps_the_farthest_surface_to_black(scene, tmp_path):
     cam = add_camera(scene)
-    facing_quad(scene, cam, (0, 0, -6), 20.0, "Backdrop")   # fills the view: no background pixel
+    facing_quad(scene, cam, (0, 0, -6), 20.0, "Backdrop")  # fills the view: no background pixel
     facing_quad(scene, cam, (0.5, 0, -3), 0.8, "Near")
     depth = read_png(guides(scene, tmp_path)["depth"][0])[..., 0]
     K, w2c = intrinsics(scene, cam), world_to_camera(cam)
@@ -114,6 +115,7 @@ def test_depth_is_normalised_over_the_whole_clip(scene, tmp_path):
 
 # --- normals ---------------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("rotation", [(math.pi / 2, 0, 0), (1.2, 0.35, 2.1)])
 def test_normals_are_camera_space_bae(scene, tmp_path, rotation):
     cam = add_camera(scene, location=(1, -2, 0.5), rotation=rotation)
@@ -129,7 +131,7 @@ def test_normals_are_camera_space_bae(scene, tmp_path, rotation):
     wx, wy, _ = project(K, w2c, to_world @ Vector((-1, 0, -5)))
     assert np.abs(normal[int(fy), int(fx)] - (128, 128, 255)).max() <= 3
     assert np.abs(normal[int(wy), int(wx)] - (0, 128, 128)).max() <= 3
-    assert (normal[0, -1] == (128, 128, 255)).all()   # background
+    assert (normal[0, -1] == (128, 128, 255)).all()  # background
 
 
 # --- camera math against the render ----------------------------------------------------------------------------
@@ -138,8 +140,9 @@ PROJECTION_CASES = {
     "non-square, shifted, rotated": dict(size=(96, 64), shift=(0.1, -0.05), rotation=(1.3, 0.2, 0.4)),
     "sensor fit VERTICAL": dict(size=(64, 96), fit="VERTICAL", sensor_height=24.0, shift=(-0.08, 0.1)),
     "pixel aspect 1:2 (AUTO goes vertical)": dict(size=(96, 64), aspect=(1, 2), shift=(0.05, 0.05)),
-    "pixel aspect 2:1, 50 percent": dict(size=(160, 128), percent=50, aspect=(2, 1), fit="HORIZONTAL",
-                                         shift=(0.0, 0.1)),
+    "pixel aspect 2:1, 50 percent": dict(
+        size=(160, 128), percent=50, aspect=(2, 1), fit="HORIZONTAL", shift=(0.0, 0.1)
+    ),
 }
 
 
@@ -162,8 +165,10 @@ def test_projection_lands_where_the_point_renders(scene, tmp_path, case):
     facing_quad(scene, cam, centre_cam, 0.45, "Marker")
     out = guides(scene, tmp_path)
     depth = read_png(out["depth"][0])[..., 0]
-    width, height = render.resolution_x * render.resolution_percentage // 100, \
-        render.resolution_y * render.resolution_percentage // 100
+    width, height = (
+        render.resolution_x * render.resolution_percentage // 100,
+        render.resolution_y * render.resolution_percentage // 100,
+    )
     assert depth.shape == (height, width)
     rows, cols = np.nonzero(depth)
     assert 12 <= rows.size < depth.size / 4, "the marker should cover a few pixels"
@@ -174,8 +179,11 @@ def test_projection_lands_where_the_point_renders(scene, tmp_path, case):
     assert abs(cols.mean() + 0.5 - x) < 1.0 and abs(rows.mean() + 0.5 - y) < 1.0
     # Stricter: the marker covers exactly the pixels whose centres fall inside its projected corners (Cycles
     # samples pixel centres here), except centres within a hair of an edge.
-    corners = [project(K, w2c, cam_to_world(cam) @ (centre_cam + Vector((dx, dy, 0))))
-               for dx in (-0.225, 0.225) for dy in (-0.225, 0.225)]
+    corners = [
+        project(K, w2c, cam_to_world(cam) @ (centre_cam + Vector((dx, dy, 0))))
+        for dx in (-0.225, 0.225)
+        for dy in (-0.225, 0.225)
+    ]
     xs, ys = [c[0] for c in corners], [c[1] for c in corners]
     inside_x, edge_x = between(np.arange(width) + 0.5, min(xs), max(xs))
     inside_y, edge_y = between(np.arange(height) + 0.5, min(ys), max(ys))
@@ -188,7 +196,7 @@ def test_projection_lands_where_the_point_renders(scene, tmp_path, case):
 
 def test_camera_path_samples_animated_lens_and_transform(scene):
     cam = add_camera(scene, location=(0, -6, 0), rotation=(math.pi / 2, 0, 0))
-    cam.scale = (2, 2, 2)   # scale must not leak into world_to_camera
+    cam.scale = (2, 2, 2)  # scale must not leak into world_to_camera
     keys = {1: ((0, -6, 0), (math.pi / 2, 0, 0), 30.0, 0.0), 3: ((2, -4, 1), (1.4, 0, 0.3), 60.0, 0.1)}
     for frame, (location, rotation, lens, shift) in keys.items():
         cam.location, cam.rotation_euler, cam.data.lens, cam.data.shift_x = location, rotation, lens, shift
@@ -208,33 +216,41 @@ def test_camera_path_samples_animated_lens_and_transform(scene):
     assert frames[2]["K"][0][2] == pytest.approx(32 - 0.1 * 64)
     for frame, (location, rotation, _, _) in keys.items():
         w2c = np.array(frames[frame - 1]["world_to_camera"])
-        assert np.allclose(w2c @ (*location, 1), (0, 0, 0, 1), atol=1e-5)   # the camera centre
+        assert np.allclose(w2c @ (*location, 1), (0, 0, 0, 1), atol=1e-5)  # the camera centre
         assert np.allclose(w2c[:3, :3] @ w2c[:3, :3].T, np.eye(3), atol=1e-5)
-        ahead = Matrix.LocRotScale(Vector(location), Euler(rotation), None) @ Vector((0, 0.5, -3))   # above centre
+        ahead = Matrix.LocRotScale(Vector(location), Euler(rotation), None) @ Vector((0, 0.5, -3))  # above centre
         K = frames[frame - 1]["K"]
         x, y, z = project(K, w2c.tolist(), ahead)
-        assert z == pytest.approx(3) and x == pytest.approx(K[0][2]) and y < K[1][2]   # OpenCV: y down
+        assert z == pytest.approx(3) and x == pytest.approx(K[0][2]) and y < K[1][2]  # OpenCV: y down
     assert not np.allclose(frames[0]["world_to_camera"], frames[1]["world_to_camera"])
 
 
 # --- scene state -----------------------------------------------------------------------------------------------
 
+
 def user_settings(scene):
     render, cycles, image, view = scene.render, scene.cycles, scene.render.image_settings, scene.view_settings
     return {
-        "engine": render.engine, "samples": cycles.samples, "denoise": cycles.use_denoising,
-        "filter_width": round(cycles.filter_width, 5), "device": cycles.device,
+        "engine": render.engine,
+        "samples": cycles.samples,
+        "denoise": cycles.use_denoising,
+        "filter_width": round(cycles.filter_width, 5),
+        "device": cycles.device,
         "layers": [(vl.name, vl.use, vl.samples, vl.use_pass_z, vl.use_pass_normal) for vl in scene.view_layers],
-        "use_compositing": render.use_compositing, "use_sequencer": render.use_sequencer,
+        "use_compositing": render.use_compositing,
+        "use_sequencer": render.use_sequencer,
         "use_nodes": scene.use_nodes,
         "nodes": sorted(n.name for n in compositing.compositor_tree(scene, create=False).nodes),
-        "filepath": render.filepath, "format": (image.file_format, image.color_mode, image.color_depth,
-                                                image.quality, image.exr_codec),
+        "filepath": render.filepath,
+        "format": (image.file_format, image.color_mode, image.color_depth, image.quality, image.exr_codec),
         "size": (render.resolution_x, render.resolution_y, render.resolution_percentage),
-        "film_transparent": render.film_transparent, "motion_blur": render.use_motion_blur,
-        "border": render.use_border, "extension": render.use_file_extension,
+        "film_transparent": render.film_transparent,
+        "motion_blur": render.use_motion_blur,
+        "border": render.use_border,
+        "extension": render.use_file_extension,
         "view": (view.view_transform, view.look, round(view.exposure, 5), round(view.gamma, 5)),
-        "frame": (scene.frame_current, round(scene.frame_subframe, 5)), "camera": scene.camera.name,
+        "frame": (scene.frame_current, round(scene.frame_subframe, 5)),
+        "camera": scene.camera.name,
     }
 
 
@@ -277,13 +293,19 @@ def test_cancelled_capture_also_restores_settings(dressed, tmp_path):
         return len(asked) > 1
 
     with pytest.raises(CaptureCancelled):
-        guides(dressed, tmp_path, frames=(1, 2, 3), should_cancel=should_cancel,
-               on_frame=lambda done, total: progress.append((done, total)))
+        guides(
+            dressed,
+            tmp_path,
+            frames=(1, 2, 3),
+            should_cancel=should_cancel,
+            on_frame=lambda done, total: progress.append((done, total)),
+        )
     assert progress == [(1, 3)]
     assert user_settings(dressed) == before
 
 
 # --- keyframes and PNG -----------------------------------------------------------------------------------------
+
 
 def test_keyframes_use_the_scenes_engine_at_render_size(scene, tmp_path):
     cam = add_camera(scene, location=(0, -6, 0), rotation=(math.pi / 2, 0, 0))
@@ -302,9 +324,13 @@ def test_keyframes_use_the_scenes_engine_at_render_size(scene, tmp_path):
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["keyframe_0001.png", "keyframe_0002.png"]
     images = [read_png(p) for p in paths]
     assert all(image.shape == (24, 32, 3) for image in images)
-    assert images[0].std() > 1 and not np.array_equal(images[0], images[1])   # the cube moved between keys
-    assert (render.engine, render.image_settings.file_format, render.filepath, scene.frame_current) == \
-        ("BLENDER_WORKBENCH", "JPEG", "//elsewhere/", 3)
+    assert images[0].std() > 1 and not np.array_equal(images[0], images[1])  # the cube moved between keys
+    assert (render.engine, render.image_settings.file_format, render.filepath, scene.frame_current) == (
+        "BLENDER_WORKBENCH",
+        "JPEG",
+        "//elsewhere/",
+        3,
+    )
     assert scene.camera == cam
     # Our decoder agrees with Blender's on a PNG Blender wrote (filters, row order).
     loaded = bpy.data.images.load(paths[0])

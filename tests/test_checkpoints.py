@@ -57,6 +57,7 @@ def assert_cpu_float32(model):
 
 # --- every configured entry ----------------------------------------------------------------------------------------
 
+
 def test_every_models_toml_entry_loads(tiny_models):
     from diffusers import (
         AutoencoderKL,
@@ -79,9 +80,11 @@ def test_every_models_toml_entry_loads(tiny_models):
             for model in ("unet", "vae", "text_encoder"):
                 assert_cpu_float32(parts[model])
         elif kind in ("motion_module", "controlnet", "sparsectrl"):
-            loader, cls = {"motion_module": (C.load_motion_adapter, MotionAdapter),
-                           "controlnet": (C.load_controlnet, ControlNetModel),
-                           "sparsectrl": (C.load_sparsectrl, SparseControlNetModel)}[kind]
+            loader, cls = {
+                "motion_module": (C.load_motion_adapter, MotionAdapter),
+                "controlnet": (C.load_controlnet, ControlNetModel),
+                "sparsectrl": (C.load_sparsectrl, SparseControlNetModel),
+            }[kind]
             model = loader(source, config)
             assert isinstance(model, cls), (kind, name)
             assert_cpu_float32(model)
@@ -101,15 +104,18 @@ def test_every_models_toml_entry_loads(tiny_models):
 
 # --- original formats against their diffusers twins ----------------------------------------------------------------
 
-@pytest.mark.parametrize("version,filename,frames,modules", [("v1", "mm_sd_v15.ckpt", 24, 20),
-                                                              ("v2", "mm_sd_v15_v2.ckpt", 32, 21),
-                                                              ("v3", "v3_sd15_mm.ckpt", 32, 20)])
+
+@pytest.mark.parametrize(
+    "version,filename,frames,modules",
+    [("v1", "mm_sd_v15.ckpt", 24, 20), ("v2", "mm_sd_v15_v2.ckpt", 32, 21), ("v3", "v3_sd15_mm.ckpt", 32, 20)],
+)
 def test_original_motion_module_equals_diffusers_twin(tiny_models, version, filename, frames, modules):
     original_file = tiny_models / filename
     raw = C.read_state_dict(original_file)
     assert all(".temporal_transformer." in k for k in raw)
-    pe = raw["down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0"
-             ".pos_encoder.pe"]
+    pe = raw[
+        "down_blocks.0.motion_modules.0.temporal_transformer.transformer_blocks.0.attention_blocks.0.pos_encoder.pe"
+    ]
     assert pe.shape[:2] == (1, frames)
     assert len({k.split(".temporal_transformer.")[0] for k in raw}) == modules
 
@@ -130,8 +136,9 @@ def test_diffusers_format_single_file_motion_module(tiny_models):
     assert C.motion_adapter_info(tiny_models, weight_name="mm_sd_v15.ckpt") == {"version": "v1", "max_frames": 24}
     single = C.load_motion_adapter(file, config=tiny_models / "motion_v2")
     assert_same_state(single.state_dict(), C.load_motion_adapter(tiny_models / "motion_v2").state_dict())
-    by_name = C.load_motion_adapter(tiny_models / "motion_v2", config=tiny_models / "motion_v2",
-                                    weight_name="diffusion_pytorch_model.safetensors")
+    by_name = C.load_motion_adapter(
+        tiny_models / "motion_v2", config=tiny_models / "motion_v2", weight_name="diffusion_pytorch_model.safetensors"
+    )
     assert_same_state(single.state_dict(), by_name.state_dict())
 
 
@@ -180,14 +187,22 @@ def test_motion_lora_changes_frames_and_weight_zero_does_not(tiny_models):
     pipe = _tiny_animatediff(tiny_models)
 
     def frames():
-        return pipe("a dog running", num_frames=2, height=64, width=64, num_inference_steps=2, guidance_scale=7.5,
-                    generator=torch.Generator().manual_seed(3), output_type="np").frames
+        return pipe(
+            "a dog running",
+            num_frames=2,
+            height=64,
+            width=64,
+            num_inference_steps=2,
+            guidance_scale=7.5,
+            generator=torch.Generator().manual_seed(3),
+            output_type="np",
+        ).frames
 
     without = frames()
     sd = C.motion_lora_state_dict(tiny_models / "v2_lora_ZoomIn.ckpt")
     pipe.load_lora_weights(sd, adapter_name="zoom_in")
     wrapped = [n for n, m in pipe.unet.named_modules() if hasattr(m, "lora_A") and "zoom_in" in m.lora_A]
-    assert len(wrapped) == len(sd) // 2 == 21 * 2 * 4      # every LoRA pair landed on a motion attention projection
+    assert len(wrapped) == len(sd) // 2 == 21 * 2 * 4  # every LoRA pair landed on a motion attention projection
     pipe.set_adapters(["zoom_in"], [1.0])
     full = frames()
     pipe.set_adapters(["zoom_in"], [0.0])
@@ -199,8 +214,9 @@ def test_motion_lora_changes_frames_and_weight_zero_does_not(tiny_models):
 def test_image_lora_loads_into_unet_and_text_encoder(tiny_models):
     from diffusers import StableDiffusionPipeline
 
-    pipe = StableDiffusionPipeline(**C.load_base(tiny_models / "sd15"), safety_checker=None, feature_extractor=None,
-                                   requires_safety_checker=False)
+    pipe = StableDiffusionPipeline(
+        **C.load_base(tiny_models / "sd15"), safety_checker=None, feature_extractor=None, requires_safety_checker=False
+    )
     sd = C.image_lora_source(tiny_models / "lora" / "style.safetensors")
     pipe.load_lora_weights(sd, adapter_name="style")
     unet_pairs = len([k for k in sd if k.startswith("lora_unet_") and k.endswith(".lora_down.weight")])
@@ -210,6 +226,7 @@ def test_image_lora_loads_into_unet_and_text_encoder(tiny_models):
 
 
 # --- SD1.5 single file -----------------------------------------------------------------------------------------------
+
 
 def test_single_file_base_equals_folder(tiny_models):
     raw = C.read_state_dict(tiny_models / "sd15.safetensors")
@@ -250,14 +267,24 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
     hf_home = tmp_path / "hf"
     tok = tiny_models / "sd15" / "tokenizer"
     _fake_hub_repo(hf_home, "openai/clip-vit-large-patch14", {p.name: p for p in tok.iterdir()})
-    _fake_hub_repo(hf_home, "stable-diffusion-v1-5/stable-diffusion-v1-5",
-                   {str(p.relative_to(tiny_models / "sd15")): p for p in (tiny_models / "sd15").rglob("*")
-                    if p.is_file()})
-    _fake_hub_repo(hf_home, "guoyww/animatediff-motion-adapter-v1-5-2",
-                   {p.name: p for p in (tiny_models / "motion_v2").iterdir()})
-    _fake_hub_repo(hf_home, "guoyww/animatediff-motion-lora-zoom-in",
-                   {"diffusion_pytorch_model.safetensors":
-                    tiny_models / "motion_lora" / "zoom_in" / "diffusion_pytorch_model.safetensors"})
+    _fake_hub_repo(
+        hf_home,
+        "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        {str(p.relative_to(tiny_models / "sd15")): p for p in (tiny_models / "sd15").rglob("*") if p.is_file()},
+    )
+    _fake_hub_repo(
+        hf_home, "guoyww/animatediff-motion-adapter-v1-5-2", {p.name: p for p in (tiny_models / "motion_v2").iterdir()}
+    )
+    _fake_hub_repo(
+        hf_home,
+        "guoyww/animatediff-motion-lora-zoom-in",
+        {
+            "diffusion_pytorch_model.safetensors": tiny_models
+            / "motion_lora"
+            / "zoom_in"
+            / "diffusion_pytorch_model.safetensors"
+        },
+    )
     no_tok = tmp_path / "sd15-config"
     shutil.copytree(tiny_models / "sd15", no_tok, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer"))
     script = textwrap.dedent(f"""
@@ -290,15 +317,27 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
             print("missing_hub", "guoyww/not-in-the-cache" in str(e))
     """)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", PYTHONPATH=str(REPO), HF_HUB_DISABLE_TELEMETRY="1",
-               OMP_NUM_THREADS="1")
-    result = subprocess.run([sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True,
-                            timeout=300)
+    env.update(
+        HF_HOME=str(hf_home),
+        HF_HUB_OFFLINE="1",
+        PYTHONPATH=str(REPO),
+        HF_HUB_DISABLE_TELEMETRY="1",
+        OMP_NUM_THREADS="1",
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=REPO, env=env, capture_output=True, text=True, timeout=300
+    )
     assert result.returncode == 0, result.stderr[-3000:]
     lines = dict(line.split(" ", 1) for line in result.stdout.strip().splitlines())
-    assert lines == {"single": "True", "tokenizer": "True", "hub_base": "True", "hub_adapter": "True",
-                     "hub_info": "{'version': 'v2', 'max_frames': 32}", "hub_lora": "True",
-                     "missing_hub": "True"}, result.stdout + result.stderr[-3000:]
+    assert lines == {
+        "single": "True",
+        "tokenizer": "True",
+        "hub_base": "True",
+        "hub_adapter": "True",
+        "hub_info": "{'version': 'v2', 'max_frames': 32}",
+        "hub_lora": "True",
+        "missing_hub": "True",
+    }, result.stdout + result.stderr[-3000:]
 
 
 def test_model_config_keeps_hub_files_and_hub_ids_and_they_load(tiny_models, tmp_path, monkeypatch):
@@ -313,11 +352,13 @@ def test_model_config_keeps_hub_files_and_hub_ids_and_they_load(tiny_models, tmp
     (tmp_path / "local" / "motion").mkdir(parents=True)
     toml = tmp_path / "models.toml"
     twin_config = tiny_models / "motion_v2"
-    toml.write_text(f'[motion_module.hub_file]\nsource = "guoyww/animatediff/mm_sd_v15_v2.ckpt"\n'
-                    f'config = "{twin_config}"\n'
-                    f'[motion_module.hub_id]\nsource = "guoyww/animatediff-motion-adapter-v1-5-2"\n'
-                    f'[motion_module.local]\nsource = "local/motion"\n'
-                    f'[motion_module.relative_file]\nsource = "mm/mm_sd_v15_v2.ckpt"\n')
+    toml.write_text(
+        f'[motion_module.hub_file]\nsource = "guoyww/animatediff/mm_sd_v15_v2.ckpt"\n'
+        f'config = "{twin_config}"\n'
+        f'[motion_module.hub_id]\nsource = "guoyww/animatediff-motion-adapter-v1-5-2"\n'
+        f'[motion_module.local]\nsource = "local/motion"\n'
+        f'[motion_module.relative_file]\nsource = "mm/mm_sd_v15_v2.ckpt"\n'
+    )
     config = C.ModelConfig.load(toml)
     hub_file = config.get("motion_module", "hub_file")
     assert hub_file.source == "guoyww/animatediff/mm_sd_v15_v2.ckpt" and not hub_file.local
@@ -330,10 +371,11 @@ def test_model_config_keeps_hub_files_and_hub_ids_and_they_load(tiny_models, tmp
     twin = C.load_motion_adapter(tiny_models / "motion_v2").state_dict()
     assert sorted(loaded) == sorted(twin) and all(torch.equal(loaded[k], twin[k]) for k in twin)
     with pytest.raises(C.CheckpointError, match="guoyww/animatediff"):
-        C.load_motion_adapter("guoyww/animatediff/v3_sd15_mm.ckpt")   # not in the cache, and offline
+        C.load_motion_adapter("guoyww/animatediff/v3_sd15_mm.ckpt")  # not in the cache, and offline
 
 
 # --- the configs shipped for the public models ---------------------------------------------------------------------
+
 
 def _count_on_meta(cls, folder: Path, **kwargs) -> int:
     config = cls.load_config(str(folder), **kwargs)
@@ -355,8 +397,9 @@ def test_shipped_configs_build_the_published_models():
     assert json.loads((sd15 / "model_index.json").read_text())["_class_name"] == "StableDiffusionPipeline"
     assert round(_count_on_meta(MotionAdapter, C.CONFIGS / "motion_adapter_v2") / 1e6) == 453
     assert round(_count_on_meta(MotionAdapter, C.CONFIGS / "motion_adapter_v1") / 1e6) == 417
-    assert _count_on_meta(MotionAdapter, C.CONFIGS / "motion_adapter_v3") == \
-        _count_on_meta(MotionAdapter, C.CONFIGS / "motion_adapter_v1")
+    assert _count_on_meta(MotionAdapter, C.CONFIGS / "motion_adapter_v3") == _count_on_meta(
+        MotionAdapter, C.CONFIGS / "motion_adapter_v1"
+    )
     assert round(_count_on_meta(ControlNetModel, C.CONFIGS / "controlnet_sd15") / 1e6) == 361
     for version, (frames, mid) in {"v1": (24, False), "v2": (32, True), "v3": (32, False)}.items():
         cfg = MotionAdapter.load_config(str(C.CONFIGS / f"motion_adapter_{version}"))
@@ -364,11 +407,13 @@ def test_shipped_configs_build_the_published_models():
     with torch.device("meta"):
         rgb = SparseControlNetModel.from_config(SparseControlNetModel.load_config(str(C.CONFIGS / "sparsectrl_rgb")))
         scribble = SparseControlNetModel.from_config(
-            SparseControlNetModel.load_config(str(C.CONFIGS / "sparsectrl_scribble")))
-    assert rgb.controlnet_cond_embedding.weight.shape[1] == 4 + 1                 # VAE latent + mask
-    assert scribble.controlnet_cond_embedding.conv_in.weight.shape[1] == 3 + 1    # RGB + mask
-    assert not any(p.suffix not in (".json", ".py") for p in C.CONFIGS.rglob("*") if p.is_file()
-                   and "__pycache__" not in p.parts)
+            SparseControlNetModel.load_config(str(C.CONFIGS / "sparsectrl_scribble"))
+        )
+    assert rgb.controlnet_cond_embedding.weight.shape[1] == 4 + 1  # VAE latent + mask
+    assert scribble.controlnet_cond_embedding.conv_in.weight.shape[1] == 3 + 1  # RGB + mask
+    assert not any(
+        p.suffix not in (".json", ".py") for p in C.CONFIGS.rglob("*") if p.is_file() and "__pycache__" not in p.parts
+    )
 
 
 def test_shipped_config_is_chosen_from_the_keys(tiny_models):
@@ -382,6 +427,7 @@ def test_shipped_config_is_chosen_from_the_keys(tiny_models):
 
 # --- errors ----------------------------------------------------------------------------------------------------------
 
+
 class _Payload:
     """Pickles as a call that would create a folder, if anything unpickled it with code execution."""
 
@@ -394,8 +440,16 @@ class _Payload:
 
 def test_missing_corrupt_and_wrong_files_raise_checkpoint_error(tiny_models, tmp_path):
     missing = tmp_path / "nowhere" / "mm_sd_v15_v2.ckpt"
-    for load in (C.read_state_dict, C.load_base, C.load_motion_adapter, C.load_sparsectrl, C.load_controlnet,
-                 C.motion_lora_state_dict, C.image_lora_source, C.motion_adapter_info):
+    for load in (
+        C.read_state_dict,
+        C.load_base,
+        C.load_motion_adapter,
+        C.load_sparsectrl,
+        C.load_controlnet,
+        C.motion_lora_state_dict,
+        C.image_lora_source,
+        C.motion_adapter_info,
+    ):
         with pytest.raises(C.CheckpointError, match="file not found") as info:
             load(missing)
         assert str(missing) in str(info.value)
@@ -405,8 +459,12 @@ def test_missing_corrupt_and_wrong_files_raise_checkpoint_error(tiny_models, tmp
     truncated = tmp_path / "mm_truncated.ckpt"
     data = (tiny_models / "mm_sd_v15_v2.ckpt").read_bytes()
     truncated.write_bytes(data[: len(data) // 2])
-    for bad, load in ((garbage, C.load_base), (garbage, C.motion_adapter_info), (truncated, C.load_motion_adapter),
-                      (truncated, C.motion_lora_state_dict)):
+    for bad, load in (
+        (garbage, C.load_base),
+        (garbage, C.motion_adapter_info),
+        (truncated, C.load_motion_adapter),
+        (truncated, C.motion_lora_state_dict),
+    ):
         with pytest.raises(C.CheckpointError) as info:
             load(bad)
         assert str(bad) in str(info.value)
@@ -443,15 +501,19 @@ def test_missing_corrupt_and_wrong_files_raise_checkpoint_error(tiny_models, tmp
 
 # --- the tiny models themselves ------------------------------------------------------------------------------------
 
+
 def _digests(root: Path) -> dict[str, str]:
-    return {str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(root.rglob("*")) if p.is_file()}
+    return {
+        str(p.relative_to(root)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(root.rglob("*"))
+        if p.is_file()
+    }
 
 
 def test_tiny_build_is_deterministic_and_idempotent(tiny_models, tmp_path):
     stamp = (tiny_models / "models.toml").stat().st_mtime_ns
     assert tiny.build(tiny_models) == tiny_models / "models.toml"
-    assert (tiny_models / "models.toml").stat().st_mtime_ns == stamp          # up to date: nothing rewritten
+    assert (tiny_models / "models.toml").stat().st_mtime_ns == stamp  # up to date: nothing rewritten
     tiny.build(tmp_path / "again")
     assert _digests(tmp_path / "again") == _digests(tiny_models)
 

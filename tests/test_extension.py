@@ -14,7 +14,7 @@ from conftest import TOKEN, extension  # noqa: F401 - the session's installed ex
 
 from cli import extension as extension_cli
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 PACKAGE = extension_cli.PACKAGE
 
@@ -46,9 +46,16 @@ def point_at(extension, url, token=TOKEN):
 
 def settings_fingerprint(scene):
     r = scene.render
-    return (r.engine, r.filepath, r.resolution_x, scene.frame_current, scene.camera.name,
-            len(scene.view_layers[0].depsgraph.objects), scene.view_layers[0].use_pass_z,
-            scene.view_layers[0].use_pass_normal)
+    return (
+        r.engine,
+        r.filepath,
+        r.resolution_x,
+        scene.frame_current,
+        scene.camera.name,
+        len(scene.view_layers[0].depsgraph.objects),
+        scene.view_layers[0].use_pass_z,
+        scene.view_layers[0].use_pass_normal,
+    )
 
 
 def test_generate_headless_writes_every_frame_and_wires_the_compositor(extension, tiny_server, tmp_path):
@@ -159,7 +166,7 @@ def test_a_spec_the_server_would_refuse_never_leaves_blender(extension, tmp_path
     point_at(extension, "http://127.0.0.1:9")
     with pytest.raises(RuntimeError, match=r"prompts\[1\]\.frame: frame 1 has two prompts"):
         bpy.ops.marionette.generate()
-    assert bpy.context.window_manager.marionette.error == ""   # nothing was sent, so no connection error either
+    assert bpy.context.window_manager.marionette.error == ""  # nothing was sent, so no connection error either
 
 
 def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp_path):
@@ -174,6 +181,8 @@ def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp
     spec = sys.modules[f"{PACKAGE}.operators.generate"]._active.spec
     wire = spec.to_dict()
     assert wire["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid", "mode": "temporal"}
-    assert wire["prompts"] == [{"frame": 0, "prompt": "a red ball"},
-                               {"frame": 14, "prompt": "a blue cube on a long wooden table"}]
+    assert wire["prompts"] == [
+        {"frame": 0, "prompt": "a red ball"},
+        {"frame": 14, "prompt": "a blue cube on a long wooden table"},
+    ]
     assert len(list(Path(bpy.context.window_manager.marionette.job_dir).glob("frame_*.png"))) == 20

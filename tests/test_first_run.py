@@ -35,21 +35,35 @@ def test_fresh_blender_to_first_animation(tiny_models, tmp_path):
     env = {**os.environ, "BLENDER_USER_RESOURCES": str(tmp_path / "blender-user")}
     env.pop("MARIONETTE_SERVER_PYTHON", None)
     try:
-        done = subprocess.run([sys.executable, str(ROOT / "tests" / "support" / "first_run.py"), str(out),
-                               str(tiny_models / "models.toml"), str(_free_port())], env=env, cwd=tmp_path,
-                              capture_output=True, text=True, timeout=2400)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(ROOT / "tests" / "support" / "first_run.py"),
+                str(out),
+                str(tiny_models / "models.toml"),
+                str(_free_port()),
+            ],
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=2400,
+        )
     finally:  # the environment is gigabytes: pytest keeps its last temporary folders
         shutil.rmtree(tmp_path / "blender-user" / "extensions" / ".user", ignore_errors=True)
     assert done.returncode == 0 and out.exists(), (done.stdout[-3000:], done.stderr[-5000:])
     report = json.loads(out.read_text())
-    print(f"\nInstall Server took {report['install_seconds']} s; the second press {report['second_seconds']} s; "
-          f"Generate (server start included) {report['generate_seconds']} s")
+    print(
+        f"\nInstall Server took {report['install_seconds']} s; the second press {report['second_seconds']} s; "
+        f"Generate (server start included) {report['generate_seconds']} s"
+    )
 
     env_dir = Path(report["env_dir"])
     assert report["default_python"] == "", "a fresh install has no Server Python: Install Server provides it"
     assert report["cancelled_result"][0] == "ERROR" and "cancelled" in report["cancelled_result"][1]
-    assert report["cancelled_health"] == "partial" and report["cancelled_python"] == "", "a cancelled install " \
-        "is never used"
+    assert report["cancelled_health"] == "partial" and report["cancelled_python"] == "", (
+        "a cancelled install is never used"
+    )
     assert report["install_result"] == ["FINISHED"], report["install_status"]
     assert report["health"] == "healthy" and report["marker"]
     assert env_dir.is_relative_to(tmp_path / "blender-user"), "the environment lives in the user folder"

@@ -35,16 +35,27 @@ def run_child(task: str, tmp_path: Path, timeout: int = 900, **kwargs) -> dict:
     hf_home = tmp_path / "hf"
     fullsize.write_tokenizer_cache(hf_home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
-    env.update(HF_HOME=str(hf_home), HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1", HF_HUB_DISABLE_TELEMETRY="1",
-               PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]))
+    env.update(
+        HF_HOME=str(hf_home),
+        HF_HUB_OFFLINE="1",
+        TRANSFORMERS_OFFLINE="1",
+        HF_HUB_DISABLE_TELEMETRY="1",
+        PYTHONPATH=os.pathsep.join([str(REPO), str(REPO / "tests")]),
+    )
     args = json.dumps({"root": str(tmp_path / "files"), **kwargs})
-    result = subprocess.run([sys.executable, "-m", "fullsize", task, args], cwd=REPO, env=env, capture_output=True,
-                            text=True, timeout=timeout)
+    result = subprocess.run(
+        [sys.executable, "-m", "fullsize", task, args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
     lines = [line for line in result.stdout.splitlines() if line.startswith("RESULT ")]
-    assert result.returncode == 0 and lines, (result.stdout[-3000:] + result.stderr[-5000:])
-    out = json.loads(lines[-1][len("RESULT "):])
+    assert result.returncode == 0 and lines, result.stdout[-3000:] + result.stderr[-5000:]
+    out = json.loads(lines[-1][len("RESULT ") :])
     leftovers = [p for p in (tmp_path / "files").rglob("*") if p.is_file() and p.name != "models.toml"]
-    assert not leftovers, leftovers                       # every multi-GB file was deleted after use
+    assert not leftovers, leftovers  # every multi-GB file was deleted after use
     assert out["max_rss_gb"] < MAX_RSS_GB, out["max_rss_gb"]
     extra = {k: out[k] for k in ("disk_bytes", "times") if k in out}
     print(f"\n{task} {kwargs}: {out['seconds']} s, peak RSS {out['max_rss_gb']} GB {extra or ''}")
@@ -59,8 +70,11 @@ def assert_keys_complete(keys: dict, buffers_rebuilt=()):
     """No parameter missing from the file, no file key without a place in the model; only buffers the model
     rebuilds itself (the motion modules' sinusoidal position encodings) may be absent."""
     assert keys["missing_params"] == [] and keys["unused"] == [], keys
-    assert all(b.endswith(buffers_rebuilt) for b in keys["missing_buffers"]) if buffers_rebuilt else \
-        keys["missing_buffers"] == [], keys["missing_buffers"][:5]
+    assert (
+        all(b.endswith(buffers_rebuilt) for b in keys["missing_buffers"])
+        if buffers_rebuilt
+        else keys["missing_buffers"] == []
+    ), keys["missing_buffers"][:5]
 
 
 def assert_values(values: dict, at_least: int):
@@ -75,9 +89,12 @@ def test_sd15_single_file(tmp_path):
     every value lands where the original layout says."""
     out = run_child("base", tmp_path)
     assert out["prefixes"] == ["cond_stage_model", "first_stage_model", "model"]
-    assert "alphas_cumprod" in out["other_keys"]          # the schedule buffers of the published file are ignored
-    assert (m(out["params"]["unet"]), m(out["params"]["vae"]), m(out["params"]["text_encoder"])) == \
-        (UNET_M, VAE_M, CLIP_M)
+    assert "alphas_cumprod" in out["other_keys"]  # the schedule buffers of the published file are ignored
+    assert (m(out["params"]["unet"]), m(out["params"]["vae"]), m(out["params"]["text_encoder"])) == (
+        UNET_M,
+        VAE_M,
+        CLIP_M,
+    )
     for part in ("unet", "vae", "text_encoder"):
         assert_keys_complete(out["keys"][part])
     assert_values(out["values"]["unet"], 686)
@@ -86,7 +103,7 @@ def test_sd15_single_file(tmp_path):
     assert out["dtypes"] == ["torch.float32"]
     assert out["tokenizer"][0] == "CLIPTokenizer" and out["scheduler"] == "PNDMScheduler"
     assert out["unet_config"] == {"cross_attention_dim": 768, "attention_head_dim": 8, "sample_size": 64}
-    assert out["bytes"] > 2.1e9                            # fp16: 1.07 G parameters
+    assert out["bytes"] > 2.1e9  # fp16: 1.07 G parameters
 
 
 def test_motion_modules_v1_v2_v3_and_lightning(tmp_path):
@@ -95,8 +112,12 @@ def test_motion_modules_v1_v2_v3_and_lightning(tmp_path):
     (the v2 structure, 453 M): version and frame limit detected from the file, the shipped config chosen from the keys,
     every weight used, only the position encodings dropped (the model rebuilds them)."""
     out = run_child("motion", tmp_path)
-    expected = {"v1": ("v1", 24, False, 20), "v2": ("v2", 32, True, 21), "v3": ("v3", 32, False, 20),
-                "lightning": ("v2", 32, True, 21)}
+    expected = {
+        "v1": ("v1", 24, False, 20),
+        "v2": ("v2", 32, True, 21),
+        "v3": ("v3", 32, False, 20),
+        "lightning": ("v2", 32, True, 21),
+    }
     for name, (version, frames, mid, modules) in expected.items():
         got = out[name]
         assert got["info"] == {"version": version, "max_frames": frames}, name
@@ -118,11 +139,11 @@ def test_motion_lora_and_v3_domain_adapter(tmp_path):
     assert lora["raw_all_original"] and lora["rank"] == [64] and lora["modules"] == 21
     assert (lora["tensors"], m(lora["params"])) == (21 * 2 * 4 * 2, MOTION_LORA_M)
     assert lora["landing"] == {"pairs": 168, "problems": []}
-    assert abs(lora["bytes"] - 77.4e6) < 0.5e6             # fp32 as published (~74 MiB)
+    assert abs(lora["bytes"] - 77.4e6) < 0.5e6  # fp32 as published (~74 MiB)
     adapter = out["domain_adapter"]
     assert adapter["raw_unprefixed"] and adapter["type"] == "dict" and adapter["prefixes"] == ["unet"]
     assert adapter["landing"] == {"pairs": adapter["targets"], "problems": []} and adapter["targets"] == 128
-    assert abs(adapter["bytes"] - 102.1e6) < 0.5e6          # the published file is 102,134,097 bytes
+    assert abs(adapter["bytes"] - 102.1e6) < 0.5e6  # the published file is 102,134,097 bytes
 
 
 def test_controlnets_v11_original_and_folders(tmp_path):
@@ -161,16 +182,27 @@ def test_full_size_pipeline_one_step(tmp_path, variant):
     kind, params, dtype = out["unet"]
     assert kind == "UNetMotionModel" and dtype == "torch.bfloat16"
     assert round((params - UNET_M * 1e6) / 1e6) == MOTION_M[variant], params
-    lora_m = {"v2": MOTION_LORA_M, "v3": 25.5}[variant]     # v3 domain adapter: rank 128 on 128 projections
+    lora_m = {"v2": MOTION_LORA_M, "v3": 25.5}[variant]  # v3 domain adapter: rank 128 on 128 projections
     assert m(out["lora_params"]) == lora_m
     assert out["motion_modules"] == {"v2": 21, "v3": 20}[variant]
     assert out["controlnet_dtype"] == "torch.bfloat16"
     if variant == "v2":
-        assert out["loads"] == ["base:sd15", "motion_module:v2", "pipeline:sd15+v2", "motion_lora:zoom_in",
-                                "controlnet:depth"]
+        assert out["loads"] == [
+            "base:sd15",
+            "motion_module:v2",
+            "pipeline:sd15+v2",
+            "motion_lora:zoom_in",
+            "controlnet:depth",
+        ]
         assert out["lora_wrapped"] == out["lora_wrapped_motion"] == 168
     else:
-        assert out["loads"] == ["base:sd15", "motion_module:v3", "pipeline:sd15+v3", "lora:v3_adapter",
-                                "controlnet:openpose", "sparsectrl:rgb"]
+        assert out["loads"] == [
+            "base:sd15",
+            "motion_module:v3",
+            "pipeline:sd15+v3",
+            "lora:v3_adapter",
+            "controlnet:openpose",
+            "sparsectrl:rgb",
+        ]
         assert out["lora_wrapped"] == 128 and out["lora_wrapped_motion"] == 0
     assert out["lora_wrapped_text_encoder"] == 0

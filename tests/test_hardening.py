@@ -24,11 +24,17 @@ BASE = "http://127.0.0.1:7860"
 @pytest.fixture(scope="module")
 def app_client(tiny_models, tmp_path_factory):
     root = tmp_path_factory.mktemp("hardened")
-    settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"), data_dir=root / "jobs",
-                        log_dir=root, max_upload_mb=4, token="tok")
+    settings = Settings(
+        models=ModelConfig.load(tiny_models / "models.toml"),
+        data_dir=root / "jobs",
+        log_dir=root,
+        max_upload_mb=4,
+        token="tok",
+    )
     app = create_app(settings)
-    with TestClient(app, base_url=BASE, raise_server_exceptions=False,
-                    headers={"Authorization": "Bearer tok"}) as client:
+    with TestClient(
+        app, base_url=BASE, raise_server_exceptions=False, headers={"Authorization": "Bearer tok"}
+    ) as client:
         client.app_state = app.state
         client.root = root
         yield client
@@ -48,11 +54,11 @@ def fields(r) -> list[str]:
 def png_header(width: int, height: int) -> bytes:
     """A PNG that is only its signature and header: it declares a size and holds no pixels."""
     ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr
-            + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr)))
+    return b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + b"IHDR" + ihdr + struct.pack(">I", zlib.crc32(b"IHDR" + ihdr))
 
 
 # --- only the add-on and the clients it trusts drive the server ---------------------------------------------
+
 
 def test_a_foreign_origin_is_refused_and_the_same_origin_is_not(app_client):
     for origin in ("http://evil.example", "null", "http://localhost:3000", "https://127.0.0.1:7860"):
@@ -107,8 +113,10 @@ def test_answers_show_no_absolute_paths(app_client, tiny_models):
 
 def test_every_route_declares_its_request_body(app_client):
     schema = app_client.get("/openapi.json").json()
-    assert set(schema["paths"]["/jobs"]["post"]["requestBody"]["content"]) == {"application/json",
-                                                                              "multipart/form-data"}
+    assert set(schema["paths"]["/jobs"]["post"]["requestBody"]["content"]) == {
+        "application/json",
+        "multipart/form-data",
+    }
     for path in ("/plan", "/pose/draw"):
         assert "application/json" in schema["paths"][path]["post"]["requestBody"]["content"], path
     assert "JobSpec" in schema["components"]["schemas"]
@@ -116,30 +124,37 @@ def test_every_route_declares_its_request_body(app_client):
 
 # --- every client mistake is a 4xx naming the field ------------------------------------------------------------
 
-@pytest.mark.parametrize("raw, field", [
-    ("[" * 5000 + "]" * 5000, "spec"),
-    (json.dumps(tiny_spec(guidance=1)).replace('"guidance": 1', '"guidance": 1e400'), "spec"),
-    (json.dumps(tiny_spec(guidance=1)).replace('"guidance": 1', '"guidance": NaN'), "spec"),
-    (json.dumps(tiny_spec(guidance=1)).replace('"guidance": 1', '"guidance": Infinity'), "spec"),
-    (json.dumps(tiny_spec(seed=1)).replace('"seed": 1', '"seed": ' + "9" * 5000), "spec"),
-    (json.dumps(tiny_spec(prompt="x")).replace('"x"', '"\\ud800 a lone surrogate"'), "prompt"),
-    (json.dumps(tiny_spec(sparsectrl={"model": 7, "keyframes": [0]}, motion_module="v3")), "sparsectrl.model"),
-    (json.dumps(tiny_spec(controlnets=[{"kind": "depth", "model": ["x"]}])), "controlnets[0].model"),
-    ('{"prompt": "' + "x" * 30_000 + '"}', "prompt"),
-])
+
+@pytest.mark.parametrize(
+    "raw, field",
+    [
+        ("[" * 5000 + "]" * 5000, "spec"),
+        (json.dumps(tiny_spec(guidance=1)).replace('"guidance": 1', '"guidance": 1e400'), "spec"),
+        (json.dumps(tiny_spec(guidance=1)).replace('"guidance": 1', '"guidance": NaN'), "spec"),
+        (json.dumps(tiny_spec(guidance=1)).replace('"guidance": 1', '"guidance": Infinity'), "spec"),
+        (json.dumps(tiny_spec(seed=1)).replace('"seed": 1', '"seed": ' + "9" * 5000), "spec"),
+        (json.dumps(tiny_spec(prompt="x")).replace('"x"', '"\\ud800 a lone surrogate"'), "prompt"),
+        (json.dumps(tiny_spec(sparsectrl={"model": 7, "keyframes": [0]}, motion_module="v3")), "sparsectrl.model"),
+        (json.dumps(tiny_spec(controlnets=[{"kind": "depth", "model": ["x"]}])), "controlnets[0].model"),
+        ('{"prompt": "' + "x" * 30_000 + '"}', "prompt"),
+    ],
+)
 def test_malformed_specs_are_422_on_jobs_and_plan(app_client, raw, field):
     for route in ("/jobs", "/plan"):
         r = app_client.post(route, content=raw.encode(), headers={"Content-Type": "application/json"})
         assert r.status_code == 422 and field in fields(r), (route, r.text)
 
 
-@pytest.mark.parametrize("body", [
-    '{"width": 64, "height": 64, "people": [{"pose_keypoints_2d": [1e400, 1, 1]}]}',
-    '{"width": 64, "height": 64, "people": [{"pose_keypoints_2d": [NaN, 1, 1]}]}',
-    '{"width": 1e400, "height": 64, "people": []}',
-    '{"width": 64, "height": 64, "people": [{"pose_keypoints_2d": ' + "[" * 3000 + "]" * 3000 + "}]}",
-    '{"width": 64, "height": 64, "people": "x", "extra": 1}',
-])
+@pytest.mark.parametrize(
+    "body",
+    [
+        '{"width": 64, "height": 64, "people": [{"pose_keypoints_2d": [1e400, 1, 1]}]}',
+        '{"width": 64, "height": 64, "people": [{"pose_keypoints_2d": [NaN, 1, 1]}]}',
+        '{"width": 1e400, "height": 64, "people": []}',
+        '{"width": 64, "height": 64, "people": [{"pose_keypoints_2d": ' + "[" * 3000 + "]" * 3000 + "}]}",
+        '{"width": 64, "height": 64, "people": "x", "extra": 1}',
+    ],
+)
 def test_bad_pose_draw_bodies_are_422(app_client, body):
     r = app_client.post("/pose/draw", content=body.encode(), headers={"Content-Type": "application/json"})
     assert r.status_code == 422, r.text
@@ -149,8 +164,11 @@ def test_guide_form_parts_must_be_png_files_of_the_job_size(app_client):
     spec = tiny_spec(controlnets=[{"kind": "depth"}])
     frames = gradient_frames(4)
     # a guide sent as a plain text field
-    r = app_client.post("/jobs", data={"spec": json.dumps(spec), "depth": "not a file"},
-                        files=[("depth", (f"{i}.png", f)) for i, f in enumerate(frames)])
+    r = app_client.post(
+        "/jobs",
+        data={"spec": json.dumps(spec), "depth": "not a file"},
+        files=[("depth", (f"{i}.png", f)) for i, f in enumerate(frames)],
+    )
     assert r.status_code == 422 and "depth" in fields(r)
     # a header declaring 30000x30000: refused from the header, before any decoding
     r = submit(app_client, spec, depth=frames[:3] + [png_header(30000, 30000)])
@@ -166,8 +184,9 @@ def test_guide_form_parts_must_be_png_files_of_the_job_size(app_client):
     r = submit(app_client, spec, depth=frames[:3] + [frames[3][:60]])
     assert r.status_code == 422 and fields(r) == ["depth[3]"]
     # an unknown form field is named
-    r = app_client.post("/jobs", data={"spec": json.dumps(tiny_spec()), "dpeth": "1"},
-                        files=[("depth", ("a.png", frames[0]))])
+    r = app_client.post(
+        "/jobs", data={"spec": json.dumps(tiny_spec()), "dpeth": "1"}, files=[("depth", ("a.png", frames[0]))]
+    )
     assert r.status_code == 422 and "dpeth" in fields(r)
 
 
@@ -209,6 +228,7 @@ def test_broken_motion_module_files_are_409_naming_the_file(app_client, broken_m
 
 
 # --- a bug is a 500 with an error id in the log ------------------------------------------------------------
+
 
 def test_an_unexpected_failure_is_500_with_an_error_id_in_the_log(app_client, monkeypatch):
     import server.api.plan as plan_route
@@ -254,6 +274,7 @@ def test_a_full_disk_fails_the_submission_cleanly(app_client, monkeypatch):
 
 # --- the job folder is the record ---------------------------------------------------------------------------
 
+
 def run_to_end(client, spec, **guides):
     r = submit(client, spec, **guides)
     assert r.status_code == 202, r.text
@@ -270,8 +291,7 @@ def test_queued_jobs_wait_on_disk_with_a_queued_manifest(app_client):
     assert waiting.state == "queued" and waiting._guides is None, "no decoded guides held while queued"
     manifest = app_client.get(f"/jobs/{second}/manifest").json()
     assert manifest["status"] == "queued" and manifest["guides"] == {"depth": 4}
-    assert sorted(p.name for p in (waiting.folder / "guides").iterdir()) == [f"depth_{i:04d}.png" for i in
-                                                                            range(1, 5)]
+    assert sorted(p.name for p in (waiting.folder / "guides").iterdir()) == [f"depth_{i:04d}.png" for i in range(1, 5)]
     app_client.delete(f"/jobs/{first}")
     with app_client.stream("GET", f"/jobs/{second}/events") as events:
         assert read_events(events)[-1][1] == "done"

@@ -11,15 +11,17 @@ import pytest
 
 from backend import compositing  # noqa: E402
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 RED, GREEN, BLUE, WHITE, YELLOW = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255), (255, 255, 0)
 
 
 def write_png(path, rgb, size=4):
     """A solid-colour 8-bit RGB PNG, standard library only."""
+
     def chunk(kind, data):
         return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
     rows = b"".join(b"\x00" + bytes(rgb) * size for _ in range(size))
     header = struct.pack(">IIBBBBB", size, size, 8, 2, 0, 0, 0)
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(rows)) + chunk(b"IEND", b"")
@@ -74,8 +76,11 @@ def owned(tree, role):
 
 def composite_input(tree):
     """The compositor's result: the Composite node's input (4.x) or the active Group Output's first input (5.0)."""
-    return next(n.inputs[0] for n in tree.nodes if n.bl_idname == "CompositorNodeComposite"
-                or (n.bl_idname == "NodeGroupOutput" and n.is_active_output))
+    return next(
+        n.inputs[0]
+        for n in tree.nodes
+        if n.bl_idname == "CompositorNodeComposite" or (n.bl_idname == "NodeGroupOutput" and n.is_active_output)
+    )
 
 
 def feeder(socket):
@@ -208,29 +213,40 @@ def strip_count(scene):
 def scene_state(scene):
     tree = compositing.compositor_tree(scene, create=False)
     cameras = [len(c.background_images) for c in bpy.data.cameras]
-    return (len(bpy.data.images), len(bpy.data.node_groups), scene.use_nodes, tree and len(tree.nodes),
-            strip_count(scene), cameras)
+    return (
+        len(bpy.data.images),
+        len(bpy.data.node_groups),
+        scene.use_nodes,
+        tree and len(tree.nodes),
+        strip_count(scene),
+        cameras,
+    )
 
 
-@pytest.mark.parametrize("case, message", [
-    ("missing folder", "does not exist"),
-    ("no frames", "missing"),
-    ("count beyond the frames", "frames are missing"),
-    ("zero count", "No frames to import"),
-    ("negative count", "at least 1"),
-    ("no camera", "no camera"),
-    ("unknown target", "Targets must be"),
-])
+@pytest.mark.parametrize(
+    "case, message",
+    [
+        ("missing folder", "does not exist"),
+        ("no frames", "missing"),
+        ("count beyond the frames", "frames are missing"),
+        ("zero count", "No frames to import"),
+        ("negative count", "at least 1"),
+        ("no camera", "no camera"),
+        ("unknown target", "Targets must be"),
+    ],
+)
 def test_bad_input_raises_and_changes_nothing(scene, tmp_path, case, message):
     folder = write_frames(tmp_path / "frames", [RED, GREEN])
     os.makedirs(tmp_path / "empty")
-    args = {"missing folder": (str(tmp_path / "nope"), 2, {"COMPOSITOR"}),
-            "no frames": (str(tmp_path / "empty"), 1, {"COMPOSITOR"}),
-            "count beyond the frames": (folder, 3, {"COMPOSITOR", "SEQUENCER"}),
-            "zero count": (folder, 0, {"COMPOSITOR"}),
-            "negative count": (folder, -2, {"COMPOSITOR"}),
-            "no camera": (folder, 2, {"COMPOSITOR", "CAMERA_BACKGROUND"}),
-            "unknown target": (folder, 2, {"COMPOSITOR", "TIMELINE"})}[case]
+    args = {
+        "missing folder": (str(tmp_path / "nope"), 2, {"COMPOSITOR"}),
+        "no frames": (str(tmp_path / "empty"), 1, {"COMPOSITOR"}),
+        "count beyond the frames": (folder, 3, {"COMPOSITOR", "SEQUENCER"}),
+        "zero count": (folder, 0, {"COMPOSITOR"}),
+        "negative count": (folder, -2, {"COMPOSITOR"}),
+        "no camera": (folder, 2, {"COMPOSITOR", "CAMERA_BACKGROUND"}),
+        "unknown target": (folder, 2, {"COMPOSITOR", "TIMELINE"}),
+    }[case]
     before = scene_state(scene)
     with pytest.raises(ValueError, match=message):
         compositing.import_result(scene, args[0], args[1], 1, targets=args[2])

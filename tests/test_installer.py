@@ -38,13 +38,17 @@ def test_a_python_that_is_not_311_is_refused_before_anything_is_made(tmp_path):
 
 
 def test_no_network_fails_clearly_and_the_half_made_env_is_not_healthy(tmp_path, monkeypatch):
-    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)   # no local wheel folders or mirrors from pip's config
+    monkeypatch.setenv("PIP_CONFIG_FILE", os.devnull)  # no local wheel folders or mirrors from pip's config
     for name in ("PIP_FIND_LINKS", "PIP_INDEX_URL", "PIP_EXTRA_INDEX_URL", "PIP_CONSTRAINT"):
         monkeypatch.delenv(name, raising=False)
     env = tmp_path / "env"
-    job = installer.Installer(env, tmp_path / "install.log", REGISTRY, python=sys.executable,
-                              pip_args=["--index-url", "http://127.0.0.1:9/simple", "--retries", "1",
-                                        "--timeout", "3"])
+    job = installer.Installer(
+        env,
+        tmp_path / "install.log",
+        REGISTRY,
+        python=sys.executable,
+        pip_args=["--index-url", "http://127.0.0.1:9/simple", "--retries", "1", "--timeout", "3"],
+    )
     job.run()
     assert job.state == "failed", job.message
     assert "cannot reach the package registry" in job.message and "install log" in job.message

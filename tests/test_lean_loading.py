@@ -28,13 +28,23 @@ def same_weights(built, reference):
         assert torch.equal(a[name], b[name]), name
 
 
-LOADERS = {"motion_module": loaders.load_motion_adapter, "controlnet": loaders.load_controlnet,
-           "sparsectrl": loaders.load_sparsectrl}
+LOADERS = {
+    "motion_module": loaders.load_motion_adapter,
+    "controlnet": loaders.load_controlnet,
+    "sparsectrl": loaders.load_sparsectrl,
+}
 
 
-@pytest.mark.parametrize("kind, name", [("motion_module", "v2"), ("motion_module", "v2-original"),
-                                        ("controlnet", "depth"), ("controlnet", "depth-original"),
-                                        ("sparsectrl", "rgb-original")])
+@pytest.mark.parametrize(
+    "kind, name",
+    [
+        ("motion_module", "v2"),
+        ("motion_module", "v2-original"),
+        ("controlnet", "depth"),
+        ("controlnet", "depth-original"),
+        ("sparsectrl", "rgb-original"),
+    ],
+)
 def test_a_model_built_in_fp16_equals_the_fp32_one_cast(config, kind, name):
     entry = config.get(kind, name)
     half = LOADERS[kind](entry.source, entry.config, dtype=torch.float16)
@@ -84,7 +94,7 @@ def test_the_hash_cache_is_keyed_by_file_version(tmp_path):
     path.write_bytes(b"a" * 4096)
     first = hashes.get(path)
     stamp = os.stat(path).st_mtime_ns
-    path.write_bytes(b"b" * 4096)                      # same size; the old mtime put back: the same version
+    path.write_bytes(b"b" * 4096)  # same size; the old mtime put back: the same version
     os.utime(path, ns=(stamp, stamp))
     assert hashes.get(path) == first
     os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a changed mtime is a new version: hashed again

@@ -21,8 +21,16 @@ def store(tiny_models):
 
 
 def run(pipe, frames, **kw):
-    args = dict(prompt="a marionette", negative_prompt="blurry", num_frames=frames, height=SIZE, width=SIZE,
-                steps=2, guidance=7.5, generator=torch.Generator().manual_seed(3))
+    args = dict(
+        prompt="a marionette",
+        negative_prompt="blurry",
+        num_frames=frames,
+        height=SIZE,
+        width=SIZE,
+        steps=2,
+        guidance=7.5,
+        generator=torch.Generator().manual_seed(3),
+    )
     args.update(kw)
     return pipe.generate(**args)
 
@@ -78,12 +86,13 @@ def test_prompt_travel_reaches_the_unet(store):
     store.set_loras(pipe, [])
     seen = []
     hook = pipe.unet.register_forward_pre_hook(
-        lambda m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True)
+        lambda m, args, kwargs: seen.append(kwargs["encoder_hidden_states"].clone()), with_kwargs=True
+    )
     try:
         run(pipe, 8, prompt_keys=[(0, "a red ball"), (7, "a blue cube")], steps=1)
     finally:
         hook.remove()
-    embeds = seen[0]                                    # (2 * frames, tokens, dim): negatives, then positives
+    embeds = seen[0]  # (2 * frames, tokens, dim): negatives, then positives
     pos = embeds[8:]
     red = pipe.encode_prompt("a red ball", "cpu", 1, False)[0][0]
     blue = pipe.encode_prompt("a blue cube", "cpu", 1, False)[0][0]
@@ -107,8 +116,13 @@ def test_long_clip_needs_only_one_window_of_memory(store):
     try:
         for frames in (16, 64):
             guide = torch.rand((frames, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
-            out = run(pipe, frames, steps=1, controls=[Control(net, guide, 1.0)],
-                      context=ContextWindows(length=16, overlap=4, mode="unet"))
+            out = run(
+                pipe,
+                frames,
+                steps=1,
+                controls=[Control(net, guide, 1.0)],
+                context=ContextWindows(length=16, overlap=4, mode="unet"),
+            )
             assert out.shape == (frames, SIZE, SIZE, 3)
     finally:
         for h in hooks:
@@ -120,8 +134,12 @@ def test_windows_run_the_whole_unet_and_change_with_overlap(store):
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
     windows_seen = []
-    a = run(pipe, 40, context=ContextWindows(length=16, overlap=4, mode="unet"),
-            on_window=lambda w, idx: windows_seen.append(idx))
+    a = run(
+        pipe,
+        40,
+        context=ContextWindows(length=16, overlap=4, mode="unet"),
+        on_window=lambda w, idx: windows_seen.append(idx),
+    )
     b = run(pipe, 40, context=ContextWindows(length=16, overlap=8, mode="unet"))
     assert windows_seen[:3] == [list(range(0, 16)), list(range(12, 28)), list(range(24, 40))]
     assert not np.array_equal(a, b)
@@ -139,15 +157,21 @@ def test_per_window_lora_schedule_reaches_the_adapters(store):
     pipe = store.pipeline("sd15", "v2")
     schedule = [[("motion_lora", "pan_left", 1.0)], [("motion_lora", "zoom_in", 0.5)]]
     store.set_loras(pipe, schedule[0] + [("motion_lora", "zoom_in", 0.0)])
-    layer = next(m for n, m in pipe.unet.named_modules()
-                 if n.endswith("motion_modules.0.transformer_blocks.0.attn1.to_q")
-                 and hasattr(m, "scaling"))
+    layer = next(
+        m
+        for n, m in pipe.unet.named_modules()
+        if n.endswith("motion_modules.0.transformer_blocks.0.attn1.to_q") and hasattr(m, "scaling")
+    )
     seen = []
-    hook = layer.register_forward_pre_hook(
-        lambda m, args: seen.append({a: m.scaling[a] for a in m.active_adapters}))
+    hook = layer.register_forward_pre_hook(lambda m, args: seen.append({a: m.scaling[a] for a in m.active_adapters}))
     try:
-        run(pipe, 24, steps=1, context=ContextWindows(length=16, overlap=4, mode="unet"),
-            on_window=lambda w, idx: store.set_loras(pipe, schedule[w]))
+        run(
+            pipe,
+            24,
+            steps=1,
+            context=ContextWindows(length=16, overlap=4, mode="unet"),
+            on_window=lambda w, idx: store.set_loras(pipe, schedule[w]),
+        )
     finally:
         hook.remove()
         store.set_loras(pipe, [])
@@ -160,18 +184,19 @@ def test_per_window_lora_schedule_reaches_the_adapters(store):
 def test_seam_score_sees_jumps_at_window_boundaries():
     from tests.support.metrics import seam_score
 
-    windows = context_windows(40, 16, 4, loop=False)          # starts 0, 12, 24
+    windows = context_windows(40, 16, 4, loop=False)  # starts 0, 12, 24
     smooth = np.stack([np.full((4, 4, 3), f, dtype=np.float64) for f in range(40)])
     assert seam_score(smooth, windows) == pytest.approx(1.0)
     jumpy = smooth.copy()
     for start in (12, 24):
-        jumpy[start:] += 10.0                                  # a jump into each window's first frame
+        jumpy[start:] += 10.0  # a jump into each window's first frame
     assert seam_score(jumpy, windows) > 3.0
     with pytest.raises(ValueError):
         seam_score(smooth[:10], context_windows(10, 16, 4, loop=False))
 
 
 # --- mode "temporal": only the motion modules see windows ---------------------------------------------------------
+
 
 def test_temporal_windows_with_one_window_equal_the_plain_pipeline(store):
     """One window covering the clip: the wrapped model computes exactly what the unwrapped one does, ControlNet
@@ -181,11 +206,19 @@ def test_temporal_windows_with_one_window_equal_the_plain_pipeline(store):
     net = store.controlnet("depth")
     guide = torch.rand((8, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
     plain = run(pipe, 8, controls=[Control(net, guide, 1.0)])
-    whole = run(pipe, 8, controls=[Control(net, guide, 1.0)],
-                context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=16))
+    whole = run(
+        pipe,
+        8,
+        controls=[Control(net, guide, 1.0)],
+        context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=16),
+    )
     assert np.array_equal(plain, whole)
-    chunked = run(pipe, 8, controls=[Control(net, guide, 1.0)],
-                  context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=3))
+    chunked = run(
+        pipe,
+        8,
+        controls=[Control(net, guide, 1.0)],
+        context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=3),
+    )
     assert np.abs(plain.astype(int) - chunked.astype(int)).max() <= 1
 
 
@@ -195,9 +228,14 @@ def test_temporal_windows_reach_only_the_motion_modules_and_restore_the_model(st
     motion = [m for n, m in pipe.unet.named_modules() if type(m).__name__ == "AnimateDiffTransformer3D"]
     resnet = next(m for m in pipe.unet.modules() if type(m).__name__ == "ResnetBlock2D")
     frames_seen, rows_seen = [], []
-    hooks = [motion[0].transformer_blocks[0].register_forward_pre_hook(
-                 lambda m, args, kw: frames_seen.append(kw["hidden_states"].shape[1]), with_kwargs=True),
-             resnet.conv1.register_forward_pre_hook(lambda m, args: rows_seen.append(args[0].shape[0]))]
+    hooks = [
+        motion[0]
+        .transformer_blocks[0]
+        .register_forward_pre_hook(
+            lambda m, args, kw: frames_seen.append(kw["hidden_states"].shape[1]), with_kwargs=True
+        ),
+        resnet.conv1.register_forward_pre_hook(lambda m, args: rows_seen.append(args[0].shape[0])),
+    ]
     try:
         out = run(pipe, 40, steps=1, context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=8))
     finally:
@@ -231,8 +269,13 @@ def test_temporal_windows_keep_working_memory_to_one_chunk(store):
     try:
         for frames in (16, 64):
             guide = torch.rand((frames, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
-            run(pipe, frames, steps=1, controls=[Control(net, guide, 1.0)],
-                context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=8))
+            run(
+                pipe,
+                frames,
+                steps=1,
+                controls=[Control(net, guide, 1.0)],
+                context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=8),
+            )
     finally:
         for h in hooks:
             h.remove()

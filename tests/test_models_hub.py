@@ -62,28 +62,49 @@ def test_a_cut_off_download_resumes_and_a_partial_file_never_counts(fake_hub, ti
 
 
 def test_only_the_files_the_loaders_read_are_fetched():
-    listing = ["model_index.json", "v1-5-pruned.safetensors", "unet/config.json",
-               "unet/diffusion_pytorch_model.safetensors", "unet/diffusion_pytorch_model.fp16.safetensors",
-               "unet/diffusion_pytorch_model.bin", "vae/config.json", "vae/diffusion_pytorch_model.bin",
-               "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/vocab.json",
-               "tokenizer/merges.txt", "scheduler/scheduler_config.json", "safety_checker/model.safetensors"]
+    listing = [
+        "model_index.json",
+        "v1-5-pruned.safetensors",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "unet/diffusion_pytorch_model.fp16.safetensors",
+        "unet/diffusion_pytorch_model.bin",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.bin",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "scheduler/scheduler_config.json",
+        "safety_checker/model.safetensors",
+    ]
     assert hub.files_to_fetch(listing) == [
-        "model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors", "vae/config.json",
-        "vae/diffusion_pytorch_model.bin", "text_encoder/config.json", "text_encoder/model.safetensors",
-        "tokenizer/vocab.json", "tokenizer/merges.txt", "scheduler/scheduler_config.json"]
-    assert hub.files_to_fetch(["README.md", "config.json", "diffusion_pytorch_model.safetensors",
-                               "diffusion_pytorch_model.fp16.safetensors"]) == [
-        "config.json", "diffusion_pytorch_model.safetensors"]
+        "model_index.json",
+        "unet/config.json",
+        "unet/diffusion_pytorch_model.safetensors",
+        "vae/config.json",
+        "vae/diffusion_pytorch_model.bin",
+        "text_encoder/config.json",
+        "text_encoder/model.safetensors",
+        "tokenizer/vocab.json",
+        "tokenizer/merges.txt",
+        "scheduler/scheduler_config.json",
+    ]
+    assert hub.files_to_fetch(
+        ["README.md", "config.json", "diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.fp16.safetensors"]
+    ) == ["config.json", "diffusion_pytorch_model.safetensors"]
 
 
 @pytest.fixture
 def app_client(tiny_models, fake_hub, tmp_path):
     config = ModelConfig.load(tiny_models / "models.toml")
     config.entries["motion_module"]["v2-hub"] = hub_entry()
-    config.entries["motion_module"]["v2-gone"] = ModelEntry("motion_module", "v2-gone",
-                                                            str(tmp_path / "nowhere" / "mm.ckpt"), None)
-    settings = Settings(models=config, data_dir=tmp_path / "jobs",
-                        extra={"hub_endpoint": fake_hub.url, "hub_cache": tmp_path / "hf"})
+    config.entries["motion_module"]["v2-gone"] = ModelEntry(
+        "motion_module", "v2-gone", str(tmp_path / "nowhere" / "mm.ckpt"), None
+    )
+    settings = Settings(
+        models=config, data_dir=tmp_path / "jobs", extra={"hub_endpoint": fake_hub.url, "hub_cache": tmp_path / "hf"}
+    )
     with TestClient(create_app(settings), base_url="http://127.0.0.1:8420") as client:
         yield client
     hub.configure()
@@ -153,8 +174,9 @@ def test_offline_a_cached_model_loads_with_no_network_call(fake_hub, tmp_path):
     hub.download(hub_entry(), lambda *a: None, endpoint=fake_hub.url, cache=cache)
     before = len(fake_hub.requests)
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_CACHE": str(cache), "HF_ENDPOINT": fake_hub.url}
-    done = subprocess.run([sys.executable, "-c", OFFLINE_LOAD, REPO], cwd=ROOT, env=env, capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", OFFLINE_LOAD, REPO], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     assert done.stdout.split()[-3:] == ["loaded", "MotionAdapter", "0"]
     assert len(fake_hub.requests) == before, "nothing reached the (fake) hub"

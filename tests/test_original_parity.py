@@ -42,6 +42,7 @@ def rel(a, b) -> float:
 
 # --- the original's equations ------------------------------------------------------------------------------
 
+
 def sinusoid(length: int, dim: int) -> torch.Tensor:
     """PositionalEncoding.pe of the original (recomputed there: checkpoints' pos_encoder.pe are dropped)."""
     position = torch.arange(length).unsqueeze(1)
@@ -77,10 +78,11 @@ def ref_motion_module(m, x, frames, frame_wide_norm=False):
     hs = F.linear(n.permute(0, 2, 3, 1).reshape(bf, h * w, c), m.proj_in.weight, m.proj_in.bias)
     for block in m.transformer_blocks:
         for norm, attn in ((block.norm1, block.attn1), (block.norm2, block.attn2)):
-            if attn is None:     # SparseCtrl's modules have one attention block ("Temporal_Self",)
+            if attn is None:  # SparseCtrl's modules have one attention block ("Temporal_Self",)
                 continue
-            hs = ref_temporal_attention(attn, F.layer_norm(hs, hs.shape[-1:], norm.weight, norm.bias, 1e-5),
-                                        frames) + hs
+            hs = (
+                ref_temporal_attention(attn, F.layer_norm(hs, hs.shape[-1:], norm.weight, norm.bias, 1e-5), frames) + hs
+            )
         y = F.layer_norm(hs, hs.shape[-1:], block.norm3.weight, block.norm3.bias, 1e-5)
         y, gate = F.linear(y, block.ff.net[0].proj.weight, block.ff.net[0].proj.bias).chunk(2, dim=-1)
         hs = F.linear(y * F.gelu(gate), block.ff.net[2].weight, block.ff.net[2].bias) + hs
@@ -90,6 +92,7 @@ def ref_motion_module(m, x, frames, frame_wide_norm=False):
 
 def ref_resnet(r, x, temb, frames, frame_wide):
     """ResnetBlock3D.forward; frame_wide: nn.GroupNorm on b c f h w (use_inflated_groupnorm: false, v1)."""
+
     def norm(gn, t):
         if not frame_wide:
             return F.group_norm(t, gn.num_groups, gn.weight, gn.bias, gn.eps)
@@ -106,10 +109,10 @@ def ref_resnet(r, x, temb, frames, frame_wide):
 
 # --- helpers -----------------------------------------------------------------------------------------------
 
+
 def unet_inputs(frames=FRAMES, batch=2, seed=0):
     g = torch.Generator().manual_seed(seed)
-    return (torch.randn(batch, 4, frames, 8, 8, generator=g),
-            torch.randn(batch * frames, 77, 16, generator=g))
+    return (torch.randn(batch, 4, frames, 8, 8, generator=g), torch.randn(batch * frames, 77, 16, generator=g))
 
 
 def capture(model, cls_name, run):
@@ -117,10 +120,18 @@ def capture(model, cls_name, run):
     seen, handles = [], []
     for module in model.modules():
         if type(module).__name__ == cls_name:
-            handles.append(module.register_forward_hook(
-                lambda mod, args, kwargs, out: seen.append(
-                    (mod, [a.detach().clone() for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)],
-                     out)), with_kwargs=True))
+            handles.append(
+                module.register_forward_hook(
+                    lambda mod, args, kwargs, out: seen.append(
+                        (
+                            mod,
+                            [a.detach().clone() for a in (*args, *kwargs.values()) if isinstance(a, torch.Tensor)],
+                            out,
+                        )
+                    ),
+                    with_kwargs=True,
+                )
+            )
     try:
         with torch.no_grad():
             run()
@@ -131,6 +142,7 @@ def capture(model, cls_name, run):
 
 
 # --- motion modules: per-frame GroupNorm, positions, attention scale ---------------------------------------
+
 
 @pytest.mark.parametrize("version", ["v1", "v2", "v3"])
 def test_motion_modules_compute_the_original_equations(original, version):
@@ -146,13 +158,17 @@ def test_motion_modules_compute_the_original_equations(original, version):
     old = capture(pipe.unet, "AnimateDiffTransformer3D", lambda: pipe.unet(x, 400, encoder_hidden_states=emb))
     with torch.no_grad():
         off = [rel(out, ref_motion_module(m, args[0], FRAMES)) for m, args, out in old]
-        as_diffusers = max(rel(out, ref_motion_module(m, args[0], FRAMES, frame_wide_norm=True))
-                           for m, args, out in old)
+        as_diffusers = max(
+            rel(out, ref_motion_module(m, args[0], FRAMES, frame_wide_norm=True)) for m, args, out in old
+        )
     assert as_diffusers < TOL, "motion_norm='diffusers' must be diffusers' frame-wide statistics exactly"
-    assert min(off) > 1e-3, (f"{version}: diffusers' behaviour should differ from the original; per module "
-                             f"{min(off):.3e}..{max(off):.3e}")
-    print(f"{version}: diffusers' motion modules differ from the original by {min(off):.3e}..{max(off):.3e} "
-          f"(relative, per module)")
+    assert min(off) > 1e-3, (
+        f"{version}: diffusers' behaviour should differ from the original; per module {min(off):.3e}..{max(off):.3e}"
+    )
+    print(
+        f"{version}: diffusers' motion modules differ from the original by {min(off):.3e}..{max(off):.3e} "
+        f"(relative, per module)"
+    )
 
 
 def test_per_frame_norm_leaves_other_frames_alone(original):
@@ -166,8 +182,11 @@ def test_per_frame_norm_leaves_other_frames_alone(original):
     for mode in ("original", "diffusers"):
         original.set_motion_norm(mode)
         normed: list[torch.Tensor] = []
-        handle = pipe.unet.down_blocks[0].motion_modules[0].norm.register_forward_hook(
-            lambda mod, args, out, normed=normed: normed.append(out))    # (b, c, f, h, w)
+        handle = (
+            pipe.unet.down_blocks[0]
+            .motion_modules[0]
+            .norm.register_forward_hook(lambda mod, args, out, normed=normed: normed.append(out))
+        )  # (b, c, f, h, w)
         try:
             with torch.no_grad():
                 for inp in (x, scaled):
@@ -193,6 +212,7 @@ def test_positions_and_window_slicing_are_the_originals(original):
 
 # --- v1: the spatial ResNet GroupNorms span the frames -----------------------------------------------------
 
+
 @pytest.mark.parametrize("version", ["v1", "v3"])
 def test_spatial_resnet_norm_statistics(original, version):
     pipe = original.pipeline("sd15", version)
@@ -212,7 +232,7 @@ def test_spatial_resnet_norm_statistics(original, version):
     if frame_wide:
         norm.frames.count = FRAMES
     t2 = t.clone()
-    t2[2] *= 3.0                                   # frame 2 of batch item 0
+    t2[2] *= 3.0  # frame 2 of batch item 0
     with torch.no_grad():
         change = rel(norm(t2)[3:FRAMES], norm(t)[3:FRAMES])
     assert (change > 1e-3) if frame_wide else (change < 1e-6), change
@@ -246,8 +266,9 @@ def test_whole_unet_switch_restores_diffusers(original, version):
 
 def test_diffusers_mode_is_plain_diffusers(tiny_models):
     """motion_norm='diffusers' from the start builds exactly diffusers' modules (no subclass anywhere)."""
-    store = ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32",
-                       motion_norm="diffusers")
+    store = ModelStore(
+        ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32", motion_norm="diffusers"
+    )
     pipe = store.pipeline("sd15", "v1")
     assert all(type(m) is torch.nn.GroupNorm for m in pipe.unet.modules() if isinstance(m, torch.nn.GroupNorm))
     with pytest.raises(ValueError, match="motion_norm"):
@@ -257,6 +278,7 @@ def test_diffusers_mode_is_plain_diffusers(tiny_models):
 
 
 # --- SparseCtrl ----------------------------------------------------------------------------------------------
+
 
 def frames_first(t):
     """(b, c, f, h, w) -> (b f) c h w."""
@@ -279,19 +301,28 @@ def sparse_inputs(frames=FRAMES, seed=1):
 def test_sparsectrl_motion_modules_and_conditioning_are_the_originals(original):
     model = original.sparsectrl("rgb")
     sample, emb, cond, mask = sparse_inputs()
+
     def run(s):
-        return model(s, 400, encoder_hidden_states=emb, controlnet_cond=cond, conditioning_mask=mask,
-                     conditioning_scale=0.7, return_dict=False)
+        return model(
+            s,
+            400,
+            encoder_hidden_states=emb,
+            controlnet_cond=cond,
+            conditioning_mask=mask,
+            conditioning_scale=0.7,
+            return_dict=False,
+        )
 
     seen = capture(model, "AnimateDiffTransformer3D", lambda: run(sample))
-    assert seen and all(m.transformer_blocks[0].attn2 is None for m, _, _ in seen)   # one attention block
+    assert seen and all(m.transformer_blocks[0].attn2 is None for m, _, _ in seen)  # one attention block
     with torch.no_grad():
         worst = max(rel(out, ref_motion_module(m, args[0], FRAMES)) for m, args, out in seen)
         down, _ = run(sample)
         again, _ = run(torch.randn_like(sample))
         # set_noisy_sample_input_to_zero: the noisy latents do not reach it; the mask is the last cond channel.
-        first = conv(model.conv_in, torch.zeros_like(frames_first(sample)), 1) + \
-            conv(model.controlnet_cond_embedding, frames_first(torch.cat([cond, mask], dim=1)), 1)
+        first = conv(model.conv_in, torch.zeros_like(frames_first(sample)), 1) + conv(
+            model.controlnet_cond_embedding, frames_first(torch.cat([cond, mask], dim=1)), 1
+        )
         first = conv(model.controlnet_down_blocks[0], first, 0) * 0.7
     assert worst < TOL, f"SparseCtrl motion modules differ from the original's by {worst:.2e}"
     assert all(torch.equal(a, b) for a, b in zip(down, again))
@@ -307,9 +338,18 @@ def _keyframe_run(store, mode, key_image, frames=8, steps=4):
     pipe = store.pipeline("sd15", "v3")
     keys = Keyframes(store.sparsectrl("rgb"), key_image, [0], 1.0) if key_image is not None else None
     last = {}
-    pipe.generate(prompt="a forest at night", negative_prompt="", num_frames=frames, height=64, width=64,
-                  steps=steps, guidance=7.5, generator=torch.Generator().manual_seed(11), keyframes=keys,
-                  on_step=lambda i, n, x0: last.update(x0=x0.clone()))
+    pipe.generate(
+        prompt="a forest at night",
+        negative_prompt="",
+        num_frames=frames,
+        height=64,
+        width=64,
+        steps=steps,
+        guidance=7.5,
+        generator=torch.Generator().manual_seed(11),
+        keyframes=keys,
+        on_step=lambda i, n, x0: last.update(x0=x0.clone()),
+    )
     return last["x0"][0].transpose(0, 1)
 
 
@@ -334,10 +374,12 @@ def test_sparsectrl_rgb_keyframe_effect_in_both_modes(original):
         shifts[mode] = with_key - without
         gain = [float((without[f] - target).norm() - (with_key[f] - target).norm()) for f in range(len(with_key))]
         cos = F.cosine_similarity(shifts[mode][0].flatten(), (target - without[0]).flatten(), dim=0)
-        lines.append(f"{mode}: shift at keyframe {shifts[mode][0].norm():.3f} (cos to keyframe {cos:+.3f}), "
-                     f"mean elsewhere "
-                     f"{shifts[mode][1:].flatten(1).norm(dim=1).mean():.3f}; closer to keyframe by {gain[0]:+.3f} at "
-                     f"frame 0, {sum(gain[1:]) / len(gain[1:]):+.3f} elsewhere")
+        lines.append(
+            f"{mode}: shift at keyframe {shifts[mode][0].norm():.3f} (cos to keyframe {cos:+.3f}), "
+            f"mean elsewhere "
+            f"{shifts[mode][1:].flatten(1).norm(dim=1).mean():.3f}; closer to keyframe by {gain[0]:+.3f} at "
+            f"frame 0, {sum(gain[1:]) / len(gain[1:]):+.3f} elsewhere"
+        )
     msg = "; ".join(lines)
     print(msg)
     assert all(s.norm() > 1e-2 for s in shifts.values()), msg
@@ -345,6 +387,7 @@ def test_sparsectrl_rgb_keyframe_effect_in_both_modes(original):
 
 
 # --- LoRA scale (v3 domain adapter, motion LoRAs) ----------------------------------------------------------
+
 
 def test_adapter_lora_scale_is_the_originals(original, tmp_path):
     """The original's load_diffusers_lora adds alpha * up @ down to the weight (no rank division): a v3
@@ -363,7 +406,7 @@ def test_adapter_lora_scale_is_the_originals(original, tmp_path):
         pipe.set_adapters(["adapter"], adapter_weights=[0.6])
         x = torch.randn(3, base.shape[1], generator=g)
         with torch.no_grad():
-            got = block.to_q(x)              # PEFT's wrapper now
+            got = block.to_q(x)  # PEFT's wrapper now
         assert rel(got, x @ (base + 0.6 * up @ down).T) < TOL
     finally:
         pipe.unload_lora_weights()
@@ -386,12 +429,12 @@ def test_single_file_adapter_and_motion_lora_run_with_original_norms(tiny_models
     toml = tmp_path / "models.toml"
     toml.write_text(f"""
 [base.sd15]
-source = "{tiny_models / 'sd15'}"
+source = "{tiny_models / "sd15"}"
 [motion_module.lightning]
-source = "{tiny_models / 'motion_v2' / 'diffusion_pytorch_model.safetensors'}"
-config = "{tiny_models / 'motion_v2'}"
+source = "{tiny_models / "motion_v2" / "diffusion_pytorch_model.safetensors"}"
+config = "{tiny_models / "motion_v2"}"
 [motion_lora.zoom_in]
-source = "{tiny_models / 'v2_lora_ZoomIn.ckpt'}"
+source = "{tiny_models / "v2_lora_ZoomIn.ckpt"}"
 """)
     store = ModelStore(ModelConfig.load(toml), device="cpu", dtype="float32")
     pipe = store.pipeline("sd15", "lightning")

@@ -12,14 +12,36 @@ import pytest
 
 from cli import extension as extension_cli
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 ROOT = Path(__file__).resolve().parent.parent
 # What a user's Blender runs: the add-on and the server it starts (with the server's model configs).
-SHIPPED_ROOTS = ("__init__.py", "blender_manifest.toml", "properties.py", "preferences.py", "README.md",
-                 "backend/", "batch/", "operators/", "panels/", "server/")
-TEST_ONLY = ("tests/", "bench/", "cli/", "tools/", "docs/", ".venv", "out/", "data/", "dist/", ".git/", "Makefile",
-             "pyproject.toml")
+SHIPPED_ROOTS = (
+    "__init__.py",
+    "blender_manifest.toml",
+    "properties.py",
+    "preferences.py",
+    "README.md",
+    "backend/",
+    "batch/",
+    "operators/",
+    "panels/",
+    "server/",
+)
+TEST_ONLY = (
+    "tests/",
+    "bench/",
+    "cli/",
+    "tools/",
+    "docs/",
+    ".venv",
+    "out/",
+    "data/",
+    "dist/",
+    ".git/",
+    "Makefile",
+    "pyproject.toml",
+)
 TEST_ONLY_NAMES = ("tiny", "metrics", "make_configs", "fullsize", "conftest", "original_layout", "test_")
 
 
@@ -35,8 +57,9 @@ def test_the_zip_holds_only_what_runs_for_a_user(names):
 
 
 def test_the_zip_holds_every_tracked_file_the_add_on_and_server_run(names):
-    tracked = subprocess.run(["git", "ls-files", *SHIPPED_ROOTS], cwd=ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", *SHIPPED_ROOTS], cwd=ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     expected = {n for n in tracked if (ROOT / n).exists()}
     assert expected and expected <= set(names), sorted(expected - set(names))
     assert "server/protocol/__init__.py" in names and "server/default_models.toml" in names

@@ -18,7 +18,7 @@ from test_extension import PACKAGE, point_at, scene_with_camera
 
 from backend.png import read_png, write_png
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
 def ext(module):
@@ -48,6 +48,7 @@ def start_run():
 
 # --- a recording layout: the draw functions run as in Blender, every name they use is checked ------------------
 
+
 class Recorder:
     def __init__(self, log):
         self.log = log
@@ -69,8 +70,7 @@ class Recorder:
 
     def operator(self, idname, **kwargs):
         category, name = idname.split(".")
-        assert hasattr(getattr(bpy.ops, category), name) and getattr(getattr(bpy.ops, category), name).idname(), \
-            idname
+        assert hasattr(getattr(bpy.ops, category), name) and getattr(getattr(bpy.ops, category), name).idname(), idname
         self.log.append(("operator", idname))
         return OperatorProps(getattr(getattr(bpy.ops, category), name).get_rna_type())
 
@@ -127,6 +127,7 @@ def shown(log) -> str:
 
 # --- tests --------------------------------------------------------------------------------------------------------
 
+
 def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension, tiny_server, tmp_path):
     scene = scene_with_camera(tmp_path, frames=4, size=64, steps=1)
     point_at(extension, tiny_server.url)
@@ -140,7 +141,7 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     assert Path(ext("operators.paths").catalog_file()).is_file(), "remembered for when the server is offline"
 
     s = scene.marionette
-    scene.render.engine = "BLENDER_WORKBENCH"   # keyframes render with the scene's engine: keep it quick
+    scene.render.engine = "BLENDER_WORKBENCH"  # keyframes render with the scene's engine: keep it quick
     s.motion_module = "v3"
     bpy.ops.marionette.lora_add()
     s.loras[0].name = "style"
@@ -195,7 +196,7 @@ def test_impossible_ranges_are_refused_in_the_panel_and_leave_nothing(extension,
         bpy.ops.marionette.generate()
     scene.marionette.use_context = True
     scene.frame_end = 4
-    scene.marionette.base = "no-such-checkpoint"   # refused by the server's preflight
+    scene.marionette.base = "no-such-checkpoint"  # refused by the server's preflight
     with pytest.raises(RuntimeError):
         bpy.ops.marionette.generate()
     out = tmp_path / "out"
@@ -220,8 +221,10 @@ def test_capture_yields_between_frames_and_cancel_restores_the_scene(extension, 
     assert ("operator", "marionette.generate") in draw_all()
     # one frame per tick: 20 ticks rendered 20 frames, none of them a long block
     assert max(capture_ticks) < 10 * np.median(capture_ticks) + 0.05
-    print(f"capture ticks: {len(ticks)}, longest {max(ticks) * 1000:.1f} ms, median "
-          f"{np.median(capture_ticks) * 1000:.1f} ms")
+    print(
+        f"capture ticks: {len(ticks)}, longest {max(ticks) * 1000:.1f} ms, median "
+        f"{np.median(capture_ticks) * 1000:.1f} ms"
+    )
 
 
 def test_a_whole_64_frame_capture_runs_one_frame_per_tick(extension, tiny_server, tmp_path):
@@ -236,8 +239,10 @@ def test_a_whole_64_frame_capture_runs_one_frame_per_tick(extension, tiny_server
         run.tick(bpy.context)
         ticks.append(time.perf_counter() - t)
         frames_seen.append(runtime().capture_frame)
-    assert len(ticks) == 64 + 63 + 1 + 1, "64 guide renders, 63 more depth encodings (the last ends the render " \
+    assert len(ticks) == 64 + 63 + 1 + 1, (
+        "64 guide renders, 63 more depth encodings (the last ends the render "
         "step), the camera path, the hand-over to the worker"
+    )
     assert sorted(set(frames_seen)) == list(range(1, 65))
     assert max(ticks) < sum(ticks) / 8, "no tick blocks for more than a few frames' renders"
     tick_until(run, lambda: run.done, limit=600)
@@ -257,8 +262,7 @@ def test_load_pre_cancels_a_running_job_and_the_new_file_is_idle(extension, tiny
     assert ("operator", "marionette.generate") in log and ("operator", "marionette.cancel") not in log
 
 
-def test_unsaved_results_go_to_a_persistent_folder_and_survive_save_as(extension, tiny_server, tmp_path,
-                                                                        monkeypatch):
+def test_unsaved_results_go_to_a_persistent_folder_and_survive_save_as(extension, tiny_server, tmp_path, monkeypatch):
     scene = scene_with_camera(tmp_path, frames=2, size=64, steps=1)
     persistent = tmp_path / "home" / "Marionette"
     monkeypatch.setattr(ext("operators.paths"), "DEFAULT_PERSISTENT", persistent)
@@ -272,7 +276,7 @@ def test_unsaved_results_go_to_a_persistent_folder_and_survive_save_as(extension
     saved = tmp_path / "elsewhere" / "shot.blend"
     saved.parent.mkdir()
     bpy.ops.wm.save_as_mainfile(filepath=str(saved))
-    bpy.ops.wm.read_homefile(use_empty=True)   # quit and come back
+    bpy.ops.wm.read_homefile(use_empty=True)  # quit and come back
     bpy.ops.wm.open_mainfile(filepath=str(saved))
     image = bpy.data.images["Marionette"]
     assert os.path.isfile(bpy.path.abspath(image.filepath))

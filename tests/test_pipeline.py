@@ -25,8 +25,16 @@ def guide_tensor(seed: int) -> torch.Tensor:
 
 
 def run(pipe, **kw):
-    args = dict(prompt="a marionette", negative_prompt="blurry", num_frames=FRAMES, height=SIZE, width=SIZE,
-                steps=STEPS, guidance=7.5, generator=torch.Generator().manual_seed(5))
+    args = dict(
+        prompt="a marionette",
+        negative_prompt="blurry",
+        num_frames=FRAMES,
+        height=SIZE,
+        width=SIZE,
+        steps=STEPS,
+        guidance=7.5,
+        generator=torch.Generator().manual_seed(5),
+    )
     args.update(kw)
     return pipe.generate(**args)
 
@@ -41,16 +49,32 @@ def test_dense_controlnets_match_diffusers_own_pipeline(store):
     guides = [guide_tensor(1), guide_tensor(2)]
     ours = run(pipe, controls=[Control(nets[0], guides[0], 0.8, 0.0, 1.0), Control(nets[1], guides[1], 0.5, 0.34, 1.0)])
 
-    reference = AnimateDiffControlNetPipeline(vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-                                              unet=pipe.unet, motion_adapter=None,
-                                              controlnet=MultiControlNetModel(nets), scheduler=pipe.scheduler)
+    reference = AnimateDiffControlNetPipeline(
+        vae=pipe.vae,
+        text_encoder=pipe.text_encoder,
+        tokenizer=pipe.tokenizer,
+        unet=pipe.unet,
+        motion_adapter=None,
+        controlnet=MultiControlNetModel(nets),
+        scheduler=pipe.scheduler,
+    )
     reference.set_progress_bar_config(disable=True)
     to_pil = lambda t: [Image.fromarray((f.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)) for f in t]  # noqa: E731
-    theirs = reference(prompt="a marionette", negative_prompt="blurry", num_frames=FRAMES, height=SIZE, width=SIZE,
-                       num_inference_steps=STEPS, guidance_scale=7.5, conditioning_frames=[to_pil(g) for g in guides],
-                       controlnet_conditioning_scale=[0.8, 0.5], control_guidance_start=[0.0, 0.34],
-                       control_guidance_end=[1.0, 1.0], generator=torch.Generator().manual_seed(5),
-                       output_type="np").frames[0]
+    theirs = reference(
+        prompt="a marionette",
+        negative_prompt="blurry",
+        num_frames=FRAMES,
+        height=SIZE,
+        width=SIZE,
+        num_inference_steps=STEPS,
+        guidance_scale=7.5,
+        conditioning_frames=[to_pil(g) for g in guides],
+        controlnet_conditioning_scale=[0.8, 0.5],
+        control_guidance_start=[0.0, 0.34],
+        control_guidance_end=[1.0, 1.0],
+        generator=torch.Generator().manual_seed(5),
+        output_type="np",
+    ).frames[0]
     theirs = (theirs * 255).round().astype(np.uint8)
     assert ours.shape == theirs.shape == (FRAMES, SIZE, SIZE, 3)
     assert np.abs(ours.astype(int) - theirs.astype(int)).max() <= 1
@@ -134,8 +158,12 @@ def test_frames_stream_one_by_one_and_steps_report_previews(store):
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
     steps, frames = [], []
-    out = run(pipe, on_step=lambda i, n, x0: steps.append((i, n, latent_preview(x0).shape)),
-              on_frame=lambda i, rgb: frames.append((i, rgb.copy())), decode_chunk=3)
+    out = run(
+        pipe,
+        on_step=lambda i, n, x0: steps.append((i, n, latent_preview(x0).shape)),
+        on_frame=lambda i, rgb: frames.append((i, rgb.copy())),
+        decode_chunk=3,
+    )
     assert steps == [(i, STEPS, (FRAMES, SIZE // 8, SIZE // 8, 3)) for i in range(STEPS)]
     assert [i for i, _ in frames] == list(range(FRAMES))
     assert all(np.array_equal(rgb, out[i]) for i, rgb in frames)

@@ -25,16 +25,23 @@ def person(seed: int, omit=()):
 
 def reference(people_json):
     """controlnet-aux's own drawing of the same keypoints (normalised, None where omitted)."""
+
     def points(values, count):
-        return [None if values[3 * k + 2] <= 0 else Keypoint(values[3 * k] / W, values[3 * k + 1] / H)
-                for k in range(count)]
+        return [
+            None if values[3 * k + 2] <= 0 else Keypoint(values[3 * k] / W, values[3 * k + 1] / H) for k in range(count)
+        ]
 
     poses = []
     for p in people_json:
         hand = p.get("hand_left_keypoints_2d")
-        poses.append(PoseResult(BodyResult(points(p["pose_keypoints_2d"], 18), 0.0, 18),
-                                points(hand, 21) if hand else None, None,
-                                points(p["face_keypoints_2d"], 70) if "face_keypoints_2d" in p else None))
+        poses.append(
+            PoseResult(
+                BodyResult(points(p["pose_keypoints_2d"], 18), 0.0, 18),
+                points(hand, 21) if hand else None,
+                None,
+                points(p["face_keypoints_2d"], 70) if "face_keypoints_2d" in p else None,
+            )
+        )
     return draw_poses(poses, H, W)
 
 
@@ -52,21 +59,25 @@ def test_omitted_points_are_not_drawn():
     drawn = pose.draw(pose.parse_frames([{"people": [body_only]}], 1, W, H)[0], W, H)
     hidden = dict(body_only, pose_keypoints_2d=[0.0] * 54)
     assert not pose.draw(pose.parse_frames([{"people": [hidden]}], 1, W, H)[0], W, H).any()
-    wrist = body_only["pose_keypoints_2d"][3 * 4:3 * 4 + 2]
+    wrist = body_only["pose_keypoints_2d"][3 * 4 : 3 * 4 + 2]
     x, y = int(wrist[0]), int(wrist[1])
     assert drawn[y, x].any()
     no_wrist = list(body_only["pose_keypoints_2d"])
     no_wrist[3 * 4 + 2] = 0.0
-    assert not np.array_equal(drawn, pose.draw(pose.parse_frames([{"people": [{"pose_keypoints_2d": no_wrist}]}],
-                                                                 1, W, H)[0], W, H))
+    assert not np.array_equal(
+        drawn, pose.draw(pose.parse_frames([{"people": [{"pose_keypoints_2d": no_wrist}]}], 1, W, H)[0], W, H)
+    )
 
 
-@pytest.mark.parametrize("data, message", [
-    ([{"people": []}], "2 frames"),
-    ([{"people": [{"pose_keypoints_2d": [1, 2]}]}] * 2, "54 numbers"),
-    ([{"nobody": []}] * 2, "people"),
-    ([{"people": [{"pose_keypoints_2d": [W + 1.0, 3.0, 1.0] + [0.0] * 51}]}] * 2, "outside"),
-])
+@pytest.mark.parametrize(
+    "data, message",
+    [
+        ([{"people": []}], "2 frames"),
+        ([{"people": [{"pose_keypoints_2d": [1, 2]}]}] * 2, "54 numbers"),
+        ([{"nobody": []}] * 2, "people"),
+        ([{"people": [{"pose_keypoints_2d": [W + 1.0, 3.0, 1.0] + [0.0] * 51}]}] * 2, "outside"),
+    ],
+)
 def test_bad_pose_json_names_what_to_fix(data, message):
     with pytest.raises(ValueError, match=message):
         pose.parse_frames(data, 2, W, H)

@@ -11,39 +11,54 @@ def fields(exc):
 
 def test_minimal_spec_gets_published_defaults():
     spec = parse_spec({"prompt": "a knight"})
-    assert (spec.steps, spec.guidance, spec.width, spec.height, spec.frames, spec.fps, spec.scheduler) == \
-        (25, 7.5, 512, 512, 16, 8, "ddim")
+    assert (spec.steps, spec.guidance, spec.width, spec.height, spec.frames, spec.fps, spec.scheduler) == (
+        25,
+        7.5,
+        512,
+        512,
+        16,
+        8,
+        "ddim",
+    )
 
 
 def test_full_spec_round_trips():
-    data = {"prompt": "p", "seed": 3, "controlnets": [{"kind": "depth", "weight": 0.5, "start": 0.1, "end": 0.9}],
-            "motion_loras": [{"name": "zoom_in", "weight": 0.8}], "loras": [{"name": "style", "weight": 0.6}],
-            "sparsectrl": {"keyframes": [0, 15]}}
+    data = {
+        "prompt": "p",
+        "seed": 3,
+        "controlnets": [{"kind": "depth", "weight": 0.5, "start": 0.1, "end": 0.9}],
+        "motion_loras": [{"name": "zoom_in", "weight": 0.8}],
+        "loras": [{"name": "style", "weight": 0.6}],
+        "sparsectrl": {"keyframes": [0, 15]},
+    }
     spec = parse_spec(data)
     assert spec.controlnets[0].model == "depth" and spec.controlnets[0].weight == 0.5
     assert spec.motion_loras[0].name == "zoom_in" and spec.sparsectrl.keyframes == [0, 15]
     assert isinstance(parse_spec(__import__("json").loads(spec.to_json())), JobSpec)
 
 
-@pytest.mark.parametrize("patch, field", [
-    ({"width": 500}, "width"),
-    ({"height": 0}, "height"),
-    ({"steps": 0}, "steps"),
-    ({"steps": 1000}, "steps"),
-    ({"guidance": 99}, "guidance"),
-    ({"guidance": float("nan")}, "guidance"),
-    ({"seed": -1}, "seed"),
-    ({"frames": "16"}, "frames"),
-    ({"scheduler": "heun"}, "scheduler"),
-    ({"prompt": "  "}, "prompt"),
-    ({"colour": "red"}, "colour"),
-    ({"version": 2}, "version"),
-    ({"controlnets": [{"kind": "canny"}]}, "controlnets[0].kind"),
-    ({"controlnets": [{"kind": "depth", "start": 0.8, "end": 0.2}]}, "controlnets[0].start"),
-    ({"motion_loras": [{"name": "pan_left", "weight": 5}]}, "motion_loras[0].weight"),
-    ({"sparsectrl": {"keyframes": [0, 16]}}, "sparsectrl.keyframes[1]"),
-    ({"camera_motion": "auto"}, "camera_motion"),
-])
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"width": 500}, "width"),
+        ({"height": 0}, "height"),
+        ({"steps": 0}, "steps"),
+        ({"steps": 1000}, "steps"),
+        ({"guidance": 99}, "guidance"),
+        ({"guidance": float("nan")}, "guidance"),
+        ({"seed": -1}, "seed"),
+        ({"frames": "16"}, "frames"),
+        ({"scheduler": "heun"}, "scheduler"),
+        ({"prompt": "  "}, "prompt"),
+        ({"colour": "red"}, "colour"),
+        ({"version": 2}, "version"),
+        ({"controlnets": [{"kind": "canny"}]}, "controlnets[0].kind"),
+        ({"controlnets": [{"kind": "depth", "start": 0.8, "end": 0.2}]}, "controlnets[0].start"),
+        ({"motion_loras": [{"name": "pan_left", "weight": 5}]}, "motion_loras[0].weight"),
+        ({"sparsectrl": {"keyframes": [0, 16]}}, "sparsectrl.keyframes[1]"),
+        ({"camera_motion": "auto"}, "camera_motion"),
+    ],
+)
 def test_bad_fields_are_named(patch, field):
     with pytest.raises(SpecError) as exc:
         parse_spec({"prompt": "p", **patch})
@@ -63,8 +78,14 @@ def test_every_problem_is_reported_at_once():
 
 
 def test_guide_counts_must_match_frames():
-    spec = parse_spec({"prompt": "p", "frames": 4, "controlnets": [{"kind": "depth"}, {"kind": "openpose"}],
-                       "sparsectrl": {"keyframes": [0]}})
+    spec = parse_spec(
+        {
+            "prompt": "p",
+            "frames": 4,
+            "controlnets": [{"kind": "depth"}, {"kind": "openpose"}],
+            "sparsectrl": {"keyframes": [0]},
+        }
+    )
     assert guide_errors(spec, {"depth": 4, "pose": 1, "keyframe": 1}) == []
     bad = {f for f, _ in guide_errors(spec, {"depth": 3, "normal": 4, "keyframe": 0})}
     assert bad == {"depth", "pose", "normal", "keyframe"}
@@ -81,9 +102,17 @@ def test_events_round_trip():
 
 
 def test_a_spec_goes_to_the_wire_and_back_unchanged():
-    spec = parse_spec({"prompt": "p", "frames": 20, "controlnets": [{"kind": "openpose", "weight": 0.5}],
-                       "loras": [{"name": "style", "weight": 0.7}], "context": {"length": 16, "loop": True},
-                       "sparsectrl": {"keyframes": [0, 19]}, "prompts": [{"frame": 5, "prompt": "q"}]})
+    spec = parse_spec(
+        {
+            "prompt": "p",
+            "frames": 20,
+            "controlnets": [{"kind": "openpose", "weight": 0.5}],
+            "loras": [{"name": "style", "weight": 0.7}],
+            "context": {"length": 16, "loop": True},
+            "sparsectrl": {"keyframes": [0, 19]},
+            "prompts": [{"frame": 5, "prompt": "q"}],
+        }
+    )
     assert parse_spec(spec.to_dict()) == spec and spec.to_dict()["controlnets"][0]["model"] == "openpose"
     assert parse_spec(JobSpec(prompt="p").to_dict()) == JobSpec(prompt="p", controlnets=[])
 

@@ -19,12 +19,11 @@ from test_extension import PACKAGE, extension  # noqa: E402, F401  (registers th
 
 from backend import camera, pose_capture, rig_structure, rigs  # noqa: E402
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 SIZE = 512
 ASSETS = Path(__file__).parent / "assets" / "rigs"
-LIMBS = {"shoulder": "upperarm", "elbow": "forearm", "wrist": "hand", "hip": "thigh", "knee": "shin",
-         "ankle": "foot"}
+LIMBS = {"shoulder": "upperarm", "elbow": "forearm", "wrist": "hand", "hip": "thigh", "knee": "shin", "ankle": "foot"}
 
 
 def _rebuilt_expected(family):
@@ -38,29 +37,40 @@ def _rebuilt_expected(family):
 def _robot_expected():
     out = {"neck": ("Neck", "head")}
     for side, s in (("left", "L"), ("right", "R")):
-        out.update({f"{side}_shoulder": (f"UpperArm{s}", "head"), f"{side}_elbow": (f"LowerArm{s}", "head"),
-                    f"{side}_wrist": (f"Palm1{s}", "head"), f"{side}_hip": (f"UpperLeg{s}", "head"),
-                    f"{side}_knee": (f"LowerLeg{s}", "head"),
-                    # the shin's end, from the importer's end node: not the IK foot target FootL (on the ground)
-                    f"{side}_ankle": (f"LowerLeg{s}_end", "object")})
+        out.update(
+            {
+                f"{side}_shoulder": (f"UpperArm{s}", "head"),
+                f"{side}_elbow": (f"LowerArm{s}", "head"),
+                f"{side}_wrist": (f"Palm1{s}", "head"),
+                f"{side}_hip": (f"UpperLeg{s}", "head"),
+                f"{side}_knee": (f"LowerLeg{s}", "head"),
+                # the shin's end, from the importer's end node: not the IK foot target FootL (on the ground)
+                f"{side}_ankle": (f"LowerLeg{s}_end", "object"),
+            }
+        )
     return out
 
 
 def _cesium_expected():
     out = {"neck": ("Skeleton_neck_joint_1", "head")}
-    arms = {"left": ("Skeleton_arm_joint_L__4_", "Skeleton_arm_joint_L__3_", "Skeleton_arm_joint_L__2_"),
-            "right": ("Skeleton_arm_joint_R", "Skeleton_arm_joint_R__2_", "Skeleton_arm_joint_R__3_")}
+    arms = {
+        "left": ("Skeleton_arm_joint_L__4_", "Skeleton_arm_joint_L__3_", "Skeleton_arm_joint_L__2_"),
+        "right": ("Skeleton_arm_joint_R", "Skeleton_arm_joint_R__2_", "Skeleton_arm_joint_R__3_"),
+    }
     for side, s in (("left", "L"), ("right", "R")):
         out.update({f"{side}_{p}": (b, "head") for p, b in zip(("shoulder", "elbow", "wrist"), arms[side])})
-        out.update({f"{side}_{p}": (f"leg_joint_{s}_{i}", "head") for p, i in (("hip", 1), ("knee", 2),
-                                                                             ("ankle", 3))})
+        out.update({f"{side}_{p}": (f"leg_joint_{s}_{i}", "head") for p, i in (("hip", 1), ("knee", 2), ("ankle", 3))})
     return out
 
 
 # id: (file or rebuild recipe, kind, expected limb bones, hand finger roots by side or None)
 CHARACTERS = {
-    "robot_expressive": ("RobotExpressive.glb", "Bone chains", _robot_expected(),
-                         {"index_1": "IndexL", "middle_1": "Middle1L", "thumb_1": "ThumbL", "ring_1": "Ring1L"}),
+    "robot_expressive": (
+        "RobotExpressive.glb",
+        "Bone chains",
+        _robot_expected(),
+        {"index_1": "IndexL", "middle_1": "Middle1L", "thumb_1": "ThumbL", "ring_1": "Ring1L"},
+    ),
     "cesium_man": ("CesiumMan.glb", "Bone chains", _cesium_expected(), None),
     "mixamo_fbx_cm": (("mixamo", "fbx", 0.01), "Mixamo", _rebuilt_expected("mixamo"), "rebuilt"),
     "mixamo_glb_cm": (("mixamo", "glb", 0.01), "Mixamo", _rebuilt_expected("mixamo"), "rebuilt"),
@@ -70,13 +80,15 @@ CHARACTERS = {
     "blender_dot_l_glb": (("blender", "glb", 1.0), "Bone chains", _rebuilt_expected("blender"), "rebuilt"),
 }
 # Secondary bones a VRoid model has (hair, skirt) that hang like limbs: never legs or arms.
-VROID_EXTRAS = [("J_Sec_L_Skirt_01", (0.12, 0, 0.95), (0.14, 0, 0.6), "J_Bip_C_Hips", True),
-                ("J_Sec_L_Skirt_02", (0.14, 0, 0.6), (0.15, 0, 0.3), "J_Sec_L_Skirt_01", True),
-                ("J_Sec_R_Skirt_01", (-0.12, 0, 0.95), (-0.14, 0, 0.6), "J_Bip_C_Hips", True),
-                ("J_Sec_R_Skirt_02", (-0.14, 0, 0.6), (-0.15, 0, 0.3), "J_Sec_R_Skirt_01", True),
-                ("J_Sec_Hair1_01", (0, 0.1, 1.8), (0, 0.15, 1.5), "J_Bip_C_Head", True),
-                ("J_Adj_L_FaceEye", (0.04, -0.09, 1.71), (0.04, -0.12, 1.71), "J_Bip_C_Head", True),
-                ("J_Adj_R_FaceEye", (-0.04, -0.09, 1.71), (-0.04, -0.12, 1.71), "J_Bip_C_Head", True)]
+VROID_EXTRAS = [
+    ("J_Sec_L_Skirt_01", (0.12, 0, 0.95), (0.14, 0, 0.6), "J_Bip_C_Hips", True),
+    ("J_Sec_L_Skirt_02", (0.14, 0, 0.6), (0.15, 0, 0.3), "J_Sec_L_Skirt_01", True),
+    ("J_Sec_R_Skirt_01", (-0.12, 0, 0.95), (-0.14, 0, 0.6), "J_Bip_C_Hips", True),
+    ("J_Sec_R_Skirt_02", (-0.14, 0, 0.6), (-0.15, 0, 0.3), "J_Sec_R_Skirt_01", True),
+    ("J_Sec_Hair1_01", (0, 0.1, 1.8), (0, 0.15, 1.5), "J_Bip_C_Head", True),
+    ("J_Adj_L_FaceEye", (0.04, -0.09, 1.71), (0.04, -0.12, 1.71), "J_Bip_C_Head", True),
+    ("J_Adj_R_FaceEye", (-0.04, -0.09, 1.71), (-0.04, -0.12, 1.71), "J_Bip_C_Head", True),
+]
 
 
 # The public files cannot be committed here (the workplace forbids committing fetched data): their cases carry the
@@ -127,7 +139,7 @@ def load(path):
     rigs_found = [o for o in scene.objects if o.type == "ARMATURE"]
     assert len(rigs_found) == 1
     rig = rigs_found[0]
-    if "Walking" in bpy.data.actions:   # RobotExpressive: its first action (a dance) turns it round
+    if "Walking" in bpy.data.actions:  # RobotExpressive: its first action (a dance) turns it round
         rig.animation_data.action = bpy.data.actions["Walking"]
         if hasattr(rig.animation_data, "action_suitable_slots") and rig.animation_data.action_slot is None:
             rig.animation_data.action_slot = rig.animation_data.action_suitable_slots[0]
@@ -142,8 +154,9 @@ def frames_of(rig) -> list[int]:
 def front_camera(scene, rig):
     """A 50 mm camera on -Y looking at the character's front, the whole body in frame."""
     points = [rig.matrix_world @ b.head_local for b in rig.data.bones]
-    points += [o.matrix_world @ Vector(corner) for o in rig.children_recursive if o.type == "MESH"
-               for corner in o.bound_box]
+    points += [
+        o.matrix_world @ Vector(corner) for o in rig.children_recursive if o.type == "MESH" for corner in o.bound_box
+    ]
     low = Vector([min(p[i] for p in points) for i in range(3)])
     high = Vector([max(p[i] for p in points) for i in range(3)])
     centre, extent = (low + high) / 2, max(high.z - low.z, high.x - low.x)
@@ -173,7 +186,7 @@ def expected_world(rig, entry) -> Vector:
 
 def body(frame_json):
     values = frame_json["people"][0]["pose_keypoints_2d"]
-    return {p: values[3 * i:3 * i + 3] for i, p in enumerate(rigs.BODY_POINTS)}
+    return {p: values[3 * i : 3 * i + 3] for i, p in enumerate(rigs.BODY_POINTS)}
 
 
 def head_outline(scene, rig) -> np.ndarray:
@@ -212,6 +225,7 @@ def _hull(points) -> np.ndarray:
                 out.pop()
             out.append(p)
         return out[:-1]
+
     return np.array(half(pts) + half(reversed(pts)))
 
 
@@ -225,20 +239,22 @@ def inside(hull, point, tolerance=1.0) -> bool:
 
 # --- per character -------------------------------------------------------------------------------------------
 
+
 @pytest.mark.parametrize("key", cases(CHARACTERS))
 def test_every_body_point_is_mapped_on_the_right_side(files, key):
     scene, rig = load(files[key])
     _source, kind, expected, _hands = CHARACTERS[key]
     report = rigs.report(rig.data)
     assert report["humanoid"] and report["kind"] == kind and not report["missing"] and report["usable"], report
-    assert sorted(report["estimated"]) == sorted(p for p in rigs.FACE_POINTS if p not in ("left_eye", "right_eye")
-                                                 or key != "vroid_glb")   # VRoid has eye bones
+    assert sorted(report["estimated"]) == sorted(
+        p for p in rigs.FACE_POINTS if p not in ("left_eye", "right_eye") or key != "vroid_glb"
+    )  # VRoid has eye bones
     mapping = rigs.body_map(rig.data)
     for point, (bone, end) in expected.items():
         if end == "head":
             assert mapping[point] == (bone, "head"), point
     scene.frame_set(frames_of(rig)[0])
-    left = Vector((1.0, 0.0, 0.0))   # every character here faces -Y: its left is +X
+    left = Vector((1.0, 0.0, 0.0))  # every character here faces -Y: its left is +X
     world = {p: expected_world(rig, e) for p, e in expected.items()}
     for part in ("shoulder", "elbow", "wrist", "hip", "knee", "ankle"):
         assert (world[f"left_{part}"] - world[f"right_{part}"]).dot(left) > 0, part
@@ -252,8 +268,9 @@ def test_points_follow_their_bones_over_16_frames_and_the_face_stays_in_the_head
     front_camera(scene, rig)
     frames = frames_of(rig)
     assert len(frames) >= 12
-    captured = pose_capture.capture(scene, [rig.name], camera.camera_path(scene, frames, [None] * len(frames)),
-                                    hands=False)
+    captured = pose_capture.capture(
+        scene, [rig.name], camera.camera_path(scene, frames, [None] * len(frames)), hands=False
+    )
     worst, moved = 0.0, []
     for frame, frame_json in zip(frames, captured):
         scene.frame_set(frame)
@@ -267,11 +284,11 @@ def test_points_follow_their_bones_over_16_frames_and_the_face_stays_in_the_head
         for point in rigs.FACE_POINTS:
             x, y, c = points[point]
             assert c == 1.0 and inside(outline, (x, y)), (frame, point, (x, y))
-        assert points["right_shoulder"][0] < points["left_shoulder"][0]   # the character's right: image left
+        assert points["right_shoulder"][0] < points["left_shoulder"][0]  # the character's right: image left
         assert points["right_eye"][0] < points["left_eye"][0]
         moved.append(points["left_wrist"][:2] + points["left_ankle"][:2])
     assert worst < 3.0, worst
-    assert np.ptp(np.array(moved), axis=0).max() > 2   # the animation was evaluated, not the rest pose
+    assert np.ptp(np.array(moved), axis=0).max() > 2  # the animation was evaluated, not the rest pose
 
 
 @pytest.mark.parametrize("key", cases(k for k, v in CHARACTERS.items() if v[3]))
@@ -301,7 +318,7 @@ def test_hands_come_from_the_finger_bones(files, key):
     for i, point in enumerate(rigs.HAND_POINTS):
         if point in hands["left"] and isinstance(hands["left"][point][1], str):
             want, _z = pixel(scene, expected_world(rig, hands["left"][point]))
-            assert values[3 * i + 2] == 1.0 and np.abs(np.array(values[3 * i:3 * i + 2]) - want).max() < 3.0
+            assert values[3 * i + 2] == 1.0 and np.abs(np.array(values[3 * i : 3 * i + 2]) - want).max() < 3.0
 
 
 @pytest.mark.parametrize("key", cases(CHARACTERS))
@@ -314,7 +331,7 @@ def test_a_wall_hides_points_only_while_it_renders(files, key):
     s = 50.0
     mesh.from_pydata([(-s, 0, -s), (s, 0, -s), (s, 0, s), (-s, 0, s)], [], [(0, 1, 2, 3)])
     wall = bpy.data.objects.new("Wall", mesh)
-    wall.location = cam.location + Vector((0, 0.5, 0))   # just in front of the camera: it covers the whole view
+    wall.location = cam.location + Vector((0, 0.5, 0))  # just in front of the camera: it covers the whole view
     walls.objects.link(wall)
     path = camera.camera_path(scene, [1], [None])
 
@@ -331,6 +348,7 @@ def test_a_wall_hides_points_only_while_it_renders(files, key):
 
 
 # --- what the render sees ------------------------------------------------------------------------------------
+
 
 def test_only_what_renders_hides_points(files):
     scene, rig = load(files["unreal_glb"])
@@ -350,17 +368,18 @@ def test_only_what_renders_hides_points(files):
 
     assert seen() == 0
     for switch_off, switch_on in (
-            (lambda: setattr(wall, "hide_render", True), lambda: setattr(wall, "hide_render", False)),
-            (lambda: setattr(wall, "visible_camera", False), lambda: setattr(wall, "visible_camera", True)),
-            (lambda: setattr(wall, "is_holdout", True), lambda: setattr(wall, "is_holdout", False)),
-            (lambda: setattr(layer, "holdout", True), lambda: setattr(layer, "holdout", False)),
-            (lambda: setattr(layer, "indirect_only", True), lambda: setattr(layer, "indirect_only", False)),
-            (lambda: setattr(walls, "hide_render", True), lambda: setattr(walls, "hide_render", False))):
+        (lambda: setattr(wall, "hide_render", True), lambda: setattr(wall, "hide_render", False)),
+        (lambda: setattr(wall, "visible_camera", False), lambda: setattr(wall, "visible_camera", True)),
+        (lambda: setattr(wall, "is_holdout", True), lambda: setattr(wall, "is_holdout", False)),
+        (lambda: setattr(layer, "holdout", True), lambda: setattr(layer, "holdout", False)),
+        (lambda: setattr(layer, "indirect_only", True), lambda: setattr(layer, "indirect_only", False)),
+        (lambda: setattr(walls, "hide_render", True), lambda: setattr(walls, "hide_render", False)),
+    ):
         switch_off()
         assert seen() == 18
         switch_on()
         assert seen() == 0
-    wall.hide_viewport = True   # hidden in the viewport only: the render still shows it
+    wall.hide_viewport = True  # hidden in the viewport only: the render still shows it
     assert seen() == 0
 
 
@@ -378,10 +397,11 @@ def test_the_character_in_a_collection_that_does_not_render_is_not_captured(file
 
 # --- not a person, made-up bone lengths, controllers -----------------------------------------------------------
 
+
 @pytest.mark.real_assets
 def test_the_fox_is_refused_and_its_wrong_picks_are_not_shown(files, extension):
     scene, rig = load(files["fox"])
-    if not hasattr(rig.data, "marionette_pose"):   # factory settings switched the extension off
+    if not hasattr(rig.data, "marionette_pose"):  # factory settings switched the extension off
         bpy.ops.preferences.addon_enable(module=PACKAGE)
     report = rigs.report(rig.data)
     assert not report["humanoid"] and not report["usable"] and report["kind"] == "Not a person"
@@ -390,7 +410,7 @@ def test_the_fox_is_refused_and_its_wrong_picks_are_not_shown(files, extension):
     assert pose_capture.characters(scene) == []
     assert "four-legged" in pose_capture.describe_missing(scene)
     bone = next(b.name for b in rig.data.bones if "Neck" in b.name)
-    rig.data.marionette_pose.neck = bone   # a point picked by hand is the only one used
+    rig.data.marionette_pose.neck = bone  # a point picked by hand is the only one used
     report = rigs.report(rig.data)
     assert report["mapped"] == {"neck": bone} and report["custom"] == ["neck"] and not report["usable"]
 
@@ -398,7 +418,7 @@ def test_the_fox_is_refused_and_its_wrong_picks_are_not_shown(files, extension):
 def test_a_quadruped_with_front_legs_named_arms_is_refused(extension):
     """Rebuilt with the public Fox's bone names (so this runs without the file): structure, not names, decides."""
     bpy.ops.wm.read_factory_settings(use_empty=True)
-    if not hasattr(bpy.types.Armature, "marionette_pose"):   # factory settings switched the extension off
+    if not hasattr(bpy.types.Armature, "marionette_pose"):  # factory settings switched the extension off
         bpy.ops.preferences.addon_enable(module=PACKAGE)
     rig = rig_builders.build_quadruped()
     report = rigs.report(rig.data)
@@ -412,12 +432,12 @@ def test_absurd_imported_bone_lengths_leave_the_face_where_the_head_is(files):
     """glTF from a centimetre rig: Blender's importer makes the head bone 22 m long; the face stays on the head."""
     _scene, rig = load(files["mixamo_glb_cm"])
     head = rig.data.bones["mixamorig:Head"]
-    assert head.length * rig.matrix_world.to_scale()[0] > 5.0   # the made-up length this test pins
+    assert head.length * rig.matrix_world.to_scale()[0] > 5.0  # the made-up length this test pins
     mapping = rigs.body_map(rig.data)
     world = {p: rig.matrix_world @ rigs.rest_point(rig.data, mapping[p]) for p in rigs.FACE_POINTS}
     assert 1.6 < world["nose"].z < 1.84 and world["nose"].y < -0.1 and abs(world["nose"].x) < 0.01
     assert world["left_eye"].x > 0.02 > -0.02 > world["right_eye"].x
-    assert abs(world["left_eye"].z - world["right_eye"].z) < 1e-4   # level
+    assert abs(world["left_eye"].z - world["right_eye"].z) < 1e-4  # level
     assert 0.06 < world["left_ear"].x < 0.1 and -0.1 < world["right_ear"].x < -0.06
 
 
@@ -427,11 +447,13 @@ def test_ik_controllers_poles_and_mechanism_never_stand_in_for_joints():
     bpy.ops.wm.read_factory_settings(use_empty=True)
     extras = []
     for s, x in (("L", 1), ("R", -1)):
-        extras += [(f"foot_ik.{s}", (0.1 * x, 0, 0.0), (0.1 * x, -0.2, 0.0), None, False),
-                   (f"knee_pole.{s}", (0.1 * x, -0.6, 0.55), (0.1 * x, -0.7, 0.55), None, False),
-                   (f"MCH-thigh_parent.{s}", (0.1 * x, 0, 0.98), (0.1 * x, 0, 0.8), "Hips", False),
-                   (f"hand_ik.{s}", (0.72 * x, 0, 1.4), (0.8 * x, 0, 1.4), None, False),
-                   (f"Foot.{s}.001", (0.1 * x, 0, 0.05), (0.1 * x, -0.1, 0.05), None, False)]
+        extras += [
+            (f"foot_ik.{s}", (0.1 * x, 0, 0.0), (0.1 * x, -0.2, 0.0), None, False),
+            (f"knee_pole.{s}", (0.1 * x, -0.6, 0.55), (0.1 * x, -0.7, 0.55), None, False),
+            (f"MCH-thigh_parent.{s}", (0.1 * x, 0, 0.98), (0.1 * x, 0, 0.8), "Hips", False),
+            (f"hand_ik.{s}", (0.72 * x, 0, 1.4), (0.8 * x, 0, 1.4), None, False),
+            (f"Foot.{s}.001", (0.1 * x, 0, 0.05), (0.1 * x, -0.1, 0.05), None, False),
+        ]
     rig, _body = rig_builders.build("blender", extras=extras)
     for s in ("L", "R"):
         ik = rig.pose.bones[f"LowerLeg.{s}"].constraints.new("IK")
@@ -449,16 +471,38 @@ def test_ik_controllers_poles_and_mechanism_never_stand_in_for_joints():
     assert not any(rig_structure.is_mechanism(n) or not rig.data.bones[n].use_deform for n in used)
 
 
-@pytest.mark.parametrize("names", [
-    {"upperarm": "upperarm.{s}", "forearm": "lowerarm.{s}", "hand": "hand.{s}", "thigh": "thigh.{s}",
-     "shin": "calf.{s}", "foot": "foot.{s}"},
-    {"upperarm": "UpperArm_{S}", "forearm": "LowerArm_{S}", "hand": "Hand_{S}", "thigh": "Thigh_{S}",
-     "shin": "Calf_{S}", "foot": "Foot_{S}"},
-    {"upperarm": "bone_{n}", "forearm": "bone_{n}", "hand": "bone_{n}", "thigh": "bone_{n}", "shin": "bone_{n}",
-     "foot": "bone_{n}"},   # no names at all: the structure alone
-])
+@pytest.mark.parametrize(
+    "names",
+    [
+        {
+            "upperarm": "upperarm.{s}",
+            "forearm": "lowerarm.{s}",
+            "hand": "hand.{s}",
+            "thigh": "thigh.{s}",
+            "shin": "calf.{s}",
+            "foot": "foot.{s}",
+        },
+        {
+            "upperarm": "UpperArm_{S}",
+            "forearm": "LowerArm_{S}",
+            "hand": "Hand_{S}",
+            "thigh": "Thigh_{S}",
+            "shin": "Calf_{S}",
+            "foot": "Foot_{S}",
+        },
+        {
+            "upperarm": "bone_{n}",
+            "forearm": "bone_{n}",
+            "hand": "bone_{n}",
+            "thigh": "bone_{n}",
+            "shin": "bone_{n}",
+            "foot": "bone_{n}",
+        },  # no names at all: the structure alone
+    ],
+)
 def test_suffix_variants_and_unnamed_bones_map_by_structure(names):
     bpy.ops.wm.read_factory_settings(use_empty=True)
+
     def name(joint):
         side = joint[-1] if joint[-1] in "LR" else ""
         base = joint[:-1] if side else joint

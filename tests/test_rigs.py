@@ -17,24 +17,50 @@ from test_extension import PACKAGE, extension, point_at, scene_with_camera  # no
 
 from backend import camera, face_points, passes, pose_capture, rigs  # noqa: E402
 
-pytestmark = pytest.mark.blender   # Blender-side: `make test` runs it on Blender 4.5 and 5.0
+pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 W, H = 96, 64
 
 RIGIFY_EXPECTED = {
-    "nose": "nose.002", "neck": "spine.004", "right_shoulder": "upper_arm.R", "right_elbow": "forearm.R",
-    "right_wrist": "hand.R", "left_shoulder": "upper_arm.L", "left_elbow": "forearm.L", "left_wrist": "hand.L",
-    "right_hip": "thigh.R", "right_knee": "shin.R", "right_ankle": "foot.R", "left_hip": "thigh.L",
-    "left_knee": "shin.L", "left_ankle": "foot.L", "right_eye": "eye.R", "left_eye": "eye.L", "right_ear": "ear.R",
+    "nose": "nose.002",
+    "neck": "spine.004",
+    "right_shoulder": "upper_arm.R",
+    "right_elbow": "forearm.R",
+    "right_wrist": "hand.R",
+    "left_shoulder": "upper_arm.L",
+    "left_elbow": "forearm.L",
+    "left_wrist": "hand.L",
+    "right_hip": "thigh.R",
+    "right_knee": "shin.R",
+    "right_ankle": "foot.R",
+    "left_hip": "thigh.L",
+    "left_knee": "shin.L",
+    "left_ankle": "foot.L",
+    "right_eye": "eye.R",
+    "left_eye": "eye.L",
+    "right_ear": "ear.R",
     "left_ear": "ear.L",
 }
 MIXAMO_EXPECTED = {
-    "neck": "Neck", "right_shoulder": "RightArm", "right_elbow": "RightForeArm", "right_wrist": "RightHand",
-    "left_shoulder": "LeftArm", "left_elbow": "LeftForeArm", "left_wrist": "LeftHand", "right_hip": "RightUpLeg",
-    "right_knee": "RightLeg", "right_ankle": "RightFoot", "left_hip": "LeftUpLeg", "left_knee": "LeftLeg",
-    "left_ankle": "LeftFoot", "right_eye": "RightEye", "left_eye": "LeftEye",
+    "neck": "Neck",
+    "right_shoulder": "RightArm",
+    "right_elbow": "RightForeArm",
+    "right_wrist": "RightHand",
+    "left_shoulder": "LeftArm",
+    "left_elbow": "LeftForeArm",
+    "left_wrist": "LeftHand",
+    "right_hip": "RightUpLeg",
+    "right_knee": "RightLeg",
+    "right_ankle": "RightFoot",
+    "left_hip": "LeftUpLeg",
+    "left_knee": "LeftLeg",
+    "left_ankle": "LeftFoot",
+    "right_eye": "RightEye",
+    "left_eye": "LeftEye",
     # no nose or ear bones in a Mixamo rig: placed from the head bone
-    "nose": "Head", "right_ear": "Head", "left_ear": "Head",
+    "nose": "Head",
+    "right_ear": "Head",
+    "left_ear": "Head",
 }
 
 
@@ -56,8 +82,9 @@ os._exit(0)
 def rigify_blend(tmp_path_factory):
     """A Rigify human built with the bundled rigify add-on: the metarig and the rig generated from it."""
     path = tmp_path_factory.mktemp("rigify") / "rigify.blend"
-    built = subprocess.run([sys.executable, "-c", _BUILD_RIGIFY, str(path)], capture_output=True, text=True,
-                           timeout=300)
+    built = subprocess.run(
+        [sys.executable, "-c", _BUILD_RIGIFY, str(path)], capture_output=True, text=True, timeout=300
+    )
     assert built.returncode == 0 and path.exists(), built.stdout[-2000:] + built.stderr[-2000:]
     return path
 
@@ -71,10 +98,15 @@ def empty_scene():
 
 def mixamo_bones(prefix="mixamorig:"):
     """(name, head, tail, parent) of a Mixamo-named human in T-pose, 1.85 m, facing -Y, its left at +X."""
-    bones = [("Hips", (0, 0, 1.0), (0, 0, 1.1), None), ("Spine", (0, 0, 1.1), (0, 0, 1.25), "Hips"),
-             ("Spine1", (0, 0, 1.25), (0, 0, 1.38), "Spine"), ("Spine2", (0, 0, 1.38), (0, 0, 1.5), "Spine1"),
-             ("Neck", (0, 0, 1.5), (0, 0, 1.6), "Spine2"), ("Head", (0, 0, 1.6), (0, 0, 1.8), "Neck"),
-             ("HeadTop_End", (0, 0, 1.8), (0, 0, 1.85), "Head")]
+    bones = [
+        ("Hips", (0, 0, 1.0), (0, 0, 1.1), None),
+        ("Spine", (0, 0, 1.1), (0, 0, 1.25), "Hips"),
+        ("Spine1", (0, 0, 1.25), (0, 0, 1.38), "Spine"),
+        ("Spine2", (0, 0, 1.38), (0, 0, 1.5), "Spine1"),
+        ("Neck", (0, 0, 1.5), (0, 0, 1.6), "Spine2"),
+        ("Head", (0, 0, 1.6), (0, 0, 1.8), "Neck"),
+        ("HeadTop_End", (0, 0, 1.8), (0, 0, 1.85), "Head"),
+    ]
     for side, s in (("Left", 1), ("Right", -1)):
         bones += [
             (f"{side}Eye", (0.03 * s, -0.09, 1.71), (0.03 * s, -0.12, 1.71), "Head"),
@@ -129,7 +161,7 @@ def path_for(scene, frames):
 
 def body(frame_json, person=0):
     values = frame_json["people"][person]["pose_keypoints_2d"]
-    return {p: values[3 * i:3 * i + 3] for i, p in enumerate(rigs.BODY_POINTS)}
+    return {p: values[3 * i : 3 * i + 3] for i, p in enumerate(rigs.BODY_POINTS)}
 
 
 def expected_pixel(scene, obj, entry):
@@ -142,6 +174,7 @@ def expected_pixel(scene, obj, entry):
 
 # --- bone maps -----------------------------------------------------------------------------------------------
 
+
 def test_rigify_metarig_and_generated_rig_map_every_point(rigify_blend):
     bpy.ops.wm.open_mainfile(filepath=str(rigify_blend))
     for name, kind, prefix in (("metarig", "Rigify metarig", ""), ("rig", "Rigify rig", "ORG-")):
@@ -149,8 +182,9 @@ def test_rigify_metarig_and_generated_rig_map_every_point(rigify_blend):
         report = rigs.report(armature)
         assert report["kind"] == kind and not report["missing"] and not report["estimated"] and report["usable"]
         mapping = rigs.body_map(armature)
-        assert {p: mapping[p] for p in rigs.BODY_POINTS} == {p: (prefix + b, "head")
-                                                             for p, b in RIGIFY_EXPECTED.items()}
+        assert {p: mapping[p] for p in rigs.BODY_POINTS} == {
+            p: (prefix + b, "head") for p, b in RIGIFY_EXPECTED.items()
+        }
         hands = rigs.hand_maps(armature)
         assert hands["left"]["index_1"] == (prefix + "f_index.01.L", "head")
         assert hands["right"]["thumb_4"] == (prefix + "thumb.03.R", "tail") and len(hands["right"]) == 21
@@ -166,17 +200,19 @@ def test_face_points_without_face_bones_or_mesh_come_from_proportions_not_the_he
     height = (armature.bones["ORG-spine.006"].tail_local - armature.bones["ORG-spine.006"].head_local).length
 
     def estimates():
-        return {p: rigs.rest_point(armature, (head_bone, offset))
-                for p, offset in face_points.estimate(armature, without_face, head_bone, found["axes"]).items()}
+        return {
+            p: rigs.rest_point(armature, (head_bone, offset))
+            for p, offset in face_points.estimate(armature, without_face, head_bone, found["axes"]).items()
+        }
 
     before = estimates()
-    for point, where in before.items():   # a rough place: within a third of the head's height of the face bone
+    for point, where in before.items():  # a rough place: within a third of the head's height of the face bone
         assert (where - rigs.rest_point(armature, mapping[point])).length < 0.35 * height, point
-    assert before["left_eye"].x > before["nose"].x > before["right_eye"].x   # the rig faces -Y: its left is +X
+    assert before["left_eye"].x > before["nose"].x > before["right_eye"].x  # the rig faces -Y: its left is +X
     bpy.context.view_layer.objects.active = bpy.data.objects["rig"]
     bpy.ops.object.mode_set(mode="EDIT")
     bone = armature.edit_bones[head_bone]
-    bone.tail = bone.head + (bone.tail - bone.head) * 40   # an importer's made-up length
+    bone.tail = bone.head + (bone.tail - bone.head) * 40  # an importer's made-up length
     bpy.ops.object.mode_set(mode="OBJECT")
     for point, where in estimates().items():
         assert (where - before[point]).length < 1e-4, point
@@ -192,35 +228,64 @@ def test_mixamo_names_map_every_point(prefix):
     mapping = rigs.body_map(obj.data)
     assert {p: mapping[p][0] for p in rigs.BODY_POINTS} == {p: prefix + b for p, b in MIXAMO_EXPECTED.items()}
     nose, left_ear = (rigs.rest_point(obj.data, mapping[p]) for p in ("nose", "left_ear"))
-    assert nose.y < -0.05 and abs(nose.x) < 1e-6 and left_ear.x > 0.05   # in front of the face; ear on its left
+    assert nose.y < -0.05 and abs(nose.x) < 1e-6 and left_ear.x > 0.05  # in front of the face; ear on its left
     hands = rigs.hand_maps(obj.data)
     assert hands["left"]["pinky_4"] == (prefix + "LeftHandPinky4", "head") and len(hands["left"]) == 21
 
 
 def test_unreal_names_and_an_ik_controller():
     scene = empty_scene()
-    bones = [("pelvis", (0, 0, 1.0), (0, 0, 1.2), None), ("spine_01", (0, 0, 1.2), (0, 0, 1.5), "pelvis"),
-             ("neck_01", (0, 0, 1.5), (0, 0, 1.6), "spine_01"), ("head", (0, 0, 1.6), (0, 0, 1.8), "neck_01"),
-             ("ik_hand_l", (0.7, 0, 1.4), (0.8, 0, 1.4), None)]
+    bones = [
+        ("pelvis", (0, 0, 1.0), (0, 0, 1.2), None),
+        ("spine_01", (0, 0, 1.2), (0, 0, 1.5), "pelvis"),
+        ("neck_01", (0, 0, 1.5), (0, 0, 1.6), "spine_01"),
+        ("head", (0, 0, 1.6), (0, 0, 1.8), "neck_01"),
+        ("ik_hand_l", (0.7, 0, 1.4), (0.8, 0, 1.4), None),
+    ]
     for s, x in (("l", 1), ("r", -1)):
-        bones += [(f"upperarm_{s}", (0.15 * x, 0, 1.45), (0.42 * x, 0, 1.45), "spine_01"),
-                  (f"lowerarm_{s}", (0.42 * x, 0, 1.45), (0.67 * x, 0, 1.45), f"upperarm_{s}"),
-                  (f"hand_{s}", (0.67 * x, 0, 1.45), (0.75 * x, 0, 1.45), f"lowerarm_{s}"),
-                  (f"thigh_{s}", (0.1 * x, 0, 1.0), (0.1 * x, 0, 0.55), "pelvis"),
-                  (f"calf_{s}", (0.1 * x, 0, 0.55), (0.1 * x, 0, 0.1), f"thigh_{s}"),
-                  (f"foot_{s}", (0.1 * x, 0, 0.1), (0.1 * x, -0.1, 0.0), f"calf_{s}")]
+        bones += [
+            (f"upperarm_{s}", (0.15 * x, 0, 1.45), (0.42 * x, 0, 1.45), "spine_01"),
+            (f"lowerarm_{s}", (0.42 * x, 0, 1.45), (0.67 * x, 0, 1.45), f"upperarm_{s}"),
+            (f"hand_{s}", (0.67 * x, 0, 1.45), (0.75 * x, 0, 1.45), f"lowerarm_{s}"),
+            (f"thigh_{s}", (0.1 * x, 0, 1.0), (0.1 * x, 0, 0.55), "pelvis"),
+            (f"calf_{s}", (0.1 * x, 0, 0.55), (0.1 * x, 0, 0.1), f"thigh_{s}"),
+            (f"foot_{s}", (0.1 * x, 0, 0.1), (0.1 * x, -0.1, 0.0), f"calf_{s}"),
+        ]
     obj = add_armature(scene, bones)
     mapping = rigs.body_map(obj.data)
     assert rigs.report(obj.data)["kind"] == "Unreal mannequin" and not rigs.report(obj.data)["missing"]
     assert mapping["left_wrist"] == ("hand_l", "head") and mapping["right_knee"] == ("calf_r", "head")
     assert mapping["left_shoulder"] == ("upperarm_l", "head") and mapping["neck"] == ("neck_01", "head")
-    assert [rigs.name_part(n) for n in ("eye.L", "LeftEye", "J_Adj_R_FaceEye", "ear.R", "nose", "eyelid.L",
-                                        "eye_target.L", "MCH-eye.L", "forehead.L", "earring.L")] == [
-        ("eye", "left"), ("eye", "left"), ("eye", "right"), ("ear", "right"), ("nose", None), None, None, None,
-        None, None]
+    assert [
+        rigs.name_part(n)
+        for n in (
+            "eye.L",
+            "LeftEye",
+            "J_Adj_R_FaceEye",
+            "ear.R",
+            "nose",
+            "eyelid.L",
+            "eye_target.L",
+            "MCH-eye.L",
+            "forehead.L",
+            "earring.L",
+        )
+    ] == [
+        ("eye", "left"),
+        ("eye", "left"),
+        ("eye", "right"),
+        ("ear", "right"),
+        ("nose", None),
+        None,
+        None,
+        None,
+        None,
+        None,
+    ]
 
 
 # --- projection and omission ---------------------------------------------------------------------------------
+
 
 def test_t_pose_from_the_front_puts_the_right_shoulder_on_the_image_left():
     scene = empty_scene()
@@ -245,7 +310,7 @@ def test_projection_agrees_with_bpy_extras_on_the_evaluated_pose():
     for frame, angle in ((1, 0.0), (3, -1.2)):
         arm.rotation_euler = (0, angle, 0.5 * angle)
         arm.keyframe_insert("rotation_euler", frame=frame)
-    obj.pose.bones["mixamorig:Head"].constraints.new("COPY_ROTATION").target = cam   # turned by a constraint
+    obj.pose.bones["mixamorig:Head"].constraints.new("COPY_ROTATION").target = cam  # turned by a constraint
     frames = pose_capture.capture(scene, [obj.name], path_for(scene, [1, 2, 3]))
     mapping = rigs.body_map(obj.data)
     hand = rigs.hand_maps(obj.data)["left"]
@@ -256,10 +321,10 @@ def test_projection_agrees_with_bpy_extras_on_the_evaluated_pose():
         for point, (x, y, c) in points.items():
             ex, ey, _z = expected_pixel(scene, obj, mapping[point])
             assert c == 1.0 and x == pytest.approx(ex, abs=0.02) and y == pytest.approx(ey, abs=0.02), point
-        tip = frame_json["people"][0]["hand_left_keypoints_2d"][3 * 8:3 * 8 + 2]   # index finger tip
+        tip = frame_json["people"][0]["hand_left_keypoints_2d"][3 * 8 : 3 * 8 + 2]  # index finger tip
         assert tip == pytest.approx(expected_pixel(scene, obj, hand["index_4"])[:2], abs=0.02)
         moved.append(points["left_wrist"][:2])
-    assert moved[0] != moved[2]   # the action was evaluated, not the rest pose
+    assert moved[0] != moved[2]  # the action was evaluated, not the rest pose
 
 
 def box(scene, name, centre, size, parent=None):
@@ -283,15 +348,16 @@ def test_a_wrist_behind_a_wall_is_omitted_and_the_own_body_hides_nothing(tmp_pat
     # the character's body: skinned to the armature, in front of the neck, shoulders and hips
     box(scene, "Body", (0, 0, 1.2), (0.5, 0.3, 0.7), parent=obj)
     cam, wrist = Vector(scene.camera.location), Vector((-0.67, 0, 1.45))
-    box(scene, "Wall", cam.lerp(wrist, 0.8), (0.12, 0.02, 0.12))   # a metre in front of the right wrist only
+    box(scene, "Wall", cam.lerp(wrist, 0.8), (0.12, 0.02, 0.12))  # a metre in front of the right wrist only
     path = path_for(scene, [1])
     raw = passes.render_guides(scene, [1], tmp_path / "guides")["depth_raw"]
     points = body(pose_capture.capture(scene, [obj.name], path, raw, hands=False)[0])
     assert points["right_wrist"][2] == 0.0
     assert all(c == 1.0 for p, (_x, _y, c) in points.items() if p != "right_wrist"), points
     assert points["left_wrist"][2] == 1.0 and points["neck"][2] == 1.0 and points["right_hip"][2] == 1.0
-    hidden = body(pose_capture.capture(scene, [obj.name], path, raw, hands=False, own_body_hides=True,
-                                       thickness=0.05)[0])
+    hidden = body(
+        pose_capture.capture(scene, [obj.name], path, raw, hands=False, own_body_hides=True, thickness=0.05)[0]
+    )
     assert hidden["neck"][2] == 0.0 and hidden["right_hip"][2] == 0.0 and hidden["left_wrist"][2] == 1.0
     # the same answers from ray casts alone (no depth pass)
     assert body(pose_capture.capture(scene, [obj.name], path, hands=False)[0]) == points
@@ -301,7 +367,7 @@ def test_a_character_walking_out_of_frame_loses_the_points_outside():
     scene = empty_scene()
     obj = add_armature(scene, mixamo_bones())
     front_camera(scene)
-    for frame, x in ((1, 0.0), (5, 2.2)):   # walks to its left = the image's right
+    for frame, x in ((1, 0.0), (5, 2.2)):  # walks to its left = the image's right
         obj.location.x = x
         obj.keyframe_insert("location", frame=frame)
     frames = pose_capture.capture(scene, [obj.name], path_for(scene, [1, 3, 5]), hands=False)
@@ -337,6 +403,7 @@ def test_several_characters_and_points_behind_the_camera():
 
 # --- through the extension and the server --------------------------------------------------------------------
 
+
 def test_generate_with_the_pose_guide_sends_a_pose_file_the_server_draws(extension, tiny_server, tmp_path):
     scene = scene_with_camera(tmp_path, frames=2, size=64, steps=1)
     scene.marionette.use_pose = True
@@ -344,7 +411,7 @@ def test_generate_with_the_pose_guide_sends_a_pose_file_the_server_draws(extensi
         bpy.ops.marionette.generate()
     scene.marionette.use_depth = scene.marionette.use_normal = False
     obj = add_armature(scene, mixamo_bones(), location=(0, 0, -0.4))
-    obj.data.marionette_pose.right_wrist = "mixamorig:RightForeArm"   # a custom pick wins over the automatic map
+    obj.data.marionette_pose.right_wrist = "mixamorig:RightForeArm"  # a custom pick wins over the automatic map
     ext_rigs = sys.modules[f"{PACKAGE}.backend.rigs"]
     assert ext_rigs.body_map(obj.data)["right_wrist"] == ("mixamorig:RightForeArm", "head")
     point_at(extension, tiny_server.url)
@@ -356,7 +423,7 @@ def test_generate_with_the_pose_guide_sends_a_pose_file_the_server_draws(extensi
     assert len(pose_json) == 2 and len(list(job_dir.glob("frame_*.png"))) == 2
     assert sum(c > 0 for c in pose_json[0]["people"][0]["pose_keypoints_2d"][2::3]) >= 8
 
-    assert bpy.ops.marionette.capture_guides() == {"FINISHED"}   # Preview Guides: the server draws the frames
+    assert bpy.ops.marionette.capture_guides() == {"FINISHED"}  # Preview Guides: the server draws the frames
     guides = Path(bpy.context.window_manager.marionette.job_dir)
     assert sorted(p.name for p in guides.glob("pose_*.png")) == ["pose_0001.png", "pose_0002.png"]
     image = bpy.data.images["Marionette Pose Guide"]
@@ -367,7 +434,7 @@ def test_generate_with_the_pose_guide_sends_a_pose_file_the_server_draws(extensi
     reference = controlnet_aux_drawing(json.loads((guides / "pose.json").read_text())[0], 64, 64, tmp_path)
     assert np.array_equal(drawn[..., :3], reference)
 
-    path, name = tmp_path / "map.blend", obj.name   # the custom map is saved with the armature
+    path, name = tmp_path / "map.blend", obj.name  # the custom map is saved with the armature
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))
     assert bpy.data.objects[name].data.marionette_pose.right_wrist == "mixamorig:RightForeArm"
@@ -397,7 +464,11 @@ def controlnet_aux_drawing(frame_json, width, height, tmp_path):
     controlnet-aux of its own), so the comparison runs on both Blender versions."""
     python = os.environ.get("MARIONETTE_SERVER_PYTHON") or sys.executable
     out = tmp_path / "reference.npy"
-    done = subprocess.run([python, "-c", _DRAW, json.dumps(frame_json), str(width), str(height), str(out)],
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [python, "-c", _DRAW, json.dumps(frame_json), str(width), str(height), str(out)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     return np.load(out)

@@ -18,8 +18,9 @@ from server.loaders import ModelConfig
 
 @pytest.fixture(scope="module")
 def server(tiny_models, tmp_path_factory):
-    settings = Settings(models=ModelConfig.load(tiny_models / "models.toml"),
-                        data_dir=tmp_path_factory.mktemp("jobs"), max_upload_mb=4)
+    settings = Settings(
+        models=ModelConfig.load(tiny_models / "models.toml"), data_dir=tmp_path_factory.mktemp("jobs"), max_upload_mb=4
+    )
     app = create_app(settings)
     with TestClient(app, base_url="http://127.0.0.1:7860") as client:
         client.app_state = app.state
@@ -74,7 +75,7 @@ def test_job_streams_events_in_order_and_every_frame(server):
     assert manifest["spec"]["prompt"] == spec["prompt"] and manifest["seed"] == 7
     assert manifest["frames"] == [f"frame_{i:04d}.png" for i in range(1, 5)]
     assert manifest["plan"]["base"]["sha256"] and "diffusers" in manifest["versions"]
-    assert manifest["motion_norm"] == "original"     # normalised as the original AnimateDiff (issue 16)
+    assert manifest["motion_norm"] == "original"  # normalised as the original AnimateDiff (issue 16)
 
 
 def test_same_seed_same_frames_and_second_job_loads_nothing(server):
@@ -132,8 +133,14 @@ def test_release_unloads_everything(server):
 
 
 def test_plan_resolves_without_generating(server):
-    r = server.post("/plan", json=tiny_spec(motion_module="v3", motion_loras=[{"name": "pan_left", "weight": 0.5}],
-                                            controlnets=[{"kind": "normal", "weight": 0.7}]))
+    r = server.post(
+        "/plan",
+        json=tiny_spec(
+            motion_module="v3",
+            motion_loras=[{"name": "pan_left", "weight": 0.5}],
+            controlnets=[{"kind": "normal", "weight": 0.7}],
+        ),
+    )
     assert r.status_code == 200, r.text
     plan = r.json()
     assert plan["motion_loras"] == [{"name": "pan_left", "weight": 0.5}]
@@ -143,6 +150,7 @@ def test_plan_resolves_without_generating(server):
 
 
 # --- bad input: a clear error, never a 500, and the next job still runs ---------------------------------------
+
 
 def assert_field(r, status, field):
     assert r.status_code == status, r.text
@@ -159,15 +167,18 @@ def test_unknown_model_is_404_listing_known(server):
     assert r.status_code == 404 and "zoom_in" in r.json()["detail"]["known"]
 
 
-@pytest.mark.parametrize("over, guides, field", [
-    ({"controlnets": [{"kind": "depth"}]}, {"depth": 3}, "depth"),
-    ({"width": 60}, {}, "width"),
-    ({"frames": 40}, {}, "frames"),
-    ({"steps": 0}, {}, "steps"),
-    ({"guidance": 31}, {}, "guidance"),
-    ({}, {"normal": 4}, "normal"),
-    ({"sparsectrl": {"keyframes": [0]}, "motion_module": "v3"}, {}, "keyframe"),
-])
+@pytest.mark.parametrize(
+    "over, guides, field",
+    [
+        ({"controlnets": [{"kind": "depth"}]}, {"depth": 3}, "depth"),
+        ({"width": 60}, {}, "width"),
+        ({"frames": 40}, {}, "frames"),
+        ({"steps": 0}, {}, "steps"),
+        ({"guidance": 31}, {}, "guidance"),
+        ({}, {"normal": 4}, "normal"),
+        ({"sparsectrl": {"keyframes": [0]}, "motion_module": "v3"}, {}, "keyframe"),
+    ],
+)
 def test_bad_specs_are_422_with_the_field(server, over, guides, field):
     r = submit(server, tiny_spec(**over), **{k: gradient_frames(n) for k, n in guides.items()})
     assert_field(r, 422, field)
@@ -219,6 +230,7 @@ def test_failure_while_running_is_an_error_event_and_frames_stay(server, monkeyp
             on_frame(index, rgb)
             if index == 1:
                 raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
         return original(self, latents, frame_then_fail, chunk=1)
 
     monkeypatch.setattr(GuidedAnimateDiffPipeline, "decode", decode_then_fail)
@@ -255,13 +267,22 @@ def test_health_answers_while_a_job_runs(server):
 
 
 def test_long_clip_with_context_windows_and_prompt_travel(server):
-    spec = tiny_spec(frames=40, steps=2, context={"length": 16, "overlap": 4, "loop": True},
-                     prompts=[{"frame": 0, "prompt": "a red ball"}, {"frame": 39, "prompt": "a blue cube"}])
+    spec = tiny_spec(
+        frames=40,
+        steps=2,
+        context={"length": 16, "overlap": 4, "loop": True},
+        prompts=[{"frame": 0, "prompt": "a red ball"}, {"frame": 39, "prompt": "a blue cube"}],
+    )
     job_id, events = run_to_end(server, spec)
     assert events[-1][1] == "done" and events[-1][2]["frames"] == 40
     manifest = server.get(f"/jobs/{job_id}/manifest").json()
-    assert manifest["spec"]["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid",
-                                           "mode": "temporal"}
+    assert manifest["spec"]["context"] == {
+        "length": 16,
+        "overlap": 4,
+        "loop": True,
+        "fuse": "pyramid",
+        "mode": "temporal",
+    }
     assert [k["frame"] for k in manifest["spec"]["prompts"]] == [0, 39]
 
 

@@ -83,8 +83,9 @@ def test_no_environment_and_a_python_without_packages_say_what_to_do(tmp_path):
 def test_a_leftover_server_is_adopted_not_started_twice(tiny_models, tmp_path):
     server_control.forget()
     said = []
-    first = server_control.ensure(SERVER_PYTHON, 0, str(tiny_models / "models.toml"), "", tmp_path,
-                                  on_status=said.append)
+    first = server_control.ensure(
+        SERVER_PYTHON, 0, str(tiny_models / "models.toml"), "", tmp_path, on_status=said.append
+    )
     try:
         assert said[0].startswith("Starting server") and said[-1].startswith("Server started")
         state = json.loads((tmp_path / "server.json").read_text())
@@ -94,16 +95,17 @@ def test_a_leftover_server_is_adopted_not_started_twice(tiny_models, tmp_path):
             Client(first.url).models()
         assert e.value.status == 401
 
-        server_control.forget()   # Blender crashed: the server process lives on
+        server_control.forget()  # Blender crashed: the server process lives on
         said.clear()
-        adopted = server_control.ensure(SERVER_PYTHON, 0, str(tiny_models / "models.toml"), "", tmp_path,
-                                        on_status=said.append)
+        adopted = server_control.ensure(
+            SERVER_PYTHON, 0, str(tiny_models / "models.toml"), "", tmp_path, on_status=said.append
+        )
         assert adopted.process is None and (adopted.pid, adopted.url) == (state["pid"], first.url)
         assert said == [f"Using the server already running at {first.url} (cpu)"]
         health = server_control.client("", 0, "").health()
         assert health["service"] == "marionette"
 
-        server_control.stop(tmp_path)   # Stop works on an adopted server too
+        server_control.stop(tmp_path)  # Stop works on an adopted server too
         first.process.process.wait(timeout=30)
         assert not (tmp_path / "server.json").exists()
     finally:
@@ -112,8 +114,9 @@ def test_a_leftover_server_is_adopted_not_started_twice(tiny_models, tmp_path):
 
 
 def test_a_stale_record_is_dropped(tmp_path):
-    (tmp_path / "server.json").write_text(json.dumps({"url": f"http://127.0.0.1:{_free_port()}", "token": "x",
-                                                      "pid": 999999}))
+    (tmp_path / "server.json").write_text(
+        json.dumps({"url": f"http://127.0.0.1:{_free_port()}", "token": "x", "pid": 999999})
+    )
     server_control.forget()
     with pytest.raises(launcher.LaunchError, match="press Install Server"):
         server_control.ensure("", _free_port(), "", "", tmp_path)

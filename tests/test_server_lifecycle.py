@@ -22,10 +22,12 @@ def _start(tiny_models, data):
     # The token travels in the environment, as the add-on passes it.
     os.environ["MARIONETTE_TOKEN"] = TOKEN
     try:
-        return launcher.start(os.environ.get("MARIONETTE_SERVER_PYTHON"),
-                              args=["--models", str(tiny_models / "models.toml"), "--port", "0", "--data",
-                                    str(data)],
-                              log=data.parent / f"stdout-{time.monotonic_ns()}.log", timeout=240)
+        return launcher.start(
+            os.environ.get("MARIONETTE_SERVER_PYTHON"),
+            args=["--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data)],
+            log=data.parent / f"stdout-{time.monotonic_ns()}.log",
+            timeout=240,
+        )
     finally:
         del os.environ["MARIONETTE_TOKEN"]
 
@@ -67,8 +69,7 @@ def test_kill_9_then_sigterm_then_restart_on_the_same_data_folder(tiny_models, t
         c = client(first)
         done = submit(c, tiny_spec(steps=1, frames=2))
         assert events(c, done)[-1][1] == "done"
-        running = submit(c, tiny_spec(steps=150, frames=8, controlnets=[{"kind": "depth"}]),
-                         depth=gradient_frames(8))
+        running = submit(c, tiny_spec(steps=150, frames=8, controlnets=[{"kind": "depth"}]), depth=gradient_frames(8))
         queued = submit(c, tiny_spec(steps=1, frames=2))
         wait_for_step(c, running)
         last_seen = 2  # a client watching it had seen "queued" and "loading" at least

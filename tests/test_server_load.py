@@ -36,8 +36,10 @@ async def _hold(streams: httpx.AsyncClient, job_id: str, ready: list):
 async def _measure(url: str) -> dict:
     auth = {"Authorization": f"Bearer {TOKEN}"}
     limits = httpx.Limits(max_connections=STREAMS + 5, max_keepalive_connections=STREAMS + 5)
-    async with httpx.AsyncClient(base_url=url, headers=auth, timeout=60) as c, \
-            httpx.AsyncClient(base_url=url, headers=auth, timeout=None, limits=limits) as streams:
+    async with (
+        httpx.AsyncClient(base_url=url, headers=auth, timeout=60) as c,
+        httpx.AsyncClient(base_url=url, headers=auth, timeout=None, limits=limits) as streams,
+    ):
         running = (await c.post("/jobs", json=tiny_spec(steps=150, frames=16))).json()["id"]
         while (await c.get(f"/jobs/{running}")).json()["step"] < 1:
             await asyncio.sleep(0.1)
@@ -74,8 +76,12 @@ async def _measure(url: str) -> dict:
 def test_latencies_with_100_idle_streams_and_a_job_running(tiny_server):
     measured = asyncio.run(_measure(tiny_server.url))
     scale = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
-    print(f"p99 ms with {STREAMS} idle streams and a job running, {ROUNDS} requests each:",
-          {k: round(v, 1) for k, v in measured.items()}, f"(load per core {scale:.2f})")
+    print(
+        f"p99 ms with {STREAMS} idle streams and a job running, {ROUNDS} requests each:",
+        {k: round(v, 1) for k, v in measured.items()},
+        f"(load per core {scale:.2f})",
+    )
     for name, goal in GOALS_MS.items():
-        assert measured[name] <= goal * scale, (f"{name}: p99 {measured[name]:.1f} ms, goal {goal} ms x load "
-                                                f"{scale:.2f} ({measured})")
+        assert measured[name] <= goal * scale, (
+            f"{name}: p99 {measured[name]:.1f} ms, goal {goal} ms x load {scale:.2f} ({measured})"
+        )

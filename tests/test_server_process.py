@@ -59,6 +59,11 @@ def test_unreachable_server_is_a_clear_error():
 
 
 def test_non_loopback_host_requires_a_token():
-    r = subprocess.run([sys.executable, "-m", "server", "--host", "0.0.0.0", "--port", "0"],
-                       capture_output=True, text=True, timeout=60, cwd=launcher.EXTENSION_ROOT)
+    r = subprocess.run(
+        [sys.executable, "-m", "server", "--host", "0.0.0.0", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        cwd=launcher.EXTENSION_ROOT,
+    )
     assert r.returncode != 0 and "--token" in r.stderr

@@ -53,53 +53,142 @@ def make(root: Path = HERE) -> None:
     )
     from transformers import CLIPTextConfig
 
-    for name in ("sd15", "motion_adapter_v1", "motion_adapter_v2", "motion_adapter_v3", "sparsectrl_rgb",
-                 "sparsectrl_scribble", "controlnet_sd15"):
+    for name in (
+        "sd15",
+        "motion_adapter_v1",
+        "motion_adapter_v2",
+        "motion_adapter_v3",
+        "sparsectrl_rgb",
+        "sparsectrl_scribble",
+        "controlnet_sd15",
+    ):
         shutil.rmtree(root / name, ignore_errors=True)
 
     sd15 = root / "sd15"
-    _write_config(_meta(UNet2DConditionModel, sample_size=64, in_channels=4, out_channels=4, layers_per_block=2,
-                        block_out_channels=SD15_CHANNELS, down_block_types=SD15_DOWN, up_block_types=SD15_UP,
-                        cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32), sd15 / "unet")
-    _write_config(_meta(AutoencoderKL, in_channels=3, out_channels=3, latent_channels=4, sample_size=512,
-                        layers_per_block=2, block_out_channels=(128, 256, 512, 512),
-                        down_block_types=("DownEncoderBlock2D",) * 4, up_block_types=("UpDecoderBlock2D",) * 4,
-                        norm_num_groups=32, scaling_factor=0.18215), sd15 / "vae")
-    CLIPTextConfig(vocab_size=49408, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
-                   num_attention_heads=12, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=768,
-                   layer_norm_eps=1e-5, bos_token_id=0, eos_token_id=2, pad_token_id=1,
-                   architectures=["CLIPTextModel"]).save_pretrained(sd15 / "text_encoder")
-    PNDMScheduler(num_train_timesteps=1000, beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear",
-                  skip_prk_steps=True, set_alpha_to_one=False, steps_offset=1).save_config(sd15 / "scheduler")
+    _write_config(
+        _meta(
+            UNet2DConditionModel,
+            sample_size=64,
+            in_channels=4,
+            out_channels=4,
+            layers_per_block=2,
+            block_out_channels=SD15_CHANNELS,
+            down_block_types=SD15_DOWN,
+            up_block_types=SD15_UP,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
+        ),
+        sd15 / "unet",
+    )
+    _write_config(
+        _meta(
+            AutoencoderKL,
+            in_channels=3,
+            out_channels=3,
+            latent_channels=4,
+            sample_size=512,
+            layers_per_block=2,
+            block_out_channels=(128, 256, 512, 512),
+            down_block_types=("DownEncoderBlock2D",) * 4,
+            up_block_types=("UpDecoderBlock2D",) * 4,
+            norm_num_groups=32,
+            scaling_factor=0.18215,
+        ),
+        sd15 / "vae",
+    )
+    CLIPTextConfig(
+        vocab_size=49408,
+        hidden_size=768,
+        intermediate_size=3072,
+        num_hidden_layers=12,
+        num_attention_heads=12,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        projection_dim=768,
+        layer_norm_eps=1e-5,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,
+        architectures=["CLIPTextModel"],
+    ).save_pretrained(sd15 / "text_encoder")
+    PNDMScheduler(
+        num_train_timesteps=1000,
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        skip_prk_steps=True,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    ).save_config(sd15 / "scheduler")
     index = {
         "_class_name": "StableDiffusionPipeline",
-        "feature_extractor": [None, None], "image_encoder": [None, None], "requires_safety_checker": False,
-        "safety_checker": [None, None], "scheduler": ["diffusers", "PNDMScheduler"],
-        "text_encoder": ["transformers", "CLIPTextModel"], "tokenizer": ["transformers", "CLIPTokenizer"],
-        "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+        "feature_extractor": [None, None],
+        "image_encoder": [None, None],
+        "requires_safety_checker": False,
+        "safety_checker": [None, None],
+        "scheduler": ["diffusers", "PNDMScheduler"],
+        "text_encoder": ["transformers", "CLIPTextModel"],
+        "tokenizer": ["transformers", "CLIPTokenizer"],
+        "unet": ["diffusers", "UNet2DConditionModel"],
+        "vae": ["diffusers", "AutoencoderKL"],
     }
     (sd15 / "model_index.json").write_text(json.dumps(index, indent=2, sort_keys=True) + "\n")
 
     for version, (positions, mid) in {"v1": (24, False), "v2": (32, True), "v3": (32, False)}.items():
-        _write_config(_meta(MotionAdapter, block_out_channels=SD15_CHANNELS, motion_layers_per_block=2,
-                            motion_transformer_layers_per_block=1, motion_mid_block_layers_per_block=1,
-                            motion_transformer_layers_per_mid_block=1, motion_num_attention_heads=8,
-                            motion_norm_num_groups=32, motion_max_seq_length=positions, use_motion_mid_block=mid),
-                      root / f"motion_adapter_{version}")
+        _write_config(
+            _meta(
+                MotionAdapter,
+                block_out_channels=SD15_CHANNELS,
+                motion_layers_per_block=2,
+                motion_transformer_layers_per_block=1,
+                motion_mid_block_layers_per_block=1,
+                motion_transformer_layers_per_mid_block=1,
+                motion_num_attention_heads=8,
+                motion_norm_num_groups=32,
+                motion_max_seq_length=positions,
+                use_motion_mid_block=mid,
+            ),
+            root / f"motion_adapter_{version}",
+        )
 
     motion_down = ("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",)
     for variant, (channels, simplified) in {"rgb": (4, True), "scribble": (3, False)}.items():
-        _write_config(_meta(SparseControlNetModel, in_channels=4, conditioning_channels=channels,
-                            down_block_types=motion_down, block_out_channels=SD15_CHANNELS, layers_per_block=2,
-                            cross_attention_dim=768, attention_head_dim=8, norm_num_groups=32,
-                            conditioning_embedding_out_channels=(16, 32, 96, 256), motion_max_seq_length=32,
-                            motion_num_attention_heads=8, concat_conditioning_mask=True,
-                            use_simplified_condition_embedding=simplified), root / f"sparsectrl_{variant}")
+        _write_config(
+            _meta(
+                SparseControlNetModel,
+                in_channels=4,
+                conditioning_channels=channels,
+                down_block_types=motion_down,
+                block_out_channels=SD15_CHANNELS,
+                layers_per_block=2,
+                cross_attention_dim=768,
+                attention_head_dim=8,
+                norm_num_groups=32,
+                conditioning_embedding_out_channels=(16, 32, 96, 256),
+                motion_max_seq_length=32,
+                motion_num_attention_heads=8,
+                concat_conditioning_mask=True,
+                use_simplified_condition_embedding=simplified,
+            ),
+            root / f"sparsectrl_{variant}",
+        )
 
-    _write_config(_meta(ControlNetModel, in_channels=4, conditioning_channels=3, down_block_types=SD15_DOWN,
-                        block_out_channels=SD15_CHANNELS, layers_per_block=2, cross_attention_dim=768,
-                        attention_head_dim=8, norm_num_groups=32,
-                        conditioning_embedding_out_channels=(16, 32, 96, 256)), root / "controlnet_sd15")
+    _write_config(
+        _meta(
+            ControlNetModel,
+            in_channels=4,
+            conditioning_channels=3,
+            down_block_types=SD15_DOWN,
+            block_out_channels=SD15_CHANNELS,
+            layers_per_block=2,
+            cross_attention_dim=768,
+            attention_head_dim=8,
+            norm_num_groups=32,
+            conditioning_embedding_out_channels=(16, 32, 96, 256),
+        ),
+        root / "controlnet_sd15",
+    )
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ from .guard import Guard
 from .limits import BodyLimit
 from .schema import declare_bodies
 
-BLOCKING_WORKERS = 2   # hashing, plotting, model inspection, guide decoding and saving: never on the event loop
+BLOCKING_WORKERS = 2  # hashing, plotting, model inspection, guide decoding and saving: never on the event loop
 
 
 @dataclass
@@ -32,10 +32,10 @@ class Settings:
     device: str | None = None
     dtype: str | None = None
     max_upload_mb: int = 512
-    host: str = "127.0.0.1"               # the bound address: Host headers must name it (or loopback)
-    allowed_hosts: tuple[str, ...] = ()   # more names the server answers to (--allow-host)
-    log_dir: Path | None = None           # where server.log goes; default: the data folder above data_dir
-    history: int = 64                     # finished jobs kept in memory (all stay on disk)
+    host: str = "127.0.0.1"  # the bound address: Host headers must name it (or loopback)
+    allowed_hosts: tuple[str, ...] = ()  # more names the server answers to (--allow-host)
+    log_dir: Path | None = None  # where server.log goes; default: the data folder above data_dir
+    history: int = 64  # finished jobs kept in memory (all stay on disk)
     extra: dict = field(default_factory=dict)
 
 
@@ -46,8 +46,7 @@ def create_app(settings: Settings) -> FastAPI:
     queue = JobQueue(settings.data_dir, lambda job: run_job(job, store), history=settings.history)
     blocking = ThreadPoolExecutor(BLOCKING_WORKERS, thread_name_prefix="marionette-blocking")
 
-    app = FastAPI(title="Marionette server", version=__version__, docs_url=None, redoc_url=None,
-                  openapi_url=None)
+    app = FastAPI(title="Marionette server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     app.add_middleware(Guard, settings=settings)  # outermost: refuses before a body is read
     app.state.store, app.state.queue, app.state.settings = store, queue, settings
@@ -79,6 +78,10 @@ def create_app(settings: Settings) -> FastAPI:
         return get_redoc_html(openapi_url="/openapi.json", title=app.title)
 
     declare_bodies(app)
-    server_log.log.info("server started: data %s, device %s, %d interrupted jobs found", settings.data_dir,
-                        store.device, len(queue.recovered))
+    server_log.log.info(
+        "server started: data %s, device %s, %d interrupted jobs found",
+        settings.data_dir,
+        store.device,
+        len(queue.recovered),
+    )
     return app

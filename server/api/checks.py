@@ -31,9 +31,18 @@ def require_files(entry):
     found = hub.availability(entry)
     if not found["available"]:
         size = hub.download_size(entry)
-        raise HTTPException(409, {"message": hub.missing_message(entry, found["where"], size), "kind": entry.kind,
-                                  "name": entry.name, "source": entry.source, "size": size, "missing": True,
-                                  "downloadable": not entry.local})
+        raise HTTPException(
+            409,
+            {
+                "message": hub.missing_message(entry, found["where"], size),
+                "kind": entry.kind,
+                "name": entry.name,
+                "source": entry.source,
+                "size": size,
+                "missing": True,
+                "downloadable": not entry.local,
+            },
+        )
 
 
 def check_models(models, spec):
@@ -60,10 +69,24 @@ def check_models(models, spec):
         e.kind, e.name = "motion_module", spec.motion_module
         raise
     if spec.context is not None and spec.context.length > max_frames:
-        raise SpecError([("context.length", f"windows of {spec.context.length} frames are more than the motion "
-                                            f"module {spec.motion_module!r} takes ({max_frames}); 16 is what "
-                                            f"it was trained on")])
+        raise SpecError(
+            [
+                (
+                    "context.length",
+                    f"windows of {spec.context.length} frames are more than the motion "
+                    f"module {spec.motion_module!r} takes ({max_frames}); 16 is what "
+                    f"it was trained on",
+                )
+            ]
+        )
     if spec.context is None and spec.frames > max_frames:
-        raise SpecError([("frames", f"{spec.frames} frames is more than the motion module "
-                                    f"{spec.motion_module!r} takes ({max_frames}) in one pass; shorten the clip "
-                                    f"or send \"context\" windows (e.g. length 16, overlap 4)")])
+        raise SpecError(
+            [
+                (
+                    "frames",
+                    f"{spec.frames} frames is more than the motion module "
+                    f"{spec.motion_module!r} takes ({max_frames}) in one pass; shorten the clip "
+                    f'or send "context" windows (e.g. length 16, overlap 4)',
+                )
+            ]
+        )

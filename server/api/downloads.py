@@ -34,15 +34,24 @@ class Download:
         except InterruptedError:
             self.state = "cancelled"
         except Exception as e:  # noqa: BLE001 - reported to the user, who can press Download again to resume
-            self.state, self.error = "error", (f"downloading {self.entry.source} failed ({type(e).__name__}: {e}); "
-                                               f"press Download again to resume")
+            self.state, self.error = (
+                "error",
+                (f"downloading {self.entry.source} failed ({type(e).__name__}: {e}); press Download again to resume"),
+            )
 
     def report(self) -> dict:
         done = sum(f["done"] for f in self.files.values())
         total = sum(f["total"] or 0 for f in self.files.values()) or None
-        return {"kind": self.entry.kind, "name": self.entry.name, "state": self.state, "error": self.error,
-                "done": done, "total": total, "files": self.files,
-                "seconds": round(time.monotonic() - self.started, 1)}
+        return {
+            "kind": self.entry.kind,
+            "name": self.entry.name,
+            "state": self.state,
+            "error": self.error,
+            "done": done,
+            "total": total,
+            "files": self.files,
+            "seconds": round(time.monotonic() - self.started, 1),
+        }
 
 
 def _downloads(request: Request) -> dict:
@@ -66,8 +75,14 @@ def start(kind: str, name: str, request: Request):
     if found["available"]:
         return {"kind": kind, "name": name, "state": "done", "error": None, "files": {}, "size": found["size"]}
     if entry.local:
-        raise HTTPException(409, {"message": hub.missing_message(entry, found["where"], None) +
-                                  " (a local file cannot be downloaded)", "kind": kind, "name": name})
+        raise HTTPException(
+            409,
+            {
+                "message": hub.missing_message(entry, found["where"], None) + " (a local file cannot be downloaded)",
+                "kind": kind,
+                "name": name,
+            },
+        )
     downloads = _downloads(request)
     current = downloads.get((kind, name))
     if current is not None and current.state == "running":

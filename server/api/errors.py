@@ -38,8 +38,9 @@ def public(value):
 
 
 def spec_error_response(errors) -> JSONResponse:
-    return JSONResponse(status_code=422, content={"detail": [{"field": f, "message": hide_paths(m)}
-                                                             for f, m in errors]})
+    return JSONResponse(
+        status_code=422, content={"detail": [{"field": f, "message": hide_paths(m)} for f, m in errors]}
+    )
 
 
 def checkpoint_error_response(exc: CheckpointError, kind: str | None = None, name: str | None = None):
@@ -50,9 +51,14 @@ def checkpoint_error_response(exc: CheckpointError, kind: str | None = None, nam
 
 
 def disk_full_response(exc: OSError) -> JSONResponse:
-    return JSONResponse(status_code=507, content={"detail": f"the disk of the server's data folder is full "
-                                                            f"({exc.strerror}); free space there or start the "
-                                                            f"server with another --data folder"})
+    return JSONResponse(
+        status_code=507,
+        content={
+            "detail": f"the disk of the server's data folder is full "
+            f"({exc.strerror}); free space there or start the "
+            f"server with another --data folder"
+        },
+    )
 
 
 def install(app: FastAPI):
@@ -62,8 +68,9 @@ def install(app: FastAPI):
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(_request, exc: RequestValidationError):
-        return spec_error_response([(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg")))
-                                    for e in exc.errors()])
+        return spec_error_response(
+            [(".".join(str(p) for p in e.get("loc", ())), str(e.get("msg"))) for e in exc.errors()]
+        )
 
     @app.exception_handler(CheckpointError)
     async def checkpoint_error(_request, exc: CheckpointError):
@@ -75,6 +82,11 @@ def install(app: FastAPI):
             log_exception(f"{request.method} {request.url.path}", exc)
             return disk_full_response(exc)
         error_id = log_exception(f"{request.method} {request.url.path}", exc)
-        return JSONResponse(status_code=500, content={
-            "detail": f"internal server error {error_id}: this is a bug in the server, not in the request; the "
-                      f"traceback is in the server's server.log under this id", "error_id": error_id})
+        return JSONResponse(
+            status_code=500,
+            content={
+                "detail": f"internal server error {error_id}: this is a bug in the server, not in the request; the "
+                f"traceback is in the server's server.log under this id",
+                "error_id": error_id,
+            },
+        )

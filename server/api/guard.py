@@ -49,8 +49,11 @@ class Guard:
         async def watched_send(message):
             if message["type"] == "http.response.start":
                 status_seen["status"] = message["status"]
-            elif message["type"] == "http.response.body" and status_seen.get("status", 200) >= 400 \
-                    and "detail" not in status_seen:
+            elif (
+                message["type"] == "http.response.body"
+                and status_seen.get("status", 200) >= 400
+                and "detail" not in status_seen
+            ):
                 status_seen["detail"] = message.get("body", b"")[:300].decode("utf-8", "replace")
             await send(message)
 
@@ -62,21 +65,31 @@ class Guard:
             await self.app(scope, receive, watched_send)
         status = status_seen.get("status", 0)
         if status >= 400 and status != 500:  # a 500 is logged with its traceback by the error handler
-            log.warning("%s %s -> %d in %.0f ms: %s", scope["method"], scope["path"], status,
-                        1000 * (time.perf_counter() - started), status_seen.get("detail", ""))
+            log.warning(
+                "%s %s -> %d in %.0f ms: %s",
+                scope["method"],
+                scope["path"],
+                status,
+                1000 * (time.perf_counter() - started),
+                status_seen.get("detail", ""),
+            )
 
     def refusal(self, method: str, path: str, headers: dict, scheme: str) -> tuple[int, str] | None:
         name, _port = host_name(headers.get("host", ""))
         if not self.any_host and name not in self.hosts:
-            return 421, (f"this server does not answer to the host name {name!r} (it answers to "
-                         f"{', '.join(sorted(self.hosts))}); start it with --allow-host {name} if that is meant")
+            return 421, (
+                f"this server does not answer to the host name {name!r} (it answers to "
+                f"{', '.join(sorted(self.hosts))}); start it with --allow-host {name} if that is meant"
+            )
         origin = headers.get("origin")
         if origin is not None:
             parts = urlsplit(origin)
             same = parts.scheme == scheme and parts.netloc.lower() == headers.get("host", "").lower()
             if not same:
-                return 403, (f"requests from web pages ({origin[:100]}) are refused; only the Blender add-on and "
-                             f"clients on this machine drive this server")
+                return 403, (
+                    f"requests from web pages ({origin[:100]}) are refused; only the Blender add-on and "
+                    f"clients on this machine drive this server"
+                )
         if headers.get("sec-fetch-site") in ("cross-site", "same-site"):
             return 403, "requests from web pages of other sites are refused"
         token = self.settings.token
@@ -87,8 +100,9 @@ class Guard:
         content_type = headers.get("content-type", "").split(";")[0].strip().lower()
         if content_type in SIMPLE_TYPES and UPLOAD_ROUTES.get((method, path)) != content_type:
             allowed = UPLOAD_ROUTES.get((method, path))
-            return 415, (f"{content_type} bodies are refused here; send application/json"
-                         + (f" or {allowed}" if allowed else ""))
+            return 415, (
+                f"{content_type} bodies are refused here; send application/json" + (f" or {allowed}" if allowed else "")
+            )
         return None
 
 

@@ -37,8 +37,9 @@ def check_decodes(spec, parts: dict[str, list[bytes]]):
             try:
                 with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
                     if image.size != (spec.width, spec.height) or image.size[0] * image.size[1] > MAX_PIXELS:
-                        raise SpecError([(where, f"is {image.size[0]}x{image.size[1]}, the job is "
-                                                 f"{spec.width}x{spec.height}")])
+                        raise SpecError(
+                            [(where, f"is {image.size[0]}x{image.size[1]}, the job is {spec.width}x{spec.height}")]
+                        )
                     image.load()
             except SpecError:
                 raise
@@ -64,8 +65,14 @@ def store_submission(job: Job, parts: dict[str, list[bytes]]):
     if parts.get(FORM_POSE):
         write_atomic(folder / "pose.json", parts[FORM_POSE][0])
     job.guide_counts = {name: len(parts[name]) for name in GUIDE_FIELDS if parts.get(name)}
-    job.manifest = {"id": job.id, "status": "queued", "spec": asdict(job.spec), "seed": job.spec.seed,
-                    "created": job.created, "guides": job.guide_counts}
+    job.manifest = {
+        "id": job.id,
+        "status": "queued",
+        "spec": asdict(job.spec),
+        "seed": job.spec.seed,
+        "created": job.created,
+        "guides": job.guide_counts,
+    }
     job.write_manifest()
 
 
@@ -80,5 +87,3 @@ def draw_pose_png(data: dict) -> bytes:
     buf = io.BytesIO()
     Image.fromarray(pose.draw(people, width, height)).save(buf, format="PNG")
     return buf.getvalue()
-
-

@@ -15,9 +15,16 @@ router = APIRouter()
 @router.get("/health")
 async def health(request: Request):
     store, queue = request.app.state.store, request.app.state.queue
-    return {"service": SERVICE, "status": "ok", "version": __version__, "device": store.device,
-            "dtype": str(store.dtype).removeprefix("torch."), "device_reason": store.device_reason,
-            "loaded": store.loaded(), "busy": not queue.idle()}
+    return {
+        "service": SERVICE,
+        "status": "ok",
+        "version": __version__,
+        "device": store.device,
+        "dtype": str(store.dtype).removeprefix("torch."),
+        "device_reason": store.device_reason,
+        "loaded": store.loaded(),
+        "busy": not queue.idle(),
+    }
 
 
 @router.post("/release")

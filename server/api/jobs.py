@@ -43,8 +43,7 @@ async def _read_submission(request: Request) -> tuple[dict, dict[str, list[bytes
         if name == FORM_SPEC:
             continue
         if name not in GUIDE_FIELDS:
-            errors.append((name[:40], f"unknown form field; the fields are {FORM_SPEC} and "
-                                      f"{', '.join(GUIDE_FIELDS)}"))
+            errors.append((name[:40], f"unknown form field; the fields are {FORM_SPEC} and {', '.join(GUIDE_FIELDS)}"))
         elif not isinstance(value, UploadFile):
             errors.append((name, "must be a file part (with a filename), not a text field"))
     specs = form.getlist(FORM_SPEC)
@@ -97,9 +96,16 @@ def _prepare(state, spec, parts):
 @router.get("/jobs/{job_id}")
 def status(job_id: str, request: Request):
     job = job_or_404(request, job_id)
-    return {"id": job.id, "state": job.state, "position": request.app.state.queue.position(job), "step": job.step,
-            "steps": job.steps, "frames": job.spec.frames, "frames_ready": sorted(job.frames_ready),
-            "error": None if job.error is None else public(job.error)}
+    return {
+        "id": job.id,
+        "state": job.state,
+        "position": request.app.state.queue.position(job),
+        "step": job.step,
+        "steps": job.steps,
+        "frames": job.spec.frames,
+        "frames_ready": sorted(job.frames_ready),
+        "error": None if job.error is None else public(job.error),
+    }
 
 
 @router.get("/jobs/{job_id}/events")
@@ -130,8 +136,9 @@ async def events(job_id: str, request: Request):
         finally:
             job.unwatch(wake)
 
-    return StreamingResponse(stream(), media_type="text/event-stream",
-                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+    return StreamingResponse(
+        stream(), media_type="text/event-stream", headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+    )
 
 
 @router.get("/jobs/{job_id}/frames/{index}")

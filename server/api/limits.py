@@ -39,9 +39,17 @@ class _TooLarge(Exception):
 
 
 async def _too_large(limit, send):
-    body = json.dumps({"detail": f"upload larger than the server's limit of {limit // 2**20} MiB; "
-                                 f"send fewer or smaller guides, or start the server with a larger --max-upload-mb"}
-                      ).encode()
-    await send({"type": "http.response.start", "status": 413,
-                "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]})
+    body = json.dumps(
+        {
+            "detail": f"upload larger than the server's limit of {limit // 2**20} MiB; "
+            f"send fewer or smaller guides, or start the server with a larger --max-upload-mb"
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 413,
+            "headers": [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})

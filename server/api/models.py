@@ -14,9 +14,15 @@ router = APIRouter()
 def _describe(entry, loaded: set[str]) -> dict:
     found = hub.availability(entry)
     size = found["size"] if found["available"] else hub.download_size(entry)
-    return {"name": entry.name, "source": entry.source, "loaded": f"{entry.kind}:{entry.name}" in loaded,
-            "available": found["available"], "where": found["where"], "size": size,
-            "downloadable": not entry.local}
+    return {
+        "name": entry.name,
+        "source": entry.source,
+        "loaded": f"{entry.kind}:{entry.name}" in loaded,
+        "available": found["available"],
+        "where": found["where"],
+        "size": size,
+        "downloadable": not entry.local,
+    }
 
 
 @router.get("/models")

@@ -11,7 +11,7 @@ from .checks import json_body
 from .guides import draw_pose_png
 
 router = APIRouter()
-SHAPE = "{\"width\", \"height\", \"people\": [...]}"
+SHAPE = '{"width", "height", "people": [...]}'
 
 
 @router.post("/pose/draw")

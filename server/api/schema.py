@@ -28,88 +28,168 @@ def _range(kind, lo, hi, default=None):
 
 
 def _weighted(lo, hi):
-    return {"type": "array", "items": {"type": "object", "required": ["name"], "additionalProperties": False,
-                                       "properties": {"name": {"type": "string", "minLength": 1},
-                                                      "weight": _range("number", lo, hi, 1.0)}}}
+    return {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "additionalProperties": False,
+            "properties": {"name": {"type": "string", "minLength": 1}, "weight": _range("number", lo, hi, 1.0)},
+        },
+    }
 
 
 def _matrix(rows, cols):
-    return {"type": "array", "minItems": rows, "maxItems": rows,
-            "items": {"type": "array", "minItems": cols, "maxItems": cols, "items": {"type": "number"}}}
+    return {
+        "type": "array",
+        "minItems": rows,
+        "maxItems": rows,
+        "items": {"type": "array", "minItems": cols, "maxItems": cols, "items": {"type": "number"}},
+    }
 
 
 CAMERA_PATH = {
-    "type": "object", "required": ["fps", "width", "height", "frames"],
+    "type": "object",
+    "required": ["fps", "width", "height", "frames"],
     "properties": {
-        "fps": {"type": "number", "exclusiveMinimum": 0}, "width": {"type": "integer", "minimum": 1},
-        "height": {"type": "integer", "minimum": 1}, "up": {"type": "array", "items": {"type": "number"}},
+        "fps": {"type": "number", "exclusiveMinimum": 0},
+        "width": {"type": "integer", "minimum": 1},
+        "height": {"type": "integer", "minimum": 1},
+        "up": {"type": "array", "items": {"type": "number"}},
         "max_weight": _range("number", 0, LIMITS["motion_lora_weight"][1]),
-        "window": _range("integer", 2, LIMITS["frames"][1]), "overlap": {"type": "integer", "minimum": 0},
-        "frames": {"type": "array", "minItems": 2, "items": {
-            "type": "object", "required": ["frame", "K", "world_to_camera"],
-            "properties": {"frame": {"type": "integer"}, "K": _matrix(3, 3), "world_to_camera": _matrix(4, 4),
-                           "depth": {"type": ["number", "null"], "exclusiveMinimum": 0}}}},
+        "window": _range("integer", 2, LIMITS["frames"][1]),
+        "overlap": {"type": "integer", "minimum": 0},
+        "frames": {
+            "type": "array",
+            "minItems": 2,
+            "items": {
+                "type": "object",
+                "required": ["frame", "K", "world_to_camera"],
+                "properties": {
+                    "frame": {"type": "integer"},
+                    "K": _matrix(3, 3),
+                    "world_to_camera": _matrix(4, 4),
+                    "depth": {"type": ["number", "null"], "exclusiveMinimum": 0},
+                },
+            },
+        },
     },
 }
 
 JOB_SPEC = {
-    "type": "object", "required": ["prompt"], "additionalProperties": False,
+    "type": "object",
+    "required": ["prompt"],
+    "additionalProperties": False,
     "properties": {
-        "prompt": {"type": "string", "minLength": 1}, "negative_prompt": {"type": "string"},
-        "seed": _range("integer", 0, 2**63 - 1, 0), "steps": _range("integer", *LIMITS["steps"], 25),
+        "prompt": {"type": "string", "minLength": 1},
+        "negative_prompt": {"type": "string"},
+        "seed": _range("integer", 0, 2**63 - 1, 0),
+        "steps": _range("integer", *LIMITS["steps"], 25),
         "guidance": _range("number", *LIMITS["guidance"], 7.5),
         "width": {**_range("integer", *LIMITS["size"], 512), "multipleOf": 8},
         "height": {**_range("integer", *LIMITS["size"], 512), "multipleOf": 8},
-        "frames": _range("integer", *LIMITS["frames"], 16), "frame_start": _range("integer", -10**7, 10**7, 1),
-        "fps": _range("integer", *LIMITS["fps"], 8), "scheduler": {"enum": list(SCHEDULERS)},
-        "base": {"type": "string", "minLength": 1}, "motion_module": {"type": "string", "minLength": 1},
-        "loras": _weighted(*LIMITS["weight"]), "motion_loras": _weighted(*LIMITS["motion_lora_weight"]),
-        "controlnets": {"type": "array", "items": {
-            "type": "object", "required": ["kind"], "additionalProperties": False,
-            "properties": {"kind": {"enum": list(CONTROL_KINDS)}, "model": {"type": "string"},
-                           "weight": _range("number", *LIMITS["weight"]), "start": _range("number", 0, 1),
-                           "end": _range("number", 0, 1)}}},
-        "sparsectrl": {"type": ["object", "null"], "required": ["keyframes"], "additionalProperties": False,
-                       "properties": {"model": {"type": "string"},
-                                      "keyframes": {"type": "array", "minItems": 1,
-                                                    "items": {"type": "integer", "minimum": 0}},
-                                      "weight": _range("number", *LIMITS["weight"])}},
+        "frames": _range("integer", *LIMITS["frames"], 16),
+        "frame_start": _range("integer", -(10**7), 10**7, 1),
+        "fps": _range("integer", *LIMITS["fps"], 8),
+        "scheduler": {"enum": list(SCHEDULERS)},
+        "base": {"type": "string", "minLength": 1},
+        "motion_module": {"type": "string", "minLength": 1},
+        "loras": _weighted(*LIMITS["weight"]),
+        "motion_loras": _weighted(*LIMITS["motion_lora_weight"]),
+        "controlnets": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["kind"],
+                "additionalProperties": False,
+                "properties": {
+                    "kind": {"enum": list(CONTROL_KINDS)},
+                    "model": {"type": "string"},
+                    "weight": _range("number", *LIMITS["weight"]),
+                    "start": _range("number", 0, 1),
+                    "end": _range("number", 0, 1),
+                },
+            },
+        },
+        "sparsectrl": {
+            "type": ["object", "null"],
+            "required": ["keyframes"],
+            "additionalProperties": False,
+            "properties": {
+                "model": {"type": "string"},
+                "keyframes": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
+                "weight": _range("number", *LIMITS["weight"]),
+            },
+        },
         "camera_motion": {"enum": list(CAMERA_MOTION_MODES)},
         "camera": {"oneOf": [CAMERA_PATH, {"type": "null"}]},
-        "context": {"type": ["object", "null"], "additionalProperties": False,
-                    "properties": {"length": _range("integer", 2, LIMITS["frames"][1]),
-                                   "overlap": {"type": "integer", "minimum": 0}, "loop": {"type": "boolean"},
-                                   "fuse": {"enum": list(FUSE_MODES)}}},
-        "prompts": {"type": "array", "items": {"type": "object", "required": ["frame", "prompt"],
-                                               "additionalProperties": False,
-                                               "properties": {"frame": {"type": "integer", "minimum": 0},
-                                                              "prompt": {"type": "string", "minLength": 1}}}},
+        "context": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "length": _range("integer", 2, LIMITS["frames"][1]),
+                "overlap": {"type": "integer", "minimum": 0},
+                "loop": {"type": "boolean"},
+                "fuse": {"enum": list(FUSE_MODES)},
+            },
+        },
+        "prompts": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["frame", "prompt"],
+                "additionalProperties": False,
+                "properties": {
+                    "frame": {"type": "integer", "minimum": 0},
+                    "prompt": {"type": "string", "minLength": 1},
+                },
+            },
+        },
         "version": {"enum": [PROTOCOL_VERSION]},
     },
 }
 
 _FILES = {"type": "array", "items": {"type": "string", "format": "binary"}}
 JOB_FORM = {
-    "type": "object", "required": [FORM_SPEC],
-    "properties": {FORM_SPEC: {"type": "string", "description": "the job spec as JSON text"},
-                   FORM_DEPTH: {**_FILES, "description": "one PNG per frame, in frame order"},
-                   FORM_NORMAL: {**_FILES, "description": "one PNG per frame, in frame order"},
-                   FORM_POSE: {"type": "string", "format": "binary",
-                               "description": "one JSON file: a list with one OpenPose frame per frame"},
-                   FORM_KEYFRAME: {**_FILES, "description": "one PNG per sparsectrl keyframe, in order"}},
+    "type": "object",
+    "required": [FORM_SPEC],
+    "properties": {
+        FORM_SPEC: {"type": "string", "description": "the job spec as JSON text"},
+        FORM_DEPTH: {**_FILES, "description": "one PNG per frame, in frame order"},
+        FORM_NORMAL: {**_FILES, "description": "one PNG per frame, in frame order"},
+        FORM_POSE: {
+            "type": "string",
+            "format": "binary",
+            "description": "one JSON file: a list with one OpenPose frame per frame",
+        },
+        FORM_KEYFRAME: {**_FILES, "description": "one PNG per sparsectrl keyframe, in order"},
+    },
 }
 
-POSE_PERSON = {"type": "object", "additionalProperties": False,
-               "properties": {part: {"type": "array", "items": {"type": "number"}}
-                              for part in ("pose_keypoints_2d", "hand_left_keypoints_2d",
-                                           "hand_right_keypoints_2d", "face_keypoints_2d")}}
-POSE_DRAW = {"type": "object", "required": ["width", "height", "people"], "additionalProperties": False,
-             "properties": {"width": _range("integer", *LIMITS["size"]), "height": _range("integer", *LIMITS["size"]),
-                            "people": {"type": "array", "items": POSE_PERSON}}}
+POSE_PERSON = {
+    "type": "object",
+    "additionalProperties": False,
+    "properties": {
+        part: {"type": "array", "items": {"type": "number"}}
+        for part in ("pose_keypoints_2d", "hand_left_keypoints_2d", "hand_right_keypoints_2d", "face_keypoints_2d")
+    },
+}
+POSE_DRAW = {
+    "type": "object",
+    "required": ["width", "height", "people"],
+    "additionalProperties": False,
+    "properties": {
+        "width": _range("integer", *LIMITS["size"]),
+        "height": _range("integer", *LIMITS["size"]),
+        "people": {"type": "array", "items": POSE_PERSON},
+    },
+}
 
 BODIES = {
-    ("/jobs", "post"): {"application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}},
-                        "multipart/form-data": {"schema": JOB_FORM}},
+    ("/jobs", "post"): {
+        "application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}},
+        "multipart/form-data": {"schema": JOB_FORM},
+    },
     ("/plan", "post"): {"application/json": {"schema": {"$ref": "#/components/schemas/JobSpec"}}},
     ("/pose/draw", "post"): {"application/json": {"schema": POSE_DRAW}},
 }
@@ -117,6 +197,7 @@ BODIES = {
 
 def declare_bodies(app: FastAPI):
     """Make app.openapi() carry the request bodies above and the JobSpec schema."""
+
     def openapi():
         if app.openapi_schema is None:
             from fastapi.openapi.utils import get_openapi

@@ -17,6 +17,24 @@ from .motion import (
 )
 from .plot import plot_png
 
-__all__ = ["COMPONENTS", "OPPOSITE", "SIGNALS", "THRESHOLDS", "CameraPath", "components", "fit_intrinsics", "match",
-           "net_rate", "plot_png", "plucker", "realestate10k_lines", "relative_poses", "rotation_vector",
-           "scene_scale", "signals", "weights", "window_input", "with_overrides"]
+__all__ = [
+    "COMPONENTS",
+    "OPPOSITE",
+    "SIGNALS",
+    "THRESHOLDS",
+    "CameraPath",
+    "components",
+    "fit_intrinsics",
+    "match",
+    "net_rate",
+    "plot_png",
+    "plucker",
+    "realestate10k_lines",
+    "relative_poses",
+    "rotation_vector",
+    "scene_scale",
+    "signals",
+    "weights",
+    "window_input",
+    "with_overrides",
+]

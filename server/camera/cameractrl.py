@@ -33,8 +33,15 @@ def realestate10k_lines(path: dict) -> list[str]:
     cam = CameraPath(path)
     lines = []
     for number, K, M in zip(cam.numbers, cam.K, cam.w2c):
-        values = [K[0, 0] / cam.width, K[1, 1] / cam.height, K[0, 2] / cam.width, K[1, 2] / cam.height, 0.0, 0.0,
-                  *M[:3, :4].reshape(-1)]
+        values = [
+            K[0, 0] / cam.width,
+            K[1, 1] / cam.height,
+            K[0, 2] / cam.width,
+            K[1, 2] / cam.height,
+            0.0,
+            0.0,
+            *M[:3, :4].reshape(-1),
+        ]
         lines.append(" ".join([str(round(number / cam.fps * 1e6))] + [f"{v:.9g}" for v in values]))
     return lines
 
@@ -46,7 +53,7 @@ def relative_poses(path: dict, frames: list[int] | None = None, scale: float = 1
     cam = CameraPath(path)
     frames = list(range(len(cam))) if frames is None else list(frames)
     out = np.stack([cam.w2c[frames[0]] @ np.linalg.inv(cam.w2c[k]) for k in frames])
-    out[0] = np.eye(4)   # exactly, as CameraCtrl sets it: the first camera's translation is zero, not ~1e-17
+    out[0] = np.eye(4)  # exactly, as CameraCtrl sets it: the first camera's translation is zero, not ~1e-17
     out[:, :3, 3] /= scale
     return out
 
@@ -56,8 +63,9 @@ def scene_scale(path: dict, frames: list[int] | None = None) -> float | None:
     frame of the path saw anything (then translations cannot be judged and are used as they are)."""
     frames = range(len(path["frames"])) if frames is None else frames
     known = [path["frames"][k].get("depth") for k in frames]
-    known = [d for d in known if d is not None] or \
-        [f.get("depth") for f in path["frames"] if f.get("depth") is not None]
+    known = [d for d in known if d is not None] or [
+        f.get("depth") for f in path["frames"] if f.get("depth") is not None
+    ]
     return float(np.median(known)) if known else None
 
 
@@ -72,8 +80,9 @@ def fit_intrinsics(K: np.ndarray, src_width: int, src_height: int, width: int, h
     return out
 
 
-def plucker(path: dict, height: int | None = None, width: int | None = None, frames: list[int] | None = None,
-            scale: float = 1.0) -> np.ndarray:
+def plucker(
+    path: dict, height: int | None = None, width: int | None = None, frames: list[int] | None = None, scale: float = 1.0
+) -> np.ndarray:
     """(F, 6, H, W) float32 Plücker embedding of the pixel rays of `frames` (default: all), as CameraCtrl's
     `ray_condition` builds it: channels 0-2 o × d, channels 3-5 d, with d the unit ray direction and o the camera
     centre, both in the axes of the first of `frames` (relative_poses, translations divided by `scale`). Rays go

@@ -45,8 +45,10 @@ COMPONENTS = ("yaw", "pitch", "roll", "horizon_roll", "sideways", "vertical", "f
 SIGNALS = ("pan", "tilt", "zoom", "roll")
 # signal -> (dead zone, rate that earns max_weight), per second, in the signal's units (see the module docstring).
 THRESHOLDS = {"pan": (0.04, 0.3), "tilt": (0.04, 0.3), "zoom": (0.04, 0.3), "roll": (0.05, 0.5)}
-OPPOSITE = {name: next(o for o, (s, sign, _) in CAMERA_DIRECTIONS.items() if s == signal and sign == -own)
-            for name, (signal, own, _) in CAMERA_DIRECTIONS.items()}
+OPPOSITE = {
+    name: next(o for o, (s, sign, _) in CAMERA_DIRECTIONS.items() if s == signal and sign == -own)
+    for name, (signal, own, _) in CAMERA_DIRECTIONS.items()
+}
 
 
 class CameraPath:
@@ -107,13 +109,21 @@ def components(path: dict | CameraPath) -> dict:
         C0 = -R0.T @ cam.w2c[i, :3, 3]
         C1 = -R1.T @ cam.w2c[i + 1, :3, 3]
         R_rel = R1 @ R0.T
-        w = -rotation_vector(R_rel)               # the camera's own turn, in camera-t axes
+        w = -rotation_vector(R_rel)  # the camera's own turn, in camera-t axes
         depth = 0.5 * (cam.depth[i] + cam.depth[i + 1]) if cam.depth_known else math.inf
-        d = R0 @ (C1 - C0) / depth                # the centre's displacement in camera-t axes, in depths
+        d = R0 @ (C1 - C0) / depth  # the centre's displacement in camera-t axes, in depths
         f0 = math.sqrt(cam.K[i, 0, 0] * cam.K[i, 1, 1])
         f1 = math.sqrt(cam.K[i + 1, 0, 0] * cam.K[i + 1, 1, 1])
-        values = {"yaw": w[1], "pitch": w[0], "roll": w[2], "horizon_roll": _horizon_roll(R0, R1, cam.up, w[2]),
-                  "sideways": d[0], "vertical": -d[1], "forward": d[2], "zoom": math.log(f1 / f0)}
+        values = {
+            "yaw": w[1],
+            "pitch": w[0],
+            "roll": w[2],
+            "horizon_roll": _horizon_roll(R0, R1, cam.up, w[2]),
+            "sideways": d[0],
+            "vertical": -d[1],
+            "forward": d[2],
+            "zoom": math.log(f1 / f0),
+        }
         out["index"].append(i)
         out["frame"].append(int(cam.numbers[i]))
         for name, value in values.items():
@@ -124,10 +134,10 @@ def components(path: dict | CameraPath) -> dict:
 def _horizon_roll(R0: np.ndarray, R1: np.ndarray, up: np.ndarray, body_roll: float) -> float:
     """The turn of the world's up direction on screen between two frames (+ = the camera rolled clockwise), blended
     into the body roll as the camera comes to look along the vertical."""
-    u0, u1 = R0 @ up, R1 @ up                     # up in camera axes; on screen "up" is -y
+    u0, u1 = R0 @ up, R1 @ up  # up in camera axes; on screen "up" is -y
     turn = math.atan2(u1[0], -u1[1]) - math.atan2(u0[0], -u0[1])
     turn = -((turn + math.pi) % (2 * math.pi) - math.pi)
-    level = min(math.hypot(u0[0], u0[1]), math.hypot(u1[0], u1[1]))   # 1: looking level, 0: straight up or down
+    level = min(math.hypot(u0[0], u0[1]), math.hypot(u1[0], u1[1]))  # 1: looking level, 0: straight up or down
     a = min(1.0, max(0.0, (level - 0.1) / 0.2))
     return a * turn + (1 - a) * body_roll
 
@@ -137,10 +147,12 @@ def signals(cam: CameraPath, comp: dict) -> dict[str, np.ndarray]:
     c = {k: np.asarray(comp[k], dtype=np.float64) for k in COMPONENTS}
     fx = 0.5 * (cam.K[:-1, 0, 0] + cam.K[1:, 0, 0])
     fy = 0.5 * (cam.K[:-1, 1, 1] + cam.K[1:, 1, 1])
-    return {"pan": (c["yaw"] + c["sideways"]) * fx / cam.width,
-            "tilt": (c["pitch"] + c["vertical"]) * fy / cam.height,
-            "zoom": c["zoom"] + c["forward"],
-            "roll": c["horizon_roll"]}
+    return {
+        "pan": (c["yaw"] + c["sideways"]) * fx / cam.width,
+        "tilt": (c["pitch"] + c["vertical"]) * fy / cam.height,
+        "zoom": c["zoom"] + c["forward"],
+        "roll": c["horizon_roll"],
+    }
 
 
 def net_rate(times: np.ndarray, rates: np.ndarray) -> float:
@@ -168,8 +180,13 @@ def weights(rates: dict[str, float], max_weight: float = 1.0) -> list[dict]:
     return out
 
 
-def match(path: dict, max_weight: float | None = None, window: int | None = None,
-          overlap: int | None = None, windows: list[list[int]] | None = None) -> dict:
+def match(
+    path: dict,
+    max_weight: float | None = None,
+    window: int | None = None,
+    overlap: int | None = None,
+    windows: list[list[int]] | None = None,
+) -> dict:
     """The camera's motion LoRAs: clip weights, per-window schedule, per-pair components and signals.
 
     `windows`: the job's context windows (engine.windows.context_windows), so that each window's weights are
@@ -184,7 +201,7 @@ def match(path: dict, max_weight: float | None = None, window: int | None = None
     sig = signals(cam, comp)
 
     def rates(start, end):
-        return {name: net_rate(cam.times[start:end], sig[name][start:end - 1]) for name in SIGNALS}
+        return {name: net_rate(cam.times[start:end], sig[name][start : end - 1]) for name in SIGNALS}
 
     def window_rates(frames):
         """Net rates over a window's frames; a looping window's runs (either side of the wrap) weighted by their
@@ -201,19 +218,35 @@ def match(path: dict, max_weight: float | None = None, window: int | None = None
     out = []
     for frames in windows or context_windows(len(cam), window, overlap):
         r = window_rates(frames)
-        out.append({"start": frames[0], "end": frames[0] + len(frames), "motion_loras": weights(r, max_weight),
-                    "rates": {k: round(v, 5) for k, v in r.items()}})
+        out.append(
+            {
+                "start": frames[0],
+                "end": frames[0] + len(frames),
+                "motion_loras": weights(r, max_weight),
+                "rates": {k: round(v, 5) for k, v in r.items()},
+            }
+        )
     windows = out
     notes = []
     if not cam.depth_known:
-        notes.append("no frame of the camera path has a scene depth (nothing in view?): camera translation was "
-                     "ignored, only turns and lens zoom were matched")
-    return {"motion_loras": weights(clip, max_weight), "windows": windows, "components": comp,
-            "signals": {k: [float(x) for x in v] for k, v in sig.items()},
-            "rates": {k: round(v, 5) for k, v in clip.items()},
-            "settings": {"max_weight": max_weight, "window": window, "overlap": overlap,
-                         "thresholds": {k: list(v) for k, v in THRESHOLDS.items()}},
-            "notes": notes}
+        notes.append(
+            "no frame of the camera path has a scene depth (nothing in view?): camera translation was "
+            "ignored, only turns and lens zoom were matched"
+        )
+    return {
+        "motion_loras": weights(clip, max_weight),
+        "windows": windows,
+        "components": comp,
+        "signals": {k: [float(x) for x in v] for k, v in sig.items()},
+        "rates": {k: round(v, 5) for k, v in clip.items()},
+        "settings": {
+            "max_weight": max_weight,
+            "window": window,
+            "overlap": overlap,
+            "thresholds": {k: list(v) for k, v in THRESHOLDS.items()},
+        },
+        "notes": notes,
+    }
 
 
 def with_overrides(matched: list[dict], manual: list) -> list[dict]:

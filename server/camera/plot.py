@@ -21,8 +21,13 @@ def plot_png(components: dict, schedule: list[dict], width_px: int = 640, height
     top, bottom = fig.subplots(2, 1, sharex=True, gridspec_kw={"height_ratios": [3, 2]})
     x = np.asarray(components["index"], dtype=np.float64) + 0.5
     for name in COMPONENTS:
-        top.plot(x, components[name], label=name, linewidth=1.2,
-                 linestyle="-" if name in ("yaw", "pitch", "roll", "horizon_roll") else "--")
+        top.plot(
+            x,
+            components[name],
+            label=name,
+            linewidth=1.2,
+            linestyle="-" if name in ("yaw", "pitch", "roll", "horizon_roll") else "--",
+        )
     top.axhline(0.0, color="0.6", linewidth=0.6)
     top.set_ylabel("per second")
     top.set_title("camera motion: turns rad/s, moves depths/s, zoom log-focal/s", fontsize=9)
@@ -31,8 +36,14 @@ def plot_png(components: dict, schedule: list[dict], width_px: int = 640, height
     shown = set()
     for w in schedule:
         for m in w["motion_loras"]:
-            bottom.hlines(m["weight"], w["start"], w["end"] - 1, colors=colours.get(m["name"], "k"), linewidth=3,
-                          label=None if m["name"] in shown else m["name"])
+            bottom.hlines(
+                m["weight"],
+                w["start"],
+                w["end"] - 1,
+                colors=colours.get(m["name"], "k"),
+                linewidth=3,
+                label=None if m["name"] in shown else m["name"],
+            )
             shown.add(m["name"])
         bottom.axvline(w["start"], color="0.85", linewidth=0.6)
     bottom.set_ylim(0, max([1.0] + [m["weight"] for w in schedule for m in w["motion_loras"]]) * 1.4)

@@ -21,8 +21,10 @@ from torch import nn
 
 from .cameractrl_encoder import PoseEncoder
 
-_MERGE_KEY = re.compile(r"^((?:down|up)_blocks)\.(\d+)\.motion_modules\.(\d+)\.temporal_transformer\."
-                        r"transformer_blocks\.0\.attention_blocks\.0\.processor\.qkv_merge\.(weight|bias)$")
+_MERGE_KEY = re.compile(
+    r"^((?:down|up)_blocks)\.(\d+)\.motion_modules\.(\d+)\.temporal_transformer\."
+    r"transformer_blocks\.0\.attention_blocks\.0\.processor\.qkv_merge\.(weight|bias)$"
+)
 
 
 def attention_path(key: str) -> str:
@@ -51,7 +53,7 @@ class CameraCtrl(nn.Module):
         self.merges = nn.ModuleList([merges[p] for p in self.paths])
         self._features: list[torch.Tensor] | None = None
         self._scale = 1.0
-        self.requires_grad_(False)   # inference only, like the UNet (store.pipeline)
+        self.requires_grad_(False)  # inference only, like the UNet (store.pipeline)
 
     @classmethod
     def from_state_dicts(cls, pose_encoder: dict, attention_processor: dict) -> CameraCtrl:
@@ -108,11 +110,15 @@ class CameraCtrl(nn.Module):
             try:
                 attn = unet.get_submodule(path)
             except AttributeError:
-                raise ValueError(f"this CameraCtrl conditions the motion module at {path!r}, which the motion UNet "
-                                 f"does not have: CameraCtrl needs the AnimateDiff v3 motion module") from None
+                raise ValueError(
+                    f"this CameraCtrl conditions the motion module at {path!r}, which the motion UNet "
+                    f"does not have: CameraCtrl needs the AnimateDiff v3 motion module"
+                ) from None
             if attn.to_q.in_features != merge.in_features:
-                raise ValueError(f"this CameraCtrl's {path} is {merge.in_features} wide, the motion module's "
-                                 f"attention {attn.to_q.in_features}: a different base model or motion module")
+                raise ValueError(
+                    f"this CameraCtrl's {path} is {merge.in_features} wide, the motion module's "
+                    f"attention {attn.to_q.in_features}: a different base model or motion module"
+                )
             previous[path] = attn.processor
             attn.set_processor(PoseConditionedProcessor(self, path, merge, attn.processor))
         return Installed(unet, previous)

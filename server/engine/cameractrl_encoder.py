@@ -53,9 +53,11 @@ class _PositionalEncoding(nn.Module):
 
     def forward(self, x):
         if x.shape[1] > self.pe.shape[1]:
-            raise ValueError(f"the CameraCtrl pose encoder takes at most {self.pe.shape[1]} frames at once, got "
-                             f"{x.shape[1]}; use context windows of at most {self.pe.shape[1]} frames")
-        return x + self.pe[:, :x.shape[1]]
+            raise ValueError(
+                f"the CameraCtrl pose encoder takes at most {self.pe.shape[1]} frames at once, got "
+                f"{x.shape[1]}; use context windows of at most {self.pe.shape[1]} frames"
+            )
+        return x + self.pe[:, : x.shape[1]]
 
 
 class _TemporalSelfAttention(Attention):
@@ -87,8 +89,14 @@ class _TemporalBlock(nn.Module):
 
 
 class PoseEncoder(nn.Module):
-    def __init__(self, channels=(320, 640, 1280, 1280), blocks: int = 2, downscale: int = 8, max_len: int = 16,
-                 heads: int = HEADS):
+    def __init__(
+        self,
+        channels=(320, 640, 1280, 1280),
+        blocks: int = 2,
+        downscale: int = 8,
+        max_len: int = 16,
+        heads: int = HEADS,
+    ):
         super().__init__()
         self.channels, self.downscale = tuple(channels), downscale
         self.unshuffle = nn.PixelUnshuffle(downscale)
@@ -97,10 +105,14 @@ class PoseEncoder(nn.Module):
         self.encoder_down_attention_blocks = nn.ModuleList()
         for i, width in enumerate(channels):
             before = channels[max(i - 1, 0)]
-            self.encoder_down_conv_blocks.append(nn.ModuleList(
-                [_ResnetBlock(before if j == 0 else width, width, down=(j == 0 and i > 0)) for j in range(blocks)]))
-            self.encoder_down_attention_blocks.append(nn.ModuleList(
-                [_TemporalBlock(width, heads, max_len) for _ in range(blocks)]))
+            self.encoder_down_conv_blocks.append(
+                nn.ModuleList(
+                    [_ResnetBlock(before if j == 0 else width, width, down=(j == 0 and i > 0)) for j in range(blocks)]
+                )
+            )
+            self.encoder_down_attention_blocks.append(
+                nn.ModuleList([_TemporalBlock(width, heads, max_len) for _ in range(blocks)])
+            )
 
     @property
     def max_frames(self) -> int:
@@ -129,11 +141,12 @@ class PoseEncoder(nn.Module):
         """The encoder the shapes of a `pose_encoder_state_dict` describe, with its weights loaded strictly."""
         blocks = 1 + max(int(k.split(".")[2]) for k in state_dict if k.startswith("encoder_down_conv_blocks.0."))
         scales = 1 + max(int(k.split(".")[1]) for k in state_dict if k.startswith("encoder_down_conv_blocks."))
-        channels = [state_dict[f"encoder_down_conv_blocks.{i}.{blocks - 1}.block2.weight"].shape[0]
-                    for i in range(scales)]
+        channels = [
+            state_dict[f"encoder_down_conv_blocks.{i}.{blocks - 1}.block2.weight"].shape[0] for i in range(scales)
+        ]
         downscale = math.isqrt(state_dict["encoder_conv_in.weight"].shape[1] // 6)
         max_len = state_dict["encoder_down_attention_blocks.0.0.attention_blocks.0.pos_encoder.pe"].shape[1]
-        with torch.device("meta"):   # no random initialisation: every tensor comes from the state dict
+        with torch.device("meta"):  # no random initialisation: every tensor comes from the state dict
             encoder = cls(channels, blocks, downscale, max_len)
         encoder.load_state_dict(state_dict, strict=True, assign=True)
         return encoder

@@ -24,7 +24,7 @@ from ..log import log, log_exception
 from ..protocol import FINAL_EVENTS, FORM_POSE, JobSpec, frame_filename, parse_spec
 
 JOB_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}")
-HISTORY = 64   # finished jobs kept in memory; older ones are read back from their folders when asked for
+HISTORY = 64  # finished jobs kept in memory; older ones are read back from their folders when asked for
 
 
 class Cancelled(Exception):
@@ -47,7 +47,7 @@ def write_atomic(path: Path, data: bytes):
         try:
             view = memoryview(data)
             while view:
-                view = view[os.write(fd, view):]
+                view = view[os.write(fd, view) :]
         finally:
             os.close(fd)
         os.replace(tmp, path)
@@ -70,7 +70,7 @@ class Job:
         self.error: str | None = None
         self.manifest: dict = {}
         self.created = time.time()
-        self.guide_counts: dict[str, int] = {}   # form field -> files waiting in guides/
+        self.guide_counts: dict[str, int] = {}  # form field -> files waiting in guides/
         self._guides: dict | None = None
         self._events: list[tuple[int, str, dict]] = []
         self._lock = threading.Lock()
@@ -142,8 +142,9 @@ class Job:
             raise Cancelled()
 
     def write_manifest(self):
-        write_atomic(self.folder / "manifest.json",
-                     json.dumps(self.manifest, indent=2, sort_keys=True, default=str).encode())
+        write_atomic(
+            self.folder / "manifest.json", json.dumps(self.manifest, indent=2, sort_keys=True, default=str).encode()
+        )
 
 
 def load_guides(folder: Path, spec: JobSpec, counts: dict[str, int]) -> dict:
@@ -158,8 +159,9 @@ def load_guides(folder: Path, spec: JobSpec, counts: dict[str, int]) -> dict:
                 pose,  # controlnet-aux is slow to import: only when a job has a pose guide
             )
 
-            people = pose.parse_frames(json.loads((folder / "pose.json").read_bytes()), spec.frames, spec.width,
-                                       spec.height)
+            people = pose.parse_frames(
+                json.loads((folder / "pose.json").read_bytes()), spec.frames, spec.width, spec.height
+            )
             guides["openpose"] = [pose.draw(p, spec.width, spec.height) for p in people]
             for i, image in enumerate(guides["openpose"]):  # the pose guide as the ControlNet saw it
                 Image.fromarray(image).save(folder / f"openpose_{i + 1:04d}.png")
@@ -183,14 +185,22 @@ def read_job(folder: Path) -> Job | None:
     job.manifest = manifest
     job.state = manifest.get("status", "interrupted")
     job.created = manifest.get("created", job.created)
-    job.frames_ready = sorted(int(p.stem.split("_")[1]) - 1 for p in job.frames_dir.glob("frame_*.png")
-                              if p.stem.split("_")[1].isdigit())
-    previews = sorted(int(p.stem.split("_")[1]) for p in (folder / "previews").glob("step_*.png")
-                      if p.stem.split("_")[1].isdigit())
+    job.frames_ready = sorted(
+        int(p.stem.split("_")[1]) - 1 for p in job.frames_dir.glob("frame_*.png") if p.stem.split("_")[1].isdigit()
+    )
+    previews = sorted(
+        int(p.stem.split("_")[1]) for p in (folder / "previews").glob("step_*.png") if p.stem.split("_")[1].isdigit()
+    )
     job.step = previews[-1] if previews else 0
     job.error = manifest.get("message") if job.state in ("error", "interrupted") else None
-    job.replay = (job.state, {"message": manifest.get("message", ""), "frames": len(job.frames_ready),
-                              "manifest": f"/jobs/{job.id}/manifest"})
+    job.replay = (
+        job.state,
+        {
+            "message": manifest.get("message", ""),
+            "frames": len(job.frames_ready),
+            "manifest": f"/jobs/{job.id}/manifest",
+        },
+    )
     return job
 
 
@@ -202,8 +212,8 @@ class JobQueue:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._run = run
         self._history = history
-        self._jobs: dict[str, Job] = {}            # queued and running jobs
-        self._done: OrderedDict[str, Job] = OrderedDict()   # the most recent finished ones
+        self._jobs: dict[str, Job] = {}  # queued and running jobs
+        self._done: OrderedDict[str, Job] = OrderedDict()  # the most recent finished ones
         self._waiting: deque[Job] = deque()
         self._cond = threading.Condition()
         self._stopping = False
@@ -230,9 +240,12 @@ class JobQueue:
                 continue
             frames = sorted(p.name for p in (folder / "frames").glob("frame_*.png"))
             was = manifest["status"]
-            manifest.update(status="interrupted", frames=frames,
-                            message=f"the server stopped while this job was {was}; {len(frames)} frames were "
-                                    f"written; submit it again to finish it")
+            manifest.update(
+                status="interrupted",
+                frames=frames,
+                message=f"the server stopped while this job was {was}; {len(frames)} frames were "
+                f"written; submit it again to finish it",
+            )
             try:
                 write_atomic(path, json.dumps(manifest, indent=2, sort_keys=True, default=str).encode())
             except OSError as e:
@@ -268,8 +281,14 @@ class JobQueue:
             self._waiting.append(job)
             job.emit("queued", position=len(self._waiting) - 1 + (self.current is not None))
             self._cond.notify_all()
-        log.info("job %s queued (%d frames, %d steps, %dx%d)", job.id, job.spec.frames, job.spec.steps,
-                 job.spec.width, job.spec.height)
+        log.info(
+            "job %s queued (%d frames, %d steps, %dx%d)",
+            job.id,
+            job.spec.frames,
+            job.spec.steps,
+            job.spec.width,
+            job.spec.height,
+        )
 
     def get(self, job_id: str) -> Job | None:
         with self._cond:
@@ -351,9 +370,16 @@ class JobQueue:
                 job.emit("error", message=f"internal error ({type(e).__name__}); see server.log")
             finally:
                 timings = job.manifest.get("timings", {})
-                log.info("job %s ended: %s in %.2f s (load %s s, generate %s s), %d frames%s", job.id, job.state,
-                         time.perf_counter() - started, timings.get("load_s"), timings.get("generate_s"),
-                         len(job.frames_ready), f": {job.error}" if job.error else "")
+                log.info(
+                    "job %s ended: %s in %.2f s (load %s s, generate %s s), %d frames%s",
+                    job.id,
+                    job.state,
+                    time.perf_counter() - started,
+                    timings.get("load_s"),
+                    timings.get("generate_s"),
+                    len(job.frames_ready),
+                    f": {job.error}" if job.error else "",
+                )
                 with self._cond:
                     self.current = None
                     self._cond.notify_all()

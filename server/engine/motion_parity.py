@@ -73,7 +73,7 @@ def _swap(parent: nn.Module, name: str, cls, **extra) -> None:
 
 
 def motion_version(adapter_config) -> str:
-    """"v1", "v2" or "v3" from a MotionAdapter config: v2 has a mid-block motion module, v1 has none and 24
+    """ "v1", "v2" or "v3" from a MotionAdapter config: v2 has a mid-block motion module, v1 has none and 24
     positions, v3 none and 32. Fine-tunes (AnimateLCM, Lightning) count as the version they were tuned from."""
     if adapter_config.get("use_motion_mid_block", True):
         return "v2"
@@ -100,7 +100,8 @@ def _spatial_resnet_norms(model: nn.Module):
 def _record_frames(frames: _Frames):
     def hook(module, args, kwargs):
         sample = args[0] if args else kwargs["sample"]
-        frames.count = sample.shape[2]   # UNetMotionModel takes (b, c, f, h, w)
+        frames.count = sample.shape[2]  # UNetMotionModel takes (b, c, f, h, w)
+
     return hook
 
 

@@ -28,17 +28,20 @@ from .temporal_windows import TemporalWindows
 from .windows import WINDOW_MODES, ContextWindows, context_windows, fusion_table
 
 # Linear map from SD1.5 latents to RGB: a cheap preview that needs no VAE decode.
-_LATENT_RGB = torch.tensor([
-    [0.298, 0.207, 0.208],
-    [0.187, 0.286, 0.173],
-    [-0.158, 0.189, 0.264],
-    [-0.184, -0.271, -0.473],
-])
+_LATENT_RGB = torch.tensor(
+    [
+        [0.298, 0.207, 0.208],
+        [0.187, 0.286, 0.173],
+        [-0.158, 0.189, 0.264],
+        [-0.184, -0.271, -0.473],
+    ]
+)
 
 
 @dataclass
 class Control:
     """A dense ControlNet with its per-frame guide images, float (frames, 3, H, W) in [0, 1]."""
+
     model: torch.nn.Module
     images: torch.Tensor
     scale: float = 1.0
@@ -49,6 +52,7 @@ class Control:
 @dataclass
 class Keyframes:
     """SparseCtrl RGB keyframes: images float (k, 3, H, W) in [0, 1] at 0-based frame indices."""
+
     model: torch.nn.Module
     images: torch.Tensor
     indices: list[int]
@@ -59,6 +63,7 @@ class Keyframes:
 class CameraPoses:
     """CameraCtrl conditioning (engine/cameractrl.py): the model, and for a window's frame indices the pose
     encoder's input, a (frames, 6, H, W) Plücker embedding relative to the window's first frame."""
+
     model: torch.nn.Module
     window_input: Callable[[list[int]], torch.Tensor]
     scale: float = 1.0
@@ -128,13 +133,14 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         batch = 2 if cfg else 1
         keys = list(prompt_keys) or [(0, prompt)]
         encoded = [(f, *self.encode_prompt(p, device, 1, cfg, negative_prompt)) for f, p in keys]
-        positive = travel([(f, pos[0]) for f, pos, _ in encoded], num_frames)    # (F, tokens, dim)
-        negative = encoded[0][2]                                                # (1, tokens, dim) or None
+        positive = travel([(f, pos[0]) for f, pos, _ in encoded], num_frames)  # (F, tokens, dim)
+        negative = encoded[0][2]  # (1, tokens, dim) or None
 
         self.scheduler.set_timesteps(steps, device=device)
         timesteps = self.scheduler.timesteps
-        latents = self.prepare_latents(1, self.unet.config.in_channels, num_frames, height, width,
-                                       positive.dtype, device, generator)
+        latents = self.prepare_latents(
+            1, self.unet.config.in_channels, num_frames, height, width, positive.dtype, device, generator
+        )
         extra = self.prepare_extra_step_kwargs(generator, 0.0)
         images = [c.images.to(device=device, dtype=c.model.dtype) for c in controls]
         sparse = self._sparse_inputs(keyframes, num_frames, batch, device) if keyframes else None
@@ -142,17 +148,32 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         context = context or ContextWindows(length=num_frames, overlap=0, mode="unet")
         if context.mode not in WINDOW_MODES:
             raise ValueError(f"unknown context mode {context.mode!r}; use one of {', '.join(WINDOW_MODES)}")
-        if context.mode == "temporal" and (camera is not None
-                                           or getattr(self.unet, "_marionette_frames_hook", None) is not None):
+        if context.mode == "temporal" and (
+            camera is not None or getattr(self.unet, "_marionette_frames_hook", None) is not None
+        ):
             # CameraCtrl's pose features are per window, and v1's original spatial norms take statistics over a
             # window's frames (engine/motion_parity.py): neither runs in frame chunks, so the whole UNet per window.
             context = dataclasses.replace(context, mode="unet")
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
         if context.mode == "temporal":
-            latents = self._denoise_temporal(latents, timesteps, windows, table, positive, negative, guidance,
-                                             controls, images, sparse, keyframes, batch * context.chunk, extra,
-                                             on_window, on_step)
+            latents = self._denoise_temporal(
+                latents,
+                timesteps,
+                windows,
+                table,
+                positive,
+                negative,
+                guidance,
+                controls,
+                images,
+                sparse,
+                keyframes,
+                batch * context.chunk,
+                extra,
+                on_window,
+                on_step,
+            )
             return self.decode(latents, on_frame, decode_chunk)
         poses = [None] * len(windows)
         installed = None
@@ -160,15 +181,48 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
             installed = camera.model.install(self.unet)
         try:
-            latents = self._denoise(latents, timesteps, windows, table, positive, negative, guidance, controls,
-                                    images, sparse, keyframes, camera, poses, extra, on_window, on_step)
+            latents = self._denoise(
+                latents,
+                timesteps,
+                windows,
+                table,
+                positive,
+                negative,
+                guidance,
+                controls,
+                images,
+                sparse,
+                keyframes,
+                camera,
+                poses,
+                extra,
+                on_window,
+                on_step,
+            )
         finally:
             if installed is not None:
                 installed.remove()
         return self.decode(latents, on_frame, decode_chunk)
 
-    def _denoise(self, latents, timesteps, windows, table, positive, negative, guidance, controls, images, sparse,
-                 keyframes, camera, poses, extra, on_window, on_step):
+    def _denoise(
+        self,
+        latents,
+        timesteps,
+        windows,
+        table,
+        positive,
+        negative,
+        guidance,
+        controls,
+        images,
+        sparse,
+        keyframes,
+        camera,
+        poses,
+        extra,
+        on_window,
+        on_step,
+    ):
         cfg = guidance > 1.0
         batch = 2 if cfg else 1
         for i, t in enumerate(timesteps):
@@ -179,10 +233,20 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 embeds = positive[idx]
                 if cfg:
                     embeds = torch.cat([negative.expand(len(idx), -1, -1), embeds])
-                noise = self._predict(latents[:, :, idx], t, i, len(timesteps), embeds, guidance, controls,
-                                      [torch.cat([im[idx]] * batch) for im in images],
-                                      None if sparse is None else (sparse[0][:, :, idx], sparse[1][:, :, idx]),
-                                      keyframes, camera, poses[w])
+                noise = self._predict(
+                    latents[:, :, idx],
+                    t,
+                    i,
+                    len(timesteps),
+                    embeds,
+                    guidance,
+                    controls,
+                    [torch.cat([im[idx]] * batch) for im in images],
+                    None if sparse is None else (sparse[0][:, :, idx], sparse[1][:, :, idx]),
+                    keyframes,
+                    camera,
+                    poses[w],
+                )
                 fused[:, :, idx] += noise * table[w, idx][None, None, :, None, None]
             out = self.scheduler.step(fused, t, latents, **extra)
             latents = out.prev_sample
@@ -191,8 +255,24 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 on_step(i, len(timesteps), latents if x0 is None else x0)
         return latents
 
-    def _denoise_temporal(self, latents, timesteps, windows, table, positive, negative, guidance, controls, images,
-                          sparse, keyframes, rows, extra, on_window, on_step):
+    def _denoise_temporal(
+        self,
+        latents,
+        timesteps,
+        windows,
+        table,
+        positive,
+        negative,
+        guidance,
+        controls,
+        images,
+        sparse,
+        keyframes,
+        rows,
+        extra,
+        on_window,
+        on_step,
+    ):
         """The denoising loop of mode "temporal": one prediction per step over all frames, the motion modules
         windowed inside it (TemporalWindows). on_window is called once per window and step before the prediction;
         per-window LoRA weights cannot differ inside one prediction, so the caller uses mode "unet" for those."""
@@ -208,8 +288,19 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 if on_window is not None:
                     for w, idx in enumerate(windows):
                         on_window(w, idx)
-                noise = self._predict(latents, t, i, len(timesteps), embeds, guidance, controls, control_images,
-                                      sparse, keyframes, rows=rows)
+                noise = self._predict(
+                    latents,
+                    t,
+                    i,
+                    len(timesteps),
+                    embeds,
+                    guidance,
+                    controls,
+                    control_images,
+                    sparse,
+                    keyframes,
+                    rows=rows,
+                )
                 out = self.scheduler.step(noise, t, latents, **extra)
                 latents = out.prev_sample
                 if on_step is not None:
@@ -217,8 +308,22 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     on_step(i, len(timesteps), latents if x0 is None else x0)
         return latents
 
-    def _predict(self, latents, t, step, steps, embeds, guidance, controls, control_images, sparse, keyframes,
-                 camera=None, pose=None, rows=None):
+    def _predict(
+        self,
+        latents,
+        t,
+        step,
+        steps,
+        embeds,
+        guidance,
+        controls,
+        control_images,
+        sparse,
+        keyframes,
+        camera=None,
+        pose=None,
+        rows=None,
+    ):
         """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed."""
         cfg = guidance > 1.0
         model_in = torch.cat([latents] * 2) if cfg else latents
@@ -233,14 +338,29 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             down, mid = _add_residuals(down, mid, d, m)
         if sparse is not None:
             cond, mask = sparse
-            d, m = keyframes.model(model_in, t, encoder_hidden_states=embeds, controlnet_cond=cond,
-                                   conditioning_mask=mask, conditioning_scale=keyframes.scale, return_dict=False)
+            d, m = keyframes.model(
+                model_in,
+                t,
+                encoder_hidden_states=embeds,
+                controlnet_cond=cond,
+                conditioning_mask=mask,
+                conditioning_scale=keyframes.scale,
+                return_dict=False,
+            )
             down, mid = _add_residuals(down, mid, d, m)
-        conditioning = contextlib.nullcontext() if camera is None else \
-            camera.model.conditioning(pose, camera.scale, model_in.shape[0])
+        conditioning = (
+            contextlib.nullcontext()
+            if camera is None
+            else camera.model.conditioning(pose, camera.scale, model_in.shape[0])
+        )
         with conditioning:
-            noise = self.unet(model_in, t, encoder_hidden_states=embeds, down_block_additional_residuals=down,
-                              mid_block_additional_residual=mid).sample
+            noise = self.unet(
+                model_in,
+                t,
+                encoder_hidden_states=embeds,
+                down_block_additional_residuals=down,
+                mid_block_additional_residual=mid,
+            ).sample
         if cfg:
             uncond, text = noise.chunk(2)
             noise = uncond + guidance * (text - uncond)
@@ -267,7 +387,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         latents = latents[0].transpose(0, 1) / self.vae.config.scaling_factor  # (F, 4, h, w)
         frames = []
         for start in range(0, latents.shape[0], chunk):
-            images = self.vae.decode(latents[start:start + chunk].to(self.vae.dtype)).sample
+            images = self.vae.decode(latents[start : start + chunk].to(self.vae.dtype)).sample
             images = ((images.float() / 2 + 0.5).clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).cpu().numpy()
             for k, image in enumerate(images):
                 if on_frame is not None:
@@ -281,8 +401,17 @@ def _controlnet(c: Control, flat, t, embeds, cond, rows=None):
     independent of the others, so the chunks join exactly)."""
     n = flat.shape[0]
     step = n if not rows else rows
-    parts = [c.model(flat[s:s + step], t, encoder_hidden_states=embeds[s:s + step], controlnet_cond=cond[s:s + step],
-                     conditioning_scale=c.scale, return_dict=False) for s in range(0, n, step)]
+    parts = [
+        c.model(
+            flat[s : s + step],
+            t,
+            encoder_hidden_states=embeds[s : s + step],
+            controlnet_cond=cond[s : s + step],
+            conditioning_scale=c.scale,
+            return_dict=False,
+        )
+        for s in range(0, n, step)
+    ]
     if len(parts) == 1:
         return parts[0]
     return [torch.cat(r) for r in zip(*(p[0] for p in parts))], torch.cat([p[1] for p in parts])

@@ -18,18 +18,18 @@ from .windows import context_windows
 
 @dataclass
 class Plan:
-    base: dict                       # identity of the base model (source, sha256 of local files)
-    motion_module: dict              # identity + version + max_frames
+    base: dict  # identity of the base model (source, sha256 of local files)
+    motion_module: dict  # identity + version + max_frames
     controlnets: list[dict]
     sparsectrl: dict | None
-    motion_loras: list[dict]         # what the job applies to the whole clip (the camera's with "auto")
+    motion_loras: list[dict]  # what the job applies to the whole clip (the camera's with "auto")
     loras: list[dict]
     camera_motion: str
     scheduler: str
     notes: list[str] = field(default_factory=list)
-    camera: dict | None = None       # the camera match (camera.match) with overrides applied in "auto"
-    windows: list[list[int]] | None = None   # the job's context windows (job frame indices), when it has them
-    cameractrl: dict | None = None   # with camera_motion "cameractrl": model, scale, per-window poses (cameractrl_plan)
+    camera: dict | None = None  # the camera match (camera.match) with overrides applied in "auto"
+    windows: list[list[int]] | None = None  # the job's context windows (job frame indices), when it has them
+    cameractrl: dict | None = None  # with camera_motion "cameractrl": model, scale, per-window poses (cameractrl_plan)
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -44,16 +44,22 @@ class Plan:
     def to_dict(self, plot: bool = True) -> dict:
         camera = self.camera
         out = {
-            "base": self.base, "motion_module": self.motion_module, "controlnets": self.controlnets,
-            "sparsectrl": self.sparsectrl, "motion_loras": self.motion_loras, "loras": self.loras,
-            "camera_motion": self.camera_motion, "cameractrl": self.cameractrl,
+            "base": self.base,
+            "motion_module": self.motion_module,
+            "controlnets": self.controlnets,
+            "sparsectrl": self.sparsectrl,
+            "motion_loras": self.motion_loras,
+            "loras": self.loras,
+            "camera_motion": self.camera_motion,
+            "cameractrl": self.cameractrl,
             # with a camera path: what it matched (before manual overrides), the schedule, the per-pair components
             # and a base64 PNG plot of both (README "Camera matching")
             "matched_motion_loras": None if camera is None else camera["motion_loras"],
             "windows": None if camera is None else camera["windows"],
             "components": None if camera is None else camera["components"],
             "camera_matching": None if camera is None else {k: camera[k] for k in ("rates", "settings")},
-            "scheduler": self.scheduler, "notes": self.notes,
+            "scheduler": self.scheduler,
+            "notes": self.notes,
         }
         if plot:
             png = self.plot_png()
@@ -70,30 +76,52 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
     notes = []
     motion_loras, camera = motion_loras_for(spec)
     if (motion_loras or spec.camera_motion == "auto") and info["version"] != "v2":
-        notes.append(f"motion LoRAs act as intended only on the v2 motion module; {spec.motion_module!r} is "
-                     f"{info['version']}: expect little effect")
+        notes.append(
+            f"motion LoRAs act as intended only on the v2 motion module; {spec.motion_module!r} is "
+            f"{info['version']}: expect little effect"
+        )
     if camera is not None:
         notes += camera["notes"]
     cameractrl = cameractrl_plan(spec, store)
     if cameractrl is not None:
         notes += cameractrl.pop("notes")
         if info["version"] not in ("v3", "unknown"):
-            notes.append(f"CameraCtrl was trained with the v3 motion module; {spec.motion_module!r} is "
-                         f"{info['version']}")
+            notes.append(
+                f"CameraCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}"
+            )
     if spec.sparsectrl and info["version"] not in ("v3", "unknown"):
         notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
     return Plan(
         base=file_identity(config.get("base", spec.base), wait),
         motion_module={**file_identity(module, wait), **info},
-        controlnets=[{"kind": c.kind, "model": c.model, "weight": c.weight, "start": c.start, "end": c.end,
-                      "source": config.get("controlnet", c.model).source} for c in spec.controlnets],
-        sparsectrl=None if spec.sparsectrl is None else {
-            "model": spec.sparsectrl.model, "keyframes": spec.sparsectrl.keyframes,
-            "weight": spec.sparsectrl.weight, "source": config.get("sparsectrl", spec.sparsectrl.model).source},
+        controlnets=[
+            {
+                "kind": c.kind,
+                "model": c.model,
+                "weight": c.weight,
+                "start": c.start,
+                "end": c.end,
+                "source": config.get("controlnet", c.model).source,
+            }
+            for c in spec.controlnets
+        ],
+        sparsectrl=None
+        if spec.sparsectrl is None
+        else {
+            "model": spec.sparsectrl.model,
+            "keyframes": spec.sparsectrl.keyframes,
+            "weight": spec.sparsectrl.weight,
+            "source": config.get("sparsectrl", spec.sparsectrl.model).source,
+        },
         motion_loras=motion_loras,
         loras=[{"name": m.name, "weight": m.weight} for m in spec.loras],
-        camera_motion=spec.camera_motion, scheduler=spec.scheduler, notes=notes, camera=camera,
-        windows=job_windows(spec), cameractrl=cameractrl)
+        camera_motion=spec.camera_motion,
+        scheduler=spec.scheduler,
+        notes=notes,
+        camera=camera,
+        windows=job_windows(spec),
+        cameractrl=cameractrl,
+    )
 
 
 def job_windows(spec: JobSpec) -> list[list[int]] | None:
@@ -108,17 +136,29 @@ def cameractrl_plan(spec: JobSpec, store: ModelStore) -> dict | None:
     if spec.camera_motion != "cameractrl":
         return None
     entry = store.config.get("camera_control", spec.cameractrl.model)
-    windows = [{"first": idx[0], "frames": idx, "scene_scale": scene_scale(spec.camera, idx)}
-               for idx in job_windows(spec) or [list(range(spec.frames))]]
+    windows = [
+        {"first": idx[0], "frames": idx, "scene_scale": scene_scale(spec.camera, idx)}
+        for idx in job_windows(spec) or [list(range(spec.frames))]
+    ]
     notes = []
     if any(w["scene_scale"] is None for w in windows):
-        notes.append("no frame of the camera path has a scene depth (nothing in view?): CameraCtrl gets the "
-                     "camera's translations in scene units, not normalised by the scene's depth")
+        notes.append(
+            "no frame of the camera path has a scene depth (nothing in view?): CameraCtrl gets the "
+            "camera's translations in scene units, not normalised by the scene's depth"
+        )
     if spec.guidance != CAMERACTRL_GUIDANCE:
-        notes.append(f"CameraCtrl's authors sample with guidance {CAMERACTRL_GUIDANCE:g} (their inference.py); "
-                     f"this job uses {spec.guidance:g}")
-    return {**file_identity(entry), "model": entry.name, "scale": spec.cameractrl.scale,
-            "authors_guidance": CAMERACTRL_GUIDANCE, "windows": windows, "notes": notes}
+        notes.append(
+            f"CameraCtrl's authors sample with guidance {CAMERACTRL_GUIDANCE:g} (their inference.py); "
+            f"this job uses {spec.guidance:g}"
+        )
+    return {
+        **file_identity(entry),
+        "model": entry.name,
+        "scale": spec.cameractrl.scale,
+        "authors_guidance": CAMERACTRL_GUIDANCE,
+        "windows": windows,
+        "notes": notes,
+    }
 
 
 def motion_loras_for(spec: JobSpec) -> tuple[list[dict], dict | None]:
@@ -153,5 +193,7 @@ def motion_lora_names(spec: JobSpec) -> set[str]:
 
 def model_identities(spec: JobSpec, store: ModelStore) -> dict:
     """The base model's and motion module's identities with every file hash, waiting for any still computed."""
-    return {"base": file_identity(store.config.get("base", spec.base)),
-            "motion_module": file_identity(store.config.get("motion_module", spec.motion_module))}
+    return {
+        "base": file_identity(store.config.get("base", spec.base)),
+        "motion_module": file_identity(store.config.get("motion_module", spec.motion_module)),
+    }

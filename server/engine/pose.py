@@ -14,8 +14,7 @@ from controlnet_aux.open_pose import util
 from controlnet_aux.open_pose.body import Keypoint
 
 _MISSING = Keypoint(0.0, 0.0, 0.0)
-PARTS = {"pose_keypoints_2d": 18, "hand_left_keypoints_2d": 21, "hand_right_keypoints_2d": 21,
-         "face_keypoints_2d": 70}
+PARTS = {"pose_keypoints_2d": 18, "hand_left_keypoints_2d": 21, "hand_right_keypoints_2d": 21, "face_keypoints_2d": 70}
 
 
 def parse_frames(data, frames: int, width: int, height: int) -> list[list[dict]]:
@@ -30,7 +29,7 @@ def parse_frames(data, frames: int, width: int, height: int) -> list[list[dict]]
     for f, frame in enumerate(data):
         people = frame.get("people") if isinstance(frame, dict) else None
         if not isinstance(people, list):
-            raise ValueError(f"pose[{f}]: expected an object with a \"people\" list")
+            raise ValueError(f'pose[{f}]: expected an object with a "people" list')
         parsed = []
         for p, person in enumerate(people):
             if not isinstance(person, dict):
@@ -41,18 +40,23 @@ def parse_frames(data, frames: int, width: int, height: int) -> list[list[dict]]
                 if values is None:
                     continue
                 where = f"pose[{f}].people[{p}].{part}"
-                if (not isinstance(values, list) or len(values) != 3 * count
-                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)):
+                if (
+                    not isinstance(values, list)
+                    or len(values) != 3 * count
+                    or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
+                ):
                     raise ValueError(f"{where}: expected {3 * count} numbers (x, y, confidence for {count} points)")
                 points = []
                 for k in range(count):
-                    x, y, c = values[3 * k:3 * k + 3]
+                    x, y, c = values[3 * k : 3 * k + 3]
                     if c <= 0:
                         points.append(None)
                         continue
                     if not (0 <= x <= width and 0 <= y <= height):
-                        raise ValueError(f"{where}: point {k} at ({x}, {y}) is outside the {width}x{height} "
-                                         f"image; omit it with confidence 0")
+                        raise ValueError(
+                            f"{where}: point {k} at ({x}, {y}) is outside the {width}x{height} "
+                            f"image; omit it with confidence 0"
+                        )
                     points.append(Keypoint(x / width, y / height, float(c), k))
                 entry[part] = points
             parsed.append(entry)

@@ -28,9 +28,14 @@ def _library_versions() -> dict:
     import peft
     import transformers
 
-    return {"marionette": __version__, "torch": torch.__version__, "diffusers": diffusers.__version__,
-            "transformers": transformers.__version__, "peft": peft.__version__,
-            "python": platform.python_version()}
+    return {
+        "marionette": __version__,
+        "torch": torch.__version__,
+        "diffusers": diffusers.__version__,
+        "transformers": transformers.__version__,
+        "peft": peft.__version__,
+        "python": platform.python_version(),
+    }
 
 
 def _grid(frames: np.ndarray) -> np.ndarray:
@@ -41,7 +46,7 @@ def _grid(frames: np.ndarray) -> np.ndarray:
     out = np.zeros((rows * h, cols * w, 3), dtype=np.uint8)
     for k, frame in enumerate(frames):
         r, c = divmod(k, cols)
-        out[r * h:(r + 1) * h, c * w:(c + 1) * w] = frame
+        out[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
     return out
 
 
@@ -54,11 +59,19 @@ def run_job(job: Job, store: ModelStore):
     spec = job.spec
     timings = {"queued_s": round(time.time() - job.created, 3), "started_at": time.time()}
     t0 = time.perf_counter()
-    job.manifest = {**job.manifest, "id": job.id, "spec": asdict(spec), "seed": spec.seed, "status": "running",
-                    "versions": _library_versions(), "device": store.device, "dtype": str(store.dtype),
-                    "motion_norm": store.motion_norm}
+    job.manifest = {
+        **job.manifest,
+        "id": job.id,
+        "spec": asdict(spec),
+        "seed": spec.seed,
+        "status": "running",
+        "versions": _library_versions(),
+        "device": store.device,
+        "dtype": str(store.dtype),
+        "motion_norm": store.motion_norm,
+    }
     try:
-        resolved = plan(spec, store, wait=False)   # file hashes complete in the background
+        resolved = plan(spec, store, wait=False)  # file hashes complete in the background
         job.manifest["plan"] = resolved.to_dict(plot=False)
         plot = resolved.plot_png()
         if plot:  # the manifest keeps the schedule; the plot goes beside it
@@ -68,21 +81,28 @@ def run_job(job: Job, store: ModelStore):
         loads_before = len(store.loads)
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module)
-            motion_loras = resolved.motion_loras   # the camera's, with camera_motion "auto"
+            motion_loras = resolved.motion_loras  # the camera's, with camera_motion "auto"
             image_loras = [("lora", m.name, m.weight) for m in spec.loras]
             store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])
-            controls = [Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)
-                        for c in spec.controlnets]
+            controls = [
+                Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)
+                for c in spec.controlnets
+            ]
             keyframes = None
             if spec.sparsectrl:
-                keyframes = Keyframes(store.sparsectrl(spec.sparsectrl.model), _to_tensor(job.guides["keyframe"]),
-                                      spec.sparsectrl.keyframes, spec.sparsectrl.weight)
+                keyframes = Keyframes(
+                    store.sparsectrl(spec.sparsectrl.model),
+                    _to_tensor(job.guides["keyframe"]),
+                    spec.sparsectrl.keyframes,
+                    spec.sparsectrl.weight,
+                )
             camera = None
             if spec.camera_motion == "cameractrl":
-                camera = CameraPoses(store.camera_control(spec.cameractrl.model),
-                                     lambda idx: torch.from_numpy(window_input(spec.camera, idx, spec.height,
-                                                                               spec.width)[0]),
-                                     spec.cameractrl.scale)
+                camera = CameraPoses(
+                    store.camera_control(spec.cameractrl.model),
+                    lambda idx: torch.from_numpy(window_input(spec.camera, idx, spec.height, spec.width)[0]),
+                    spec.cameractrl.scale,
+                )
             pipe.scheduler = make_scheduler(spec.scheduler, pipe.scheduler.config)
             job.manifest["loaded_now"] = store.loads[loads_before:]
             timings["load_s"] = round(time.perf_counter() - t0, 3)
@@ -99,11 +119,11 @@ def run_job(job: Job, store: ModelStore):
         def on_frame(index, rgb):
             Image.fromarray(rgb).save(job.frame_path(index))
             job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
-            job.check_cancel()   # a cancel during decoding keeps the frames written so far
+            job.check_cancel()  # a cancel during decoding keeps the frames written so far
 
         context = None if spec.context is None else ContextWindows(**asdict(spec.context))
         on_window = None
-        schedule = resolved.window_motion_loras()   # the camera was matched on the same windows: one per window
+        schedule = resolved.window_motion_loras()  # the camera was matched on the same windows: one per window
         if context is not None and schedule:
             job.manifest["window_motion_loras"] = schedule
             # LoRA weights cannot change between the windows of one prediction: such clips run the whole UNet
@@ -114,11 +134,24 @@ def run_job(job: Job, store: ModelStore):
                 store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in schedule[w]])
 
         generator = torch.Generator("cpu").manual_seed(spec.seed)
-        pipe.generate(prompt=spec.prompt, negative_prompt=spec.negative_prompt, num_frames=spec.frames,
-                      height=spec.height, width=spec.width, steps=spec.steps, guidance=spec.guidance,
-                      generator=generator, controls=controls, keyframes=keyframes, context=context,
-                      prompt_keys=[(k.frame, k.prompt) for k in spec.prompts], on_window=on_window,
-                      on_step=on_step, on_frame=on_frame, camera=camera)
+        pipe.generate(
+            prompt=spec.prompt,
+            negative_prompt=spec.negative_prompt,
+            num_frames=spec.frames,
+            height=spec.height,
+            width=spec.width,
+            steps=spec.steps,
+            guidance=spec.guidance,
+            generator=generator,
+            controls=controls,
+            keyframes=keyframes,
+            context=context,
+            prompt_keys=[(k.frame, k.prompt) for k in spec.prompts],
+            on_window=on_window,
+            on_step=on_step,
+            on_frame=on_frame,
+            camera=camera,
+        )
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
         for kind, identity in model_identities(spec, store).items():
             job.manifest["plan"][kind].update(identity)
@@ -128,8 +161,13 @@ def run_job(job: Job, store: ModelStore):
         timings["finished_at"] = time.time()
         job.manifest["timings"] = timings
         job.write_manifest()
-        job.emit("done", frames=len(job.frames_ready), manifest=f"/jobs/{job.id}/manifest",
-                 loaded=job.manifest.get("loaded_now", []), motion_loras=resolved.motion_loras)
+        job.emit(
+            "done",
+            frames=len(job.frames_ready),
+            manifest=f"/jobs/{job.id}/manifest",
+            loaded=job.manifest.get("loaded_now", []),
+            motion_loras=resolved.motion_loras,
+        )
     except Cancelled:
         _finish(job, "cancelled", "cancelled by the client", timings)
         job.emit("cancelled", message="cancelled by the client", frames=len(job.frames_ready))
@@ -144,17 +182,22 @@ def run_job(job: Job, store: ModelStore):
 def describe_failure(exc: BaseException, folder=None) -> str:
     """A message that names the cause and what to do about it."""
     if is_disk_full(exc):
-        return (f"the disk of the server's data folder is full ({exc.strerror}); free space there or start the "
-                f"server with another --data folder. The frames written so far are kept")
+        return (
+            f"the disk of the server's data folder is full ({exc.strerror}); free space there or start the "
+            f"server with another --data folder. The frames written so far are kept"
+        )
     if isinstance(exc, torch.cuda.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return ("out of GPU memory: lower the size or frame count, use fewer ControlNets, or release other models "
-                f"(POST /release). Detail: {exc}")
+        return (
+            "out of GPU memory: lower the size or frame count, use fewer ControlNets, or release other models "
+            f"(POST /release). Detail: {exc}"
+        )
     return f"{type(exc).__name__}: {exc}"
 
 
 def _finish(job: Job, status: str, message: str, timings: dict, trace: str | None = None):
-    job.manifest.update(status=status, message=message, timings=timings,
-                        frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
+    job.manifest.update(
+        status=status, message=message, timings=timings, frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))]
+    )
     if trace:
         job.manifest["traceback"] = trace
     try:

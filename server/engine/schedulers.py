@@ -10,9 +10,11 @@ _COMMON = {"beta_start": 0.00085, "beta_end": 0.012, "beta_schedule": "linear", 
 SCHEDULERS = {
     "ddim": (DDIMScheduler, {"clip_sample": False, "set_alpha_to_one": False, "timestep_spacing": "linspace"}),
     "euler": (EulerDiscreteScheduler, {"timestep_spacing": "linspace"}),
-    "dpmpp_2m": (DPMSolverMultistepScheduler, {"algorithm_type": "dpmsolver++", "solver_order": 2,
-                                                "timestep_spacing": "linspace"}),
-    "lcm": (LCMScheduler, {"timestep_spacing": "linspace"}),          # AnimateLCM: 4-8 steps, guidance 1-2
+    "dpmpp_2m": (
+        DPMSolverMultistepScheduler,
+        {"algorithm_type": "dpmsolver++", "solver_order": 2, "timestep_spacing": "linspace"},
+    ),
+    "lcm": (LCMScheduler, {"timestep_spacing": "linspace"}),  # AnimateLCM: 4-8 steps, guidance 1-2
     "euler_trailing": (EulerDiscreteScheduler, {"timestep_spacing": "trailing"}),  # AnimateDiff-Lightning
 }
 

@@ -16,8 +16,14 @@ class ModelStore:
     back costs only the assembly. LoRAs are loaded once per pipeline as PEFT adapters; jobs only set weights.
     """
 
-    def __init__(self, config: ModelConfig, device: str | None = None, dtype: str | None = None,
-                 motion_norm: str = "original", low_vram: bool | None = None):
+    def __init__(
+        self,
+        config: ModelConfig,
+        device: str | None = None,
+        dtype: str | None = None,
+        motion_norm: str = "original",
+        low_vram: bool | None = None,
+    ):
         """low_vram (default: $MARIONETTE_LOW_VRAM=1): weights stored in float8 and cast layer by layer as they
         compute (diffusers' layerwise casting), ControlNets kept in host memory except while one runs, the VAE
         decoding in slices and tiles. Slower; for GPUs with little memory."""
@@ -38,9 +44,9 @@ class ModelStore:
         self._pipe_key: tuple[str, str] | None = None
         self._pipe = None
         self._adapters: set[str] = set()
-        self._applied: list | None = None   # the (kind, name, weight) list set_loras applied last
+        self._applied: list | None = None  # the (kind, name, weight) list set_loras applied last
         self.lock = threading.RLock()
-        self.loads: list[str] = []   # every load, in order: what tests and the manifest read
+        self.loads: list[str] = []  # every load, in order: what tests and the manifest read
         self._loaded: tuple[str, ...] = ()
 
     # --- components -------------------------------------------------------------------------------
@@ -57,9 +63,12 @@ class ModelStore:
                 "sparsectrl": loaders.load_sparsectrl,
                 "camera_control": loaders.load_camera_control,
             }[kind]
-            if kind == "camera_control":   # its own loader, as it was: float32, then moved and cast
-                obj = loader(entry.source, entry.config) if entry.weight_name is None else \
-                    loader(entry.source, entry.config, weight_name=entry.weight_name)
+            if kind == "camera_control":  # its own loader, as it was: float32, then moved and cast
+                obj = (
+                    loader(entry.source, entry.config)
+                    if entry.weight_name is None
+                    else loader(entry.source, entry.config, weight_name=entry.weight_name)
+                )
                 obj = obj.to(self.device, self.dtype).eval()
             else:
                 # Built in the store's dtype from the start and moved at once: the host never holds a float32 copy,
@@ -117,9 +126,14 @@ class ModelStore:
                 _fp8(unet, self.dtype)
                 parts["vae"].enable_slicing()
                 parts["vae"].enable_tiling()
-            pipe = GuidedAnimateDiffPipeline(vae=parts["vae"], text_encoder=parts["text_encoder"],
-                                             tokenizer=parts["tokenizer"], unet=unet, motion_adapter=adapter,
-                                             scheduler=parts["scheduler"])
+            pipe = GuidedAnimateDiffPipeline(
+                vae=parts["vae"],
+                text_encoder=parts["text_encoder"],
+                tokenizer=parts["tokenizer"],
+                unet=unet,
+                motion_adapter=adapter,
+                scheduler=parts["scheduler"],
+            )
             pipe.to(self.device, self.dtype)
             pipe.set_progress_bar_config(disable=True)
             self._pipe, self._pipe_key = pipe, (base, motion_module)
@@ -236,6 +250,7 @@ def _fp8(model, compute_dtype):
 
 def _offloaded(model, device):
     """`model` kept in host memory and moved to `device` only for the length of each of its calls."""
+
     def to_device(module, args, kwargs):
         module.to(device)
 

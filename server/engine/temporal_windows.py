@@ -21,7 +21,7 @@ class TemporalWindows:
 
     SPATIAL = ("ResnetBlock2D", "Transformer2DModel", "Downsample2D", "Upsample2D")
     TEMPORAL = ("AnimateDiffTransformer3D",)
-    ENDS = ("conv_in", "conv_norm_out", "conv_act", "conv_out")   # the model's own per-frame first and last layers
+    ENDS = ("conv_in", "conv_norm_out", "conv_act", "conv_out")  # the model's own per-frame first and last layers
 
     def __init__(self, model: torch.nn.Module, windows: list[list[int]], table: torch.Tensor, rows: int):
         self.model, self.windows, self.table, self.rows = model, windows, table, max(1, rows)
@@ -42,7 +42,7 @@ class TemporalWindows:
 
     def __exit__(self, *exc):
         for module in self._patched:
-            del module.forward   # the instance attribute goes; the class's forward shows through again
+            del module.forward  # the instance attribute goes; the class's forward shows through again
         self._patched.clear()
 
     def _wrap(self, module, forward):
@@ -59,29 +59,38 @@ class TemporalWindows:
                 return forward(*args, **kwargs)
 
             def part(v, s):
-                return v[s:s + rows] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
+                return v[s : s + rows] if isinstance(v, torch.Tensor) and v.ndim and v.shape[0] == n else v
 
-            outs = [forward(*[part(a, s) for a in args], **{k: part(v, s) for k, v in kwargs.items()})
-                    for s in range(0, n, rows)]
+            outs = [
+                forward(*[part(a, s) for a in args], **{k: part(v, s) for k, v in kwargs.items()})
+                for s in range(0, n, rows)
+            ]
             if isinstance(outs[0], torch.Tensor):
                 return torch.cat(outs)
             if isinstance(outs[0], tuple):
                 return tuple(torch.cat(o) if isinstance(o[0], torch.Tensor) else o[0] for o in zip(*outs))
             raise TypeError(f"frame chunks: cannot join outputs of type {type(outs[0]).__name__}")
+
         return run
 
     def _temporal(self, forward):
-        def run(hidden_states, encoder_hidden_states=None, timestep=None, class_labels=None, num_frames=1,
-                cross_attention_kwargs=None):
+        def run(
+            hidden_states,
+            encoder_hidden_states=None,
+            timestep=None,
+            class_labels=None,
+            num_frames=1,
+            cross_attention_kwargs=None,
+        ):
             frames = num_frames
             batch = hidden_states.shape[0] // frames
             x = hidden_states.reshape(batch, frames, *hidden_states.shape[1:])
             out = torch.zeros_like(x)
             table = self.table.to(x.device, x.dtype)
             length = len(self.windows[0])
-            group = max(1, self.rows // (batch * length))     # windows per call
+            group = max(1, self.rows // (batch * length))  # windows per call
             for g in range(0, len(self.windows), group):
-                ws = self.windows[g:g + group]
+                ws = self.windows[g : g + group]
                 stacked = torch.cat([x[:, idx] for idx in ws]).reshape(-1, *x.shape[2:])
                 y = forward(stacked, encoder_hidden_states, timestep, class_labels, length, cross_attention_kwargs)
                 y = y.reshape(len(ws), batch, length, *x.shape[2:])
@@ -89,4 +98,5 @@ class TemporalWindows:
                     weight = table[g + k, idx].reshape(1, length, *([1] * (x.ndim - 2)))
                     out[:, idx] += y[k] * weight
             return out.reshape(hidden_states.shape)
+
         return run

@@ -20,12 +20,13 @@ class ContextWindows:
     once, `chunk` frames at a time (engine/temporal_windows.py). mode "unet": the whole UNet, ControlNets and SparseCtrl
     included, runs once per window and the noise predictions are fused; memory is that of one window.
     """
+
     length: int = 16
     overlap: int = 4
-    loop: bool = False       # windows wrap from the last frames to the first, so the clip loops seamlessly
-    fuse: str = "pyramid"    # "pyramid": frames near a window's centre count more; "flat": all the same
+    loop: bool = False  # windows wrap from the last frames to the first, so the clip loops seamlessly
+    fuse: str = "pyramid"  # "pyramid": frames near a window's centre count more; "flat": all the same
     mode: str = "temporal"
-    chunk: int = 16          # frames per call of a per-frame layer or ControlNet in mode "temporal"
+    chunk: int = 16  # frames per call of a per-frame layer or ControlNet in mode "temporal"
 
 
 def context_windows(frames: int, length: int, overlap: int, loop: bool = False) -> list[list[int]]:
@@ -70,4 +71,3 @@ def fusion_table(frames: int, windows: list[list[int]], fuse: str):
     for w, idx in enumerate(windows):
         table[w, idx] = ramp
     return table / table.sum(0, keepdim=True)
-

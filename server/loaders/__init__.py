@@ -16,8 +16,28 @@ from .sd15 import load_base
 from .sources import CONFIGS, is_hub_source, resolve_source
 from .sparsectrl import load_sparsectrl
 
-__all__ = ["CONFIGS", "DEFAULT_CONFIG", "KINDS", "WEIGHT_SUFFIXES", "CheckpointError", "ModelConfig", "ModelEntry",
-           "UnknownModel", "cameractrl_state_dicts", "classify", "convert_motion_lora", "file_identity",
-           "image_lora_source", "is_hub_source", "load_base", "load_camera_control", "load_controlnet",
-           "load_motion_adapter", "load_sparsectrl", "motion_adapter_info", "motion_lora_state_dict", "read_state_dict",
-           "resolve_source"]
+__all__ = [
+    "CONFIGS",
+    "DEFAULT_CONFIG",
+    "KINDS",
+    "WEIGHT_SUFFIXES",
+    "CheckpointError",
+    "ModelConfig",
+    "ModelEntry",
+    "UnknownModel",
+    "cameractrl_state_dicts",
+    "classify",
+    "convert_motion_lora",
+    "file_identity",
+    "image_lora_source",
+    "is_hub_source",
+    "load_base",
+    "load_camera_control",
+    "load_controlnet",
+    "load_motion_adapter",
+    "load_sparsectrl",
+    "motion_adapter_info",
+    "motion_lora_state_dict",
+    "read_state_dict",
+    "resolve_source",
+]

@@ -26,8 +26,10 @@ def cameractrl_state_dicts(source, weight_name=None) -> tuple[dict, dict]:
 
     kind, where = resolve_source(source, weight_name)
     if kind != "file":
-        raise CheckpointError(f"{where}: expected a CameraCtrl checkpoint file (CameraCtrl.ckpt), got a folder or "
-                              f"hub repo; name the file (e.g. hehao13/CameraCtrl/CameraCtrl.ckpt)")
+        raise CheckpointError(
+            f"{where}: expected a CameraCtrl checkpoint file (CameraCtrl.ckpt), got a folder or "
+            f"hub repo; name the file (e.g. hehao13/CameraCtrl/CameraCtrl.ckpt)"
+        )
     suffix = where.suffix.lower()
     if suffix == ".safetensors":
         from safetensors.torch import load_file
@@ -36,19 +38,20 @@ def cameractrl_state_dicts(source, weight_name=None) -> tuple[dict, dict]:
             flat = load_file(str(where), device="cpu")
         except Exception as e:
             raise CheckpointError(f"{where}: not a readable .safetensors file ({type(e).__name__}: {e})") from e
-        data = {s: {k[len(s) + 1:]: v for k, v in flat.items() if k.startswith(s + ".")} for s in SECTIONS}
+        data = {s: {k[len(s) + 1 :]: v for k, v in flat.items() if k.startswith(s + ".")} for s in SECTIONS}
     elif suffix in WEIGHT_SUFFIXES:
         try:
             data = torch.load(str(where), map_location="cpu", weights_only=True)
         except Exception as e:
-            raise CheckpointError(f"{where}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: "
-                                  f"{str(e).splitlines()[0] if str(e) else ''})") from e
+            raise CheckpointError(
+                f"{where}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: "
+                f"{str(e).splitlines()[0] if str(e) else ''})"
+            ) from e
     else:
         raise CheckpointError(f"{where}: unsupported file type {suffix or '(none)'}")
     if not isinstance(data, dict) or any(not isinstance(data.get(s), dict) or not data[s] for s in SECTIONS):
         found = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
-        raise CheckpointError(f"{where}: expected a CameraCtrl checkpoint with {' and '.join(SECTIONS)}; "
-                              f"found {found}")
+        raise CheckpointError(f"{where}: expected a CameraCtrl checkpoint with {' and '.join(SECTIONS)}; found {found}")
     return tuple({k: v.float() for k, v in data[s].items() if isinstance(v, torch.Tensor)} for s in SECTIONS)
 
 
@@ -61,5 +64,7 @@ def load_camera_control(source, config=None, weight_name=None):
     try:
         return CameraCtrl.from_state_dicts(encoder_sd, attention_sd)
     except (KeyError, ValueError, RuntimeError) as e:
-        raise CheckpointError(f"{source}: not the CameraCtrl layout (pose encoder + qkv_merge per motion module "
-                              f"attention): {str(e).splitlines()[0]}") from e
+        raise CheckpointError(
+            f"{source}: not the CameraCtrl layout (pose encoder + qkv_merge per motion module "
+            f"attention): {str(e).splitlines()[0]}"
+        ) from e

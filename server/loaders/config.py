@@ -32,9 +32,9 @@ class UnknownModel(LookupError):
 class ModelEntry:
     kind: str
     name: str
-    source: str            # hub id "org/name", hub file "org/name/file.ckpt", or an absolute local path
-    config: str | None     # local diffusers config folder for single files
-    weight_name: str | None = None   # a file inside a hub repo or folder (e.g. AnimateDiff-Lightning)
+    source: str  # hub id "org/name", hub file "org/name/file.ckpt", or an absolute local path
+    config: str | None  # local diffusers config folder for single files
+    weight_name: str | None = None  # a file inside a hub repo or folder (e.g. AnimateDiff-Lightning)
 
     @property
     def local(self) -> bool:
@@ -108,9 +108,10 @@ def _scan(folder: str):
     for entry in sorted(os.scandir(folder), key=lambda e: e.name):
         if entry.is_file() and entry.name.endswith(WEIGHT_SUFFIXES):
             yield Path(entry.name).stem, entry.path
-        elif entry.is_dir() and any(os.path.exists(os.path.join(entry.path, f))
-                                    for f in ("config.json", "model_index.json",
-                                              "diffusion_pytorch_model.safetensors")):
+        elif entry.is_dir() and any(
+            os.path.exists(os.path.join(entry.path, f))
+            for f in ("config.json", "model_index.json", "diffusion_pytorch_model.safetensors")
+        ):
             yield entry.name, entry.path
 
 
@@ -163,8 +164,11 @@ def file_identity(entry: ModelEntry, wait: bool = True) -> dict:
         out["config"] = entry.config
     if not entry.local:
         return out
-    paths = [entry.source] if os.path.isfile(entry.source) else sorted(
-        str(p) for p in Path(entry.source).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    paths = (
+        [entry.source]
+        if os.path.isfile(entry.source)
+        else sorted(str(p) for p in Path(entry.source).rglob("*") if p.is_file() and p.suffix in WEIGHT_SUFFIXES)
+    )
     hashes, pending = {}, []
     for p in paths:
         name = os.path.relpath(p, entry.source) if p != entry.source else os.path.basename(p)

@@ -21,8 +21,12 @@ def load_controlnet(source, config=None, weight_name=None, dtype=None):
         return pretrained_model(ControlNetModel, kind, where, what, dtype)
     sd = read_state_dict(where)
     found = classify(sd)
-    expect_kind(where, found, ("controlnet_ldm", "controlnet_diffusers"), "an SD1.5 ControlNet (control_model.* keys, "
-            "or the diffusers ControlNetModel layout)")
+    expect_kind(
+        where,
+        found,
+        ("controlnet_ldm", "controlnet_diffusers"),
+        "an SD1.5 ControlNet (control_model.* keys, or the diffusers ControlNetModel layout)",
+    )
     if found == "controlnet_ldm":
         # ControlNet 1.0 files may carry the whole SD model too; only control_model.* belongs to the ControlNet.
         if any(k.startswith("control_model.") for k in sd):

@@ -44,8 +44,9 @@ def read_state_dict(path) -> dict:
         except Exception as e:
             raise CheckpointError(f"{path}: not a readable .safetensors file ({type(e).__name__}: {e})") from e
     if suffix not in WEIGHT_SUFFIXES:
-        raise CheckpointError(f"{path}: unsupported file type {suffix or '(none)'}; expected one of "
-                              f"{', '.join(WEIGHT_SUFFIXES)}")
+        raise CheckpointError(
+            f"{path}: unsupported file type {suffix or '(none)'}; expected one of {', '.join(WEIGHT_SUFFIXES)}"
+        )
     try:
         data = _torch_load(path)
     except Exception as e:
@@ -77,7 +78,7 @@ def _torch_load(path: Path):
     except RuntimeError as e:
         if "mmap" not in str(e) and "zipfile" not in str(e):
             raise
-    return torch.load(str(path), map_location="cpu", weights_only=True)   # the legacy (pre-1.6) format
+    return torch.load(str(path), map_location="cpu", weights_only=True)  # the legacy (pre-1.6) format
 
 
 def keys_and_shapes(path: Path) -> dict[str, tuple]:

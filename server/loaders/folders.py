@@ -31,14 +31,19 @@ def load_pretrained(cls, where, what: str, dtype=None, **kwargs):
     import torch
 
     try:
-        return cls.from_pretrained(str(where), torch_dtype=dtype or torch.float32, low_cpu_mem_usage=True,
-                                   **kwargs).eval().requires_grad_(False)
+        return (
+            cls.from_pretrained(str(where), torch_dtype=dtype or torch.float32, low_cpu_mem_usage=True, **kwargs)
+            .eval()
+            .requires_grad_(False)
+        )
     except CheckpointError:
         raise
     except Exception as e:
         origin = "folder" if Path(str(where)).is_dir() else "hub id (not in the local cache and not downloadable?)"
-        raise CheckpointError(f"{where}: cannot load {what} from this {origin} ({type(e).__name__}: "
-                              f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})") from e
+        raise CheckpointError(
+            f"{where}: cannot load {what} from this {origin} ({type(e).__name__}: "
+            f"{str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+        ) from e
 
 
 def pretrained_model(cls, kind: str, where, what: str, dtype=None):
@@ -55,5 +60,4 @@ def weights_in_folder(folder: Path, names: tuple[str, ...], what: str) -> Path:
     found = sorted(folder.glob("*.safetensors"))
     if len(found) == 1:
         return found[0]
-    raise CheckpointError(f"{folder}: expected {what} ({' or '.join(names)}), found "
-                          f"{len(found)} .safetensors files")
+    raise CheckpointError(f"{folder}: expected {what} ({' or '.join(names)}), found {len(found)} .safetensors files")

@@ -42,6 +42,7 @@ def _weights_of(files: list[str]) -> list[str]:
 
 def files_to_fetch(listing: list[str]) -> list[str]:
     """The files of a diffusers hub repo the loaders need, from the repo's file listing."""
+
     def folder(name: str) -> list[str]:
         return [f for f in listing if str(Path(f).parent) == name]
 
@@ -84,15 +85,19 @@ def _snapshot(repo: str, cache: Path | None = None) -> Path | None:
 
 
 def _cached_files(snap: Path) -> list[str]:
-    return [str(p.relative_to(snap)).replace(os.sep, "/") for p in snap.rglob("*")
-            if p.is_file() and not p.name.endswith(".incomplete")]
+    return [
+        str(p.relative_to(snap)).replace(os.sep, "/")
+        for p in snap.rglob("*")
+        if p.is_file() and not p.name.endswith(".incomplete")
+    ]
 
 
 def _is_complete(files: list[str]) -> bool:
     """Whether cached files make a loadable model: the index and weights for every part it needs."""
     if "model_index.json" in files:
-        return all(_weights_of([f for f in files if f.startswith(part + "/")])
-                   for part in ("unet", "vae", "text_encoder"))
+        return all(
+            _weights_of([f for f in files if f.startswith(part + "/")]) for part in ("unet", "vae", "text_encoder")
+        )
     return bool(_weights_of([f for f in files if "/" not in f]))
 
 
@@ -177,8 +182,10 @@ def _fetch_file(repo: str, name: str, cache: Path, endpoint: str | None, progres
                         if cancelled():
                             raise InterruptedError("download cancelled")
         except http.client.HTTPException as e:  # e.g. IncompleteRead: the connection dropped mid-file
-            raise OSError(f"{repo}/{name}: the connection dropped after {have} bytes ({type(e).__name__}); "
-                          f"download again to resume") from None
+            raise OSError(
+                f"{repo}/{name}: the connection dropped after {have} bytes ({type(e).__name__}); "
+                f"download again to resume"
+            ) from None
         if meta.size is not None and have != meta.size:
             raise OSError(f"{repo}/{name}: got {have} of {meta.size} bytes; download again to resume")
         if re.fullmatch(r"[0-9a-f]{64}", meta.etag):  # LFS files: the ETag is the content's sha256
@@ -188,8 +195,9 @@ def _fetch_file(repo: str, name: str, cache: Path, endpoint: str | None, progres
                     h.update(chunk)
             if h.hexdigest() != meta.etag:
                 partial.unlink()
-                raise OSError(f"{repo}/{name}: the downloaded bytes do not match the hub's checksum; removed, "
-                              f"download again")
+                raise OSError(
+                    f"{repo}/{name}: the downloaded bytes do not match the hub's checksum; removed, download again"
+                )
         os.replace(partial, blob)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -203,8 +211,9 @@ def _fetch_file(repo: str, name: str, cache: Path, endpoint: str | None, progres
     return target
 
 
-def download(entry: ModelEntry, progress, endpoint: str | None = None, cache: Path | None = None,
-             cancelled=lambda: False) -> Path:
+def download(
+    entry: ModelEntry, progress, endpoint: str | None = None, cache: Path | None = None, cancelled=lambda: False
+) -> Path:
     """Fetch a hub model into the cache, calling progress(file, done, total) as bytes arrive. Resumable: a
     cut-off file continues from where it stopped."""
     repo, _ = _hub_parts(entry)
@@ -254,7 +263,11 @@ def human_size(size: int | None) -> str:
 def missing_message(entry: ModelEntry, where: str | None, size: int | None) -> str:
     """What to tell the user about a model whose files are not here, and what to do."""
     if entry.local:
-        return (f"the {entry.kind} model {entry.name!r} is not on this machine: nothing at {where}; fix its path "
-                f"in the model config or put the file there")
-    return (f"the {entry.kind} model {entry.name!r} ({entry.source}) is not downloaded yet: Download it in "
-            f"Marionette \u25b8 Models ({human_size(size)})")
+        return (
+            f"the {entry.kind} model {entry.name!r} is not on this machine: nothing at {where}; fix its path "
+            f"in the model config or put the file there"
+        )
+    return (
+        f"the {entry.kind} model {entry.name!r} ({entry.source}) is not downloaded yet: Download it in "
+        f"Marionette \u25b8 Models ({human_size(size)})"
+    )

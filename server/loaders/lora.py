@@ -27,8 +27,9 @@ def image_lora_source(source, weight_name=None):
     sd = read_state_dict(where)
     found = classify(sd)
     if found in ("motion_lora", "motion_lora_diffusers"):
-        raise CheckpointError(f"{where}: expected {what}, but this is an AnimateDiff motion LoRA; "
-                              f"configure it as a motion_lora")
+        raise CheckpointError(
+            f"{where}: expected {what}, but this is an AnimateDiff motion LoRA; configure it as a motion_lora"
+        )
     expect_kind(where, found, ("image_lora",), what + " (kohya lora_unet_*/lora_te_* or diffusers *lora* keys)")
     if all(_UNET_ONLY_LORA.match(k) for k in sd):
         # UNet keys with no component prefix (AnimateDiff's v3_sd15_adapter.ckpt: `down_blocks.0.attentions.0.

@@ -12,8 +12,7 @@ MOTION_VERSIONS = ("v1", "v2", "v3")
 
 def _motion_version_from_shapes(shapes: dict[str, tuple]) -> tuple[str, int | None]:
     """("v1"|"v2"|"v3"|"unknown", position-encoding length or None) from key names and shapes."""
-    pe = next((s for k, s in shapes.items() if k.endswith(("pos_encoder.pe", "pos_embed.pe")) and len(s) >= 2),
-              None)
+    pe = next((s for k, s in shapes.items() if k.endswith(("pos_encoder.pe", "pos_embed.pe")) and len(s) >= 2), None)
     length = int(pe[1]) if pe else None
     if any(k.startswith("mid_block.motion_modules.") for k in shapes):
         return "v2", length
@@ -45,8 +44,9 @@ def motion_adapter_info(source, config=None, weight_name=None) -> dict:
         else:
             cfg = read_json(hub_download(where, "config.json", source))
             if cfg.get("_class_name", "MotionAdapter") != "MotionAdapter":
-                raise CheckpointError(f"{where}: expected an AnimateDiff motion adapter, hub config is for "
-                                      f"{cfg.get('_class_name')}")
+                raise CheckpointError(
+                    f"{where}: expected an AnimateDiff motion adapter, hub config is for {cfg.get('_class_name')}"
+                )
         return {"version": _version_from_config(cfg), "max_frames": int(cfg.get("motion_max_seq_length", 32))}
     shapes = keys_and_shapes(where)
     expect_kind(where, classify(shapes), ("motion_module", "motion_module_diffusers"), "an AnimateDiff motion module")
@@ -81,8 +81,10 @@ def load_motion_adapter(source, config=None, weight_name=None, dtype=None):
     config_dir = config_folder(config)
     if config_dir is None:
         if _is_sdxl_motion(shapes):
-            raise CheckpointError(f"{where}: looks like an SDXL motion module (3 down blocks); only SD1.5 motion "
-                                  f"modules have shipped configs; pass config= a diffusers MotionAdapter folder")
+            raise CheckpointError(
+                f"{where}: looks like an SDXL motion module (3 down blocks); only SD1.5 motion "
+                f"modules have shipped configs; pass config= a diffusers MotionAdapter folder"
+            )
         version, _ = _motion_version_from_shapes(shapes)
         config_dir = CONFIGS / f"motion_adapter_{version if version in MOTION_VERSIONS else 'v3'}"
     converted = convert_animatediff_checkpoint_to_diffusers(sd).keys()
@@ -107,8 +109,9 @@ def motion_lora_state_dict(source, weight_name=None) -> dict:
     if kind == "hub":
         where = hub_download(where, "diffusion_pytorch_model.safetensors", source)
     elif kind == "dir":
-        where = weights_in_folder(where, ("diffusion_pytorch_model.safetensors", "pytorch_lora_weights.safetensors"),
-                                   what)
+        where = weights_in_folder(
+            where, ("diffusion_pytorch_model.safetensors", "pytorch_lora_weights.safetensors"), what
+        )
     sd = read_state_dict(where)
     found = classify(sd)
     expect_kind(where, found, ("motion_lora", "motion_lora_diffusers"), what + " (…motion_modules…_lora… keys)")

@@ -10,8 +10,11 @@ from .single_file import cast, strict_single_file
 from .sources import CONFIGS, config_folder, resolve_source
 
 # Where a single-file SD1.5 checkpoint can find a CLIP tokenizer when its config folder has none.
-TOKENIZER_REPOS = (("openai/clip-vit-large-patch14", ""), ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer"),
-                   ("runwayml/stable-diffusion-v1-5", "tokenizer"))
+TOKENIZER_REPOS = (
+    ("openai/clip-vit-large-patch14", ""),
+    ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer"),
+    ("runwayml/stable-diffusion-v1-5", "tokenizer"),
+)
 
 
 def _load_scheduler(where, subfolder="scheduler", **kwargs):
@@ -58,7 +61,8 @@ def _load_tokenizer_for_single_file(config_dir: Path, path):
         f"(vocab.json, merges.txt, tokenizer_config.json) in {local}, pass config= a diffusers SD1.5 folder that has "
         f"a tokenizer/ subfolder, or cache one once with network access: "
         f"`hf download openai/clip-vit-large-patch14 vocab.json merges.txt tokenizer_config.json "
-        f"special_tokens_map.json`")
+        f"special_tokens_map.json`"
+    )
 
 
 def _load_clip_from_ldm(sd: dict, config_dir: Path, path, dtype=None):
@@ -66,11 +70,13 @@ def _load_clip_from_ldm(sd: dict, config_dir: Path, path, dtype=None):
     from transformers import CLIPTextConfig, CLIPTextModel
 
     prefix = "cond_stage_model.transformer."
-    te = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    te = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
     if not te:
-        raise CheckpointError(f"{path}: expected an SD1.5 checkpoint with a CLIP text encoder "
-                              f"(cond_stage_model.transformer.*); this one has none (SD2.x and SDXL files use "
-                              f"other text encoders and are not supported)")
+        raise CheckpointError(
+            f"{path}: expected an SD1.5 checkpoint with a CLIP text encoder "
+            f"(cond_stage_model.transformer.*); this one has none (SD2.x and SDXL files use "
+            f"other text encoders and are not supported)"
+        )
     try:
         cfg = CLIPTextConfig.from_pretrained(str(config_dir / "text_encoder"))
     except Exception as e:
@@ -80,17 +86,19 @@ def _load_clip_from_ldm(sd: dict, config_dir: Path, path, dtype=None):
     expected = set(model.state_dict())
     renamed = {}
     for key, value in te.items():
-        if key not in expected and key.startswith("text_model.") and key[len("text_model."):] in expected:
-            key = key[len("text_model."):]
+        if key not in expected and key.startswith("text_model.") and key[len("text_model.") :] in expected:
+            key = key[len("text_model.") :]
         elif key not in expected and "text_model." + key in expected:
             key = "text_model." + key
         if key not in expected and key.endswith("position_ids"):
-            continue        # a non-persistent buffer in current transformers; the model builds its own
+            continue  # a non-persistent buffer in current transformers; the model builds its own
         renamed[key] = value
     missing, unexpected = sorted(expected - set(renamed)), sorted(set(renamed) - expected)
     if missing or unexpected:
-        raise CheckpointError(f"{path}: CLIP text encoder does not match {config_dir / 'text_encoder'}: "
-                              f"missing {missing[:3]}, unexpected {unexpected[:3]}")
+        raise CheckpointError(
+            f"{path}: CLIP text encoder does not match {config_dir / 'text_encoder'}: "
+            f"missing {missing[:3]}, unexpected {unexpected[:3]}"
+        )
     try:
         model.load_state_dict(cast(renamed, dtype), strict=True, assign=True)
     except Exception as e:
@@ -110,8 +118,10 @@ def load_base(source, config=None, weight_name=None, dtype=None) -> dict:
         what = "an SD1.5 pipeline (unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
         if kind == "dir":
             if not (where / "unet").is_dir() and not (where / "model_index.json").is_file():
-                raise CheckpointError(f"{where}: expected a diffusers SD1.5 pipeline folder (model_index.json, "
-                                      f"unet/, vae/, text_encoder/, tokenizer/, scheduler/)")
+                raise CheckpointError(
+                    f"{where}: expected a diffusers SD1.5 pipeline folder (model_index.json, "
+                    f"unet/, vae/, text_encoder/, tokenizer/, scheduler/)"
+                )
         out = {
             "unet": load_pretrained(UNet2DConditionModel, where, what, dtype, subfolder="unet"),
             "vae": load_pretrained(AutoencoderKL, where, what, dtype, subfolder="vae"),
@@ -124,24 +134,46 @@ def load_base(source, config=None, weight_name=None, dtype=None) -> dict:
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
 
     sd = read_state_dict(where)
-    expect_kind(where, classify(sd), ("sd_ldm",), "an SD1.5 checkpoint in the original LDM layout "
-            "(model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*)")
+    expect_kind(
+        where,
+        classify(sd),
+        ("sd_ldm",),
+        "an SD1.5 checkpoint in the original LDM layout "
+        "(model.diffusion_model.*, first_stage_model.*, cond_stage_model.transformer.*)",
+    )
     probe = sd.get("model.diffusion_model.input_blocks.2.1.transformer_blocks.0.attn2.to_k.weight")
     if probe is not None and probe.shape[-1] != 768 and config is None:
-        raise CheckpointError(f"{where}: expected an SD1.5 checkpoint (cross-attention width 768), found width "
-                              f"{probe.shape[-1]} (SD2.x/SDXL are not supported); pass config= for other models")
+        raise CheckpointError(
+            f"{where}: expected an SD1.5 checkpoint (cross-attention width 768), found width "
+            f"{probe.shape[-1]} (SD2.x/SDXL are not supported); pass config= for other models"
+        )
     config_dir = config_folder(config) or CONFIGS / "sd15"
     unet_sd = {k: v for k, v in sd.items() if k.startswith("model.diffusion_model.")}
-    unet = strict_single_file(UNet2DConditionModel, unet_sd, where, config_dir,
-                        convert_ldm_unet_checkpoint(unet_sd, dict(UNet2DConditionModel.load_config(
-                            str(config_dir), subfolder="unet"))).keys(), subfolder="unet", dtype=dtype)
+    unet = strict_single_file(
+        UNet2DConditionModel,
+        unet_sd,
+        where,
+        config_dir,
+        convert_ldm_unet_checkpoint(
+            unet_sd, dict(UNet2DConditionModel.load_config(str(config_dir), subfolder="unet"))
+        ).keys(),
+        subfolder="unet",
+        dtype=dtype,
+    )
     vae_sd = {k: v for k, v in sd.items() if k.startswith(("first_stage_model.", "vae."))}
     if not vae_sd:
-        raise CheckpointError(f"{where}: expected an SD1.5 checkpoint with a VAE (first_stage_model.*); "
-                              f"this one has none")
-    vae = strict_single_file(AutoencoderKL, vae_sd, where, config_dir,
-                       convert_ldm_vae_checkpoint(vae_sd, dict(AutoencoderKL.load_config(
-                           str(config_dir), subfolder="vae"))).keys(), subfolder="vae", dtype=dtype)
+        raise CheckpointError(
+            f"{where}: expected an SD1.5 checkpoint with a VAE (first_stage_model.*); this one has none"
+        )
+    vae = strict_single_file(
+        AutoencoderKL,
+        vae_sd,
+        where,
+        config_dir,
+        convert_ldm_vae_checkpoint(vae_sd, dict(AutoencoderKL.load_config(str(config_dir), subfolder="vae"))).keys(),
+        subfolder="vae",
+        dtype=dtype,
+    )
     text_encoder = _load_clip_from_ldm(sd, config_dir, where, dtype)
     tokenizer = _load_tokenizer_for_single_file(config_dir, where)
     scheduler = _load_scheduler(config_dir)

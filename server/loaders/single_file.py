@@ -61,12 +61,14 @@ def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, su
         raise _mismatch(path, Path(config_dir) / (subfolder or ""), missing, unexpected)
     kwargs = {"subfolder": subfolder} if subfolder else {}
     try:
-        model = cls.from_single_file(sd, config=str(config_dir), local_files_only=True, torch_dtype=dtype,
-                                     low_cpu_mem_usage=True, **kwargs)
+        model = cls.from_single_file(
+            sd, config=str(config_dir), local_files_only=True, torch_dtype=dtype, low_cpu_mem_usage=True, **kwargs
+        )
     except Exception as e:
-        raise CheckpointError(f"{path}: cannot be loaded as {cls.__name__} with the config {config_dir} "
-                              f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
-                              ) from e
+        raise CheckpointError(
+            f"{path}: cannot be loaded as {cls.__name__} with the config {config_dir} "
+            f"({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''})"
+        ) from e
     still_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if still_meta:
         raise _mismatch(path, config_dir, still_meta, [])

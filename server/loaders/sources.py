@@ -53,8 +53,10 @@ def hub_download(repo: str, filename: str, source) -> Path:
     try:
         return Path(hf_hub_download(repo, filename))
     except Exception as e:
-        raise CheckpointError(f"{source}: {filename} of hub repo {repo} is neither in the local Hugging Face cache "
-                              f"nor downloadable ({type(e).__name__}: {e})") from e
+        raise CheckpointError(
+            f"{source}: {filename} of hub repo {repo} is neither in the local Hugging Face cache "
+            f"nor downloadable ({type(e).__name__}: {e})"
+        ) from e
 
 
 def resolve_source(source, weight_name: str | None = None) -> tuple[str, object]:
@@ -66,11 +68,11 @@ def resolve_source(source, weight_name: str | None = None) -> tuple[str, object]
             return "file", hub_download(where, weight_name, source)
         if kind == "dir":
             if not (where / weight_name).is_file():
-                raise CheckpointError(f"{where / weight_name}: file not found (weight_name {weight_name!r} in "
-                                      f"folder {where})")
+                raise CheckpointError(
+                    f"{where / weight_name}: file not found (weight_name {weight_name!r} in folder {where})"
+                )
             return "file", where / weight_name
-        raise CheckpointError(f"{where}: weight_name {weight_name!r} needs a folder or hub repo as source, "
-                              f"not a file")
+        raise CheckpointError(f"{where}: weight_name {weight_name!r} needs a folder or hub repo as source, not a file")
     if source is None or str(source).strip() == "":
         raise CheckpointError("no model source given: expected a file, a diffusers folder or a hub id org/name")
     text = str(source)
@@ -83,8 +85,7 @@ def resolve_source(source, weight_name: str | None = None) -> tuple[str, object]
         if m := HUB_FILE.fullmatch(text):
             return "file", hub_download(m[1], m[2], text)
         return "hub", text
-    raise CheckpointError(f"{text}: file not found (expected a weights file, a diffusers folder or a hub id "
-                          f"org/name)")
+    raise CheckpointError(f"{text}: file not found (expected a weights file, a diffusers folder or a hub id org/name)")
 
 
 def config_folder(config) -> Path | None:

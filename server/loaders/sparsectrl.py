@@ -20,15 +20,18 @@ def load_sparsectrl(source, config=None, weight_name=None, dtype=None):
     if kind in ("dir", "hub"):
         return pretrained_model(SparseControlNetModel, kind, where, what, dtype)
     sd = read_state_dict(where)
-    expect_kind(where, classify(sd), ("sparsectrl",),
-                "a SparseCtrl model (controlnet_cond_embedding.* + motion modules)")
+    expect_kind(
+        where, classify(sd), ("sparsectrl",), "a SparseCtrl model (controlnet_cond_embedding.* + motion modules)"
+    )
     if "controlnet_cond_embedding.weight" in sd:
         variant = "rgb"
     elif "controlnet_cond_embedding.conv_in.weight" in sd:
         variant = "scribble"
     else:
-        raise CheckpointError(f"{where}: expected a SparseCtrl RGB (controlnet_cond_embedding.weight) or scribble "
-                              f"(controlnet_cond_embedding.conv_in.weight) model; it has neither")
+        raise CheckpointError(
+            f"{where}: expected a SparseCtrl RGB (controlnet_cond_embedding.weight) or scribble "
+            f"(controlnet_cond_embedding.conv_in.weight) model; it has neither"
+        )
     config_dir = config_folder(config) or CONFIGS / f"sparsectrl_{variant}"
     converted = convert_animatediff_checkpoint_to_diffusers(sd).keys()
     return strict_single_file(SparseControlNetModel, sd, where, config_dir, converted, dtype=dtype)

@@ -28,10 +28,16 @@ MOTION_LORAS = {
     "pan_right": ("content drifts left", "v2_lora_PanRight", "guoyww/animatediff-motion-lora-pan-right"),
     "tilt_up": ("content drifts down", "v2_lora_TiltUp", "guoyww/animatediff-motion-lora-tilt-up"),
     "tilt_down": ("content drifts up", "v2_lora_TiltDown", "guoyww/animatediff-motion-lora-tilt-down"),
-    "roll_clockwise": ("content turns anticlockwise", "v2_lora_RollingClockwise",
-                       "guoyww/animatediff-motion-lora-rolling-clockwise"),
-    "roll_anticlockwise": ("content turns clockwise", "v2_lora_RollingAnticlockwise",
-                           "guoyww/animatediff-motion-lora-rolling-anticlockwise"),
+    "roll_clockwise": (
+        "content turns anticlockwise",
+        "v2_lora_RollingClockwise",
+        "guoyww/animatediff-motion-lora-rolling-clockwise",
+    ),
+    "roll_anticlockwise": (
+        "content turns clockwise",
+        "v2_lora_RollingAnticlockwise",
+        "guoyww/animatediff-motion-lora-rolling-anticlockwise",
+    ),
 }
 
 # What each motion LoRA means for the camera: the one direction table (README "Camera matching" quotes it).
@@ -52,22 +58,23 @@ CAMERA_DIRECTIONS = {
 CONTROL_KINDS = ("depth", "normal", "openpose")
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm", "euler_trailing")
 CAMERA_MOTION_MODES = ("manual", "auto", "cameractrl")
-CAMERACTRL_MAX_FRAMES = 16    # CameraCtrl's pose encoder has 16 positions: it sees at most 16 frames at once
-CAMERACTRL_GUIDANCE = 14.0    # the guidance CameraCtrl's authors sample with (inference.py's default)
+CAMERACTRL_MAX_FRAMES = 16  # CameraCtrl's pose encoder has 16 positions: it sees at most 16 frames at once
+CAMERACTRL_GUIDANCE = 14.0  # the guidance CameraCtrl's authors sample with (inference.py's default)
 EVENT_TYPES = ("queued", "loading", "step", "frame", "done", "error", "cancelled", "interrupted")
 JOB_STATES = ("queued", "running", "done", "error", "cancelled", "interrupted")
 # "interrupted": the server stopped (killed, crashed) while the job was queued or running; its frames stay served.
 FINAL_EVENTS = ("done", "error", "cancelled", "interrupted")
 
 # Multipart form fields of POST /jobs (see README "API").
-FORM_SPEC = "spec"            # the JSON spec, a text field
-FORM_DEPTH = "depth"          # one PNG per frame, repeated, in frame order
-FORM_NORMAL = "normal"        # one PNG per frame, repeated, in frame order
-FORM_POSE = "pose"            # one JSON file: a list with one OpenPose-style frame per frame
-FORM_KEYFRAME = "keyframe"    # one image per SparseCtrl keyframe, in the order of spec.sparsectrl.keyframes
+FORM_SPEC = "spec"  # the JSON spec, a text field
+FORM_DEPTH = "depth"  # one PNG per frame, repeated, in frame order
+FORM_NORMAL = "normal"  # one PNG per frame, repeated, in frame order
+FORM_POSE = "pose"  # one JSON file: a list with one OpenPose-style frame per frame
+FORM_KEYFRAME = "keyframe"  # one image per SparseCtrl keyframe, in the order of spec.sparsectrl.keyframes
 # The one vocabulary of guides: ControlNet kind (CONTROL_KINDS) -> the form field that carries its guide. The
 # openpose ControlNet's guide travels as keypoints (one pose JSON file) that the server draws.
 GUIDE_FORM = {"depth": FORM_DEPTH, "normal": FORM_NORMAL, "openpose": FORM_POSE}
+
 
 class SpecError(ValueError):
     """A spec that cannot run. `errors` lists (field, message) pairs, each naming what to fix."""
@@ -85,40 +92,42 @@ class Weighted:
 
 @dataclass
 class ControlSpec:
-    kind: str                 # depth | normal | openpose: which guide feeds it
-    model: str = ""           # ControlNet name in the server's model config; empty: the same as kind
+    kind: str  # depth | normal | openpose: which guide feeds it
+    model: str = ""  # ControlNet name in the server's model config; empty: the same as kind
     weight: float = 1.0
-    start: float = 0.0        # fraction of the denoising steps where the ControlNet starts acting
+    start: float = 0.0  # fraction of the denoising steps where the ControlNet starts acting
     end: float = 1.0
 
 
 @dataclass
 class SparseCtrlSpec:
     model: str = "rgb"
-    keyframes: list[int] = field(default_factory=list)   # 0-based frame indices; one uploaded image each
+    keyframes: list[int] = field(default_factory=list)  # 0-based frame indices; one uploaded image each
     weight: float = 1.0
 
 
 @dataclass
 class CameraCtrlSpec:
     """CameraCtrl conditioning with camera_motion "cameractrl": the camera path drives the v3 motion module."""
-    model: str = "cameractrl"   # camera_control name in the server's model config
-    scale: float = 1.0          # the pose features' weight in the temporal attention; 0: as without CameraCtrl
+
+    model: str = "cameractrl"  # camera_control name in the server's model config
+    scale: float = 1.0  # the pose features' weight in the temporal attention; 0: as without CameraCtrl
 
 
 @dataclass
 class ContextSpec:
     """Context windows for clips longer than the motion module was trained on (or to loop)."""
+
     length: int = 16
     overlap: int = 4
     loop: bool = False
-    fuse: str = "pyramid"     # pyramid | flat
-    mode: str = "temporal"    # temporal: only the motion modules see windows | unet: the whole UNet per window
+    fuse: str = "pyramid"  # pyramid | flat
+    mode: str = "temporal"  # temporal: only the motion modules see windows | unet: the whole UNet per window
 
 
 @dataclass
 class PromptKey:
-    frame: int                # 0-based frame index where this prompt holds fully
+    frame: int  # 0-based frame index where this prompt holds fully
     prompt: str
 
 
@@ -136,7 +145,7 @@ class JobSpec:
     width: int = 512
     height: int = 512
     frames: int = 16
-    frame_start: int = 1      # the scene frame of index 0, kept for the client's naming
+    frame_start: int = 1  # the scene frame of index 0, kept for the client's naming
     fps: int = 8
     scheduler: str = "ddim"
     base: str = "sd15"
@@ -147,9 +156,9 @@ class JobSpec:
     motion_loras: list[Weighted] = field(default_factory=list)
     camera_motion: str = "manual"
     camera: dict | None = None
-    cameractrl: CameraCtrlSpec | None = None   # set (defaults filled in) exactly when camera_motion is "cameractrl"
+    cameractrl: CameraCtrlSpec | None = None  # set (defaults filled in) exactly when camera_motion is "cameractrl"
     context: ContextSpec | None = None
-    prompts: list[PromptKey] = field(default_factory=list)   # prompt travel; `prompt` holds where empty
+    prompts: list[PromptKey] = field(default_factory=list)  # prompt travel; `prompt` holds where empty
     version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict:
@@ -171,12 +180,12 @@ def _fields(errors, where, data, cls):
 def _weighted_list(errors, where, items, lo, hi):
     out = []
     if not isinstance(items, list):
-        errors.append((where, "must be a list of {\"name\", \"weight\"}"))
+        errors.append((where, 'must be a list of {"name", "weight"}'))
         return out
     for i, item in enumerate(items):
         at = f"{where}[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("name"), str) or not item.get("name"):
-            errors.append((at, "must be an object with a non-empty \"name\""))
+            errors.append((at, 'must be an object with a non-empty "name"'))
             continue
         item = _fields(errors, f"{at}.", item, Weighted)
         weight = item.get("weight", 1.0)
@@ -209,11 +218,12 @@ def parse_spec(data) -> JobSpec:
         if _number(errors, name, value, *LIMITS["size"], integer=True) and value % 8:
             errors.append((name, f"must be a multiple of 8, got {value} (try {value // 8 * 8})"))
     _number(errors, "frames", data.get("frames", 16), *LIMITS["frames"], integer=True)
-    _number(errors, "frame_start", data.get("frame_start", 1), -10**7, 10**7, integer=True)
+    _number(errors, "frame_start", data.get("frame_start", 1), -(10**7), 10**7, integer=True)
     _number(errors, "fps", data.get("fps", 8), *LIMITS["fps"], integer=True)
     if data.get("scheduler", "ddim") not in SCHEDULERS:
-        errors.append(("scheduler", f"unknown scheduler {data.get('scheduler')!r}; "
-                                    f"choose one of {', '.join(SCHEDULERS)}"))
+        errors.append(
+            ("scheduler", f"unknown scheduler {data.get('scheduler')!r}; choose one of {', '.join(SCHEDULERS)}")
+        )
     if data.get("camera_motion", "manual") not in CAMERA_MOTION_MODES:
         errors.append(("camera_motion", f"must be one of {', '.join(CAMERA_MOTION_MODES)}"))
 
@@ -234,7 +244,7 @@ def parse_spec(data) -> JobSpec:
     for i, item in enumerate(raw_controls):
         at = f"controlnets[{i}]"
         if not isinstance(item, dict):
-            errors.append((at, "must be an object with \"kind\""))
+            errors.append((at, 'must be an object with "kind"'))
             continue
         item = _fields(errors, f"{at}.", item, ControlSpec)
         kind = item.get("kind")
@@ -253,14 +263,21 @@ def parse_spec(data) -> JobSpec:
         if not isinstance(item.get("model", ""), str):
             errors.append((f"{at}.model", "must be a string"))
         elif ok:
-            controlnets.append(ControlSpec(kind, model, float(item.get("weight", 1.0)),
-                                           float(item.get("start", 0.0)), float(item.get("end", 1.0))))
+            controlnets.append(
+                ControlSpec(
+                    kind,
+                    model,
+                    float(item.get("weight", 1.0)),
+                    float(item.get("start", 0.0)),
+                    float(item.get("end", 1.0)),
+                )
+            )
 
     sparsectrl = None
     if data.get("sparsectrl") is not None:
         raw = data["sparsectrl"]
         if not isinstance(raw, dict):
-            errors.append(("sparsectrl", "must be an object with \"keyframes\""))
+            errors.append(("sparsectrl", 'must be an object with "keyframes"'))
         else:
             raw = _fields(errors, "sparsectrl.", raw, SparseCtrlSpec)
             keys = raw.get("keyframes", [])
@@ -275,52 +292,82 @@ def parse_spec(data) -> JobSpec:
                 errors.append(("sparsectrl.keyframes", "lists a frame twice"))
             _number(errors, "sparsectrl.weight", raw.get("weight", 1.0), *LIMITS["weight"])
             if not isinstance(raw.get("model", "rgb"), str):
-                errors.append(("sparsectrl.model", f"must be the name of a SparseCtrl model (a string), got "
-                                                   f"{raw.get('model')!r}"))
-            sparsectrl = SparseCtrlSpec(raw.get("model") or "rgb", list(keys), float(raw.get("weight", 1.0))
-                                        if isinstance(raw.get("weight", 1.0), (int, float)) else 1.0)
+                errors.append(
+                    ("sparsectrl.model", f"must be the name of a SparseCtrl model (a string), got {raw.get('model')!r}")
+                )
+            sparsectrl = SparseCtrlSpec(
+                raw.get("model") or "rgb",
+                list(keys),
+                float(raw.get("weight", 1.0)) if isinstance(raw.get("weight", 1.0), (int, float)) else 1.0,
+            )
 
     camera = data.get("camera")
     if camera is not None:
         errors += camera_path_errors(camera, data.get("frames", 16))
     if data.get("camera_motion") in ("auto", "cameractrl") and camera is None:
-        errors.append(("camera_motion", f"\"{data['camera_motion']}\" needs a camera path in \"camera\""))
+        errors.append(("camera_motion", f'"{data["camera_motion"]}" needs a camera path in "camera"'))
     cameractrl = _cameractrl(errors, data.get("cameractrl"), data.get("camera_motion", "manual"))
     if cameractrl is not None:
         for name in ("width", "height"):
             value = data.get(name, 512)
             if isinstance(value, int) and value % 64:
-                errors.append((name, f"CameraCtrl needs a multiple of 64 (its pose features are pooled down to "
-                                     f"1/64 like the UNet's deepest block), got {value} "
-                                     f"(try {max(64, value // 64 * 64)})"))
+                errors.append(
+                    (
+                        name,
+                        f"CameraCtrl needs a multiple of 64 (its pose features are pooled down to "
+                        f"1/64 like the UNet's deepest block), got {value} "
+                        f"(try {max(64, value // 64 * 64)})",
+                    )
+                )
         frames, context = data.get("frames", 16), data.get("context")
         length = context.get("length", 16) if isinstance(context, dict) else None
         if isinstance(length, int) and length > CAMERACTRL_MAX_FRAMES:
-            errors.append(("context.length", f"CameraCtrl sees at most {CAMERACTRL_MAX_FRAMES} frames at once; "
-                                             f"use windows of at most {CAMERACTRL_MAX_FRAMES}"))
+            errors.append(
+                (
+                    "context.length",
+                    f"CameraCtrl sees at most {CAMERACTRL_MAX_FRAMES} frames at once; "
+                    f"use windows of at most {CAMERACTRL_MAX_FRAMES}",
+                )
+            )
         elif context is None and isinstance(frames, int) and frames > CAMERACTRL_MAX_FRAMES:
-            errors.append(("frames", f"CameraCtrl sees at most {CAMERACTRL_MAX_FRAMES} frames at once; send "
-                                     f"\"context\" windows (e.g. length 16, overlap 4) for {frames} frames"))
+            errors.append(
+                (
+                    "frames",
+                    f"CameraCtrl sees at most {CAMERACTRL_MAX_FRAMES} frames at once; send "
+                    f'"context" windows (e.g. length 16, overlap 4) for {frames} frames',
+                )
+            )
 
     context = _context(errors, data.get("context"))
     prompts = _prompt_keys(errors, data.get("prompts", []), data.get("frames", 16))
     if errors:
         raise SpecError(errors)
-    plain = {k: v for k, v in data.items()
-             if k not in ("loras", "motion_loras", "controlnets", "sparsectrl", "cameractrl", "context", "prompts")}
-    return JobSpec(**plain, loras=loras, motion_loras=motion_loras, controlnets=controlnets, sparsectrl=sparsectrl,
-                   cameractrl=cameractrl, context=context, prompts=prompts)
+    plain = {
+        k: v
+        for k, v in data.items()
+        if k not in ("loras", "motion_loras", "controlnets", "sparsectrl", "cameractrl", "context", "prompts")
+    }
+    return JobSpec(
+        **plain,
+        loras=loras,
+        motion_loras=motion_loras,
+        controlnets=controlnets,
+        sparsectrl=sparsectrl,
+        cameractrl=cameractrl,
+        context=context,
+        prompts=prompts,
+    )
 
 
 def _cameractrl(errors, raw, mode) -> CameraCtrlSpec | None:
     if mode != "cameractrl":
         if raw is not None:
-            errors.append(("cameractrl", "is used only with camera_motion \"cameractrl\"; set that or leave it out"))
+            errors.append(("cameractrl", 'is used only with camera_motion "cameractrl"; set that or leave it out'))
         return None
     if raw is None:
         return CameraCtrlSpec()
     if not isinstance(raw, dict):
-        errors.append(("cameractrl", "must be an object: {\"model\", \"scale\"}"))
+        errors.append(("cameractrl", 'must be an object: {"model", "scale"}'))
         return None
     raw = _fields(errors, "cameractrl.", raw, CameraCtrlSpec)
     model, scale = raw.get("model", "cameractrl"), raw.get("scale", 1.0)
@@ -335,7 +382,7 @@ def _context(errors, raw) -> ContextSpec | None:
     if raw is None:
         return None
     if not isinstance(raw, dict):
-        errors.append(("context", "must be an object: {\"length\", \"overlap\", \"loop\", \"fuse\", \"mode\"}"))
+        errors.append(("context", 'must be an object: {"length", "overlap", "loop", "fuse", "mode"}'))
         return None
     raw = _fields(errors, "context.", raw, ContextSpec)
     length, overlap = raw.get("length", 16), raw.get("overlap", 4)
@@ -351,19 +398,22 @@ def _context(errors, raw) -> ContextSpec | None:
     if raw.get("mode", "temporal") not in WINDOW_MODES:
         errors.append(("context.mode", f"must be one of {', '.join(WINDOW_MODES)}"))
         ok = False
-    return ContextSpec(length, overlap, raw.get("loop", False), raw.get("fuse", "pyramid"),
-                       raw.get("mode", "temporal")) if ok else None
+    return (
+        ContextSpec(length, overlap, raw.get("loop", False), raw.get("fuse", "pyramid"), raw.get("mode", "temporal"))
+        if ok
+        else None
+    )
 
 
 def _prompt_keys(errors, raw, frames) -> list[PromptKey]:
     if not isinstance(raw, list):
-        errors.append(("prompts", "must be a list of {\"frame\", \"prompt\"}"))
+        errors.append(("prompts", 'must be a list of {"frame", "prompt"}'))
         return []
     keys, seen = [], set()
     for i, item in enumerate(raw):
         at = f"prompts[{i}]"
         if not isinstance(item, dict) or not isinstance(item.get("prompt"), str) or not item["prompt"].strip():
-            errors.append((at, "must be an object with a non-empty \"prompt\" and a \"frame\""))
+            errors.append((at, 'must be an object with a non-empty "prompt" and a "frame"'))
             continue
         item = _fields(errors, f"{at}.", item, PromptKey)
         last = frames - 1 if isinstance(frames, int) and frames > 0 else 0
@@ -384,17 +434,26 @@ def guide_errors(spec: JobSpec, counts: dict[str, int]) -> list[tuple[str, str]]
             if counts.get(FORM_POSE, 0) != 1:
                 errors.append((FORM_POSE, "the openpose ControlNet needs one pose JSON file"))
         elif counts.get(field_name, 0) != spec.frames:
-            errors.append((field_name, f"{counts.get(field_name, 0)} {field_name} images for {spec.frames} frames; "
-                                       f"send one per frame"))
+            errors.append(
+                (
+                    field_name,
+                    f"{counts.get(field_name, 0)} {field_name} images for {spec.frames} frames; send one per frame",
+                )
+            )
     used = {GUIDE_FORM[c.kind] for c in spec.controlnets}
     for name in (FORM_DEPTH, FORM_NORMAL, FORM_POSE):
         if counts.get(name, 0) and name not in used:
-            errors.append((name, f"{name} guides were sent but no ControlNet uses them; add a controlnets entry "
-                                 f"or leave them out"))
+            errors.append(
+                (
+                    name,
+                    f"{name} guides were sent but no ControlNet uses them; add a controlnets entry or leave them out",
+                )
+            )
     wanted = len(spec.sparsectrl.keyframes) if spec.sparsectrl else 0
     if counts.get(FORM_KEYFRAME, 0) != wanted:
-        errors.append((FORM_KEYFRAME, f"{counts.get(FORM_KEYFRAME, 0)} keyframe images for {wanted} "
-                                      f"sparsectrl.keyframes"))
+        errors.append(
+            (FORM_KEYFRAME, f"{counts.get(FORM_KEYFRAME, 0)} keyframe images for {wanted} sparsectrl.keyframes")
+        )
     return errors
 
 

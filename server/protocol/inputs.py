@@ -13,9 +13,9 @@ import struct
 from . import SpecError
 from .numbers import LIMITS
 
-MAX_JSON_BYTES = 16 * 2**20      # a 1024-frame camera path or pose file is a few MiB
-MAX_DEPTH = 32                   # the deepest spec (camera matrices) is 5 levels
-MAX_TEXT = 20_000                # characters in any one string (a prompt, a name)
+MAX_JSON_BYTES = 16 * 2**20  # a 1024-frame camera path or pose file is a few MiB
+MAX_DEPTH = 32  # the deepest spec (camera matrices) is 5 levels
+MAX_TEXT = 20_000  # characters in any one string (a prompt, a name)
 MAX_INT = 2**63 - 1
 MAX_PIXELS = LIMITS["size"][1] ** 2
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -47,8 +47,7 @@ def decode_json(raw: bytes | str, where: str, hint: str = ""):
     """Decode one JSON document a client sent. Raises SpecError([(where, ...)]) for anything refused."""
     hint = f" ({hint})" if hint else ""
     if len(raw) > MAX_JSON_BYTES:
-        raise SpecError([(where, f"JSON of {len(raw)} bytes is more than the {MAX_JSON_BYTES // 2**20} MiB "
-                                 f"allowed")])
+        raise SpecError([(where, f"JSON of {len(raw)} bytes is more than the {MAX_JSON_BYTES // 2**20} MiB allowed")])
     if isinstance(raw, bytes):
         try:
             raw = raw.decode("utf-8")
@@ -96,8 +95,13 @@ def text_errors(text: str, where: str, key: bool = False) -> list[tuple[str, str
     try:
         text.encode("utf-8")
     except UnicodeEncodeError as e:
-        return [(where, f"{what} holds a lone surrogate (\\u{ord(text[e.start]):04x} at {e.start}), which is not "
-                        f"a character; send valid Unicode")]
+        return [
+            (
+                where,
+                f"{what} holds a lone surrogate (\\u{ord(text[e.start]):04x} at {e.start}), which is not "
+                f"a character; send valid Unicode",
+            )
+        ]
     if "\x00" in text:
         return [(where, f"{what} holds a NUL character")]
     return []
@@ -112,8 +116,15 @@ def png_size(data: bytes, where: str) -> tuple[int, int]:
         raise SpecError([(where, "is a truncated PNG: its header (IHDR) is missing")])
     width, height = struct.unpack(">II", data[16:24])
     if width == 0 or height == 0 or width * height > MAX_PIXELS:
-        raise SpecError([(where, f"declares {width}x{height} pixels; at most {MAX_PIXELS} pixels "
-                                 f"(a {LIMITS['size'][1]}x{LIMITS['size'][1]} job) are accepted")])
+        raise SpecError(
+            [
+                (
+                    where,
+                    f"declares {width}x{height} pixels; at most {MAX_PIXELS} pixels "
+                    f"(a {LIMITS['size'][1]}x{LIMITS['size'][1]} job) are accepted",
+                )
+            ]
+        )
     return width, height
 
 
@@ -128,6 +139,7 @@ def parse_event_id(value: str | None) -> int:
     if value is None or value == "":
         return 0
     if not _EVENT_ID.fullmatch(value):
-        raise SpecError([("Last-Event-ID", f"must be the id of an event received (a whole number), got "
-                                           f"{value[:40]!r}")])
+        raise SpecError(
+            [("Last-Event-ID", f"must be the id of an event received (a whole number), got {value[:40]!r}")]
+        )
     return int(value)

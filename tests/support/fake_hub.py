@@ -21,7 +21,7 @@ COMMIT = "0123456789abcdef0123456789abcdef01234567"
 class FakeHub:
     def __init__(self, repos: dict[str, dict[str, bytes]]):
         self.repos = repos
-        self.requests: list[tuple[str, str, str | None]] = []   # (method, path, Range header)
+        self.requests: list[tuple[str, str, str | None]] = []  # (method, path, Range header)
         self.cut: dict[str, int] = {}
         self.broken = False
         hub = self
@@ -45,9 +45,16 @@ class FakeHub:
 
     @classmethod
     def from_folders(cls, folders: dict[str, Path]) -> FakeHub:
-        return cls({repo: {str(p.relative_to(root)).replace("\\", "/"): p.read_bytes()
-                           for p in sorted(Path(root).rglob("*")) if p.is_file()}
-                    for repo, root in folders.items()})
+        return cls(
+            {
+                repo: {
+                    str(p.relative_to(root)).replace("\\", "/"): p.read_bytes()
+                    for p in sorted(Path(root).rglob("*"))
+                    if p.is_file()
+                }
+                for repo, root in folders.items()
+            }
+        )
 
     def heal(self):
         self.broken = False
@@ -60,26 +67,37 @@ class FakeHub:
         path = unquote(urlsplit(handler.path).path)
         self.requests.append((handler.command, path, handler.headers.get("Range")))
         if path.startswith("/api/models/"):
-            repo = path[len("/api/models/"):].split("/revision/")[0]
+            repo = path[len("/api/models/") :].split("/revision/")[0]
             if repo not in self.repos:
                 return self._send(handler, 404, b'{"error": "Repository not found"}', body)
-            listing = {"id": repo, "sha": COMMIT, "siblings": [
-                {"rfilename": name, "size": len(data)} for name, data in sorted(self.repos[repo].items())]}
-            return self._send(handler, 200, json.dumps(listing).encode(), body,
-                              {"Content-Type": "application/json"})
+            listing = {
+                "id": repo,
+                "sha": COMMIT,
+                "siblings": [{"rfilename": name, "size": len(data)} for name, data in sorted(self.repos[repo].items())],
+            }
+            return self._send(handler, 200, json.dumps(listing).encode(), body, {"Content-Type": "application/json"})
         for repo, files in self.repos.items():
             prefix = f"/{repo}/resolve/"
             if path.startswith(prefix):
-                name = path[len(prefix):].split("/", 1)[1]
+                name = path[len(prefix) :].split("/", 1)[1]
                 if name not in files:
-                    return self._send(handler, 404, b"Entry not found", body,
-                                      {"X-Repo-Commit": COMMIT, "X-Error-Code": "EntryNotFound"})
+                    return self._send(
+                        handler,
+                        404,
+                        b"Entry not found",
+                        body,
+                        {"X-Repo-Commit": COMMIT, "X-Error-Code": "EntryNotFound"},
+                    )
                 return self._file(handler, name, files[name], body)
         self._send(handler, 404, b"Repository not found", body, {"X-Error-Code": "RepoNotFound"})
 
     def _file(self, handler, name: str, data: bytes, body: bool):
-        headers = {"X-Repo-Commit": COMMIT, "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
-                   "Accept-Ranges": "bytes", "Content-Type": "application/octet-stream"}
+        headers = {
+            "X-Repo-Commit": COMMIT,
+            "ETag": f'"{hashlib.sha256(data).hexdigest()}"',
+            "Accept-Ranges": "bytes",
+            "Content-Type": "application/octet-stream",
+        }
         if not body:
             return self._send(handler, 200, data, False, headers)
         if self.broken:
@@ -87,7 +105,7 @@ class FakeHub:
         start = 0
         ranged = handler.headers.get("Range")
         if ranged and ranged.startswith("bytes="):
-            start = int(ranged[len("bytes="):].split("-")[0])
+            start = int(ranged[len("bytes=") :].split("-")[0])
         part = data[start:]
         status = 206 if start else 200
         if start:

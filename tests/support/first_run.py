@@ -98,9 +98,13 @@ def main(out_json: str, models_toml: str, port: str):
     report["frames"] = sorted(p.name for p in Path(runtime.job_dir).glob("frame_*.png")) if runtime.job_dir else []
     server_control = sys.modules[f"{extension.PACKAGE}.backend.server_control"]
     health = server_control.client("", prefs.port, "").health()
-    report["served_by"] = {"service": health["service"], "device": health["device"],
-                           "python": str(server_control._local.process.process.args[0])
-                           if server_control._local and server_control._local.process else None}
+    report["served_by"] = {
+        "service": health["service"],
+        "device": health["device"],
+        "python": str(server_control._local.process.process.args[0])
+        if server_control._local and server_control._local.process
+        else None,
+    }
     bpy.ops.marionette.server_stop()
     report["extension_root"] = str(Path(package.__file__).parent)
     Path(out_json).write_text(json.dumps(report, indent=1))

@@ -12,7 +12,7 @@ def seam_score(frames: np.ndarray, windows: list[list[int]]) -> float:
     excluded). 1.0 means the seams cannot be told from the rest of the motion; above 1 they show.
     """
     frames = np.asarray(frames, dtype=np.float64)
-    change = np.abs(np.diff(frames, axis=0)).mean(axis=tuple(range(1, frames.ndim)))   # change[f]: f -> f+1
+    change = np.abs(np.diff(frames, axis=0)).mean(axis=tuple(range(1, frames.ndim)))  # change[f]: f -> f+1
     last = len(frames) - 1
     seams = set()
     for idx in windows:

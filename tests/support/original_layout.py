@@ -17,8 +17,12 @@ _UNET_TOP = {
 def _ldm_resnet(suffix: str) -> str:
     head, _, tail = suffix.partition(".")
     head = {
-        "norm1": "in_layers.0", "conv1": "in_layers.2", "norm2": "out_layers.0", "conv2": "out_layers.3",
-        "time_emb_proj": "emb_layers.1", "conv_shortcut": "skip_connection",
+        "norm1": "in_layers.0",
+        "conv1": "in_layers.2",
+        "norm2": "out_layers.0",
+        "conv2": "out_layers.3",
+        "time_emb_proj": "emb_layers.1",
+        "conv_shortcut": "skip_connection",
     }.get(head, head)
     return f"{head}.{tail}"
 
@@ -27,7 +31,7 @@ def _ldm_unet_key(key: str, lpb: int, up_has_attn: dict[int, bool]) -> str | Non
     """One UNet2DConditionModel / ControlNetModel key in the LDM `openaimodel.UNetModel` layout (None: not UNet)."""
     for new, old in _UNET_TOP.items():
         if key.startswith(new):
-            return old + key[len(new):]
+            return old + key[len(new) :]
     if m := re.fullmatch(r"down_blocks\.(\d+)\.resnets\.(\d+)\.(.+)", key):
         b, j, rest = int(m[1]), int(m[2]), m[3]
         return f"input_blocks.{1 + b * (lpb + 1) + j}.0.{_ldm_resnet(rest)}"
@@ -72,11 +76,11 @@ def controlnet_to_ldm(state_dict: dict, config, prefix: str = "control_model.") 
         if m := re.fullmatch(r"controlnet_down_blocks\.(\d+)\.(.+)", key):
             new = f"zero_convs.{m[1]}.0.{m[2]}"
         elif key.startswith("controlnet_mid_block."):
-            new = "middle_block_out.0." + key[len("controlnet_mid_block."):]
+            new = "middle_block_out.0." + key[len("controlnet_mid_block.") :]
         elif key.startswith("controlnet_cond_embedding.conv_in."):
-            new = "input_hint_block.0." + key[len("controlnet_cond_embedding.conv_in."):]
+            new = "input_hint_block.0." + key[len("controlnet_cond_embedding.conv_in.") :]
         elif key.startswith("controlnet_cond_embedding.conv_out."):
-            new = "input_hint_block.14." + key[len("controlnet_cond_embedding.conv_out."):]
+            new = "input_hint_block.14." + key[len("controlnet_cond_embedding.conv_out.") :]
         elif m := re.fullmatch(r"controlnet_cond_embedding\.blocks\.(\d+)\.(.+)", key):
             new = f"input_hint_block.{2 * int(m[1]) + 2}.{m[2]}"
         else:
@@ -103,11 +107,14 @@ def vae_to_ldm(state_dict: dict, config, prefix: str = "first_stage_model.") -> 
             new = f"decoder.up.{n_up - 1 - int(m[1])}.upsample.conv.{m[2]}"
         elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.resnets\.(\d+)\.(.+)", key):
             new = f"{m[1]}.mid.block_{int(m[2]) + 1}.{m[3]}"
-        elif m := re.fullmatch(r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)"
-                               r"\.(weight|bias)", key):
+        elif m := re.fullmatch(
+            r"(encoder|decoder)\.mid_block\.attentions\.0\.(group_norm|to_q|to_k|to_v|to_out\.0)"
+            r"\.(weight|bias)",
+            key,
+        ):
             new = f"{m[1]}.mid.attn_1.{attn[m[2]]}.{m[3]}"
             if m[3] == "weight" and m[2] != "group_norm":
-                value = value[:, :, None, None]       # LDM keeps these as 1x1 convolutions
+                value = value[:, :, None, None]  # LDM keeps these as 1x1 convolutions
         elif m := re.fullmatch(r"(encoder|decoder)\.conv_norm_out\.(.+)", key):
             new = f"{m[1]}.norm_out.{m[2]}"
         elif re.fullmatch(r"(encoder|decoder)\.conv_(in|out)\..+|(post_)?quant_conv\..+", key):
@@ -130,8 +137,13 @@ def clip_to_ldm(state_dict: dict, max_positions: int, prefix: str = "cond_stage_
     return out
 
 
-_MM_BLOCK = {"attn1": "attention_blocks.0", "attn2": "attention_blocks.1", "norm1": "norms.0", "norm2": "norms.1",
-             "norm3": "ff_norm"}
+_MM_BLOCK = {
+    "attn1": "attention_blocks.0",
+    "attn2": "attention_blocks.1",
+    "norm1": "norms.0",
+    "norm2": "norms.1",
+    "norm3": "ff_norm",
+}
 
 
 def motion_to_original(state_dict: dict, prefix: str = "") -> dict:
@@ -146,7 +158,7 @@ def motion_to_original(state_dict: dict, prefix: str = "") -> dict:
         head, rest = m[1], m[2]
         t = re.fullmatch(r"transformer_blocks\.(\d+)\.([^.]+)\.(.+)", rest)
         if t and t[2] == "pos_embed":
-            continue                                   # written per attention block below
+            continue  # written per attention block below
         if t:
             rest = f"transformer_blocks.{t[1]}.{_MM_BLOCK.get(t[2], t[2])}.{t[3]}"
         out[f"{prefix}{head}.temporal_transformer.{rest}"] = value

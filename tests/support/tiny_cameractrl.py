@@ -15,30 +15,30 @@ import math
 from pathlib import Path
 
 FULL = (320, 640, 1280, 1280)
-BLOCKS = 2            # nums_rb
-DOWNSCALE = 8         # downscale_factor: cin = 6 · 8² = 384
-POSITIONS = 16        # temporal_position_encoding_max_len
-UP_MODULES, DOWN_MODULES = 3, 2   # motion modules per up / down block (v3: no mid-block module)
+BLOCKS = 2  # nums_rb
+DOWNSCALE = 8  # downscale_factor: cin = 6 · 8² = 384
+POSITIONS = 16  # temporal_position_encoding_max_len
+UP_MODULES, DOWN_MODULES = 3, 2  # motion modules per up / down block (v3: no mid-block module)
 
 
 def encoder_layout(channels=FULL) -> dict[str, tuple]:
-    out = {"encoder_conv_in.weight": (channels[0], 6 * DOWNSCALE ** 2, 3, 3), "encoder_conv_in.bias": (channels[0],)}
+    out = {"encoder_conv_in.weight": (channels[0], 6 * DOWNSCALE**2, 3, 3), "encoder_conv_in.bias": (channels[0],)}
     for i, c in enumerate(channels):
         for j in range(BLOCKS):
             conv = f"encoder_down_conv_blocks.{i}.{j}."
             before = channels[i - 1] if (j == 0 and i > 0) else c
-            if before != c:   # sk=True: a 1×1 in_conv only where the width changes; no skep
+            if before != c:  # sk=True: a 1×1 in_conv only where the width changes; no skep
                 out[conv + "in_conv.weight"], out[conv + "in_conv.bias"] = (c, before, 1, 1), (c,)
             out[conv + "block1.weight"], out[conv + "block1.bias"] = (c, c, 3, 3), (c,)
-            out[conv + "block2.weight"], out[conv + "block2.bias"] = (c, c, 1, 1), (c,)   # ksize=1
+            out[conv + "block2.weight"], out[conv + "block2.bias"] = (c, c, 1, 1), (c,)  # ksize=1
             att = f"encoder_down_attention_blocks.{i}.{j}."
-            for name in ("to_q", "to_k", "to_v"):   # attention_bias=False
+            for name in ("to_q", "to_k", "to_v"):  # attention_bias=False
                 out[att + f"attention_blocks.0.{name}.weight"] = (c, c)
             out[att + "attention_blocks.0.to_out.0.weight"] = (c, c)
             out[att + "attention_blocks.0.to_out.0.bias"] = (c,)
             out[att + "attention_blocks.0.pos_encoder.pe"] = (1, POSITIONS, c)
             out[att + "norms.0.weight"], out[att + "norms.0.bias"] = (c,), (c,)
-            out[att + "ff.net.0.proj.weight"], out[att + "ff.net.0.proj.bias"] = (8 * c, c), (8 * c,)   # GEGLU
+            out[att + "ff.net.0.proj.weight"], out[att + "ff.net.0.proj.bias"] = (8 * c, c), (8 * c,)  # GEGLU
             out[att + "ff.net.2.weight"], out[att + "ff.net.2.bias"] = (c, 4 * c), (c,)
             out[att + "ff_norm.weight"], out[att + "ff_norm.bias"] = (c,), (c,)
     return out
@@ -46,12 +46,16 @@ def encoder_layout(channels=FULL) -> dict[str, tuple]:
 
 def attention_layout(unet_channels=FULL) -> dict[str, tuple]:
     out = {}
-    for kind, modules, widths in (("down_blocks", DOWN_MODULES, unet_channels),
-                                  ("up_blocks", UP_MODULES, tuple(reversed(unet_channels)))):
+    for kind, modules, widths in (
+        ("down_blocks", DOWN_MODULES, unet_channels),
+        ("up_blocks", UP_MODULES, tuple(reversed(unet_channels))),
+    ):
         for b, c in enumerate(widths):
             for m in range(modules):
-                key = (f"{kind}.{b}.motion_modules.{m}.temporal_transformer.transformer_blocks.0.attention_blocks.0"
-                       f".processor.qkv_merge")
+                key = (
+                    f"{kind}.{b}.motion_modules.{m}.temporal_transformer.transformer_blocks.0.attention_blocks.0"
+                    f".processor.qkv_merge"
+                )
                 out[key + ".weight"], out[key + ".bias"] = (c, c), (c,)
     return out
 
@@ -96,8 +100,10 @@ def write(path, channels, unet_channels=None, seed: int = 61, merge_std: float =
     encoder, attention = state_dicts(channels, unet_channels or channels, seed, merge_std)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({"epoch": 0, "global_step": 0, "pose_encoder_state_dict": encoder,
-                "attention_processor_state_dict": attention}, path)
+    torch.save(
+        {"epoch": 0, "global_step": 0, "pose_encoder_state_dict": encoder, "attention_processor_state_dict": attention},
+        path,
+    )
     return path
 
 
@@ -116,8 +122,12 @@ def realestate_lora(unet, seed: int = 62) -> dict:
             continue
         width = module.to_q.out_features
         rank = width // 2
-        for proj, layer in (("to_q", module.to_q), ("to_k", module.to_k), ("to_v", module.to_v),
-                            ("to_out", module.to_out[0])):
+        for proj, layer in (
+            ("to_q", module.to_q),
+            ("to_k", module.to_k),
+            ("to_v", module.to_v),
+            ("to_out", module.to_out[0]),
+        ):
             key = f"{name}.processor.{proj}_lora"
             sd[f"{key}.down.weight"] = torch.randn((rank, layer.in_features), generator=g) / rank
             sd[f"{key}.up.weight"] = torch.randn((layer.out_features, rank), generator=g) * 0.1

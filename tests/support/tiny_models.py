@@ -43,7 +43,7 @@ _STAMP = f"# Marionette tiny models, TINY_VERSION = {TINY_VERSION}"
 # mirrored up blocks, cross-attention mid block) with small channels.
 UNET_CHANNELS = (8, 16, 16, 16)
 NORM_GROUPS = 4
-ATTENTION_HEADS = 2            # SD1.5's "attention_head_dim" (really the number of heads)
+ATTENTION_HEADS = 2  # SD1.5's "attention_head_dim" (really the number of heads)
 MOTION_HEADS = 2
 TEXT_DIM = 16
 VAE_CHANNELS = (8, 8, 16, 16)  # 4 levels: scale factor 8, so a 64x64 image is an 8x8 latent
@@ -51,9 +51,18 @@ LAYERS_PER_BLOCK = 2
 LORA_RANK = 4
 
 SEEDS = {
-    "unet": 1, "vae": 2, "text_encoder": 3, "motion_v1": 11, "motion_v2": 12, "motion_v3": 13,
-    "controlnet/depth": 21, "controlnet/normal": 22, "controlnet/openpose": 23, "sparsectrl_rgb": 31,
-    "lora/style": 41, "motion_lora": 100,
+    "unet": 1,
+    "vae": 2,
+    "text_encoder": 3,
+    "motion_v1": 11,
+    "motion_v2": 12,
+    "motion_v3": 13,
+    "controlnet/depth": 21,
+    "controlnet/normal": 22,
+    "controlnet/openpose": 23,
+    "sparsectrl_rgb": 31,
+    "lora/style": 41,
+    "motion_lora": 100,
 }
 
 
@@ -61,10 +70,12 @@ SEEDS = {
 # tokenizer
 # ---------------------------------------------------------------------------------------------------------------
 
+
 def _byte_chars() -> list[str]:
     """The 256 printable characters byte-level BPE uses for the bytes 0..255, in byte order."""
-    printable = list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + \
-        list(range(ord("®"), ord("ÿ") + 1))
+    printable = (
+        list(range(ord("!"), ord("~") + 1)) + list(range(ord("¡"), ord("¬") + 1)) + list(range(ord("®"), ord("ÿ") + 1))
+    )
     chars, extra = {}, 0
     for b in range(256):
         if b in printable:
@@ -75,8 +86,33 @@ def _byte_chars() -> list[str]:
     return [chars[b] for b in range(256)]
 
 
-_WORDS = ("a", "the", "of", "and", "in", "on", "at", "to", "cat", "dog", "man", "woman", "walking", "running",
-          "camera", "zoom", "pan", "tilt", "forest", "city", "street", "night", "day", "portrait", "dancing")
+_WORDS = (
+    "a",
+    "the",
+    "of",
+    "and",
+    "in",
+    "on",
+    "at",
+    "to",
+    "cat",
+    "dog",
+    "man",
+    "woman",
+    "walking",
+    "running",
+    "camera",
+    "zoom",
+    "pan",
+    "tilt",
+    "forest",
+    "city",
+    "street",
+    "night",
+    "day",
+    "portrait",
+    "dancing",
+)
 
 
 def write_tokenizer(folder: Path) -> None:
@@ -101,12 +137,17 @@ def write_tokenizer(folder: Path) -> None:
     vocab_list += ["<|startoftext|>", "<|endoftext|>"]
     vocab = {tok: i for i, tok in enumerate(vocab_list)}
     (folder / "vocab.json").write_text(json.dumps(vocab, ensure_ascii=False, sort_keys=False), encoding="utf-8")
-    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges),
-                                       encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
     config = {
-        "tokenizer_class": "CLIPTokenizer", "model_max_length": 77, "do_lower_case": True,
-        "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>", "unk_token": "<|endoftext|>",
-        "pad_token": "<|endoftext|>", "add_prefix_space": False, "clean_up_tokenization_spaces": True,
+        "tokenizer_class": "CLIPTokenizer",
+        "model_max_length": 77,
+        "do_lower_case": True,
+        "bos_token": "<|startoftext|>",
+        "eos_token": "<|endoftext|>",
+        "unk_token": "<|endoftext|>",
+        "pad_token": "<|endoftext|>",
+        "add_prefix_space": False,
+        "clean_up_tokenization_spaces": True,
     }
     (folder / "tokenizer_config.json").write_text(json.dumps(config, indent=2, sort_keys=True) + "\n")
     special = {k: config[k] for k in ("bos_token", "eos_token", "unk_token", "pad_token")}
@@ -116,6 +157,7 @@ def write_tokenizer(folder: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 # models
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _fill_zeros(model, seed: int, std: float = 0.05) -> None:
     """Give every all-zero parameter (zero-initialised projections) small random values, so each one matters."""
@@ -139,11 +181,16 @@ def tiny_unet():
 
     _seeded(SEEDS["unet"])
     return UNet2DConditionModel(
-        sample_size=8, in_channels=4, out_channels=4, layers_per_block=LAYERS_PER_BLOCK,
+        sample_size=8,
+        in_channels=4,
+        out_channels=4,
+        layers_per_block=LAYERS_PER_BLOCK,
         block_out_channels=UNET_CHANNELS,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
         up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
-        cross_attention_dim=TEXT_DIM, attention_head_dim=ATTENTION_HEADS, norm_num_groups=NORM_GROUPS,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=ATTENTION_HEADS,
+        norm_num_groups=NORM_GROUPS,
     )
 
 
@@ -152,9 +199,16 @@ def tiny_vae():
 
     _seeded(SEEDS["vae"])
     return AutoencoderKL(
-        in_channels=3, out_channels=3, latent_channels=4, sample_size=64, layers_per_block=2,
-        block_out_channels=VAE_CHANNELS, down_block_types=("DownEncoderBlock2D",) * 4,
-        up_block_types=("UpDecoderBlock2D",) * 4, norm_num_groups=4, scaling_factor=0.18215,
+        in_channels=3,
+        out_channels=3,
+        latent_channels=4,
+        sample_size=64,
+        layers_per_block=2,
+        block_out_channels=VAE_CHANNELS,
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        norm_num_groups=4,
+        scaling_factor=0.18215,
     )
 
 
@@ -163,9 +217,17 @@ def tiny_text_encoder(vocab_size: int):
 
     _seeded(SEEDS["text_encoder"])
     config = CLIPTextConfig(
-        vocab_size=vocab_size, hidden_size=TEXT_DIM, intermediate_size=2 * TEXT_DIM, num_hidden_layers=2,
-        num_attention_heads=2, max_position_embeddings=77, hidden_act="quick_gelu", projection_dim=TEXT_DIM,
-        bos_token_id=0, eos_token_id=2, pad_token_id=1,   # SD1.5's values (eos 2: pooled output by argmax id)
+        vocab_size=vocab_size,
+        hidden_size=TEXT_DIM,
+        intermediate_size=2 * TEXT_DIM,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        max_position_embeddings=77,
+        hidden_act="quick_gelu",
+        projection_dim=TEXT_DIM,
+        bos_token_id=0,
+        eos_token_id=2,
+        pad_token_id=1,  # SD1.5's values (eos 2: pooled output by argmax id)
     )
     return CLIPTextModel(config).eval()
 
@@ -173,8 +235,14 @@ def tiny_text_encoder(vocab_size: int):
 def tiny_scheduler():
     from diffusers import DDIMScheduler
 
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="linear", clip_sample=False,
-                         set_alpha_to_one=False, steps_offset=1)
+    return DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
 
 
 def tiny_motion_adapter(version: str):
@@ -182,9 +250,12 @@ def tiny_motion_adapter(version: str):
 
     _seeded(SEEDS[f"motion_{version}"])
     adapter = MotionAdapter(
-        block_out_channels=UNET_CHANNELS, motion_layers_per_block=LAYERS_PER_BLOCK,
-        motion_num_attention_heads=MOTION_HEADS, motion_norm_num_groups=NORM_GROUPS,
-        motion_max_seq_length=24 if version == "v1" else 32, use_motion_mid_block=version == "v2",
+        block_out_channels=UNET_CHANNELS,
+        motion_layers_per_block=LAYERS_PER_BLOCK,
+        motion_num_attention_heads=MOTION_HEADS,
+        motion_norm_num_groups=NORM_GROUPS,
+        motion_max_seq_length=24 if version == "v1" else 32,
+        use_motion_mid_block=version == "v2",
     )
     _fill_zeros(adapter, SEEDS[f"motion_{version}"])
     return adapter
@@ -195,10 +266,14 @@ def tiny_controlnet(name: str):
 
     _seeded(SEEDS[f"controlnet/{name}"])
     model = ControlNetModel(
-        in_channels=4, conditioning_channels=3, layers_per_block=LAYERS_PER_BLOCK,
+        in_channels=4,
+        conditioning_channels=3,
+        layers_per_block=LAYERS_PER_BLOCK,
         block_out_channels=UNET_CHANNELS,
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        cross_attention_dim=TEXT_DIM, attention_head_dim=ATTENTION_HEADS, norm_num_groups=NORM_GROUPS,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=ATTENTION_HEADS,
+        norm_num_groups=NORM_GROUPS,
         conditioning_embedding_out_channels=(4, 8, 8, 16),
     )
     _fill_zeros(model, SEEDS[f"controlnet/{name}"])
@@ -210,10 +285,17 @@ def tiny_sparsectrl_rgb():
 
     _seeded(SEEDS["sparsectrl_rgb"])
     model = SparseControlNetModel(
-        in_channels=4, conditioning_channels=4, layers_per_block=LAYERS_PER_BLOCK, block_out_channels=UNET_CHANNELS,
+        in_channels=4,
+        conditioning_channels=4,
+        layers_per_block=LAYERS_PER_BLOCK,
+        block_out_channels=UNET_CHANNELS,
         down_block_types=("CrossAttnDownBlockMotion",) * 3 + ("DownBlockMotion",),
-        cross_attention_dim=TEXT_DIM, attention_head_dim=ATTENTION_HEADS, norm_num_groups=NORM_GROUPS,
-        motion_max_seq_length=32, motion_num_attention_heads=MOTION_HEADS, concat_conditioning_mask=True,
+        cross_attention_dim=TEXT_DIM,
+        attention_head_dim=ATTENTION_HEADS,
+        norm_num_groups=NORM_GROUPS,
+        motion_max_seq_length=32,
+        motion_num_attention_heads=MOTION_HEADS,
+        concat_conditioning_mask=True,
         use_simplified_condition_embedding=True,
     )
     _fill_zeros(model, SEEDS["sparsectrl_rgb"])
@@ -269,6 +351,7 @@ def kohya_lora(unet, text_encoder, seed: int) -> dict:
 # ---------------------------------------------------------------------------------------------------------------
 # build
 # ---------------------------------------------------------------------------------------------------------------
+
 
 def _save_ckpt(state_dict: dict, path: Path) -> None:
     import torch
@@ -342,13 +425,20 @@ def build(root) -> Path:
         tokenizer = CLIPTokenizer.from_pretrained(sd15 / "tokenizer")
         unet, vae = tiny_unet(), tiny_vae()
         text_encoder = tiny_text_encoder(len(tokenizer))
-        pipe = StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet,
-                                       scheduler=tiny_scheduler(), safety_checker=None, feature_extractor=None,
-                                       requires_safety_checker=False)
+        pipe = StableDiffusionPipeline(
+            vae=vae,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
+            unet=unet,
+            scheduler=tiny_scheduler(),
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
         for name in ("unet", "vae", "text_encoder"):
             getattr(pipe, name).save_pretrained(sd15 / name)
         pipe.scheduler.save_pretrained(sd15 / "scheduler")
-        pipe.save_config(sd15)                       # model_index.json; the tokenizer folder is ours
+        pipe.save_config(sd15)  # model_index.json; the tokenizer folder is ours
         single = {}
         single.update(unet_to_ldm(unet.state_dict(), unet.config))
         single.update(vae_to_ldm(vae.state_dict(), vae.config))
@@ -373,8 +463,10 @@ def build(root) -> Path:
             controlnet = tiny_controlnet(name)
             controlnet.save_pretrained(root / "controlnet" / name)
             if name == "depth":
-                _save_ckpt(controlnet_to_ldm(controlnet.state_dict(), controlnet.config),
-                           root / "control_v11f1p_sd15_depth.pth")
+                _save_ckpt(
+                    controlnet_to_ldm(controlnet.state_dict(), controlnet.config),
+                    root / "control_v11f1p_sd15_depth.pth",
+                )
 
         # SparseCtrl RGB
         sparse = tiny_sparsectrl_rgb()
@@ -400,8 +492,9 @@ def build_with(python: str | None, root) -> Path:
     if python is None or Path(python) == Path(sys.executable):
         return build(root)
     repo = Path(__file__).resolve().parents[2]
-    done = subprocess.run([python, "-m", "tests.support.tiny_models", "--out", str(root)], cwd=repo,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [python, "-m", "tests.support.tiny_models", "--out", str(root)], cwd=repo, capture_output=True, text=True
+    )
     if done.returncode != 0:
         raise RuntimeError(f"building the tiny models with {python} failed:\n{done.stderr[-3000:]}")
     return Path(root) / "models.toml"
@@ -410,9 +503,11 @@ def build_with(python: str | None, root) -> Path:
 def main(argv=None) -> None:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m tests.support.tiny_models",
-                                description="Write the tiny random models and their models.toml (for tests, the demo "
-                                            "and benches: serve them with python -m server --models DIR/models.toml)")
+    p = argparse.ArgumentParser(
+        prog="python -m tests.support.tiny_models",
+        description="Write the tiny random models and their models.toml (for tests, the demo "
+        "and benches: serve them with python -m server --models DIR/models.toml)",
+    )
     p.add_argument("--out", type=Path, default=Path("out/tiny"), help="folder to write (default out/tiny)")
     print(build(p.parse_args(argv).out))
 
