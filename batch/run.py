@@ -95,6 +95,12 @@ def configure(args, scene):
     if args.size:
         scene.render.resolution_x, scene.render.resolution_y = args.size
         scene.render.resolution_percentage = 100
+    # Sprites are made at the render size (`--size` or the scene's): Marionette generates at it, and the
+    # silhouettes and pivots are rendered at the same size.
+    scale = scene.render.resolution_percentage / 100
+    settings.long_side = round(max(scene.render.resolution_x, scene.render.resolution_y) * scale)
+    scene.render.resolution_x, scene.render.resolution_y = settings.generation_size(scene)
+    scene.render.resolution_percentage = 100
     weights = {kind: getattr(args, kind) for kind in ("depth", "normal", "pose")}
     if any(w is not None for w in weights.values()):
         for kind, weight in weights.items():
