@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import sys
 import threading
@@ -76,7 +77,7 @@ def test_no_environment_and_a_python_without_packages_say_what_to_do(tmp_path):
     python = str(bare / ("Scripts/python.exe" if os.name == "nt" else "bin/python"))
     with pytest.raises(launcher.LaunchError) as e:
         server_control.ensure(python, _free_port(), "", "", tmp_path / "data")
-    assert "lacks the server's packages (no module 'uvicorn')" in str(e.value)
+    assert re.search(r"lacks the server's packages \(no module '\w+'\)", str(e.value)), str(e.value)
     assert "Install Server" in str(e.value) and "Traceback" not in str(e.value)
 
 

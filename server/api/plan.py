@@ -22,4 +22,6 @@ def _checked_plan(models, spec, store):
 async def plan_route(request: Request):
     spec = parse_spec(await json_body(request, "spec"))
     state = request.app.state
-    return public(await off_loop(request, _checked_plan, state.settings.models, spec, state.store))
+    answer = await off_loop(request, _checked_plan, state.settings.models, spec, state.store)
+    plot = answer.pop("plot_png", None)  # base64 has slashes: it is not text whose paths could be hidden
+    return {**public(answer), "plot_png": plot}
