@@ -21,7 +21,7 @@ import numpy as np
 from mathutils import Matrix, Vector
 
 from . import camera as camera_math
-from . import render_visibility, rigs
+from . import render_visibility, rig_tables, rigs
 
 # Another object hides a point when its surface is more than this fraction of the point's depth in front of it
 # (depth precision, and a keypoint resting on a surface).
@@ -110,7 +110,7 @@ def _frames(scene, camera_path, depth_raw, maps, collections, own_body_hides, th
                 }
                 for side, hand in sorted(hand_maps.items()):
                     person[f"hand_{side}_keypoints_2d"] = _points(
-                        view, evaluated, hand, rigs.HAND_POINTS, own, own_body_hides, thickness
+                        view, evaluated, hand, rig_tables.HAND_POINTS, own, own_body_hides, thickness
                     )
                 people.append(person)
             frames_out.append({"people": people})

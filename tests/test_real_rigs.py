@@ -17,7 +17,7 @@ from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
 from test_extension import PACKAGE, extension  # noqa: E402, F401  (registers the Bone Map properties)
 
-from backend import camera, pose_capture, rig_structure, rigs  # noqa: E402
+from backend import camera, pose_capture, rig_structure, rig_tables, rigs  # noqa: E402
 
 pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
@@ -315,7 +315,7 @@ def test_hands_come_from_the_finger_bones(files, key):
     scene.frame_set(1)
     frame = pose_capture.capture(scene, [rig.name], camera.camera_path(scene, [1], [None]))[0]["people"][0]
     values = frame["hand_left_keypoints_2d"]
-    for i, point in enumerate(rigs.HAND_POINTS):
+    for i, point in enumerate(rig_tables.HAND_POINTS):
         if point in hands["left"] and isinstance(hands["left"][point][1], str):
             want, _z = pixel(scene, expected_world(rig, hands["left"][point]))
             assert values[3 * i + 2] == 1.0 and np.abs(np.array(values[3 * i : 3 * i + 2]) - want).max() < 3.0
