@@ -69,6 +69,48 @@ class CameraPoses:
     scale: float = 1.0
 
 
+@dataclass
+class Conditioning:
+    """Everything one generation conditions each prediction on, prepared once before the loop."""
+
+    positive: torch.Tensor  # (frames, tokens, dim) prompt embeddings, per frame for prompt travel
+    negative: torch.Tensor | None  # (1, tokens, dim)
+    guidance: float
+    controls: list[Control]
+    images: list[torch.Tensor]  # each control's guides on the device, (frames, 3, H, W)
+    sparse: tuple[torch.Tensor, torch.Tensor] | None  # SparseCtrl (conditioning, mask), batch-expanded
+    keyframes: Keyframes | None
+    camera: CameraPoses | None = None
+    poses: list[torch.Tensor] = dataclasses.field(default_factory=list)  # CameraCtrl features per window
+
+    @property
+    def cfg(self) -> bool:
+        return self.guidance > 1.0
+
+    @property
+    def batch(self) -> int:
+        return 2 if self.cfg else 1
+
+
+@dataclass
+class _Loop:
+    """The schedule and windows of one generation and its callbacks."""
+
+    timesteps: torch.Tensor
+    windows: list[list[int]]
+    table: torch.Tensor  # (windows, frames) fusion weights
+    extra: dict
+    on_window: Callable[[int, list[int]], None] | None
+    on_step: Callable[[int, int, torch.Tensor], None] | None
+
+    def step(self, i, t, noise, latents, scheduler):
+        out = scheduler.step(noise, t, latents, **self.extra)
+        if self.on_step is not None:
+            x0 = getattr(out, "pred_original_sample", None)
+            self.on_step(i, len(self.timesteps), out.prev_sample if x0 is None else x0)
+        return out.prev_sample
+
+
 def latent_preview(latents: torch.Tensor) -> np.ndarray:
     """(1, 4, F, h, w) latents -> (F, h, w, 3) uint8 through the linear latent-to-RGB map."""
     x = latents[0].float().permute(1, 2, 3, 0) @ _LATENT_RGB.to(latents.device)
@@ -156,202 +198,100 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             context = dataclasses.replace(context, mode="unet")
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
+        cond = Conditioning(positive, negative, guidance, controls, images, sparse, keyframes)
+        loop = _Loop(timesteps, windows, table, extra, on_window, on_step)
         if context.mode == "temporal":
-            latents = self._denoise_temporal(
-                latents,
-                timesteps,
-                windows,
-                table,
-                positive,
-                negative,
-                guidance,
-                controls,
-                images,
-                sparse,
-                keyframes,
-                batch * context.chunk,
-                extra,
-                on_window,
-                on_step,
-            )
+            latents = self._denoise_temporal(latents, loop, cond, batch * context.chunk)
             return self.decode(latents, on_frame, decode_chunk)
-        poses = [None] * len(windows)
         installed = None
         if camera is not None:
-            poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
+            cond.camera = camera
+            cond.poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
             installed = camera.model.install(self.unet)
         try:
-            latents = self._denoise(
-                latents,
-                timesteps,
-                windows,
-                table,
-                positive,
-                negative,
-                guidance,
-                controls,
-                images,
-                sparse,
-                keyframes,
-                camera,
-                poses,
-                extra,
-                on_window,
-                on_step,
-            )
+            latents = self._denoise(latents, loop, cond)
         finally:
             if installed is not None:
                 installed.remove()
         return self.decode(latents, on_frame, decode_chunk)
 
-    def _denoise(
-        self,
-        latents,
-        timesteps,
-        windows,
-        table,
-        positive,
-        negative,
-        guidance,
-        controls,
-        images,
-        sparse,
-        keyframes,
-        camera,
-        poses,
-        extra,
-        on_window,
-        on_step,
-    ):
-        cfg = guidance > 1.0
-        batch = 2 if cfg else 1
-        for i, t in enumerate(timesteps):
+    def _denoise(self, latents, loop: _Loop, cond: Conditioning):
+        """The denoising loop of mode "unet" (and of no windows): the whole UNet per window, outputs fused."""
+        batch = cond.batch
+        for i, t in enumerate(loop.timesteps):
             fused = torch.zeros_like(latents)
-            for w, idx in enumerate(windows):
-                if on_window is not None:
-                    on_window(w, idx)
-                embeds = positive[idx]
-                if cfg:
-                    embeds = torch.cat([negative.expand(len(idx), -1, -1), embeds])
+            for w, idx in enumerate(loop.windows):
+                if loop.on_window is not None:
+                    loop.on_window(w, idx)
+                embeds = cond.positive[idx]
+                if cond.cfg:
+                    embeds = torch.cat([cond.negative.expand(len(idx), -1, -1), embeds])
                 noise = self._predict(
                     latents[:, :, idx],
                     t,
                     i,
-                    len(timesteps),
+                    len(loop.timesteps),
                     embeds,
-                    guidance,
-                    controls,
-                    [torch.cat([im[idx]] * batch) for im in images],
-                    None if sparse is None else (sparse[0][:, :, idx], sparse[1][:, :, idx]),
-                    keyframes,
-                    camera,
-                    poses[w],
+                    cond,
+                    [torch.cat([im[idx]] * batch) for im in cond.images],
+                    None if cond.sparse is None else (cond.sparse[0][:, :, idx], cond.sparse[1][:, :, idx]),
+                    pose=None if cond.camera is None else cond.poses[w],
                 )
-                fused[:, :, idx] += noise * table[w, idx][None, None, :, None, None]
-            out = self.scheduler.step(fused, t, latents, **extra)
-            latents = out.prev_sample
-            if on_step is not None:
-                x0 = getattr(out, "pred_original_sample", None)
-                on_step(i, len(timesteps), latents if x0 is None else x0)
+                fused[:, :, idx] += noise * loop.table[w, idx][None, None, :, None, None]
+            latents = loop.step(i, t, fused, latents, self.scheduler)
         return latents
 
-    def _denoise_temporal(
-        self,
-        latents,
-        timesteps,
-        windows,
-        table,
-        positive,
-        negative,
-        guidance,
-        controls,
-        images,
-        sparse,
-        keyframes,
-        rows,
-        extra,
-        on_window,
-        on_step,
-    ):
+    def _denoise_temporal(self, latents, loop: _Loop, cond: Conditioning, rows: int):
         """The denoising loop of mode "temporal": one prediction per step over all frames, the motion modules
         windowed inside it (TemporalWindows). on_window is called once per window and step before the prediction;
         per-window LoRA weights cannot differ inside one prediction, so the caller uses mode "unet" for those."""
         frames = latents.shape[2]
-        embeds = positive if guidance <= 1.0 else torch.cat([negative.expand(frames, -1, -1), positive])
-        batch = embeds.shape[0] // frames
-        control_images = [torch.cat([im] * batch) for im in images]
-        models = [self.unet] + ([keyframes.model] if keyframes is not None else [])
+        embeds = cond.positive if not cond.cfg else torch.cat([cond.negative.expand(frames, -1, -1), cond.positive])
+        control_images = [torch.cat([im] * cond.batch) for im in cond.images]
+        models = [self.unet] + ([cond.keyframes.model] if cond.keyframes is not None else [])
         with contextlib.ExitStack() as stack:
             for model in models:
-                stack.enter_context(TemporalWindows(model, windows, table, rows))
-            for i, t in enumerate(timesteps):
-                if on_window is not None:
-                    for w, idx in enumerate(windows):
-                        on_window(w, idx)
+                stack.enter_context(TemporalWindows(model, loop.windows, loop.table, rows))
+            for i, t in enumerate(loop.timesteps):
+                if loop.on_window is not None:
+                    for w, idx in enumerate(loop.windows):
+                        loop.on_window(w, idx)
                 noise = self._predict(
-                    latents,
-                    t,
-                    i,
-                    len(timesteps),
-                    embeds,
-                    guidance,
-                    controls,
-                    control_images,
-                    sparse,
-                    keyframes,
-                    rows=rows,
+                    latents, t, i, len(loop.timesteps), embeds, cond, control_images, cond.sparse, rows=rows
                 )
-                out = self.scheduler.step(noise, t, latents, **extra)
-                latents = out.prev_sample
-                if on_step is not None:
-                    x0 = getattr(out, "pred_original_sample", None)
-                    on_step(i, len(timesteps), latents if x0 is None else x0)
+                latents = loop.step(i, t, noise, latents, self.scheduler)
         return latents
 
     def _predict(
-        self,
-        latents,
-        t,
-        step,
-        steps,
-        embeds,
-        guidance,
-        controls,
-        control_images,
-        sparse,
-        keyframes,
-        camera=None,
-        pose=None,
-        rows=None,
+        self, latents, t, step, steps, embeds, cond: Conditioning, control_images, sparse, pose=None, rows=None
     ):
         """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed."""
-        cfg = guidance > 1.0
-        model_in = torch.cat([latents] * 2) if cfg else latents
+        model_in = torch.cat([latents] * 2) if cond.cfg else latents
         model_in = self.scheduler.scale_model_input(model_in, t)
         down, mid, flat = None, None, None
-        for c, cond in zip(controls, control_images):
+        for c, image in zip(cond.controls, control_images):
             if not control_active(step, steps, c.start, c.end):
                 continue
             if flat is None:  # (b, c, f, h, w) -> (b*f, c, h, w), frame-major as the ControlNet expects
                 flat = model_in.transpose(1, 2).reshape(-1, model_in.shape[1], *model_in.shape[3:])
-            d, m = _controlnet(c, flat, t, embeds, cond, rows)
+            d, m = _controlnet(c, flat, t, embeds, image, rows)
             down, mid = _add_residuals(down, mid, d, m)
         if sparse is not None:
-            cond, mask = sparse
-            d, m = keyframes.model(
+            keys, mask = sparse
+            d, m = cond.keyframes.model(
                 model_in,
                 t,
                 encoder_hidden_states=embeds,
-                controlnet_cond=cond,
+                controlnet_cond=keys,
                 conditioning_mask=mask,
-                conditioning_scale=keyframes.scale,
+                conditioning_scale=cond.keyframes.scale,
                 return_dict=False,
             )
             down, mid = _add_residuals(down, mid, d, m)
         conditioning = (
             contextlib.nullcontext()
-            if camera is None
-            else camera.model.conditioning(pose, camera.scale, model_in.shape[0])
+            if cond.camera is None
+            else cond.camera.model.conditioning(pose, cond.camera.scale, model_in.shape[0])
         )
         with conditioning:
             noise = self.unet(
@@ -361,9 +301,9 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 down_block_additional_residuals=down,
                 mid_block_additional_residual=mid,
             ).sample
-        if cfg:
+        if cond.cfg:
             uncond, text = noise.chunk(2)
-            noise = uncond + guidance * (text - uncond)
+            noise = uncond + cond.guidance * (text - uncond)
         return noise
 
     def _sparse_inputs(self, keyframes: Keyframes, num_frames: int, batch: int, device):
