@@ -122,3 +122,43 @@ def test_one_frame_numbering_and_one_guide_vocabulary():
 
     assert [frame_filename(i) for i in (0, 1, 99)] == ["frame_0001.png", "frame_0002.png", "frame_0100.png"]
     assert set(GUIDE_FORM) == set(CONTROL_KINDS) and GUIDE_FORM["openpose"] == FORM_POSE
+
+
+def test_references_init_free_init_and_motion_scales_round_trip():
+    spec = parse_spec(
+        {
+            "prompt": "a knight",
+            "frames": 40,
+            "references": [{"weight": 0.5, "last": 20}, {"model": "ip_plus", "first": 21, "start": 0.2}],
+            "init": {"strength": 0.3},
+            "free_init": {"iterations": 2, "filter": "gaussian"},
+            "motion_scale": 1.2,
+            "context": {"length": 16, "overlap": 4, "motion_scales": [1, 1.1, 0.9]},
+        }
+    )
+    assert [(r.model, r.first, r.last) for r in spec.references] == [("ip_adapter", 0, 20), ("ip_plus", 21, None)]
+    assert spec.init.strength == 0.3 and spec.free_init.iterations == 2 and spec.motion_scale == 1.2
+    assert parse_spec(spec.to_dict()) == spec
+    assert guide_errors(spec, {"reference": 2, "init": 40}) == []
+    assert [f for f, _ in guide_errors(spec, {"reference": 1})] == ["reference", "init"]
+
+
+@pytest.mark.parametrize(
+    "patch, field",
+    [
+        ({"references": [{"first": 16}]}, "references[0].first"),
+        ({"references": [{"first": 5, "last": 2}]}, "references[0].last"),
+        ({"references": [{"start": 0.5, "end": 0.5}]}, "references[0].start"),
+        ({"references": [{}] * 9}, "references"),
+        ({"init": {"strength": 1.5}}, "init.strength"),
+        ({"free_init": {"iterations": 0}}, "free_init.iterations"),
+        ({"free_init": {"filter": "median"}}, "free_init.filter"),
+        ({"free_init": {"temporal_cutoff": 0}}, "free_init.temporal_cutoff"),
+        ({"motion_scale": 5}, "motion_scale"),
+        ({"frames": 40, "context": {"motion_scales": [1, 1]}}, "context.motion_scales"),
+    ],
+)
+def test_bad_reference_init_and_motion_fields_are_named(patch, field):
+    with pytest.raises(SpecError) as e:
+        parse_spec({"prompt": "x", **patch})
+    assert [f for f, _ in e.value.errors] == [field]

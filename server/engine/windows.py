@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..protocol import WINDOW_MODES as WINDOW_MODES  # "temporal" | "unet"
+from ..protocol import context_windows as context_windows  # the one window split
 
 
 @dataclass
@@ -27,22 +28,6 @@ class ContextWindows:
     fuse: str = "pyramid"  # "pyramid": frames near a window's centre count more; "flat": all the same
     mode: str = "temporal"
     chunk: int = 16  # frames per call of a per-frame layer or ControlNet in mode "temporal"
-
-
-def context_windows(frames: int, length: int, overlap: int, loop: bool = False) -> list[list[int]]:
-    """Frame indices of each window: `length` long, sharing `overlap` frames, the last ending at the clip's end
-    (or, looping, wrapping from the last frames to the first). A clip no longer than a window is one window
-    (unless it loops)."""
-    if frames <= length and not loop:
-        return [list(range(frames))]
-    length = min(length, frames)
-    stride = max(1, length - min(overlap, length - 1))
-    if loop:
-        return [[(start + i) % frames for i in range(length)] for start in range(0, frames, stride)]
-    starts = list(range(0, frames - length + 1, stride))
-    if starts[-1] != frames - length:
-        starts.append(frames - length)
-    return [list(range(start, start + length)) for start in starts]
 
 
 def contiguous_runs(window: list[int]) -> list[list[int]]:

@@ -10,8 +10,8 @@ import math
 import re
 import struct
 
-from . import SpecError
 from .numbers import LIMITS
+from .spec import SpecError
 
 MAX_JSON_BYTES = 16 * 2**20  # a 1024-frame camera path or pose file is a few MiB
 MAX_DEPTH = 32  # the deepest spec (camera matrices) is 5 levels

@@ -12,6 +12,9 @@ LIMITS = {
     "fps": (1, 120),
     "weight": (-2.0, 4.0),
     "motion_lora_weight": (0.0, 2.0),
+    "motion_scale": (0.0, 3.0),  # the motion modules' contribution: 0 none (frames independent), 1 as trained
+    "references": (0, 8),
+    "free_init_iterations": (1, 5),
 }
 
 
