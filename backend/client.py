@@ -11,10 +11,7 @@ import urllib.request
 import uuid
 from collections.abc import Iterator
 
-try:  # inside Blender the extension is one package: marionette.backend, marionette.server
-    from ..server.protocol import FORM_SPEC, parse_events
-except ImportError:  # run from the extension root (CLI, tests): backend and server are top-level packages
-    from server.protocol import FORM_SPEC, parse_events
+from .protocol import FORM_SPEC, parse_events
 
 
 class ServerError(RuntimeError):

@@ -34,10 +34,7 @@ import os
 
 import bpy
 
-try:  # the one frame numbering (0-based index -> frame_0001.png), shared with the server
-    from ..server.protocol import frame_filename
-except ImportError:
-    from server.protocol import frame_filename
+from .protocol import frame_filename
 
 TAG = "marionette"  # custom property on the nodes, strips and images this module owns
 TARGETS = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}

@@ -15,11 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .client import Client, ServerError
-
-try:
-    from ..server.protocol import FINAL_EVENTS, JobSpec, frame_filename
-except ImportError:
-    from server.protocol import FINAL_EVENTS, JobSpec, frame_filename
+from .protocol import FINAL_EVENTS, JobSpec, frame_filename
 
 
 class Message(NamedTuple):

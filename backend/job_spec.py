@@ -9,33 +9,18 @@ from __future__ import annotations
 import bpy
 
 from . import pose_capture
-
-try:
-    from ..server.protocol import (
-        MOTION_LORAS,
-        ContextSpec,
-        ControlSpec,
-        JobSpec,
-        PromptKey,
-        SparseCtrlSpec,
-        SpecError,
-        Weighted,
-        guide_errors,
-        parse_spec,
-    )
-except ImportError:
-    from server.protocol import (
-        MOTION_LORAS,
-        ContextSpec,
-        ControlSpec,
-        JobSpec,
-        PromptKey,
-        SparseCtrlSpec,
-        SpecError,
-        Weighted,
-        guide_errors,
-        parse_spec,
-    )
+from .protocol import (
+    MOTION_LORAS,
+    ContextSpec,
+    ControlSpec,
+    JobSpec,
+    PromptKey,
+    SparseCtrlSpec,
+    SpecError,
+    Weighted,
+    guide_errors,
+    parse_spec,
+)
 
 # ControlNet kind (the protocol's vocabulary) -> the prefix of its settings (use_pose, pose_weight ... stay as they
 # are so that saved .blend files keep their values).

@@ -180,7 +180,14 @@ def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp
     assert bpy.ops.marionette.generate() == {"FINISHED"}
     spec = sys.modules[f"{PACKAGE}.operators.generate"]._active.spec
     wire = spec.to_dict()
-    assert wire["context"] == {"length": 16, "overlap": 4, "loop": True, "fuse": "pyramid", "mode": "temporal"}
+    assert wire["context"] == {
+        "length": 16,
+        "overlap": 4,
+        "loop": True,
+        "fuse": "pyramid",
+        "mode": "temporal",
+        "motion_scales": [],
+    }
     assert wire["prompts"] == [
         {"frame": 0, "prompt": "a red ball"},
         {"frame": 14, "prompt": "a blue cube on a long wooden table"},

@@ -7,7 +7,7 @@ library only at import time (camera matching uses it without torch).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..protocol import WINDOW_MODES as WINDOW_MODES  # "temporal" | "unet"
 from ..protocol import context_windows as context_windows  # the one window split
@@ -28,6 +28,7 @@ class ContextWindows:
     fuse: str = "pyramid"  # "pyramid": frames near a window's centre count more; "flat": all the same
     mode: str = "temporal"
     chunk: int = 16  # frames per call of a per-frame layer or ControlNet in mode "temporal"
+    motion_scales: list[float] = field(default_factory=list)  # one per window; empty: the job's motion_scale
 
 
 def contiguous_runs(window: list[int]) -> list[list[int]]:
