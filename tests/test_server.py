@@ -282,6 +282,7 @@ def test_long_clip_with_context_windows_and_prompt_travel(server):
         "loop": True,
         "fuse": "pyramid",
         "mode": "temporal",
+        "motion_scales": [],
     }
     assert [k["frame"] for k in manifest["spec"]["prompts"]] == [0, 39]
 
