@@ -24,6 +24,7 @@ import numpy as np
 import torch
 from diffusers import AnimateDiffPipeline
 
+from .references import ImageReferences, Reference
 from .temporal_windows import TemporalWindows
 from .windows import WINDOW_MODES, ContextWindows, context_windows, fusion_table
 
@@ -82,6 +83,7 @@ class Conditioning:
     keyframes: Keyframes | None
     camera: CameraPoses | None = None
     poses: list[torch.Tensor] = dataclasses.field(default_factory=list)  # CameraCtrl features per window
+    references: ImageReferences | None = None  # IP-Adapter image references (engine/references.py)
 
     @property
     def cfg(self) -> bool:
@@ -162,6 +164,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         on_frame: Callable[[int, np.ndarray], None] | None = None,
         decode_chunk: int = 4,
         camera: CameraPoses | None = None,
+        references: list[Reference] = (),
     ) -> np.ndarray:
         """Generate a clip; returns (frames, H, W, 3) uint8.
 
@@ -169,6 +172,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         Callbacks: on_window(window, frame indices) before each window's prediction (per-window LoRA weights),
         on_step(i, n, x0), on_frame(index, rgb).
         camera: CameraCtrl; each window's poses are encoded once, before the first step.
+        references: IP-Adapter image references; their images are encoded once, before the first step.
         """
         device = self._execution_device
         cfg = guidance > 1.0
@@ -200,19 +204,20 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
         cond = Conditioning(positive, negative, guidance, controls, images, sparse, keyframes)
         loop = _Loop(timesteps, windows, table, extra, on_window, on_step)
-        if context.mode == "temporal":
-            latents = self._denoise_temporal(latents, loop, cond, batch * context.chunk)
-            return self.decode(latents, on_frame, decode_chunk)
-        installed = None
-        if camera is not None:
-            cond.camera = camera
-            cond.poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
-            installed = camera.model.install(self.unet)
-        try:
-            latents = self._denoise(latents, loop, cond)
-        finally:
-            if installed is not None:
-                installed.remove()
+        with contextlib.ExitStack() as installed:
+            if references:
+                cond.references = ImageReferences(
+                    list(references), num_frames, positive.shape[1], device, positive.dtype
+                )
+                installed.callback(cond.references.install(self.unet).remove)
+            if context.mode == "temporal":
+                latents = self._denoise_temporal(latents, loop, cond, batch * context.chunk)
+            else:
+                if camera is not None:
+                    cond.camera = camera
+                    cond.poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
+                    installed.callback(camera.model.install(self.unet).remove)
+                latents = self._denoise(latents, loop, cond)
         return self.decode(latents, on_frame, decode_chunk)
 
     def _denoise(self, latents, loop: _Loop, cond: Conditioning):
@@ -236,6 +241,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     [torch.cat([im[idx]] * batch) for im in cond.images],
                     None if cond.sparse is None else (cond.sparse[0][:, :, idx], cond.sparse[1][:, :, idx]),
                     pose=None if cond.camera is None else cond.poses[w],
+                    frames=idx,
                 )
                 fused[:, :, idx] += noise * loop.table[w, idx][None, None, :, None, None]
             latents = loop.step(i, t, fused, latents, self.scheduler)
@@ -257,15 +263,36 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     for w, idx in enumerate(loop.windows):
                         loop.on_window(w, idx)
                 noise = self._predict(
-                    latents, t, i, len(loop.timesteps), embeds, cond, control_images, cond.sparse, rows=rows
+                    latents,
+                    t,
+                    i,
+                    len(loop.timesteps),
+                    embeds,
+                    cond,
+                    control_images,
+                    cond.sparse,
+                    rows=rows,
+                    frames=list(range(frames)),
                 )
                 latents = loop.step(i, t, noise, latents, self.scheduler)
         return latents
 
     def _predict(
-        self, latents, t, step, steps, embeds, cond: Conditioning, control_images, sparse, pose=None, rows=None
+        self,
+        latents,
+        t,
+        step,
+        steps,
+        embeds,
+        cond: Conditioning,
+        control_images,
+        sparse,
+        pose=None,
+        rows=None,
+        frames=None,
     ):
-        """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed."""
+        """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed.
+        `frames`: the clip's frame indices of these latents. ControlNets and SparseCtrl see the text tokens only."""
         model_in = torch.cat([latents] * 2) if cond.cfg else latents
         model_in = self.scheduler.scale_model_input(model_in, t)
         down, mid, flat = None, None, None
@@ -294,6 +321,8 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             else cond.camera.model.conditioning(pose, cond.camera.scale, model_in.shape[0])
         )
         with conditioning:
+            if cond.references is not None:
+                embeds = cond.references.extend(embeds, frames, step, steps)
             noise = self.unet(
                 model_in,
                 t,

@@ -62,6 +62,8 @@ class ModelStore:
                 "controlnet": loaders.load_controlnet,
                 "sparsectrl": loaders.load_sparsectrl,
                 "camera_control": loaders.load_camera_control,
+                "ip_adapter": loaders.load_ip_adapter,
+                "image_encoder": loaders.load_image_encoder,
             }[kind]
             if kind == "camera_control":  # its own loader, as it was: float32, then moved and cast
                 obj = (
@@ -105,6 +107,13 @@ class ModelStore:
         """A CameraCtrl model (engine/cameractrl.py), on the store's device and dtype."""
         with self.lock:
             return self._component("camera_control", name)
+
+    def ip_adapter(self, name: str):
+        """(IP-Adapter, its image encoder) on the store's device and dtype (engine/ip_adapter.py)."""
+        with self.lock:
+            return self._component("ip_adapter", name), self._component(
+                "image_encoder", self.config.get("ip_adapter", name).image_encoder
+            )
 
     def pipeline(self, base: str, motion_module: str):
         """The assembled pipeline for a base model and motion module, building it if needed."""

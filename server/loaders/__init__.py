@@ -10,6 +10,7 @@ from .cameractrl import cameractrl_state_dicts, load_camera_control
 from .config import DEFAULT_CONFIG, KINDS, ModelConfig, ModelEntry, UnknownModel, file_identity
 from .controlnet import load_controlnet
 from .files import WEIGHT_SUFFIXES, CheckpointError, classify, read_state_dict
+from .ip_adapter import load_image_encoder, load_ip_adapter
 from .lora import image_lora_source
 from .motion import convert_motion_lora, load_motion_adapter, motion_adapter_info, motion_lora_state_dict
 from .sd15 import load_base
@@ -34,6 +35,8 @@ __all__ = [
     "load_base",
     "load_camera_control",
     "load_controlnet",
+    "load_image_encoder",
+    "load_ip_adapter",
     "load_motion_adapter",
     "load_sparsectrl",
     "motion_adapter_info",

@@ -7,6 +7,7 @@ filesystem.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import os
 import threading
@@ -18,7 +19,17 @@ from pathlib import Path
 from .files import WEIGHT_SUFFIXES
 from .sources import is_hub_source
 
-KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora", "camera_control")
+KINDS = (
+    "base",
+    "motion_module",
+    "controlnet",
+    "sparsectrl",
+    "motion_lora",
+    "lora",
+    "camera_control",
+    "ip_adapter",
+    "image_encoder",
+)
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "default_models.toml"
 
 
@@ -35,6 +46,7 @@ class ModelEntry:
     source: str  # hub id "org/name", hub file "org/name/file.ckpt", or an absolute local path
     config: str | None  # local diffusers config folder for single files
     weight_name: str | None = None  # a file inside a hub repo or folder (e.g. AnimateDiff-Lightning)
+    image_encoder: str | None = None  # ip_adapter only: the name of its image_encoder entry
 
     @property
     def local(self) -> bool:
@@ -77,10 +89,13 @@ class ModelConfig:
                     raise ValueError(f"{path}: [{kind}.{name}] needs a source")
                 source = _source(root, item["source"])
                 config = _source(root, item["config"]) if item.get("config") else None
-                entries[kind][name] = ModelEntry(kind, name, source, config, item.get("weight_name"))
+                entries[kind][name] = ModelEntry(
+                    kind, name, source, config, item.get("weight_name"), item.get("image_encoder")
+                )
         for kind in data:
             if kind != "folders":
                 cls._check_kind(kind, path)
+        _link_image_encoders(entries, path)
         return cls(entries)
 
     @staticmethod
@@ -96,6 +111,21 @@ class ModelConfig:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
+
+
+def _link_image_encoders(entries: dict[str, dict[str, ModelEntry]], path: Path):
+    """Each ip_adapter names an image_encoder of the config; without `image_encoder` it takes the config's only one."""
+    encoders = sorted(entries["image_encoder"])
+    for name, entry in entries["ip_adapter"].items():
+        chosen = entry.image_encoder
+        if chosen is None and len(encoders) == 1:
+            chosen = encoders[0]
+        if chosen not in encoders:
+            raise ValueError(
+                f"{path}: [ip_adapter.{name}] needs image_encoder = the name of an [image_encoder.NAME] entry"
+                f" (configured: {', '.join(encoders) or 'none'})"
+            )
+        entries["ip_adapter"][name] = dataclasses.replace(entry, image_encoder=chosen)
 
 
 def _resolve(root: Path, value: str) -> str:

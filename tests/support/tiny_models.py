@@ -13,6 +13,8 @@
   ``control_model.*`` layout of the depth one);
 - SparseCtrl RGB: ``sparsectrl_rgb/`` and ``v3_sd15_sparsectrl_rgb.ckpt`` (original layout);
 - an image LoRA in kohya format: ``lora/style.safetensors``;
+- IP-Adapters (tests/support/tiny_ip_adapter.py): plain and plus, ``.bin`` and ``.safetensors``, and their CLIP
+  vision encoder ``image_encoder/`` (transformers folder) and ``clip_vision_tiny.safetensors`` (single file);
 - ``models.toml``: the server's model config naming all of the above.
 
 Only torch, diffusers, transformers and safetensors are needed (no bpy). Builds in a few seconds on a CPU.
@@ -27,6 +29,7 @@ import re
 import shutil
 from pathlib import Path
 
+from . import tiny_ip_adapter
 from .original_layout import (
     clip_to_ldm,
     controlnet_to_ldm,
@@ -36,7 +39,7 @@ from .original_layout import (
     vae_to_ldm,
 )
 
-TINY_VERSION = 1
+TINY_VERSION = 2
 _STAMP = f"# Marionette tiny models, TINY_VERSION = {TINY_VERSION}"
 
 # The tiny UNet keeps SD1.5's block structure (3 cross-attention down blocks + 1 plain, layers_per_block 2,
@@ -63,6 +66,7 @@ SEEDS = {
     "sparsectrl_rgb": 31,
     "lora/style": 41,
     "motion_lora": 100,
+    "ip_adapter": 51,
 }
 
 
@@ -364,11 +368,12 @@ def _models_toml() -> str:
 
     lines = [_STAMP, "# Paths are relative to this file's folder.", ""]
 
-    def table(kind, name, source, config=None):
+    def table(kind, name, source, config=None, **fields):
         lines.append(f"[{kind}.{name}]")
         lines.append(f'source = "{source}"')
         if config:
             lines.append(f'config = "{config}"')
+        lines.extend(f'{k} = "{v}"' for k, v in fields.items())
         lines.append("")
 
     table("base", "sd15", "sd15")
@@ -389,7 +394,19 @@ def _models_toml() -> str:
     for name, (_, stem, _) in MOTION_LORAS.items():
         table("motion_lora", f"{name}-original", f"{stem}.ckpt")
     table("lora", "style", "lora/style.safetensors")
+    table("image_encoder", "tiny", "image_encoder")
+    table("image_encoder", "tiny-single", "clip_vision_tiny.safetensors", "image_encoder")
+    for name, (file, encoder) in IP_ADAPTERS.items():
+        table("ip_adapter", name, file, image_encoder=encoder)
     return "\n".join(lines)
+
+
+IP_ADAPTERS = {  # name -> (file, image encoder)
+    "plain": ("ip-adapter_tiny.safetensors", "tiny"),
+    "plain-bin": ("ip-adapter_tiny.bin", "tiny-single"),
+    "plus": ("ip-adapter-plus_tiny.safetensors", "tiny"),
+    "plus-bin": ("ip-adapter-plus_tiny.bin", "tiny-single"),
+}
 
 
 def is_built(root: Path) -> bool:
@@ -476,6 +493,9 @@ def build(root) -> Path:
         # image LoRA
         (root / "lora").mkdir(exist_ok=True)
         save_file(kohya_lora(unet, text_encoder, SEEDS["lora/style"]), root / "lora" / "style.safetensors")
+
+        # IP-Adapters and their image encoder
+        tiny_ip_adapter.build(root, UNET_CHANNELS, TEXT_DIM, SEEDS["ip_adapter"])
 
     tmp = root / "models.toml.tmp"
     tmp.write_text(_models_toml())
