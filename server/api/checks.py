@@ -45,6 +45,22 @@ def require_files(entry):
         )
 
 
+def reference_entries(models, spec) -> list:
+    """The IP-Adapters and image encoders of the spec's references; a name the config lacks is a 422 naming the
+    reference's field and the configured names."""
+    entries, errors = [], []
+    for i, reference in enumerate(spec.references):
+        try:
+            adapter = models.get("ip_adapter", reference.model)
+        except UnknownModel as e:
+            errors.append((f"references[{i}].model", f"{e}; name an ip_adapter of the server's model config"))
+            continue
+        entries += [adapter, models.get("image_encoder", adapter.image_encoder)]
+    if errors:
+        raise SpecError(errors)
+    return list(dict.fromkeys(entries))
+
+
 def check_models(models, spec):
     """Every model name of the spec exists and its file is readable, and the clip fits the motion module.
     Raises HTTPException 404 (unknown name), CheckpointError (a broken file: 409) or SpecError."""
@@ -59,6 +75,7 @@ def check_models(models, spec):
             entries.append(models.get("sparsectrl", spec.sparsectrl.model))
         if spec.cameractrl:
             entries.append(models.get("camera_control", spec.cameractrl.model))
+        entries += reference_entries(models, spec)
     except UnknownModel as e:
         raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
     for entry in entries:

@@ -9,11 +9,12 @@ from dataclasses import asdict
 from PIL import Image
 
 from ..engine.jobs import Job, write_atomic
-from ..protocol import FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, SpecError
-from ..protocol.inputs import MAX_PIXELS, check_png_header, decode_json
+from ..protocol import FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_REFERENCE, SpecError
+from ..protocol.inputs import MAX_PIXELS, check_png_header, decode_json, png_size
 
-GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME)
-IMAGE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_KEYFRAME)
+GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME, FORM_REFERENCE)
+IMAGE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_KEYFRAME, FORM_REFERENCE)
+ANY_SIZE = (FORM_REFERENCE,)  # reference images are resized for the image encoder: any size up to MAX_PIXELS
 
 
 def check_headers(spec, parts: dict[str, list[bytes]]):
@@ -22,7 +23,10 @@ def check_headers(spec, parts: dict[str, list[bytes]]):
     for name in IMAGE_FIELDS:
         for i, data in enumerate(parts.get(name, [])):
             try:
-                check_png_header(data, f"{name}[{i}]", spec.width, spec.height)
+                if name in ANY_SIZE:
+                    png_size(data, f"{name}[{i}]")
+                else:
+                    check_png_header(data, f"{name}[{i}]", spec.width, spec.height)
             except SpecError as e:
                 errors += e.errors
     if errors:
@@ -36,7 +40,8 @@ def check_decodes(spec, parts: dict[str, list[bytes]]):
             where = f"{name}[{i}]"
             try:
                 with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-                    if image.size != (spec.width, spec.height) or image.size[0] * image.size[1] > MAX_PIXELS:
+                    wrong_size = name not in ANY_SIZE and image.size != (spec.width, spec.height)
+                    if wrong_size or image.size[0] * image.size[1] > MAX_PIXELS:
                         raise SpecError(
                             [(where, f"is {image.size[0]}x{image.size[1]}, the job is {spec.width}x{spec.height}")]
                         )

@@ -30,6 +30,7 @@ class Plan:
     camera: dict | None = None  # the camera match (camera.match) with overrides applied in "auto"
     windows: list[list[int]] | None = None  # the job's context windows (job frame indices), when it has them
     cameractrl: dict | None = None  # with camera_motion "cameractrl": model, scale, per-window poses (cameractrl_plan)
+    references: list[dict] = field(default_factory=list)  # IP-Adapter image references (references_plan)
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -52,6 +53,7 @@ class Plan:
             "loras": self.loras,
             "camera_motion": self.camera_motion,
             "cameractrl": self.cameractrl,
+            "references": self.references,
             # with a camera path: what it matched (before manual overrides), the schedule, the per-pair components
             # and a base64 PNG plot of both (README "Camera matching")
             "matched_motion_loras": None if camera is None else camera["motion_loras"],
@@ -121,7 +123,31 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         camera=camera,
         windows=job_windows(spec),
         cameractrl=cameractrl,
+        references=references_plan(spec, store, wait),
     )
+
+
+def references_plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> list[dict]:
+    """Per image reference: its IP-Adapter and image encoder (identities) and its schedule; the runner adds the
+    sha256 of the image it was sent."""
+    out = []
+    for r in spec.references:
+        adapter = store.config.get("ip_adapter", r.model)
+        encoder = store.config.get("image_encoder", adapter.image_encoder)
+        last = spec.frames - 1 if r.last is None else r.last
+        out.append(
+            {
+                "model": r.model,
+                "weight": r.weight,
+                "start": r.start,
+                "end": r.end,
+                "first": r.first,
+                "last": last,
+                "ip_adapter": file_identity(adapter, wait),
+                "image_encoder": file_identity(encoder, wait),
+            }
+        )
+    return out
 
 
 def job_windows(spec: JobSpec) -> list[list[int]] | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import math
 import platform
 import time
@@ -17,7 +18,8 @@ from ..camera import window_input
 from ..log import log_exception
 from .jobs import Cancelled, Job, is_disk_full
 from .pipeline import CameraPoses, Control, Keyframes, latent_preview
-from .planning import model_identities, plan
+from .planning import model_identities, plan, references_plan
+from .references import Reference
 from .schedulers import make_scheduler
 from .store import ModelStore
 from .windows import ContextWindows
@@ -77,7 +79,12 @@ def run_job(job: Job, store: ModelStore):
         if plot:  # the manifest keeps the schedule; the plot goes beside it
             (job.folder / "camera_motion.png").write_bytes(plot)
         job.write_manifest()
-        job.emit("loading", models=[spec.base, spec.motion_module] + [c.model for c in spec.controlnets])
+        job.emit(
+            "loading",
+            models=[spec.base, spec.motion_module]
+            + [c.model for c in spec.controlnets]
+            + list(dict.fromkeys(r.model for r in spec.references)),
+        )
         loads_before = len(store.loads)
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module)
@@ -103,6 +110,7 @@ def run_job(job: Job, store: ModelStore):
                     lambda idx: torch.from_numpy(window_input(spec.camera, idx, spec.height, spec.width)[0]),
                     spec.cameractrl.scale,
                 )
+            references = _references(job, store)
             pipe.scheduler = make_scheduler(spec.scheduler, pipe.scheduler.config)
             job.manifest["loaded_now"] = store.loads[loads_before:]
             timings["load_s"] = round(time.perf_counter() - t0, 3)
@@ -151,11 +159,14 @@ def run_job(job: Job, store: ModelStore):
             on_step=on_step,
             on_frame=on_frame,
             camera=camera,
+            references=references,
         )
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
         for kind, identity in model_identities(spec, store).items():
             job.manifest["plan"][kind].update(identity)
             job.manifest["plan"][kind].pop("sha256_pending", None)
+        for done, waited in zip(job.manifest["plan"]["references"], references_plan(spec, store)):
+            done.update(ip_adapter=waited["ip_adapter"], image_encoder=waited["image_encoder"])
         job.manifest.update(status="done", frames=[f.name for f in sorted(job.frames_dir.glob("*.png"))])
         timings["total_s"] = round(time.perf_counter() - t0, 3)
         timings["finished_at"] = time.time()
@@ -177,6 +188,17 @@ def run_job(job: Job, store: ModelStore):
         job.manifest["error_id"] = error_id
         _finish(job, "error", message, timings, traceback.format_exc())
         job.emit("error", message=message, frames=len(job.frames_ready))
+
+
+def _references(job: Job, store: ModelStore) -> list[Reference]:
+    """The spec's image references with their models and images; the manifest's plan gets each image's sha256."""
+    out = []
+    for i, r in enumerate(job.spec.references):
+        adapter, encoder = store.ip_adapter(r.model)
+        out.append(Reference(adapter, encoder, job.guides["reference"][i], r.weight, r.start, r.end, r.first, r.last))
+        data = (job.folder / "guides" / f"reference_{i + 1:04d}.png").read_bytes()
+        job.manifest["plan"]["references"][i]["image_sha256"] = hashlib.sha256(data).hexdigest()
+    return out
 
 
 def describe_failure(exc: BaseException, folder=None) -> str:

@@ -128,9 +128,9 @@ def tiny_image_encoder(seed: int, hidden: int = 32, projection: int = 24, image_
     return CLIPVisionModelWithProjection(config).eval()
 
 
-def build(root: Path, channels, context: int, seed: int) -> dict[str, str]:
+def build(root: Path, channels, context: int, seed: int):
     """Write the tiny image encoder (a transformers folder and a ComfyUI-style single file) and tiny plain and
-    plus IP-Adapters (.bin and .safetensors) under `root`; returns {name: file} of what was written."""
+    plus IP-Adapters (.bin and .safetensors) under `root`."""
     from safetensors.torch import save_file
 
     encoder = tiny_image_encoder(seed)
@@ -144,9 +144,3 @@ def build(root: Path, channels, context: int, seed: int) -> dict[str, str]:
     write_safetensors(plain, root / "ip-adapter_tiny.safetensors")
     write_bin(plus, root / "ip-adapter-plus_tiny.bin")
     write_safetensors(plus, root / "ip-adapter-plus_tiny.safetensors")
-    return {
-        "plain": "ip-adapter_tiny.safetensors",
-        "plain-bin": "ip-adapter_tiny.bin",
-        "plus": "ip-adapter-plus_tiny.safetensors",
-        "plus-bin": "ip-adapter-plus_tiny.bin",
-    }

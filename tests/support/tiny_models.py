@@ -394,18 +394,18 @@ def _models_toml() -> str:
     for name, (_, stem, _) in MOTION_LORAS.items():
         table("motion_lora", f"{name}-original", f"{stem}.ckpt")
     table("lora", "style", "lora/style.safetensors")
-    table("image_encoder", "tiny", "image_encoder")
-    table("image_encoder", "tiny-single", "clip_vision_tiny.safetensors", "image_encoder")
+    table("image_encoder", "vit_h", "image_encoder")
+    table("image_encoder", "vit_h_single", "clip_vision_tiny.safetensors", "image_encoder")
     for name, (file, encoder) in IP_ADAPTERS.items():
         table("ip_adapter", name, file, image_encoder=encoder)
     return "\n".join(lines)
 
 
-IP_ADAPTERS = {  # name -> (file, image encoder)
-    "plain": ("ip-adapter_tiny.safetensors", "tiny"),
-    "plain-bin": ("ip-adapter_tiny.bin", "tiny-single"),
-    "plus": ("ip-adapter-plus_tiny.safetensors", "tiny"),
-    "plus-bin": ("ip-adapter-plus_tiny.bin", "tiny-single"),
+IP_ADAPTERS = {  # name -> (file, image encoder); "ip_adapter" is the spec's default name, as in the default config
+    "ip_adapter": ("ip-adapter_tiny.safetensors", "vit_h"),
+    "ip_adapter_bin": ("ip-adapter_tiny.bin", "vit_h_single"),
+    "ip_adapter_plus": ("ip-adapter-plus_tiny.safetensors", "vit_h"),
+    "ip_adapter_plus_bin": ("ip-adapter-plus_tiny.bin", "vit_h_single"),
 }
 
 
