@@ -32,6 +32,8 @@ LOADERS = {
     "motion_module": loaders.load_motion_adapter,
     "controlnet": loaders.load_controlnet,
     "sparsectrl": loaders.load_sparsectrl,
+    "ip_adapter": loaders.load_ip_adapter,
+    "image_encoder": loaders.load_image_encoder,
 }
 
 
@@ -43,6 +45,10 @@ LOADERS = {
         ("controlnet", "depth"),
         ("controlnet", "depth-original"),
         ("sparsectrl", "rgb-original"),
+        ("ip_adapter", "ip_adapter_plus"),
+        ("ip_adapter", "ip_adapter_bin"),
+        ("image_encoder", "vit_h"),
+        ("image_encoder", "vit_h_single"),
     ],
 )
 def test_a_model_built_in_fp16_equals_the_fp32_one_cast(config, kind, name):

@@ -173,8 +173,10 @@ def load_image_encoder(source, config=None, weight_name=None, dtype=None):
             f"(vision_model.*, visual_projection.weight): {len(missing)} missing (e.g. {missing[:2]}), "
             f"{len(unexpected)} unexpected (e.g. {unexpected[:2]})"
         )
+    for key in list(sd):  # cast in place, one tensor at a time: never the whole file twice in memory
+        sd[key] = cast({key: sd[key]}, dtype)[key]
     try:
-        model.load_state_dict(cast(sd, dtype), strict=True, assign=True)
+        model.load_state_dict(sd, strict=True, assign=True)
     except RuntimeError as e:
         raise CheckpointError(f"{weights}: shapes do not match {folder / 'config.json'}: {str(e)[:300]}") from e
     model.vision_model.embeddings.register_buffer(
