@@ -249,10 +249,11 @@ def test_weight_zero_is_bit_identical_and_weights_change_the_frames(store, pipe)
     assert np.abs(other_image.astype(int) - one).max() > 10  # the image itself matters, not only the weight
 
 
-def test_references_with_controlnets_and_temporal_windows(store, pipe, tiny_models):
-    """The ControlNet sees the text tokens only (a wider context would not fit its attention), and both window
-    modes run; the references of a temporal-mode job change its frames."""
-    from server.engine.pipeline import Control
+def test_references_with_controlnets_sparsectrl_prompt_travel_and_windows(store, pipe):
+    """The ControlNet and SparseCtrl see the text tokens only (a wider context would not fit their attention); with
+    temporal windows the references change the frames; SparseCtrl keyframes, prompt travel and windows of mode
+    "unet" run with two references in the same loop."""
+    from server.engine.pipeline import Control, Keyframes
 
     guides = torch.rand(FRAMES, 3, SIZE, SIZE)
     controls = [Control(store.controlnet("depth"), guides, 0.8)]
@@ -260,6 +261,18 @@ def test_references_with_controlnets_and_temporal_windows(store, pipe, tiny_mode
     without = generate(pipe, frames=FRAMES, controls=controls, context=context)
     with_ref = generate(pipe, [reference(store, "ip_adapter_plus")], frames=FRAMES, controls=controls, context=context)
     assert with_ref.shape == without.shape and np.abs(with_ref.astype(int) - without).max() > 10
+    keyframes = Keyframes(store.sparsectrl("rgb"), guides[[0, 5]], [0, 5])
+    both = [reference(store, weight=0.7, last=2), reference(store, "ip_adapter_plus", OTHER, first=3)]
+    frames = generate(
+        pipe,
+        both,
+        frames=FRAMES,
+        controls=controls,
+        keyframes=keyframes,
+        context=ContextWindows(length=4, overlap=2, mode="unet"),
+        prompt_keys=[(0, "a red puppet"), (5, "a blue puppet")],
+    )
+    assert frames.shape == (FRAMES, SIZE, SIZE, 3)
 
 
 # --- the API ------------------------------------------------------------------------------------------------------
