@@ -12,6 +12,7 @@ from ..protocol import (
     FORM_KEYFRAME,
     FORM_NORMAL,
     FORM_POSE,
+    FORM_REFERENCE,
     FORM_SPEC,
     FUSE_MODES,
     LIMITS,
@@ -145,6 +146,22 @@ JOB_SPEC = {
                 },
             },
         },
+        "references": {
+            "type": "array",
+            "maxItems": LIMITS["references"][1],
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    "model": {"type": "string", "minLength": 1, "default": "ip_adapter"},
+                    "weight": _range("number", *LIMITS["weight"]),
+                    "start": _range("number", 0, 1),
+                    "end": _range("number", 0, 1),
+                    "first": {"type": "integer", "minimum": 0},
+                    "last": {"type": ["integer", "null"], "minimum": 0},
+                },
+            },
+        },
         "version": {"enum": [PROTOCOL_VERSION]},
     },
 }
@@ -163,6 +180,7 @@ JOB_FORM = {
             "description": "one JSON file: a list with one OpenPose frame per frame",
         },
         FORM_KEYFRAME: {**_FILES, "description": "one PNG per sparsectrl keyframe, in order"},
+        FORM_REFERENCE: {**_FILES, "description": "one PNG (any size) per references entry, in order"},
     },
 }
 
