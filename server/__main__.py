@@ -54,6 +54,17 @@ def parse_args(argv=None):
         help="another host name clients may reach the server by (besides the bound host and "
         "loopback names); repeat for several",
     )
+    ray = p.add_argument_group("Ray Serve (needs the ray extra: pip install 'ray[serve]')")
+    ray.add_argument(
+        "--ray",
+        action="store_true",
+        help="serve as a Ray Serve application: jobs run on generator replicas (one per GPU) on the cluster at "
+        "$RAY_ADDRESS, or on a local cluster started here",
+    )
+    ray.add_argument("--replicas", type=int, help="generator replicas (default: the cluster's GPUs, at least 1)")
+    ray.add_argument("--replica-gpus", type=float, help="GPUs per replica (default 1 when the cluster has GPUs)")
+    ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs per replica (default 1; fractions work)")
+    ray.add_argument("--ray-cpus", type=int, help="CPUs of a local cluster started here (default: all)")
     args = p.parse_args(argv)
     if not _loopback(args.host) and not args.token:
         p.error(f"--host {args.host} exposes the server beyond this machine: give --token (or MARIONETTE_TOKEN)")
@@ -85,6 +96,12 @@ def _server_class():
 
 def main(argv=None):
     args = parse_args(argv)
+    if args.ray:
+        try:
+            from .cluster.launch import serve_on_ray
+        except ImportError as e:
+            sys.exit(f"--ray needs Ray Serve ({e}); install it with: pip install 'ray[serve]==2.60.0'")
+        return serve_on_ray(args)
     from diffusers.utils import logging as diffusers_logging
 
     # The worker thread runs the pipeline's Python between torch calls; a shorter GIL switch interval lets the

@@ -12,8 +12,8 @@ from fastapi.responses import JSONResponse
 
 from .. import __version__
 from .. import log as server_log
+from ..engine.executor import Executor, LocalExecutor
 from ..engine.jobs import JobQueue
-from ..engine.runner import run_job
 from ..engine.store import ModelStore
 from ..loaders import ModelConfig, hub
 from . import downloads, errors, health, jobs, models, plan, pose
@@ -39,17 +39,20 @@ class Settings:
     extra: dict = field(default_factory=dict)
 
 
-def create_app(settings: Settings) -> FastAPI:
+def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
+    """The server; jobs run on `executor` (default: in this process on its own model store)."""
     log_dir = settings.log_dir or Path(settings.data_dir).parent
     server_log.setup(log_dir)
     store = ModelStore(settings.models, settings.device, settings.dtype)
-    queue = JobQueue(settings.data_dir, lambda job: run_job(job, store), history=settings.history)
+    executor = executor or LocalExecutor(store)
+    queue = JobQueue(settings.data_dir, executor, history=settings.history)
     blocking = ThreadPoolExecutor(BLOCKING_WORKERS, thread_name_prefix="marionette-blocking")
 
     app = FastAPI(title="Marionette server", version=__version__, docs_url=None, redoc_url=None, openapi_url=None)
     app.add_middleware(BodyLimit, limit=settings.max_upload_mb * 2**20)
     app.add_middleware(Guard, settings=settings)  # outermost: refuses before a body is read
     app.state.store, app.state.queue, app.state.settings = store, queue, settings
+    app.state.executor = executor
     app.state.blocking = blocking
 
     def shutdown():
@@ -81,7 +84,7 @@ def create_app(settings: Settings) -> FastAPI:
     server_log.log.info(
         "server started: data %s, device %s, %d interrupted jobs found",
         settings.data_dir,
-        store.device,
+        executor.describe()["device"],
         len(queue.recovered),
     )
     return app

@@ -14,23 +14,13 @@ router = APIRouter()
 
 @router.get("/health")
 async def health(request: Request):
-    store, queue = request.app.state.store, request.app.state.queue
-    return {
-        "service": SERVICE,
-        "status": "ok",
-        "version": __version__,
-        "device": store.device,
-        "dtype": str(store.dtype).removeprefix("torch."),
-        "device_reason": store.device_reason,
-        "loaded": store.loaded(),
-        "busy": not queue.idle(),
-    }
+    executor, queue = request.app.state.executor, request.app.state.queue
+    return {"service": SERVICE, "status": "ok", "version": __version__, **executor.describe(), "busy": not queue.idle()}
 
 
 @router.post("/release")
 def release(request: Request):
-    store, queue = request.app.state.store, request.app.state.queue
+    executor, queue = request.app.state.executor, request.app.state.queue
     if not queue.idle():
         raise HTTPException(409, "a job is running or queued; cancel it or wait, then release")
-    store.release()
-    return {"released": True, "loaded": store.loaded()}
+    return {"released": True, "loaded": executor.release()}

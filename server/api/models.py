@@ -27,6 +27,6 @@ def _describe(entry, loaded: set[str]) -> dict:
 
 @router.get("/models")
 def models(request: Request):
-    config, loaded = request.app.state.settings.models, set(request.app.state.store.loaded())
+    config, loaded = request.app.state.settings.models, set(request.app.state.executor.describe()["loaded"])
     # Local files show as their names only: the machine's folder layout is not the client's business.
     return public({kind: [_describe(config.get(kind, n), loaded) for n in config.names(kind)] for kind in KINDS})

@@ -17,11 +17,14 @@ import threading
 import time
 import uuid
 from collections import OrderedDict, deque
-from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..log import log, log_exception
 from ..protocol import FINAL_EVENTS, FORM_POSE, JobSpec, frame_filename, parse_spec
+
+if TYPE_CHECKING:
+    from .executor import Executor
 
 JOB_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}")
 HISTORY = 64  # finished jobs kept in memory; older ones are read back from their folders when asked for
@@ -205,22 +208,27 @@ def read_job(folder: Path) -> Job | None:
 
 
 class JobQueue:
-    """First in, first out, one worker thread: one job at a time on the device."""
+    """First in, first out, drained by the executor's worker threads: one per job it runs at once (in-process one,
+    on a Ray cluster one per generator replica)."""
 
-    def __init__(self, data_dir: Path, run: Callable[[Job], None], history: int = HISTORY):
+    def __init__(self, data_dir: Path, executor: Executor, history: int = HISTORY):
         self.data_dir = Path(data_dir)
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self._run = run
+        self.executor = executor
         self._history = history
         self._jobs: dict[str, Job] = {}  # queued and running jobs
         self._done: OrderedDict[str, Job] = OrderedDict()  # the most recent finished ones
         self._waiting: deque[Job] = deque()
+        self._running: list[Job] = []
         self._cond = threading.Condition()
         self._stopping = False
-        self.current: Job | None = None
         self.recovered = self._mark_interrupted()
-        self._thread = threading.Thread(target=self._work, name="marionette-worker", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._work, name=f"marionette-worker-{i}", daemon=True)
+            for i in range(executor.slots)
+        ]
+        for thread in self._threads:
+            thread.start()
 
     # --- the record on disk ---------------------------------------------------------------------------------
     def _mark_interrupted(self) -> list[str]:
@@ -279,7 +287,7 @@ class JobQueue:
                 raise RuntimeError("the server is shutting down")
             self._jobs[job.id] = job
             self._waiting.append(job)
-            job.emit("queued", position=len(self._waiting) - 1 + (self.current is not None))
+            job.emit("queued", position=self._ahead(len(self._waiting) - 1))
             self._cond.notify_all()
         log.info(
             "job %s queued (%d frames, %d steps, %dx%d)",
@@ -300,11 +308,15 @@ class JobQueue:
     def position(self, job: Job) -> int | None:
         """How many jobs run before this one (0: next or running); None once it has left the queue."""
         with self._cond:
-            if job is self.current:
+            if job in self._running:
                 return 0
             if job in self._waiting:
-                return self._waiting.index(job) + (self.current is not None)
+                return self._ahead(self._waiting.index(job))
             return None
+
+    def _ahead(self, index: int) -> int:
+        """Jobs that must end before the waiting job at `index` starts (0: it starts as soon as a worker takes it)."""
+        return max(0, index + 1 - (self.executor.slots - len(self._running)))
 
     def cancel(self, job: Job):
         with self._cond:
@@ -316,7 +328,7 @@ class JobQueue:
 
     def idle(self) -> bool:
         with self._cond:
-            return self.current is None and not self._waiting
+            return not self._running and not self._waiting
 
     def begin_stop(self):
         """Stop taking jobs, cancel the waiting ones and the running one; every open stream gets its final
@@ -324,17 +336,19 @@ class JobQueue:
         with self._cond:
             self._stopping = True
             waiting, self._waiting = list(self._waiting), deque()
-            current = self.current
+            running = list(self._running)
             self._cond.notify_all()
         for job in waiting:
             self._finish_unrun(job, "cancelled", "the server is shutting down")
-        if current is not None:
-            current.cancel_requested.set()
-            current.emit("cancelled", message="the server is shutting down", frames=len(current.frames_ready))
+        for job in running:
+            job.cancel_requested.set()
+            job.emit("cancelled", message="the server is shutting down", frames=len(job.frames_ready))
 
     def stop(self):
         self.begin_stop()
-        self._thread.join(timeout=30)
+        deadline = time.monotonic() + 30
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
 
     def _finish_unrun(self, job: Job, status: str, message: str):
         job.manifest.update(status=status, message=message, frames=[])
@@ -353,18 +367,21 @@ class JobQueue:
                 self._done.popitem(last=False)
 
     def _work(self):
+        previous = None  # the job this worker ran last: the executor may prefer one that reuses its models
         while True:
             with self._cond:
                 while not self._waiting and not self._stopping:
                     self._cond.wait()
                 if self._stopping:
                     return
-                job = self.current = self._waiting.popleft()
+                job = self._waiting[self.executor.pick(list(self._waiting), previous)]
+                self._waiting.remove(job)
+                self._running.append(job)
             started = time.perf_counter()
             log.info("job %s started after %.1f s queued", job.id, time.time() - job.created)
             try:
                 job.state = "running"
-                self._run(job)
+                self.executor.run(job)
             except Exception as e:  # noqa: BLE001 - the runner ends its own failures; this is a bug in it
                 log_exception(f"job {job.id}", e)
                 job.emit("error", message=f"internal error ({type(e).__name__}); see server.log")
@@ -381,6 +398,7 @@ class JobQueue:
                     f": {job.error}" if job.error else "",
                 )
                 with self._cond:
-                    self.current = None
+                    self._running.remove(job)
                     self._cond.notify_all()
                 self._retire(job)
+                previous = job

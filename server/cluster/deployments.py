@@ -1,0 +1,113 @@
+"""The Ray Serve application: an ingress deployment serving the API of `server/api/` (one replica: it holds the
+queue and the job folders) and a generator deployment running the jobs (one replica per GPU, one job at a time
+each). A job is routed to the replica that holds its (base, motion module) pair through Serve's model
+multiplexing, otherwise to the least busy one."""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+import ray
+from ray import serve
+
+from ..api import Settings, create_app
+from ..loaders import ModelConfig
+from .remote import RayExecutor
+from .replica import Replica
+
+
+def _store(settings: dict):
+    from ..engine.store import ModelStore
+
+    if settings.get("low_vram"):
+        os.environ["MARIONETTE_LOW_VRAM"] = "1"
+    models = ModelConfig.load(Path(settings["models"]) if settings.get("models") else None)
+    return ModelStore(models, settings.get("device"), settings.get("dtype"))
+
+
+@serve.deployment(name="Generator", max_ongoing_requests=1, ray_actor_options={"num_gpus": 1})
+class Generator:
+    """One replica per GPU: its own model store, one job at a time, events and files streamed back."""
+
+    def __init__(self, settings: dict):
+        from diffusers.utils import logging as diffusers_logging
+
+        from ..engine import runner  # noqa: F401 - imported now, not in the first job's time
+
+        sys.setswitchinterval(0.001)
+        diffusers_logging.set_verbosity_error()
+        store = _store(settings)
+        identity = {
+            "replica": serve.get_replica_context().replica_id.unique_id,
+            "pid": os.getpid(),
+            "node": ray.util.get_node_ip_address(),
+            "device": store.device,
+        }
+        self.replica = Replica(store, Path(tempfile.mkdtemp(prefix="marionette-replica-")), identity)
+
+    @serve.multiplexed(max_num_models_per_replica=1)
+    async def _pair(self, pair: str) -> str:
+        # The store loads the pair when the job runs; this only tells Serve's router which pair the replica
+        # holds (one: a second would not fit a GPU beside the first).
+        return pair
+
+    async def run(self, request: dict):
+        await self._pair(serve.get_multiplexed_model_id())
+        async for message in self.replica.run(request):
+            yield {**message, "loaded": self.replica.store.loaded()}
+
+    def describe(self) -> dict:
+        store = self.replica.store
+        return {
+            "device": store.device,
+            "dtype": str(store.dtype).removeprefix("torch."),
+            "device_reason": store.device_reason,
+        }
+
+    def release(self) -> dict:
+        self.replica.store.release()
+        return {"identity": self.replica.identity, "loaded": self.replica.store.loaded()}
+
+
+@serve.deployment(name="Ingress", num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0.1})
+@serve.ingress()
+class Ingress:
+    """The HTTP API of the single-process server; its jobs run on the generator deployment."""
+
+    def __init__(self, generator, settings: dict, slots: int):
+        self.generator, self.settings, self.slots = generator, settings, slots
+
+    async def __serve_build_asgi_app__(self):
+        s = self.settings
+        executor = RayExecutor(self.generator, self.slots, await self.generator.describe.remote())
+        data = Path(s["data"])
+        settings = Settings(
+            models=ModelConfig.load(Path(s["models"]) if s.get("models") else None),
+            data_dir=data / "jobs",
+            token=s.get("token") or os.environ.get("MARIONETTE_TOKEN"),
+            device="cpu",  # the ingress's own store only plans (/plan reads model files); it never loads a model
+            max_upload_mb=int(s.get("max_upload_mb", 512)),
+            host=s.get("host", "127.0.0.1"),
+            allowed_hosts=tuple(s.get("allow_host", ())),
+            log_dir=data,
+        )
+        return create_app(settings, executor)
+
+
+def build(args: dict) -> serve.Application:
+    """The application from `serve run` config arguments (deploy/serve.yaml) or `python -m server --ray`:
+    models, data, token, host, allow_host, max_upload_mb, device, dtype, low_vram, replicas, replica_gpus,
+    replica_cpus."""
+    replicas = int(args.get("replicas", 1))
+    actor = {"num_gpus": float(args.get("replica_gpus", 1)), "num_cpus": float(args.get("replica_cpus", 1))}
+    keys = ("models", "device", "dtype", "low_vram")
+    generator = Generator.options(num_replicas=replicas, ray_actor_options=actor).bind(
+        {k: args[k] for k in keys if args.get(k) is not None}
+    )
+    ingress_keys = ("models", "data", "token", "host", "allow_host", "max_upload_mb")
+    settings = {k: args[k] for k in ingress_keys if args.get(k) is not None}
+    settings.setdefault("data", "data")
+    return Ingress.bind(generator, settings, replicas)
