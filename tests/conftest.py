@@ -40,6 +40,30 @@ def tiny_server(tmp_path_factory, tiny_models):
     server.stop()
 
 
+RAY_REPLICAS = 2
+
+
+@pytest.fixture(scope="session")
+def ray_server(tmp_path_factory, tiny_models):
+    """The same server as a Ray Serve application (`python -m server --ray`) on a local Ray cluster started by it:
+    two generator replicas on CPU (half a CPU each), the tiny models, TOKEN. Needs the ray extra."""
+    from backend import launcher
+
+    data = tmp_path_factory.mktemp("served-ray")
+    args = ["--ray", "--replicas", str(RAY_REPLICAS), "--replica-gpus", "0", "--replica-cpus", "0.5"]
+    server = launcher.start(
+        os.environ.get("MARIONETTE_SERVER_PYTHON"),
+        args=[*args, "--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data)]
+        + ["--token", TOKEN, "--max-upload-mb", "4"],
+        log=data / "stdout.log",
+        timeout=300,
+        env={"RAY_ADDRESS": "", "RAY_DEDUP_LOGS": "0"},
+    )
+    server.data = data
+    yield server
+    server.stop(timeout=60)
+
+
 @pytest.fixture(scope="session")
 def extension(tmp_path_factory):
     """The extension built by Blender's own tool and installed from its zip, once per test session (into the

@@ -1,4 +1,5 @@
-"""The HTTP API in-process on tiny models: submit, stream, fetch, cancel, queue, release, and every bad input."""
+"""The HTTP API on tiny models: submit, stream, fetch, cancel, queue, release, and every bad input; the battery runs
+in-process and again against the same app served by Ray Serve (`python -m server --ray`, two generator replicas)."""
 
 from __future__ import annotations
 
@@ -6,8 +7,10 @@ import io
 import json
 import time
 
+import httpx
 import numpy as np
 import pytest
+from conftest import TOKEN
 from fastapi.testclient import TestClient
 from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spec
 from PIL import Image
@@ -17,13 +20,25 @@ from server.loaders import ModelConfig
 
 
 @pytest.fixture(scope="module")
-def server(tiny_models, tmp_path_factory):
+def local_server(tiny_models, tmp_path_factory):
     settings = Settings(
         models=ModelConfig.load(tiny_models / "models.toml"), data_dir=tmp_path_factory.mktemp("jobs"), max_upload_mb=4
     )
     app = create_app(settings)
     with TestClient(app, base_url="http://127.0.0.1:7860") as client:
         client.app_state = app.state
+        yield client
+
+
+@pytest.fixture(scope="module", params=["in-process", "ray"])
+def server(request):
+    """The battery's server: the app in this process, then the Ray Serve application (tests that reach into the
+    process, or that need its one worker, take `local_server`)."""
+    if request.param == "in-process":
+        yield request.getfixturevalue("local_server")
+        return
+    served = request.getfixturevalue("ray_server")
+    with httpx.Client(base_url=served.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as client:
         yield client
 
 
@@ -110,7 +125,8 @@ def test_cancel_mid_run_keeps_the_server_serving(server):
     assert after[-1][1] == "done"
 
 
-def test_two_jobs_run_first_in_first_out(server):
+def test_two_jobs_run_first_in_first_out(local_server):
+    server = local_server
     first = submit(server, tiny_spec(steps=20)).json()["id"]
     second = submit(server, tiny_spec(seed=1)).json()["id"]
     assert server.get(f"/jobs/{second}").json()["position"] == 1
@@ -220,7 +236,8 @@ def test_unknown_job_is_404(server):
     assert server.delete("/jobs/nope").status_code == 404
 
 
-def test_failure_while_running_is_an_error_event_and_frames_stay(server, monkeypatch):
+def test_failure_while_running_is_an_error_event_and_frames_stay(local_server, monkeypatch):
+    server = local_server
     from server.engine.pipeline import GuidedAnimateDiffPipeline
 
     original = GuidedAnimateDiffPipeline.decode

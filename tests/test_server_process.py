@@ -1,4 +1,5 @@
-"""The real server as a subprocess on a free loopback port, driven by the add-on's own stdlib client."""
+"""The real server as a subprocess on a free loopback port, driven by the add-on's own stdlib client; the same again
+for the Ray Serve application (`python -m server --ray`): the add-on only changes its URL."""
 
 from __future__ import annotations
 
@@ -15,9 +16,9 @@ from backend import launcher
 from backend.client import Client, ServerError
 
 
-@pytest.fixture(scope="module")
-def served(tiny_server):
-    return tiny_server
+@pytest.fixture(scope="module", params=["process", "ray"])
+def served(request):
+    return request.getfixturevalue("tiny_server" if request.param == "process" else "ray_server")
 
 
 def test_subprocess_serves_a_whole_job(served):

@@ -1,0 +1,121 @@
+"""The Ray Serve application (`python -m server --ray`) on a local Ray cluster, two generator replicas on CPU, tiny
+models: jobs go to the replica that holds their (base, motion module) pair and queue like the single-process
+server's; cancel reaches the replica within a step; a replica killed mid-job ends that job with an error event and
+the others finish. The API battery itself runs against this server in test_server.py and test_server_process.py."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+
+import httpx
+import pytest
+from conftest import TOKEN
+from helpers import read_events, tiny_spec
+
+from server.protocol import parse_events
+
+PAIR_A = {"base": "sd15", "motion_module": "v2"}
+PAIR_B = {"base": "sd15", "motion_module": "v3"}
+
+
+@pytest.fixture(scope="module")
+def client(ray_server):
+    with httpx.Client(base_url=ray_server.url, headers={"Authorization": f"Bearer {TOKEN}"}, timeout=120) as c:
+        yield c
+
+
+def submit(client, **spec) -> str:
+    r = client.post("/jobs", json=tiny_spec(**spec))
+    assert r.status_code == 202, r.text
+    return r.json()["id"]
+
+
+def events_of(client, job_id) -> list[tuple[int, str, dict]]:
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        return read_events(response)
+
+
+def manifest(client, job_id) -> dict:
+    return client.get(f"/jobs/{job_id}/manifest").json()
+
+
+def running_on(client, job_id, step: int = 1, timeout: float = 60) -> dict:
+    """The replica a job runs on, once it has reached `step`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if client.get(f"/jobs/{job_id}").json()["step"] >= step:
+            return manifest(client, job_id)["replica"]
+        time.sleep(0.05)
+    raise AssertionError(f"job {job_id} did not reach step {step} in {timeout} s")
+
+
+def assert_in_order(events):
+    assert [e[0] for e in events] == list(range(1, len(events) + 1))
+    kinds = [k for _, k, _ in events]
+    assert kinds[0] == "queued" and kinds[1] == "loading" and kinds[-1] == "done", kinds
+    steps = [d["i"] for _, k, d in events if k == "step"]
+    assert steps == list(range(1, len(steps) + 1))
+    assert kinds.index("frame") > max(i for i, k in enumerate(kinds) if k == "step")
+
+
+def test_jobs_go_to_the_replica_that_holds_their_pair_and_queue_with_positions(client):
+    a1, b1 = submit(client, steps=12, **PAIR_A), submit(client, steps=12, **PAIR_B)
+    ra, rb = running_on(client, a1), running_on(client, b1)
+    assert ra["replica"] != rb["replica"], "two jobs, two idle replicas: one each"
+    a2, b2 = submit(client, seed=2, **PAIR_A), submit(client, seed=2, **PAIR_B)
+    assert [client.get(f"/jobs/{j}").json()["position"] for j in (a2, b2)] == [1, 2]
+    streams = {job: events_of(client, job) for job in (a1, b1, a2, b2)}
+    assert streams[a2][0][1:] == ("queued", {"position": 1}) and streams[b2][0][1:] == ("queued", {"position": 2})
+    for job, events in streams.items():
+        assert_in_order(events)
+        assert manifest(client, job)["status"] == "done"
+    assert manifest(client, a2)["replica"] == ra and manifest(client, b2)["replica"] == rb
+    assert streams[a2][-1][2]["loaded"] == [] and streams[b2][-1][2]["loaded"] == [], "the pair was warm"
+    health = client.get("/health").json()
+    assert health["slots"] == 2 and {r["pair"] for r in health["replicas"]} >= {"sd15+v2", "sd15+v3"}
+
+
+def test_cancel_reaches_the_replica_within_a_step(client):
+    long = submit(client, steps=150, frames=8, **PAIR_A)
+    seen, cancelled_at = [], None
+    with client.stream("GET", f"/jobs/{long}/events") as response:
+        for _, kind, data in parse_events(response.iter_lines()):
+            seen.append(kind)
+            if kind == "step" and data["i"] == 2:
+                cancelled_at = time.time()
+                assert client.delete(f"/jobs/{long}").status_code == 200
+    assert seen[-1] == "cancelled" and seen.count("step") <= 4
+    assert manifest(client, long)["status"] == "cancelled"
+    # Had the cancel not reached the replica, its 148 remaining steps would hold it: the next job of the pair runs
+    # on the same replica and starts about a step after the cancel.
+    after = submit(client, **PAIR_A)
+    assert events_of(client, after)[-1][1] == "done"
+    m = manifest(client, after)
+    assert m["replica"] == manifest(client, long)["replica"]
+    assert m["timings"]["started_at"] - cancelled_at < 3.0, m["timings"]
+
+
+def test_a_replica_killed_mid_job_ends_that_job_with_an_error_and_the_others_finish(client):
+    victim = submit(client, steps=150, frames=16, **PAIR_B)
+    replica = running_on(client, victim, step=2)
+    other = submit(client, steps=60, **PAIR_A)
+    assert running_on(client, other)["replica"] != replica["replica"]
+    other_events = []
+    reader = threading.Thread(target=lambda: other_events.extend(events_of(client, other)))
+    reader.start()
+    assert client.get(f"/jobs/{other}").json()["state"] == "running"
+    os.kill(replica["pid"], signal.SIGKILL)
+    events = events_of(client, victim)
+    kind, data = events[-1][1:]
+    assert kind == "error" and "died" in data["message"] and replica["replica"] in data["message"], data
+    steps = [d["i"] for _, k, d in events if k == "step"]
+    assert steps and all(client.get(f"/jobs/{victim}/previews/{i}").status_code == 200 for i in steps)
+    m = manifest(client, victim)
+    assert m["status"] == "error" and m["replica"]["pid"] == replica["pid"] and "died" in m["message"]
+    reader.join(120)
+    assert other_events[-1][1] == "done"
+    again = submit(client, **PAIR_B)  # the pair again: the surviving replica or the one Ray restarted
+    assert events_of(client, again)[-1][1] == "done"
