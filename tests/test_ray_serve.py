@@ -6,6 +6,7 @@ the others finish. The API battery itself runs against this server in test_serve
 from __future__ import annotations
 
 import os
+import re
 import signal
 import threading
 import time
@@ -15,6 +16,7 @@ import pytest
 from conftest import TOKEN
 from helpers import read_events, tiny_spec
 
+from backend import launcher
 from server.protocol import parse_events
 
 PAIR_A = {"base": "sd15", "motion_module": "v2"}
@@ -119,3 +121,10 @@ def test_a_replica_killed_mid_job_ends_that_job_with_an_error_and_the_others_fin
     assert other_events[-1][1] == "done"
     again = submit(client, **PAIR_B)  # the pair again: the surviving replica or the one Ray restarted
     assert events_of(client, again)[-1][1] == "done"
+
+
+def test_ray_stays_out_of_the_addons_server_environment():
+    requirements = sorted((launcher.EXTENSION_ROOT / "server").glob("requirements*.txt"))
+    assert requirements
+    for path in requirements:
+        assert not re.search(r"^\s*ray\b", path.read_text(), re.MULTILINE | re.IGNORECASE), path

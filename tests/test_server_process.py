@@ -45,6 +45,14 @@ def test_every_route_needs_the_token(served):
     assert exc.value.status == 401
 
 
+def test_the_addons_server_url_preference_reaches_it(served):
+    from backend import server_control
+
+    assert server_control.probe(served.url, TOKEN)[0] == "ours"
+    assert server_control.probe(served.url, None)[0] == "locked"
+    assert server_control.client(served.url + "/", 0, TOKEN).health()["status"] == "ok"
+
+
 def test_client_errors_come_back_readable(served):
     client = Client(served.url, token=TOKEN)
     with pytest.raises(ServerError) as exc:
