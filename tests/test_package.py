@@ -34,6 +34,7 @@ TEST_ONLY = (
     "cli/",
     "tools/",
     "docs/",
+    "deploy/",
     ".venv",
     "out/",
     "data/",

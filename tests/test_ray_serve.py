@@ -128,3 +128,19 @@ def test_ray_stays_out_of_the_addons_server_environment():
     assert requirements
     for path in requirements:
         assert not re.search(r"^\s*ray\b", path.read_text(), re.MULTILINE | re.IGNORECASE), path
+
+
+def test_the_serve_configs_in_the_repo_are_valid_and_build():
+    import yaml
+    from ray.serve.schema import ServeDeploySchema
+
+    from server.cluster.deployments import build
+
+    root = launcher.EXTENSION_ROOT
+    plain = yaml.safe_load((root / "deploy" / "serve.yaml").read_text())
+    kuberay = yaml.safe_load(yaml.safe_load((root / "deploy" / "rayservice.yaml").read_text())["spec"]["serveConfigV2"])
+    for config in (plain, kuberay):
+        app = ServeDeploySchema.model_validate(config).applications[0]
+        assert app.import_path == "server.cluster.deployments:build"
+        built = build(app.args)
+        assert built._bound_deployment.name == "Ingress"

@@ -13,6 +13,7 @@ from pathlib import Path
 import ray
 from ray import serve
 
+from ..__main__ import _loopback as loopback
 from ..api import Settings, create_app
 from ..loaders import ModelConfig
 from .remote import RayExecutor
@@ -82,15 +83,21 @@ class Ingress:
 
     async def __serve_build_asgi_app__(self):
         s = self.settings
+        token, host = s.get("token") or os.environ.get("MARIONETTE_TOKEN"), s.get("host", "127.0.0.1")
+        if not token and not loopback(host):
+            raise ValueError(
+                f"host {host} exposes the server beyond this machine: set MARIONETTE_TOKEN on the Ray nodes or "
+                f"give the application a token argument"
+            )
         executor = RayExecutor(self.generator, self.slots, await self.generator.describe.remote())
         data = Path(s["data"])
         settings = Settings(
             models=ModelConfig.load(Path(s["models"]) if s.get("models") else None),
             data_dir=data / "jobs",
-            token=s.get("token") or os.environ.get("MARIONETTE_TOKEN"),
+            token=token,
             device="cpu",  # the ingress's own store only plans (/plan reads model files); it never loads a model
             max_upload_mb=int(s.get("max_upload_mb", 512)),
-            host=s.get("host", "127.0.0.1"),
+            host=host,
             allowed_hosts=tuple(s.get("allow_host", ())),
             log_dir=data,
         )
