@@ -8,7 +8,8 @@ logical CPUs, which Ray also gives torch as its thread count), warms every repli
 (the same pair: every one warm) and times them from the first submit to the last `done`. Per job it reads:
 - replica gap: the next job's start on a replica minus the previous job's end there (manifest timings), the time a
   replica waits between two queued jobs: ingress queue, Serve routing, the payload, the replica's setup;
-- client overhead: submit to `done` at the client minus the replica's own run time (`timings.total_s`);
+- client overhead: submit to `done` at the client minus the time queued and the replica's own run time
+  (`timings.queued_s`, `timings.total_s`): the submission, the dispatch and the streaming back;
 - ingress CPU: the ingress replica process's CPU seconds over the run divided by the jobs: the serial part, which
   bounds how many GPUs one ingress can feed.
 """
@@ -90,16 +91,15 @@ def measure(models: Path, replicas: int, args) -> dict:
     for timings in by_replica.values():
         timings.sort(key=lambda t: t["started_at"])
         gaps += [b["started_at"] - a["finished_at"] for a, b in zip(timings, timings[1:])]
-    run_s = [r["manifest"]["timings"]["total_s"] for r in results]
+    timed = [(r, r["manifest"]["timings"]) for r in results]
+    run_s = [t["total_s"] for _, t in timed]
     return {
         "replicas": replicas,
         "jobs_per_hour": args.jobs / elapsed * 3600,
         "elapsed_s": elapsed,
         "run_s": sum(run_s) / len(run_s),
         "gap_s": sorted(gaps)[len(gaps) // 2] if gaps else float("nan"),
-        "client_overhead_s": sorted(r["wall"] - r["manifest"]["timings"]["total_s"] for r in results)[
-            len(results) // 2
-        ],
+        "client_overhead_s": sorted(r["wall"] - t["queued_s"] - t["total_s"] for r, t in timed)[len(timed) // 2],
         "ingress_cpu_s": cpu / args.jobs,
         "jobs_per_replica": {k: len(v) for k, v in by_replica.items()},
     }

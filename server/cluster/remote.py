@@ -10,12 +10,19 @@ import time
 from collections.abc import Sequence
 from pathlib import PurePosixPath
 
+from ray.exceptions import ActorUnavailableError, RayActorError
+
 from ..engine.jobs import Job, write_atomic
 from ..log import log, log_exception
 from ..protocol import FINAL_EVENTS
 from .replica import pair_id, payload
 
 CANCEL_POLL_S = 0.02  # how often a running job's cancel flag is looked at (a step of a real job takes far longer)
+DISPATCH_TRIES = 3
+
+
+class Undelivered(Exception):
+    """The job's call failed before any replica started it."""
 
 
 def _pair(job: Job) -> str:
@@ -81,6 +88,18 @@ class RayExecutor:
 
     # --- one job -----------------------------------------------------------------------------------------
     def run(self, job: Job) -> None:
+        for attempt in range(DISPATCH_TRIES):
+            try:
+                self._run_once(job)
+                return
+            except Undelivered as e:  # a replica that died before Serve knew: nothing ran, send it again
+                if attempt == DISPATCH_TRIES - 1 or job.cancel_requested.is_set():
+                    self._failed(job, None, e.__cause__)
+                    return
+                log.warning("job %s: its replica was gone before it started (%s); sending it again", job.id, e)
+                time.sleep(1.0)
+
+    def _run_once(self, job: Job) -> None:
         pair = _pair(job)
         response = self.handle.options(stream=True, multiplexed_model_id=pair).run.remote(payload(job))
         ended = threading.Event()
@@ -95,10 +114,13 @@ class RayExecutor:
                     job.manifest["replica"] = identity
                     log.info("job %s runs on %s", job.id, _describe_replica(identity))
                 self._apply(job, message)
-                self._seen(identity, message["loaded"], pair, busy=message["event"] not in FINAL_EVENTS)
+                if identity is not None:
+                    self._seen(identity, message["loaded"], pair, busy=message["event"] not in FINAL_EVENTS)
                 if job.finished:
                     return
         except Exception as e:  # noqa: BLE001 - every way a remote call fails ends this job, not the worker
+            if identity is None and isinstance(e, (RayActorError, ActorUnavailableError)):
+                raise Undelivered(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
             if not job.cancel_requested.is_set():
                 self._failed(job, identity, e)
                 return
@@ -130,8 +152,7 @@ class RayExecutor:
 
     def _failed(self, job: Job, identity: dict | None, exc: BaseException):
         cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
-        died = type(exc).__name__ in ("ActorDiedError", "RayActorError", "ActorUnavailableError", "WorkerCrashedError")
-        if died:
+        if isinstance(exc, (RayActorError, ActorUnavailableError)):
             message = (
                 f"{_describe_replica(identity)} died while running this job ({cause}); the "
                 f"{len(job.frames_ready)} frames and the previews streamed before are kept; Ray restarts the "
