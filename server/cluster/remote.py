@@ -106,6 +106,8 @@ class RayExecutor:
         threading.Thread(target=self._cancel_when_asked, args=(job, response, ended), daemon=True).start()
         identity = None
         try:
+            # Read to the stream's end (the replica returns right after the final event): until then Serve counts
+            # the replica busy, and the next job of its pair would be routed elsewhere.
             for message in response:
                 if job.cancel_requested.is_set():
                     break
@@ -116,9 +118,9 @@ class RayExecutor:
                 self._apply(job, message)
                 if identity is not None:
                     self._seen(identity, message["loaded"], pair, busy=message["event"] not in FINAL_EVENTS)
-                if job.finished:
-                    return
         except Exception as e:  # noqa: BLE001 - every way a remote call fails ends this job, not the worker
+            if job.finished:
+                return
             if identity is None and isinstance(e, (RayActorError, ActorUnavailableError)):
                 raise Undelivered(str(e).splitlines()[0] if str(e) else type(e).__name__) from e
             if not job.cancel_requested.is_set():
@@ -126,9 +128,11 @@ class RayExecutor:
                 return
         finally:
             ended.set()
+        if job.finished:
+            return
         if job.cancel_requested.is_set():
             self._end(job, "cancelled", "cancelled by the client")
-        elif not job.finished:
+        else:
             self._end(job, "error", f"{_describe_replica(identity)} ended its stream before the job ended")
 
     def _cancel_when_asked(self, job: Job, response, ended: threading.Event):
