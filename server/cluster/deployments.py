@@ -57,7 +57,15 @@ class Generator:
 
     async def run(self, request: dict):
         await self._pair(serve.get_multiplexed_model_id())
-        async for message in self.replica.run(request):
+        board, job_id = request["cancels"], request["id"]
+
+        def asked() -> bool:  # on the job's thread, after every step and frame: one small round trip
+            try:
+                return ray.get(board.asked.remote(job_id), timeout=10)
+            except Exception:  # noqa: BLE001 - the ingress is gone: nobody to cancel for; the job runs on
+                return False
+
+        async for message in self.replica.run(request, asked):
             yield {**message, "loaded": self.replica.store.loaded()}
 
     def describe(self) -> dict:
@@ -71,6 +79,23 @@ class Generator:
     def release(self) -> dict:
         self.replica.store.release()
         return {"identity": self.replica.identity, "loaded": self.replica.store.loaded()}
+
+
+@ray.remote(num_cpus=0)
+class CancelBoard:
+    """The jobs whose cancel was asked for, kept by the ingress and read by the replica running each."""
+
+    def __init__(self):
+        self.ids: set[str] = set()
+
+    def cancel(self, job_id: str):
+        self.ids.add(job_id)
+
+    def asked(self, job_id: str) -> bool:
+        return job_id in self.ids
+
+    def forget(self, job_id: str):
+        self.ids.discard(job_id)
 
 
 @serve.deployment(name="Ingress", num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0.1})
@@ -89,7 +114,8 @@ class Ingress:
                 f"host {host} exposes the server beyond this machine: set MARIONETTE_TOKEN on the Ray nodes or "
                 f"give the application a token argument"
             )
-        executor = RayExecutor(self.generator, self.slots, await self.generator.describe.remote())
+        describe = await self.generator.describe.remote()
+        executor = RayExecutor(self.generator, self.slots, describe, CancelBoard.remote())
         data = Path(s["data"])
         settings = Settings(
             models=ModelConfig.load(Path(s["models"]) if s.get("models") else None),

@@ -18,6 +18,7 @@ from ..protocol import FINAL_EVENTS
 from .replica import pair_id, payload
 
 CANCEL_POLL_S = 0.02  # how often a running job's cancel flag is looked at (a step of a real job takes far longer)
+CANCEL_GRACE_S = 10.0  # how long a replica may take to stop a cancelled job before its call is cancelled
 DISPATCH_TRIES = 3
 
 
@@ -38,11 +39,13 @@ def _describe_replica(identity: dict | None) -> str:
 class RayExecutor:
     """Runs jobs on the generator deployment behind `handle`, `slots` at once (one per replica)."""
 
-    def __init__(self, handle, slots: int, describe: dict):
+    def __init__(self, handle, slots: int, describe: dict, cancels):
         self.handle = handle
+        self.cancels = cancels  # the CancelBoard actor the replicas read
         self.slots = slots
         self._device = describe  # device, dtype, device_reason of the replicas, asked once at start
-        self._lock = threading.Lock()
+        self._lock = threading.Condition()
+        self._streams = 0  # calls in flight: Serve counts their replicas busy until each has ended
         self.replicas: dict[str, dict] = {}  # replica id -> identity, pair, loaded, busy
 
     # --- the queue's questions ---------------------------------------------------------------------------
@@ -67,6 +70,7 @@ class RayExecutor:
 
     def release(self) -> list[str]:
         with self._lock:
+            self._lock.wait_for(lambda: self._streams == 0, timeout=30)
             targets = {rid: r["pair"] for rid, r in self.replicas.items() if r["loaded"]}
         for rid, pair in targets.items():
             try:  # routed by the pair the replica holds: with nothing running, Serve sends it there
@@ -101,7 +105,18 @@ class RayExecutor:
 
     def _run_once(self, job: Job) -> None:
         pair = _pair(job)
-        response = self.handle.options(stream=True, multiplexed_model_id=pair).run.remote(payload(job))
+        request = {**payload(job), "cancels": self.cancels}
+        with self._lock:
+            self._streams += 1
+        try:
+            self._stream(job, pair, request)
+        finally:
+            with self._lock:
+                self._streams -= 1
+                self._lock.notify_all()
+
+    def _stream(self, job: Job, pair: str, request: dict) -> None:
+        response = self.handle.options(stream=True, multiplexed_model_id=pair).run.remote(request)
         ended = threading.Event()
         threading.Thread(target=self._cancel_when_asked, args=(job, response, ended), daemon=True).start()
         identity = None
@@ -109,8 +124,6 @@ class RayExecutor:
             # Read to the stream's end (the replica returns right after the final event): until then Serve counts
             # the replica busy, and the next job of its pair would be routed elsewhere.
             for message in response:
-                if job.cancel_requested.is_set():
-                    break
                 if message["event"] == "replica":
                     identity = message["data"]
                     job.manifest["replica"] = identity
@@ -138,8 +151,20 @@ class RayExecutor:
     def _cancel_when_asked(self, job: Job, response, ended: threading.Event):
         while not ended.wait(CANCEL_POLL_S):
             if job.cancel_requested.is_set():
-                response.cancel()  # the replica's stream is cancelled: its job stops at its next step or frame
-                return
+                break
+        else:
+            return
+        # The replica reads the board after every step and frame, ends the job with its own cancelled event and
+        # manifest, and its stream ends as usual. One that does not answer in time has its call cancelled.
+        self.cancels.cancel.remote(job.id)
+        if not ended.wait(CANCEL_GRACE_S):
+            log.warning(
+                "job %s: its replica did not stop within %.0f s of the cancel; cancelling the call",
+                job.id,
+                CANCEL_GRACE_S,
+            )
+            response.cancel()
+        self.cancels.forget.remote(job.id)
 
     def _apply(self, job: Job, message: dict):
         for name, data in message["files"].items():

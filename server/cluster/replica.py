@@ -9,7 +9,7 @@ import os
 import queue
 import shutil
 import threading
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ..engine.jobs import Job
@@ -35,11 +35,18 @@ def payload(job: Job) -> dict:
 
 
 class RelayJob(Job):
-    """A job whose events also go to a thread-safe queue, read by the replica's response stream."""
+    """A job whose events also go to a thread-safe queue, read by the replica's response stream, and whose cancel
+    check (after every step and frame) also asks the ingress (`asked`)."""
 
-    def __init__(self, *args, **kwargs):
+    def __init__(self, *args, asked: Callable[[], bool] | None = None, **kwargs):
         super().__init__(*args, **kwargs)
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
+        self.asked = asked
+
+    def check_cancel(self):
+        if not self.cancel_requested.is_set() and self.asked is not None and self.asked():
+            self.cancel_requested.set()
+        super().check_cancel()
 
     def emit(self, kind: str, **data):
         before = len(self._events)
@@ -86,29 +93,29 @@ class Replica:
         self.idle = threading.Event()  # clear while a job's thread runs: after a cancel it may still end its step
         self.idle.set()
 
-    def _job(self, request: dict) -> RelayJob:
+    def _job(self, request: dict, asked) -> RelayJob:
         folder = self.scratch / request["id"]
         shutil.rmtree(folder, ignore_errors=True)
         for sub in ("frames", "guides", "previews"):
             (folder / sub).mkdir(parents=True)
         for name, data in request["guides"].items():
             (folder / "guides" / os.path.basename(name)).write_bytes(data)
-        job = RelayJob(parse_spec(request["manifest"]["spec"]), folder, request["id"])
+        job = RelayJob(parse_spec(request["manifest"]["spec"]), folder, request["id"], asked=asked)
         job.created = request["created"]
         job.guide_counts = dict(request["guide_counts"])
         job.manifest = {**request["manifest"], "replica": self.identity}
         return job
 
-    async def run(self, request: dict) -> AsyncIterator[dict]:
-        """Run one job, yielding {event, data, files} as it goes. Cancelling this stream (the ingress's cancel)
-        cancels the job at its next step or frame."""
+    async def run(self, request: dict, asked: Callable[[], bool] | None = None) -> AsyncIterator[dict]:
+        """Run one job, yielding {event, data, files} as it goes. The job is cancelled at its next step or frame
+        once `asked()` says so, or when this stream is cancelled."""
         from ..engine.runner import run_job
 
         while not self.idle.is_set():  # checked and cleared on the event loop: no two jobs pass
             await asyncio.to_thread(self.idle.wait, 1.0)
         self.idle.clear()
         try:
-            job = self._job(request)
+            job = self._job(request, asked)
         except BaseException:
             self.idle.set()
             raise
@@ -137,7 +144,7 @@ class Replica:
                 if kind in FINAL_EVENTS:
                     return
         finally:
-            job.cancel_requested.set()  # no-op after the end; after a cancel, stops the job within a step
+            job.cancel_requested.set()  # no-op after the end; after the stream's cancel, stops the job within a step
             abandoned.set()
             if done.is_set():
                 shutil.rmtree(job.folder, ignore_errors=True)

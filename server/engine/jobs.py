@@ -328,7 +328,8 @@ class JobQueue:
 
     def idle(self) -> bool:
         with self._cond:
-            return not self._running and not self._waiting
+            # A job past its final event is done for clients, while its worker may still be tidying up.
+            return not self._waiting and all(job.finished for job in self._running)
 
     def begin_stop(self):
         """Stop taking jobs, cancel the waiting ones and the running one; every open stream gets its final
