@@ -13,10 +13,13 @@ import time
 
 import httpx
 import pytest
+import yaml
 from conftest import TOKEN
 from helpers import read_events, tiny_spec
+from ray.serve.schema import ServeDeploySchema
 
 from backend import launcher
+from server.cluster.deployments import build
 from server.protocol import parse_events
 
 PAIR_A = {"base": "sd15", "motion_module": "v2"}
@@ -131,11 +134,6 @@ def test_ray_stays_out_of_the_addons_server_environment():
 
 
 def test_the_serve_configs_in_the_repo_are_valid_and_build():
-    import yaml
-    from ray.serve.schema import ServeDeploySchema
-
-    from server.cluster.deployments import build
-
     root = launcher.EXTENSION_ROOT
     plain = yaml.safe_load((root / "deploy" / "serve.yaml").read_text())
     kuberay = yaml.safe_load(yaml.safe_load((root / "deploy" / "rayservice.yaml").read_text())["spec"]["serveConfigV2"])
