@@ -347,9 +347,8 @@ class JobQueue:
 
     def stop(self):
         self.begin_stop()
-        deadline = time.monotonic() + 30
-        for thread in self._threads:
-            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for thread in self._threads:  # each ends once its job has (one per slot)
+            thread.join(timeout=30)
 
     def _finish_unrun(self, job: Job, status: str, message: str):
         job.manifest.update(status=status, message=message, frames=[])
