@@ -9,11 +9,11 @@ from dataclasses import asdict
 from PIL import Image
 
 from ..engine.jobs import Job, write_atomic
-from ..protocol import FORM_DEPTH, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_REFERENCE, SpecError
+from ..protocol import FORM_DEPTH, FORM_INIT, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_REFERENCE, SpecError
 from ..protocol.inputs import MAX_PIXELS, check_png_header, decode_json, png_size
 
-GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME, FORM_REFERENCE)
-IMAGE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_KEYFRAME, FORM_REFERENCE)
+GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME, FORM_REFERENCE, FORM_INIT)
+IMAGE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_KEYFRAME, FORM_REFERENCE, FORM_INIT)
 ANY_SIZE = (FORM_REFERENCE,)  # reference images are resized for the image encoder: any size up to MAX_PIXELS
 
 

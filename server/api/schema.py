@@ -9,11 +9,13 @@ from ..protocol import (
     CAMERA_MOTION_MODES,
     CONTROL_KINDS,
     FORM_DEPTH,
+    FORM_INIT,
     FORM_KEYFRAME,
     FORM_NORMAL,
     FORM_POSE,
     FORM_REFERENCE,
     FORM_SPEC,
+    FREE_INIT_FILTERS,
     FUSE_MODES,
     LIMITS,
     PROTOCOL_VERSION,
@@ -132,8 +134,25 @@ JOB_SPEC = {
                 "overlap": {"type": "integer", "minimum": 0},
                 "loop": {"type": "boolean"},
                 "fuse": {"enum": list(FUSE_MODES)},
+                "motion_scales": {"type": "array", "items": _range("number", *LIMITS["motion_scale"])},
             },
         },
+        "init": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {"strength": _range("number", 0, 1, 0.6)},
+        },
+        "free_init": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "properties": {
+                "iterations": _range("integer", *LIMITS["free_init_iterations"], 3),
+                "filter": {"enum": list(FREE_INIT_FILTERS)},
+                "spatial_cutoff": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "temporal_cutoff": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+            },
+        },
+        "motion_scale": _range("number", *LIMITS["motion_scale"], 1.0),
         "prompts": {
             "type": "array",
             "items": {
@@ -181,6 +200,7 @@ JOB_FORM = {
         },
         FORM_KEYFRAME: {**_FILES, "description": "one PNG per sparsectrl keyframe, in order"},
         FORM_REFERENCE: {**_FILES, "description": "one PNG (any size) per references entry, in order"},
+        FORM_INIT: {**_FILES, "description": "with init: one PNG per frame, in frame order (video-to-video)"},
     },
 }
 

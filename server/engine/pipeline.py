@@ -7,7 +7,9 @@ ControlNet and of SparseCtrl are summed before they reach the motion UNet. With 
 exactly what AnimateDiffControlNetPipeline computes (a test pins that).
 
 With CameraCtrl (engine/cameractrl.py) the pose features of each context window condition the motion UNet's
-temporal attention in the same loop.
+temporal attention in the same loop. Video-to-video (engine/init_video.py) changes where the loop starts, FreeInit
+(engine/free_init.py) runs it again from a re-initialised start, and the motion scale (engine/motion_scale.py)
+scales the motion modules' contribution, per window with context windows.
 
 The loop reports each step (with the predicted clean latents, for previews) and each final frame as soon as it
 is decoded, so the server can stream them; raising from a callback stops the run within one step.
@@ -23,7 +25,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from diffusers import AnimateDiffPipeline
+from diffusers.utils.torch_utils import randn_tensor
 
+from . import free_init as free_init_
+from .init_video import InitVideo, encode, schedule, start_latents
+from .motion_scale import MotionScale, window_scales
 from .references import ImageReferences, Reference
 from .temporal_windows import TemporalWindows
 from .windows import WINDOW_MODES, ContextWindows, context_windows, fusion_table
@@ -84,6 +90,8 @@ class Conditioning:
     camera: CameraPoses | None = None
     poses: list[torch.Tensor] = dataclasses.field(default_factory=list)  # CameraCtrl features per window
     references: ImageReferences | None = None  # IP-Adapter image references (engine/references.py)
+    motion_scales: list[float] | None = None  # per window; None: the motion modules as trained
+    motion: MotionScale | None = None  # the hooks that apply them in mode "unet"
 
     @property
     def cfg(self) -> bool:
@@ -104,12 +112,15 @@ class _Loop:
     extra: dict
     on_window: Callable[[int, list[int]], None] | None
     on_step: Callable[[int, int, torch.Tensor], None] | None
+    iterations: int = 1  # FreeInit runs the whole schedule this many times; steps are reported over all of them
+    iteration: int = 0
 
     def step(self, i, t, noise, latents, scheduler):
         out = scheduler.step(noise, t, latents, **self.extra)
         if self.on_step is not None:
             x0 = getattr(out, "pred_original_sample", None)
-            self.on_step(i, len(self.timesteps), out.prev_sample if x0 is None else x0)
+            n = len(self.timesteps)
+            self.on_step(self.iteration * n + i, self.iterations * n, out.prev_sample if x0 is None else x0)
         return out.prev_sample
 
 
@@ -165,6 +176,9 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         decode_chunk: int = 4,
         camera: CameraPoses | None = None,
         references: list[Reference] = (),
+        init: InitVideo | None = None,
+        free_init: free_init_.FreeInit | None = None,
+        motion_scale: float = 1.0,
     ) -> np.ndarray:
         """Generate a clip; returns (frames, H, W, 3) uint8.
 
@@ -173,6 +187,9 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         on_step(i, n, x0), on_frame(index, rgb).
         camera: CameraCtrl; each window's poses are encoded once, before the first step.
         references: IP-Adapter image references; their images are encoded once, before the first step.
+        init: video-to-video; at strength 1 it is ignored (text-to-video, bit for bit).
+        free_init: FreeInit iterations (1: as without). motion_scale: the motion modules' contribution in every
+        window, unless context.motion_scales gives one per window.
         """
         device = self._execution_device
         cfg = guidance > 1.0
@@ -182,11 +199,14 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         positive = travel([(f, pos[0]) for f, pos, _ in encoded], num_frames)  # (F, tokens, dim)
         negative = encoded[0][2]  # (1, tokens, dim) or None
 
-        self.scheduler.set_timesteps(steps, device=device)
-        timesteps = self.scheduler.timesteps
-        latents = self.prepare_latents(
-            1, self.unet.config.in_channels, num_frames, height, width, positive.dtype, device, generator
-        )
+        init = init if init is not None and init.active else None
+        timesteps = schedule(self.scheduler, steps, init, device)
+        scale = self.vae_scale_factor
+        shape = (1, self.unet.config.in_channels, num_frames, height // scale, width // scale)
+        # prepare_latents' own draw: text-to-video starts from noise · init_noise_sigma, bit for bit as diffusers
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=positive.dtype)
+        frames_in = None if init is None else encode(self.vae, init.images, decode_chunk).to(positive.dtype)
+        latents = start_latents(self.scheduler, noise, frames_in, timesteps)
         extra = self.prepare_extra_step_kwargs(generator, 0.0)
         images = [c.images.to(device=device, dtype=c.model.dtype) for c in controls]
         sparse = self._sparse_inputs(keyframes, num_frames, batch, device) if keyframes else None
@@ -203,7 +223,10 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
         cond = Conditioning(positive, negative, guidance, controls, images, sparse, keyframes)
-        loop = _Loop(timesteps, windows, table, extra, on_window, on_step)
+        cond.motion_scales = window_scales(motion_scale, context.motion_scales, len(windows))
+        # No step kept (strength 0): nothing to re-initialise either.
+        iterations = 1 if free_init is None or not len(timesteps) else free_init.iterations
+        loop = _Loop(timesteps, windows, table, extra, on_window, on_step, iterations)
         with contextlib.ExitStack() as installed:
             if references:
                 cond.references = ImageReferences(
@@ -211,13 +234,25 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 )
                 installed.callback(cond.references.install(self.unet).remove)
             if context.mode == "temporal":
-                latents = self._denoise_temporal(latents, loop, cond, batch * context.chunk)
+                rows = batch * context.chunk
+                denoise = lambda x: self._denoise_temporal(x, loop, cond, rows)  # noqa: E731
             else:
                 if camera is not None:
                     cond.camera = camera
                     cond.poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
                     installed.callback(camera.model.install(self.unet).remove)
-                latents = self._denoise(latents, loop, cond)
+                if cond.motion_scales is not None:
+                    cond.motion = installed.enter_context(MotionScale(self.unet, cond.motion_scales))
+                denoise = lambda x: self._denoise(x, loop, cond)  # noqa: E731
+            latents = denoise(latents)
+            for k in range(1, iterations):  # FreeInit
+                loop.iteration = k
+                loop.timesteps = schedule(self.scheduler, steps, init, device)  # fresh state (DPM++ has a history)
+                fresh = randn_tensor(shape, generator=generator, device=device, dtype=positive.dtype)
+                latents = free_init_.restart(
+                    self.scheduler, loop.timesteps, latents, noise, fresh, frames_in, free_init
+                )
+                latents = denoise(latents)
         return self.decode(latents, on_frame, decode_chunk)
 
     def _denoise(self, latents, loop: _Loop, cond: Conditioning):
@@ -228,6 +263,8 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             for w, idx in enumerate(loop.windows):
                 if loop.on_window is not None:
                     loop.on_window(w, idx)
+                if cond.motion is not None:
+                    cond.motion.use(w)
                 embeds = cond.positive[idx]
                 if cond.cfg:
                     embeds = torch.cat([cond.negative.expand(len(idx), -1, -1), embeds])
@@ -257,7 +294,8 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         models = [self.unet] + ([cond.keyframes.model] if cond.keyframes is not None else [])
         with contextlib.ExitStack() as stack:
             for model in models:
-                stack.enter_context(TemporalWindows(model, loop.windows, loop.table, rows))
+                scales = cond.motion_scales if model is self.unet else None  # SparseCtrl's: not scaled
+                stack.enter_context(TemporalWindows(model, loop.windows, loop.table, rows, scales))
             for i, t in enumerate(loop.timesteps):
                 if loop.on_window is not None:
                     for w, idx in enumerate(loop.windows):

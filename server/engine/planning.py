@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from ..camera import match, plot_png, scene_scale, with_overrides
 from ..loaders import file_identity, motion_adapter_info
 from ..protocol import CAMERACTRL_GUIDANCE, JobSpec
+from .init_video import kept_steps
 from .store import ModelStore
 from .windows import context_windows
 
@@ -31,6 +32,7 @@ class Plan:
     windows: list[list[int]] | None = None  # the job's context windows (job frame indices), when it has them
     cameractrl: dict | None = None  # with camera_motion "cameractrl": model, scale, per-window poses (cameractrl_plan)
     references: list[dict] = field(default_factory=list)  # IP-Adapter image references (references_plan)
+    sampling: dict = field(default_factory=dict)  # denoising steps, FreeInit's cost, motion scales (sampling_plan)
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -61,6 +63,7 @@ class Plan:
             "components": None if camera is None else camera["components"],
             "camera_matching": None if camera is None else {k: camera[k] for k in ("rates", "settings")},
             "scheduler": self.scheduler,
+            "sampling": self.sampling,
             "notes": self.notes,
         }
         if plot:
@@ -124,6 +127,7 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         windows=job_windows(spec),
         cameractrl=cameractrl,
         references=references_plan(spec, store, wait),
+        sampling=sampling_plan(spec, notes),
     )
 
 
@@ -148,6 +152,32 @@ def references_plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> list
             }
         )
     return out
+
+
+def sampling_plan(spec: JobSpec, notes: list[str]) -> dict:
+    """How many denoising steps the job runs (video-to-video keeps int(steps · strength) of them; FreeInit runs them
+    `iterations` times, its cost multiplier) and the motion scale of each context window."""
+    strength = 1.0 if spec.init is None else spec.init.strength
+    steps = kept_steps(spec.steps, strength)
+    iterations = 1 if spec.free_init is None or steps == 0 else spec.free_init.iterations
+    if spec.init is not None and strength == 1.0:
+        notes.append("init strength 1 ignores the init frames: the job is text-to-video with its seed")
+    elif spec.init is not None and steps == 0:
+        notes.append(
+            f"init strength {strength:g} keeps no step of {spec.steps}: the init frames come back through the VAE"
+        )
+    if spec.free_init is not None and iterations == 1 < spec.free_init.iterations:
+        notes.append("FreeInit has no step to repeat: it is skipped")
+    windows = job_windows(spec) or [list(range(spec.frames))]
+    scales = spec.context.motion_scales if spec.context is not None and spec.context.motion_scales else None
+    return {
+        "steps": spec.steps,
+        "denoising_steps": steps,
+        "free_init_iterations": iterations,
+        "total_steps": steps * iterations,  # what the step events count to
+        "cost": iterations,  # × the time of one denoising
+        "motion_scales": scales or [spec.motion_scale] * len(windows),
+    }
 
 
 def job_windows(spec: JobSpec) -> list[list[int]] | None:

@@ -16,6 +16,8 @@ from PIL import Image
 from .. import __version__
 from ..camera import window_input
 from ..log import log_exception
+from .free_init import FreeInit
+from .init_video import InitVideo, frames_sha256
 from .jobs import Cancelled, Job, is_disk_full
 from .pipeline import CameraPoses, Control, Keyframes, latent_preview
 from .planning import model_identities, plan, references_plan
@@ -112,6 +114,15 @@ def run_job(job: Job, store: ModelStore):
                 )
             references = _references(job, store)
             pipe.scheduler = make_scheduler(spec.scheduler, pipe.scheduler.config)
+            init = None
+            if spec.init is not None:
+                init = InitVideo(_to_tensor(job.guides["init"]), spec.init.strength)
+                job.manifest["init"] = {
+                    "strength": spec.init.strength,
+                    "frames": len(job.guides["init"]),
+                    "sha256": frames_sha256(job.folder / "guides", "init", spec.frames),
+                    "denoising_steps": resolved.sampling["denoising_steps"],
+                }
             job.manifest["loaded_now"] = store.loads[loads_before:]
             timings["load_s"] = round(time.perf_counter() - t0, 3)
             job.check_cancel()
@@ -160,6 +171,9 @@ def run_job(job: Job, store: ModelStore):
             on_frame=on_frame,
             camera=camera,
             references=references,
+            init=init,
+            free_init=None if spec.free_init is None else FreeInit(**asdict(spec.free_init)),
+            motion_scale=spec.motion_scale,
         )
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
         for kind, identity in model_identities(spec, store).items():

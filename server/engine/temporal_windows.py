@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import torch
 
+from .motion_scale import scaled
+
 
 class TemporalWindows:
     """Temporal-only context windows, installed on a model for the length of a `with` block.
@@ -23,8 +25,16 @@ class TemporalWindows:
     TEMPORAL = ("AnimateDiffTransformer3D",)
     ENDS = ("conv_in", "conv_norm_out", "conv_act", "conv_out")  # the model's own per-frame first and last layers
 
-    def __init__(self, model: torch.nn.Module, windows: list[list[int]], table: torch.Tensor, rows: int):
+    def __init__(
+        self,
+        model: torch.nn.Module,
+        windows: list[list[int]],
+        table: torch.Tensor,
+        rows: int,
+        scales: list[float] | None = None,
+    ):
         self.model, self.windows, self.table, self.rows = model, windows, table, max(1, rows)
+        self.scales = scales
         self._patched: list[torch.nn.Module] = []
 
     def __enter__(self):
@@ -96,7 +106,8 @@ class TemporalWindows:
                 y = y.reshape(len(ws), batch, length, *x.shape[2:])
                 for k, idx in enumerate(ws):
                     weight = table[g + k, idx].reshape(1, length, *([1] * (x.ndim - 2)))
-                    out[:, idx] += y[k] * weight
+                    part = y[k] if self.scales is None else scaled(x[:, idx], y[k], self.scales[g + k])
+                    out[:, idx] += part * weight
             return out.reshape(hidden_states.shape)
 
         return run

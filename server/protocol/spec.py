@@ -124,7 +124,7 @@ class JobSpec:
     references: list[ReferenceSpec] = field(default_factory=list)
     init: InitSpec | None = None
     free_init: FreeInitSpec | None = None
-    motion_scale: float = 1.0  # multiplier on what the motion modules add (ADE's "motion scale"); 1: as trained
+    motion_scale: float = 1.0  # x + s·(module(x) − x) on every motion module (ADE's "effect"); 1: as trained
     version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict:
