@@ -24,11 +24,14 @@ SIZE, FRAMES, STEPS = 64, 4, 2
 
 
 @pytest.fixture(scope="module")
-def pipe(tiny_models):
-    store = ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
+def store(tiny_models):
+    return ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def pipe(store):
     pipe = store.pipeline("sd15", "v3")
     store.set_loras(pipe, [])
-    pipe.test_store = store
     return pipe
 
 
@@ -140,7 +143,7 @@ def test_motion_scale_one_is_none_without_a_hook(pipe):
     assert np.array_equal(run(pipe, num_frames=6, context=ctx), run(pipe, num_frames=6, context=ContextWindows(4, 2)))
 
 
-def test_motion_scale_zero_is_the_unet_without_its_motion_modules(pipe):
+def test_motion_scale_zero_is_the_unet_without_its_motion_modules(store, pipe):
     module = motion_modules(pipe.unet)[0]
     x = torch.randn((2 * FRAMES, module.in_channels, 8, 8))
     with MotionScale(pipe.unet, [0.0]):
@@ -157,7 +160,7 @@ def test_motion_scale_zero_is_the_unet_without_its_motion_modules(pipe):
     assert np.array_equal(scaled, removed)
     assert not np.array_equal(run(pipe, motion_scale=0.5), run(pipe))
     # SparseCtrl's own motion modules are not scaled (ADE scales the motion model only)
-    sparse = pipe.test_store.sparsectrl("rgb")
+    sparse = store.sparsectrl("rgb")
     keys = Keyframes(sparse, torch.rand((1, 3, SIZE, SIZE)), [0])
     hooks = []  # how many forward hooks each of SparseCtrl's motion modules has while it runs: only this one
     handles = [
