@@ -90,7 +90,7 @@ def main(argv=None):
     from PIL import Image
 
     from server.camera import window_input
-    from server.engine.pipeline import CameraPoses
+    from server.engine.conditioning import CameraPoses
     from server.engine.schedulers import make_scheduler
     from server.engine.store import ModelStore
     from server.loaders import ModelConfig

@@ -137,7 +137,7 @@ def write_files(root: Path, tiny_models: bool) -> dict:
 def child_marionette(files: dict, dtype: str) -> dict:
     import torch
 
-    from server.engine.pipeline import Control
+    from server.engine.conditioning import Control
     from server.engine.store import ModelStore
     from server.loaders import ModelConfig, file_identity
 

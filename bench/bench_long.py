@@ -21,7 +21,7 @@ import torch
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from server.engine.pipeline import Control  # noqa: E402
+from server.engine.conditioning import Control  # noqa: E402
 from server.engine.store import ModelStore  # noqa: E402
 from server.engine.windows import ContextWindows, context_windows  # noqa: E402
 from server.loaders import ModelConfig  # noqa: E402

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-from server.engine.pipeline import Control, latent_preview  # noqa: E402
+from server.engine.conditioning import Control, latent_preview  # noqa: E402
 from server.engine.store import ModelStore  # noqa: E402
 from server.engine.windows import ContextWindows  # noqa: E402
 from server.loaders import ModelConfig  # noqa: E402

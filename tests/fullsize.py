@@ -643,7 +643,7 @@ def task_pipeline(
     denoising step at 64x64 with 2 frames by default (a GPU bench passes device="cuda", dtype="float16", frames=16,
     size=512, steps=25). v2: SD1.5 + mm_sd_v15_v2 + ControlNet depth (.pth) + v2_lora_ZoomIn;
     v3: SD1.5 + v3_sd15_mm + SparseCtrl RGB + ControlNet openpose (hub folder) + the v3 domain adapter LoRA."""
-    from server.engine.pipeline import Control, Keyframes
+    from server.engine.conditioning import Control, Keyframes
     from server.engine.schedulers import make_scheduler
     from server.engine.store import ModelStore
     from server.loaders import ModelConfig

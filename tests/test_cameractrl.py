@@ -15,7 +15,7 @@ from test_camera_motion import MOTIONS, make_path, orbit, still
 
 from server.camera import plucker, relative_poses, scene_scale, window_input
 from server.engine.cameractrl import CameraCtrl, attention_path
-from server.engine.pipeline import CameraPoses
+from server.engine.conditioning import CameraPoses
 from server.engine.store import ModelStore
 from server.engine.windows import ContextWindows
 from server.loaders import CheckpointError, ModelConfig, load_camera_control

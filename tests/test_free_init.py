@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 import torch
 
+from server.engine.conditioning import Keyframes
 from server.engine.free_init import FreeInit, low_pass, mix
 from server.engine.init_video import InitVideo
 from server.engine.motion_scale import MOTION_MODULE, MotionScale
-from server.engine.pipeline import Keyframes
 from server.engine.schedulers import make_scheduler
 from server.engine.store import ModelStore
 from server.engine.temporal_windows import TemporalWindows

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from server.engine.pipeline import Control, travel
+from server.engine.conditioning import Control, travel
 from server.engine.store import ModelStore
 from server.engine.windows import ContextWindows, context_windows, fusion_table
 from server.loaders import ModelConfig

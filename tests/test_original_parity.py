@@ -332,7 +332,7 @@ def test_sparsectrl_motion_modules_and_conditioning_are_the_originals(original):
 
 def _keyframe_run(store, mode, key_image, frames=8, steps=4):
     """The last step's predicted clean latents (F, 4, h, w) with SparseCtrl RGB at frame 0 (or none)."""
-    from server.engine.pipeline import Keyframes
+    from server.engine.conditioning import Keyframes
 
     store.set_motion_norm(mode)
     pipe = store.pipeline("sd15", "v3")

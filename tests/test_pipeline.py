@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from server.engine.pipeline import Control, Keyframes, control_active, latent_preview
+from server.engine.conditioning import Control, Keyframes, control_active, latent_preview
 from server.engine.store import ModelStore
 from server.loaders import ModelConfig
 

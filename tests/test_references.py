@@ -253,7 +253,7 @@ def test_references_with_controlnets_sparsectrl_prompt_travel_and_windows(store,
     """The ControlNet and SparseCtrl see the text tokens only (a wider context would not fit their attention); with
     temporal windows the references change the frames; SparseCtrl keyframes, prompt travel and windows of mode
     "unet" run with two references in the same loop."""
-    from server.engine.pipeline import Control, Keyframes
+    from server.engine.conditioning import Control, Keyframes
 
     guides = torch.rand(FRAMES, 3, SIZE, SIZE)
     controls = [Control(store.controlnet("depth"), guides, 0.8)]

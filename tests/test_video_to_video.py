@@ -11,8 +11,8 @@ import pytest
 import torch
 from helpers import multipart, png, read_events, tiny_spec
 
+from server.engine.conditioning import Control, Keyframes
 from server.engine.init_video import InitVideo, encode, kept_steps, truncate
-from server.engine.pipeline import Control, Keyframes
 from server.engine.schedulers import make_scheduler
 from server.engine.store import ModelStore
 from server.engine.windows import ContextWindows

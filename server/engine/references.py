@@ -28,6 +28,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .conditioning import control_active
+
 _CROSS = re.compile(r"^(down_blocks|up_blocks|mid_block)\.(?!.*motion_modules).*attentions\.\d+\..*\.attn2$")
 _GROUP = {"down_blocks": 0, "up_blocks": 1, "mid_block": 2}
 
@@ -80,8 +82,6 @@ class ImageReferences:
     def scales(self, step: int, steps: int) -> torch.Tensor:
         """(references, frames) float32: each reference's weight on each frame at this step (0 outside its
         frames and steps)."""
-        from .pipeline import control_active
-
         out = torch.zeros(len(self.references), self.frames)
         for k, r in enumerate(self.references):
             if control_active(step, steps, r.start, r.end):

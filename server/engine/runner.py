@@ -16,10 +16,10 @@ from PIL import Image
 from .. import __version__
 from ..camera import window_input
 from ..log import log_exception
+from .conditioning import CameraPoses, Control, Keyframes, latent_preview
 from .free_init import FreeInit
 from .init_video import InitVideo, frames_sha256
 from .jobs import Cancelled, Job, is_disk_full
-from .pipeline import CameraPoses, Control, Keyframes, latent_preview
 from .planning import model_identities, plan, references_plan
 from .references import Reference
 from .schedulers import make_scheduler
