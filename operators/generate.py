@@ -114,10 +114,10 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             runtime.progress = 0.9 * data["i"] / steps
             _show_preview(generation.out_dir / "preview.png")
         elif kind == "frame":
-            runtime.frames_received += 1
+            generation.received.add(data["index"])
+            runtime.frames_received = len(generation.received)  # a resumed stream may send a frame again
             runtime.status = f"Frame {runtime.frames_received}/{frames}"
             runtime.progress = 0.9 + 0.1 * runtime.frames_received / frames
-            _import(context, generation, runtime.frames_received)
         elif kind in ("done", "error", "cancelled"):
             final = kind
             runtime.running = False
@@ -141,7 +141,20 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             progress_listener(kind, data, runtime)
         elif bpy.app.background and kind in ("step", "frame", "done", "error", "cancelled"):
             print(f"Marionette: {runtime.status}", flush=True)  # headless: the terminal is the status bar
+    if any(kind == "frame" for kind, _ in messages):
+        _import_new_frames(context, generation)
     return final
+
+
+def _import_new_frames(context, generation: Generation):
+    """One import per tick for all the frames that arrived in it. Only an unbroken run from the first frame is
+    shown (frame_0001 is the first scene frame): a frame that arrives early waits for the ones before it."""
+    shown = generation.shown
+    while shown in generation.received:
+        shown += 1
+    if shown > generation.shown:
+        _import(context, generation, shown)
+        generation.shown = shown
 
 
 def running() -> bool:
