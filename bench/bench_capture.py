@@ -7,12 +7,13 @@ Capture: depth + normal passes (Cycles, 1 sample, CPU), the camera path and the 
 skinned, walking character, hands included) of an animated scene, as the Generate operator's capture does it, in
 frames per second; best of `--repeats` runs.
 
-Import: frames arrive as they do from a job (a worker thread writes each 512² PNG into the job folder, then
-queues its `frame` message) while this thread does what the operator's timer does every 20 ms: drain the messages
-and import the unbroken run of frames from the first into the compositor, the sequencer and the camera
-background, once per tick. The longest tick is the longest time Blender's UI would be frozen (the first import,
-which creates the image, nodes and strip, counts too and is also reported on its own). `--generate` also runs a
-real generation on the tiny server the same way (slow on a CPU: minutes for 16 frames at 512²).
+Import: a job's messages arrive as from the server (a worker thread writes each step's preview, then each 512²
+frame PNG into the job folder, then queues its message) while this thread does what the operator's timer does
+every 20 ms: drain the messages, show a step's preview as the panel does, and import the unbroken run of frames
+from the first into the compositor, the sequencer and the camera background, once per tick. The longest tick is
+the longest time Blender's UI would be frozen (the first import, which creates the image, nodes and strip, counts
+too and is also reported on its own). `--generate` also runs a real generation on the tiny server the same way
+(slow on a CPU: minutes for 16 frames at 512²).
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from server.protocol import frame_filename  # noqa: E402
 
 TARGETS = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
 TICK = 0.02  # the Generate operator's event timer
+PREVIEW = "Marionette Preview"
 
 
 def build_scene(size: int, frames: int, pose: bool = True):
@@ -83,9 +85,17 @@ def capture(scene, frames, out: Path, pose: bool):
     return time.perf_counter() - t, ticks, (rendered, path)
 
 
-def feed(folder: Path, count: int, size: int, interval: float, messages: queue.Queue):
-    """A job's worker: write each frame's PNG, then queue its message (Generation.stream's order)."""
+def feed(folder: Path, count: int, size: int, interval: float, messages: queue.Queue, steps: int):
+    """A job's worker: each step's preview (the server's grid of latent-size frames), then each frame's PNG, each
+    written before its message is queued (Generation.stream's order)."""
     rng = np.random.default_rng(0)
+    side = size // 8
+    cols = int(np.ceil(np.sqrt(count)))
+    grid = (int(np.ceil(count / cols)) * side, cols * side, 3)
+    for step in range(steps):
+        write_png(folder / "preview.png", rng.integers(0, 256, grid, dtype=np.uint8))
+        messages.put(("step", {"i": step + 1}))
+        time.sleep(interval)
     pool = [rng.integers(0, 256, (size, size, 3), dtype=np.uint8) for _ in range(4)]  # noise: the slowest decode
     for index in range(count):
         write_png(folder / frame_filename(index), pool[index % len(pool)])
@@ -94,15 +104,28 @@ def feed(folder: Path, count: int, size: int, interval: float, messages: queue.Q
     messages.put(("done", {}))
 
 
-def import_while_arriving(scene, folder: Path, count: int, size: int, interval: float):
-    """Ticks every TICK seconds while `count` frames arrive; returns (every tick's duration, the importing ticks')."""
+def show_preview(path: Path):
+    """What the operator does with a step's preview (operators/images.named_image, then the panel's icon)."""
+    image = bpy.data.images.get(PREVIEW)
+    if image is None:
+        image = bpy.data.images.load(str(path))
+        image.name = PREVIEW
+    else:
+        image.reload()
+    image.preview_ensure()
+
+
+def import_while_arriving(scene, folder: Path, count: int, size: int, interval: float, steps: int):
+    """Ticks every TICK seconds while `steps` previews, then `count` frames arrive; returns every tick's duration,
+    the importing ticks' and the preview ticks'."""
     folder.mkdir(parents=True)
     messages: queue.Queue = queue.Queue()
-    worker = threading.Thread(target=feed, args=(folder, count, size, interval, messages), daemon=True)
+    worker = threading.Thread(target=feed, args=(folder, count, size, interval, messages, steps), daemon=True)
     worker.start()
-    received, shown, ticks, imports, done = set(), 0, [], [], False
+    received, shown, ticks, imports, previews, done = set(), 0, [], [], [], False
     while not done:
         tick = time.perf_counter()
+        stepped = False
         while True:  # Generation.drain
             try:
                 kind, data = messages.get_nowait()
@@ -110,6 +133,9 @@ def import_while_arriving(scene, folder: Path, count: int, size: int, interval: 
                 break
             received.add(data.get("index"))
             done = done or kind == "done"
+            if kind == "step":
+                show_preview(folder / "preview.png")
+                stepped = True
         before = shown
         while shown in received:
             shown += 1
@@ -118,9 +144,11 @@ def import_while_arriving(scene, folder: Path, count: int, size: int, interval: 
         ticks.append(time.perf_counter() - tick)
         if shown > before:
             imports.append(ticks[-1])
+        elif stepped:
+            previews.append(ticks[-1])
         time.sleep(TICK)
     worker.join()
-    return ticks, imports
+    return ticks, imports, previews
 
 
 def generate(scene, work: Path, guides: dict, path: dict, steps: int, size: int, frames: int):
@@ -205,16 +233,18 @@ def main():
         results = []
         for r in range(args.repeats):
             scene = build_scene(args.size, count, pose=False)
-            results.append(import_while_arriving(scene, work / f"job{count}_{r}", count, args.size, args.interval))
-        longest = [max(ticks) for ticks, _imports in results]
+            job = work / f"job{count}_{r}"
+            results.append(import_while_arriving(scene, job, count, args.size, args.interval, args.steps))
+        longest = [max(result[0]) for result in results]
         best = min(range(len(results)), key=lambda i: longest[i])
-        ticks, imports = results[best]
+        ticks, imports, previews = results[best]
         print(
             f"import {count} frames ({args.size}², every {args.interval * 1000:.0f} ms, compositor + sequencer + "
             f"camera background): longest tick {longest[best] * 1000:.1f} ms (best of {args.repeats}; all: "
             f"{', '.join(f'{t * 1000:.1f}' for t in longest)}); first import {imports[0] * 1000:.1f} ms, "
             f"{len(imports)} importing ticks, median {sorted(imports)[len(imports) // 2] * 1000:.2f} ms, "
-            f"later ones at most {max(imports[1:]) * 1000:.1f} ms; {len(ticks)} ticks in all"
+            f"later ones at most {max(imports[1:]) * 1000:.1f} ms; {len(previews)} step previews before, at most "
+            f"{max(previews, default=0) * 1000:.1f} ms; {len(ticks)} ticks in all"
         )
     if args.generate:
         scene = build_scene(args.size, args.frames, pose=False)
