@@ -177,25 +177,31 @@ def generate(scene, work: Path, guides: dict, path: dict, steps: int, size: int,
         spec = parse_spec(spec)
         generation = Generation(Client(server.url), spec, work / "job")
         generation.start(generation.stream, spec, files)
-        ticks, shown, t0 = [], 0, time.perf_counter()
+        ticks, imports, shown, t0 = [], [], 0, time.perf_counter()
         while not (generation.finished.is_set() and generation.messages.empty()):
             tick = time.perf_counter()
             for kind, data in generation.drain():
                 if kind == "frame":
                     generation.received.add(data["index"])
+                elif kind == "step" and data.get("preview"):
+                    show_preview(generation.out_dir / "preview.png")
             before = shown
             while shown in generation.received:
                 shown += 1
             if shown > before:
                 compositing.import_result(scene, generation.out_dir, shown, 1, TARGETS)
             ticks.append(time.perf_counter() - tick)
+            if shown > before:
+                imports.append(ticks[-1])
             time.sleep(TICK)
         total = time.perf_counter() - t0
     finally:
         server.stop()
     print(
         f"generation: {total:.2f} s, {shown} frames; main thread: {len(ticks)} timer ticks, longest block "
-        f"{max(ticks) * 1000:.1f} ms, total busy {sum(ticks) * 1000:.0f} ms"
+        f"{max(ticks) * 1000:.1f} ms, total busy {sum(ticks) * 1000:.0f} ms; first import {imports[0] * 1000:.1f} ms, "
+        f"later imports at most {max(imports[1:], default=0) * 1000:.1f} ms, other ticks at most "
+        f"{max((t for t in ticks if t not in imports), default=0) * 1000:.1f} ms"
     )
 
 
