@@ -118,14 +118,14 @@ def show_preview(path: Path):
 
 def import_while_arriving(scene, folder: Path, count: int, size: int, interval: float, steps: int):
     """Ticks every TICK seconds while `steps` previews, then `count` frames arrive; returns every tick's duration,
-    the importing ticks' and the preview ticks'."""
+    the importing ticks', the preview ticks' and every tick's CPU time on this thread."""
     folder.mkdir(parents=True)
     messages: queue.Queue = queue.Queue()
     worker = threading.Thread(target=feed, args=(folder, count, size, interval, messages, steps), daemon=True)
     worker.start()
-    received, shown, ticks, imports, previews, done = set(), 0, [], [], [], False
+    received, shown, ticks, imports, previews, cpus, done = set(), 0, [], [], [], [], False
     while not done:
-        tick = time.perf_counter()
+        tick, cpu = time.perf_counter(), time.thread_time()
         stepped = False
         while True:  # Generation.drain
             try:
@@ -143,13 +143,14 @@ def import_while_arriving(scene, folder: Path, count: int, size: int, interval: 
         if shown > before:
             compositing.import_result(scene, folder, shown, scene.frame_start, TARGETS)
         ticks.append(time.perf_counter() - tick)
+        cpus.append(time.thread_time() - cpu)
         if shown > before:
             imports.append(ticks[-1])
         elif stepped:
             previews.append(ticks[-1])
         time.sleep(TICK)
     worker.join()
-    return ticks, imports, previews
+    return ticks, imports, previews, cpus
 
 
 def generate(scene, work: Path, guides: dict, path: dict, steps: int, size: int, frames: int):
@@ -245,14 +246,16 @@ def main():
             results.append(import_while_arriving(scene, job, count, args.size, args.interval, args.steps))
         longest = [max(result[0]) for result in results]
         best = min(range(len(results)), key=lambda i: longest[i])
-        ticks, imports, previews = results[best]
+        ticks, imports, previews, _ = results[best]
         print(
             f"import {count} frames ({args.size}², every {args.interval * 1000:.0f} ms, compositor + sequencer + "
             f"camera background): longest tick {longest[best] * 1000:.1f} ms (best of {args.repeats}; all: "
             f"{', '.join(f'{t * 1000:.1f}' for t in longest)}); first import {imports[0] * 1000:.1f} ms, "
             f"{len(imports)} importing ticks, median {sorted(imports)[len(imports) // 2] * 1000:.2f} ms, "
             f"later ones at most {max(imports[1:]) * 1000:.1f} ms; {len(previews)} step previews before, at most "
-            f"{max(previews, default=0) * 1000:.1f} ms; {len(ticks)} ticks in all"
+            f"{max(previews, default=0) * 1000:.1f} ms; {len(ticks)} ticks in all; the main thread's own CPU time in "
+            f"the longest tick of each run (preemption by other processes left out): "
+            f"{', '.join(f'{max(result[3]) * 1000:.1f}' for result in results)} ms"
         )
     if args.generate:
         scene = build_scene(args.size, args.frames, pose=False)
