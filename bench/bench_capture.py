@@ -179,31 +179,33 @@ def generate(scene, work: Path, guides: dict, path: dict, steps: int, size: int,
         spec = parse_spec(spec)
         generation = Generation(Client(server.url), spec, work / "job")
         generation.start(generation.stream, spec, files)
-        ticks, imports, shown, t0 = [], [], 0, time.perf_counter()
+        ticks, shown, t0 = [], 0, time.perf_counter()  # (wall, this thread's CPU, what the tick did)
         while not (generation.finished.is_set() and generation.messages.empty()):
-            tick = time.perf_counter()
+            tick, cpu, did = time.perf_counter(), time.thread_time(), "drain"
             for kind, data in generation.drain():
                 if kind == "frame":
                     generation.received.add(data["index"])
                 elif kind == "step" and data.get("preview"):
                     show_preview(generation.out_dir / "preview.png")
+                    did = "preview"
             before = shown
             while shown in generation.received:
                 shown += 1
             if shown > before:
                 compositing.import_result(scene, generation.out_dir, shown, 1, TARGETS)
-            ticks.append(time.perf_counter() - tick)
-            if shown > before:
-                imports.append(ticks[-1])
+                did = "first import" if before == 0 else "import"
+            ticks.append((time.perf_counter() - tick, time.thread_time() - cpu, did))
             time.sleep(TICK)
         total = time.perf_counter() - t0
     finally:
         server.stop()
+    longest = {}
+    for wall, cpu, did in ticks:
+        longest[did] = max(longest.get(did, (0.0, 0.0)), (wall, cpu))
     print(
-        f"generation: {total:.2f} s, {shown} frames; main thread: {len(ticks)} timer ticks, longest block "
-        f"{max(ticks) * 1000:.1f} ms, total busy {sum(ticks) * 1000:.0f} ms; first import {imports[0] * 1000:.1f} ms, "
-        f"later imports at most {max(imports[1:], default=0) * 1000:.1f} ms, other ticks at most "
-        f"{max((t for t in ticks if t not in imports), default=0) * 1000:.1f} ms"
+        f"generation: {total:.2f} s, {shown} frames; main thread: {len(ticks)} timer ticks, total busy "
+        f"{sum(t[0] for t in ticks) * 1000:.0f} ms; longest tick of each kind, wall (this thread's CPU): "
+        + ", ".join(f"{did} {wall * 1000:.1f} ({cpu * 1000:.1f}) ms" for did, (wall, cpu) in sorted(longest.items()))
     )
 
 
