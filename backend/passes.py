@@ -115,10 +115,7 @@ def _configure(scene, layer, exr_path):
     scene.cycles.use_denoising = False
     # The one sample per pixel lands on the pixel centre, so edges carry one surface's Z, never a blend.
     scene.cycles.filter_width = 0.01
-    # Depth and normal come from the camera ray's first hit: light bounces only cost time. Persistent data keeps
-    # what did not change from frame to frame (the BVH of still objects); put back when the capture ends.
-    scene.cycles.max_bounces = 0
-    render.use_persistent_data = True
+    scene.cycles.max_bounces = 0  # depth and normal come from the camera ray's first hit: bounces only cost time
     layer.samples = 0  # 0: no per-layer sample override
     layer.use_pass_z = True
     layer.use_pass_normal = True
