@@ -29,97 +29,55 @@ only `compositor_tree()`, `compositor_output()` and `scene_state` (which skips 5
 
 from __future__ import annotations
 
-import numbers
 import os
 
 import bpy
 
+from .frame_files import TAG, blend_path, check_frame_start, check_frames, display_colorspace
 from .protocol import frame_filename
+from .sequencer import place_in_sequencer
 
-TAG = "marionette"  # custom property on the nodes, strips and images this module owns
 TARGETS = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Input checks: everything is checked before anything in the file changes.
-
-
-def check_frames(folder, count) -> str:
-    """The absolute folder, or ValueError saying what to fix."""
-    if not folder:
-        raise ValueError("No result folder given: pass the job's frame folder.")
-    folder = os.path.abspath(bpy.path.abspath(str(folder)))
-    if not os.path.isdir(folder):
-        raise ValueError(f"Result folder {folder!r} does not exist: check the job folder path.")
-    if isinstance(count, bool) or not isinstance(count, numbers.Integral) or count < 0:
-        raise ValueError(f"Frame count must be a whole number of at least 1, got {count!r}.")
-    if count == 0:
-        raise ValueError(f"No frames to import in {folder!r} yet: wait for frame_0001.png, or pick the job folder.")
-    missing = [frame_filename(i) for i in range(count) if not os.path.isfile(os.path.join(folder, frame_filename(i)))]
-    if missing:
-        shown = ", ".join(missing[:3]) + (", …" if len(missing) > 3 else "")
-        raise ValueError(
-            f"{len(missing)} of {count} frames are missing in {folder!r} ({shown}): "
-            f"import only the frames that have arrived (count = frames on disk)."
-        )
-    return folder
-
-
-def _check_frame_start(frame_start):
-    if isinstance(frame_start, bool) or not isinstance(frame_start, numbers.Integral):
-        raise ValueError(f"frame_start must be a whole frame number, got {frame_start!r}.")
-
-
-def _blend_path(path: str) -> str:
-    """`path` relative to the .blend ("//…") when the .blend is saved and the path lies under its folder."""
-    if not bpy.data.filepath:
-        return path
-    blend_dir = os.path.dirname(os.path.abspath(bpy.data.filepath))
-    if os.path.commonpath([blend_dir, os.path.abspath(path)]) != blend_dir:
-        return path
-    return bpy.path.relpath(path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # The image
 
-_VIEW_OUTPUT = {
-    "Standard": "{display}",
-    "AgX": "AgX Base {display}",
-    "Filmic": "Filmic {display}",
-    "Khronos PBR Neutral": "Khronos PBR Neutral {display}",
-}
-
-
-def display_colorspace(scene) -> str:
-    """The input colour space equal to what the scene's view transform writes on its display device, so that an
-    image tagged with it displays as its file; "sRGB" for a view without one (False Color, Raw...)."""
-    view, display = scene.view_settings.view_transform, scene.display_settings.display_device
-    known = {
-        item.identifier for item in bpy.types.ColorManagedInputColorspaceSettings.bl_rna.properties["name"].enum_items
-    }
-    name = _VIEW_OUTPUT.get(view, "sRGB").format(display=display)
-    return name if name in known else "sRGB"
-
 
 def load_sequence(folder, count, name="Marionette", scene=None) -> bpy.types.Image:
-    """Create or update the Image datablock `name` as a sequence starting at frame_0001.png, reloaded from disk.
+    """Create or update the Image datablock `name` as a sequence starting at frame_0001.png.
 
     The frame mapping lives in each image user (the compositor node, the camera background), not in the image;
-    `count` is kept on the image so that `wire_compositor` can use it.
+    `count` is kept on the image so that `wire_compositor` can use it. More frames of the sequence it already
+    shows (a job streaming in) change nothing here: its image users never asked for a frame past the old count,
+    so no frame needs reading again. Anything else (another folder, the same or fewer frames: the files may have
+    changed) reloads every frame from disk.
     """
     folder = check_frames(folder, count)
-    path = _blend_path(os.path.join(folder, frame_filename(0)))
+    first = os.path.join(folder, frame_filename(0))
+    path, colorspace = blend_path(first), display_colorspace(scene or bpy.context.scene)
     image = bpy.data.images.get(name)
     if image is None:
-        image = bpy.data.images.load(os.path.join(folder, frame_filename(0)), check_existing=False)
+        image = bpy.data.images.load(first, check_existing=False)
         image.name = name
-    image.source = "SEQUENCE"
-    image.filepath = path
-    image.colorspace_settings.name = display_colorspace(scene or bpy.context.scene)
+    grows = (
+        image.get(TAG)
+        and image.source == "SEQUENCE"
+        and image.filepath == path
+        and image.colorspace_settings.name == colorspace
+        and count > int(image.get(TAG + "_count", 0))
+    )
+    # Each of these assignments drops the cached frames and reads the current one again, even with an equal value.
+    if image.source != "SEQUENCE":
+        image.source = "SEQUENCE"
+    if image.filepath != path:
+        image.filepath = path
+    if image.colorspace_settings.name != colorspace:
+        image.colorspace_settings.name = colorspace
     image[TAG] = True
     image[TAG + "_count"] = int(count)
-    image.reload()  # drops cached frames so frames written since the last import show up
+    if not grows:
+        image.reload()
     return image
 
 
@@ -302,49 +260,6 @@ def restore_render(scene) -> bool:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Sequencer
-
-
-def _strips(editor):
-    """Top-level strips: `strips` in 5.0 (and 4.4+), `sequences` before."""
-    return editor.strips if hasattr(editor, "strips") else editor.sequences
-
-
-def _free_channel(strips, start, end):
-    """Lowest channel with no strip overlapping frames [start, end)."""
-    used = {s.channel for s in strips if s.frame_final_start < end and s.frame_final_end > start}
-    return next(c for c in range(1, 129) if c not in used)
-
-
-def place_in_sequencer(scene, folder, count, frame_start, channel=None):
-    """An image strip of frames 1..count from `frame_start`, replacing the strip a previous import made.
-
-    Without `channel` it goes where the previous strip was, else on the lowest free channel.
-    """
-    folder = check_frames(folder, count)
-    _check_frame_start(frame_start)
-    editor = scene.sequence_editor or scene.sequence_editor_create()
-    strips = _strips(editor)
-    previous = [s for s in strips if s.get(TAG)]
-    if channel is None and previous:
-        channel = previous[0].channel
-    for strip in previous:
-        strips.remove(strip)
-    if channel is None:
-        channel = _free_channel(strips, frame_start, frame_start + count)
-
-    strip = strips.new_image(
-        "Marionette", os.path.join(folder, frame_filename(0)), channel, int(frame_start), fit_method="FIT"
-    )  # job frames are often smaller than the render size
-    for i in range(1, count):
-        strip.elements.append(frame_filename(i))
-    strip.directory = os.path.join(_blend_path(folder), "")  # Blender keeps strip folders with a trailing slash
-    strip.colorspace_settings.name = display_colorspace(scene)
-    strip[TAG] = True
-    return strip
-
-
-# ---------------------------------------------------------------------------------------------------------------
 # Camera background
 
 
@@ -390,7 +305,7 @@ def import_result(
     if unknown or not targets:
         raise ValueError(f"Targets must be some of {sorted(TARGETS)}, got {sorted(targets) or 'none'}.")
     folder = check_frames(folder, count)
-    _check_frame_start(frame_start)
+    check_frame_start(frame_start)
     if "CAMERA_BACKGROUND" in targets and (scene.camera is None or scene.camera.type != "CAMERA"):
         raise ValueError(
             f"Scene {scene.name!r} has no camera for the camera background: "

@@ -36,6 +36,9 @@ class Generation:
         self.cancel_requested = threading.Event()
         self.finished = threading.Event()
         self._thread: threading.Thread | None = None
+        # Main thread only: indices of the frames whose files arrived, and how many from the first are imported.
+        self.received: set[int] = set()
+        self.shown = 0
 
     def start(self, phase, *args):
         """Run a phase (`self.preflight` or `self.stream`) in a worker thread."""

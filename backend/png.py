@@ -31,8 +31,10 @@ def write_png(path, array) -> None:
         raise ValueError(f"write_png needs H×W or H×W×C with C in 1..4, got shape {pixels.shape}")
     height, width, channels = pixels.shape
     header = struct.pack(">IIBBBBB", width, height, 8, _COLOR_TYPES[channels], 0, 0, 0)
-    rows = np.concatenate([np.zeros((height, 1), np.uint8), pixels.reshape(height, -1)], axis=1)  # filter 0
-    data = _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows.tobytes(), 6))
+    rows = np.empty((height, 1 + width * channels), np.uint8)
+    rows[:, 0] = 0  # filter type 0 (None) on every row
+    rows[:, 1:] = pixels.reshape(height, -1)
+    data = _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 6))
     Path(path).write_bytes(data + _chunk(b"IEND", b""))
 
 

@@ -13,13 +13,13 @@ import bpy
 from bpy.app.handlers import persistent
 
 from .. import preferences
-from ..backend import catalog, compositing, estimate, job_spec, server_control
+from ..backend import catalog, estimate, job_spec, server_control
 from ..backend.generation import Generation, Message
 from ..backend.launcher import LaunchError
 from ..server.protocol import SpecError
 from . import paths, server
 from .capture import capture_steps
-from .images import named_image
+from .job_display import import_new_frames, show_preview
 
 _active = None  # the Run of this Blender session, while it runs and after (the panel shows how it ended)
 # Headless callers (the batch command) may set this to follow a job: called with (kind, data, runtime) for each
@@ -45,43 +45,6 @@ def _with_server(starter, generation: Generation):
         generation.preflight()
 
     return run
-
-
-def _targets(settings) -> set[str]:
-    return {
-        name
-        for name, on in (
-            ("COMPOSITOR", settings.import_compositor),
-            ("SEQUENCER", settings.import_sequencer),
-            ("CAMERA_BACKGROUND", settings.import_camera_background),
-        )
-        if on
-    }
-
-
-def _import(context, generation: Generation, count: int):
-    """Show the frames received so far; called again as more arrive, it updates rather than adds."""
-    settings = context.scene.marionette
-    targets = _targets(settings)
-    if targets:  # none chosen (e.g. the batch): the frames stay files in the job folder
-        compositing.import_result(
-            context.scene,
-            generation.out_dir,
-            count,
-            generation.spec.frame_start,
-            targets,
-            settings.over_render,
-            replace_render=settings.replace_render,
-        )
-
-
-PREVIEW_IMAGE = "Marionette Preview"
-
-
-def _show_preview(path):
-    """The latest step preview as an image datablock the panel shows (and any Image Editor can)."""
-    if path.exists():
-        named_image(PREVIEW_IMAGE, path).preview_ensure()
 
 
 def describe_motion_loras(motion_loras: list) -> str:
@@ -112,12 +75,12 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
         elif kind == "step":
             runtime.status = f"Step {data['i']}/{data['n']}"
             runtime.progress = 0.9 * data["i"] / steps
-            _show_preview(generation.out_dir / "preview.png")
+            show_preview(generation.out_dir / "preview.png")
         elif kind == "frame":
-            runtime.frames_received += 1
+            generation.received.add(data["index"])
+            runtime.frames_received = len(generation.received)  # a resumed stream may send a frame again
             runtime.status = f"Frame {runtime.frames_received}/{frames}"
             runtime.progress = 0.9 + 0.1 * runtime.frames_received / frames
-            _import(context, generation, runtime.frames_received)
         elif kind in ("done", "error", "cancelled"):
             final = kind
             runtime.running = False
@@ -141,6 +104,8 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             progress_listener(kind, data, runtime)
         elif bpy.app.background and kind in ("step", "frame", "done", "error", "cancelled"):
             print(f"Marionette: {runtime.status}", flush=True)  # headless: the terminal is the status bar
+    if any(kind == "frame" for kind, _ in messages):
+        import_new_frames(context, generation)
     return final
 
 

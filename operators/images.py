@@ -11,7 +11,8 @@ def named_image(name: str, path: Path):
     if image is None:
         image = bpy.data.images.load(str(path))
         image.name = name
+    elif image.filepath != str(path):
+        image.filepath = str(path)  # reads the file again, as `reload` would
     else:
-        image.filepath = str(path)
         image.reload()
     return image

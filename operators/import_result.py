@@ -6,7 +6,7 @@ import bpy
 from bpy.props import StringProperty
 
 from ..backend import compositing
-from .generate import _targets
+from .job_display import targets
 
 
 class MARIONETTE_OT_import_result(bpy.types.Operator):
@@ -26,7 +26,7 @@ class MARIONETTE_OT_import_result(bpy.types.Operator):
                 folder,
                 count,
                 settings.frame_range(scene)[0],
-                _targets(settings),
+                targets(settings),
                 settings.over_render,
                 replace_render=settings.replace_render,
             )

@@ -7,8 +7,10 @@ import sys
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import bpy
+import numpy as np
 import pytest
 from conftest import TOKEN, extension  # noqa: F401 - the session's installed extension
 
@@ -76,6 +78,42 @@ def test_generate_headless_writes_every_frame_and_wires_the_compositor(extension
     assert len(nodes) == 1 and nodes[0].outputs[0].is_linked
     assert bpy.data.images["Marionette Preview"].size[0] > 0, "the step previews reach Blender"
     assert settings_fingerprint(scene) == before
+
+
+def test_frames_out_of_order_or_sent_again_land_in_order(extension, tmp_path):
+    """The operator's message handling: one import per tick, of the unbroken run of frames from the first; a
+    frame that comes early waits for the ones before it, one sent again (a resumed stream) counts once."""
+    scene = scene_with_camera(tmp_path)
+    settings = scene.marionette
+    settings.import_compositor, settings.import_sequencer, settings.import_camera_background = True, True, False
+    generate = sys.modules[f"{PACKAGE}.operators.generate"]
+    Generation = sys.modules[f"{PACKAGE}.backend.generation"].Generation
+    spec = SimpleNamespace(frames=5, steps=2, frame_start=3, camera_motion="manual")
+    job = Generation(None, spec, tmp_path / "job")
+    job.out_dir.mkdir()
+    png = sys.modules[f"{PACKAGE}.backend.png"]
+    runtime = bpy.context.window_manager.marionette
+    runtime.frames_received = 0
+
+    def arrive(*indices):
+        for i in indices:
+            png.write_png(job.out_dir / f"frame_{i + 1:04d}.png", np.full((4, 4, 3), 40 * i, np.uint8))
+        generate.apply_messages(bpy.context, job, [("frame", {"index": i}) for i in indices])
+        tree = sys.modules[f"{PACKAGE}.backend.compositing"].compositor_tree(scene, create=False)
+        [node] = [n for n in tree.nodes if n.get("marionette") == "image"] if tree else [None]
+        [strip] = [s for s in scene.sequence_editor.strips_all if s.get("marionette")] if node else [None]
+        return (
+            runtime.frames_received,
+            node and node.frame_duration,
+            strip and [e.filename for e in strip.elements],
+        )
+
+    assert arrive(1) == (1, None, None)  # frame_0002 before frame_0001: nothing to show yet
+    assert arrive(0, 3) == (3, 2, ["frame_0001.png", "frame_0002.png"])
+    assert arrive(1, 2) == (4, 4, [f"frame_{i:04d}.png" for i in range(1, 5)])  # frame_0002 again
+    assert arrive(4) == (5, 5, [f"frame_{i:04d}.png" for i in range(1, 6)])
+    [strip] = [s for s in scene.sequence_editor.strips_all if s.get("marionette")]
+    assert strip.frame_final_start == 3
 
 
 def test_running_twice_replaces_what_the_last_run_made(extension, tiny_server, tmp_path):

@@ -9,7 +9,7 @@ import zlib
 import bpy  # a missing bpy is a collection error, never a skip
 import pytest
 
-from backend import compositing  # noqa: E402
+from backend import compositing, sequencer  # noqa: E402
 
 pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
@@ -94,12 +94,12 @@ def assert_no_duplicate_links(tree):
 
 
 def marionette_strips(scene):
-    return [s for s in compositing._strips(scene.sequence_editor) if s.get("marionette")]
+    return [s for s in sequencer.strips_of(scene.sequence_editor) if s.get("marionette")]
 
 
-def add_colour_strip(sequencer, name, frame_start, frame_end):
+def add_colour_strip(editor, name, frame_start, frame_end):
     """An artist's colour strip on channel 1; 5.0's new_effect takes a `length` where 4.x took `frame_end`."""
-    strips = compositing._strips(sequencer)
+    strips = sequencer.strips_of(editor)
     if "length" in strips.bl_rna.functions["new_effect"].parameters:
         return strips.new_effect(name, "COLOR", 1, frame_start=frame_start, length=frame_end - frame_start)
     return strips.new_effect(name, "COLOR", 1, frame_start=frame_start, frame_end=frame_end)
@@ -131,8 +131,8 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
     blur.name = "Artist Blur"
     render_layers = next(n for n in tree.nodes if n.bl_idname == "CompositorNodeRLayers")
     tree.links.new(render_layers.outputs["Image"], blur.inputs["Image"])
-    sequencer = scene.sequence_editor_create()
-    artist_strip = add_colour_strip(sequencer, "Artist Colour", 1, 50)
+    editor = scene.sequence_editor_create()
+    artist_strip = add_colour_strip(editor, "Artist Colour", 1, 50)
     everything = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
 
     for _ in range(2):
@@ -150,7 +150,7 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
 
     [strip] = marionette_strips(scene)
     assert (strip.frame_final_start, strip.frame_final_duration) == (1, 5)
-    assert artist_strip.name in compositing._strips(sequencer)
+    assert artist_strip.name in sequencer.strips_of(editor)
     assert strip.channel != artist_strip.channel
 
     ours = [bg for bg in camera.data.background_images if bg.image == image]
@@ -162,6 +162,60 @@ def test_reimport_updates_in_place_and_picks_up_new_frames(scene, tmp_path):
     assert "Artist Blur" in tree.nodes and render_layers.name in tree.nodes
     scene.render.use_sequencer = False  # the strip would cover the compositor's result in the render
     assert rendered_rgb(scene, 5, tmp_path) == YELLOW  # frame_0005, written after the first import
+
+
+def test_frames_arriving_one_by_one_extend_what_shows_them(scene, tmp_path):
+    """A streaming job: each import adds the frames that arrived to the same image, node, strip and background
+    (nothing rebuilt, no frame read again), and every frame shows at its scene frame in both the compositor and
+    the sequencer, also where an earlier render looked before that frame existed."""
+    colours = [RED, GREEN, BLUE, WHITE, YELLOW]
+    camera = add_camera(scene)
+    everything = {"COMPOSITOR", "SEQUENCER", "CAMERA_BACKGROUND"}
+    folder = tmp_path / "frames"
+    made = None
+    for count in (1, 3, 4, 5):  # one frame, two in one tick, then one at a time
+        write_frames(folder, colours[:count])
+        image = compositing.import_result(scene, str(folder), count, 1, targets=everything, replace_render=True)
+        tree = compositing.compositor_tree(scene, create=False)
+        [node], [strip] = owned(tree, "image"), marionette_strips(scene)
+        [background] = [bg for bg in camera.data.background_images if bg.image == image]
+        ours = (image.as_pointer(), node.as_pointer(), strip.as_pointer(), background.as_pointer())
+        assert made in (None, ours), "extended in place, not rebuilt"
+        made = ours
+        assert node.frame_duration == background.image_user.frame_duration == count
+        assert [e.filename for e in strip.elements] == [f"frame_{i:04d}.png" for i in range(1, count + 1)]
+        assert (strip.frame_final_start, strip.frame_final_duration) == (1, count)
+        # The newest frame, in the sequencer (it covers the render) and then the compositor alone; the scene
+        # frame after it was rendered too while it did not exist yet.
+        scene.render.use_sequencer = True
+        assert rendered_rgb(scene, count, tmp_path) == colours[count - 1]
+        scene.render.use_sequencer = False
+        assert rendered_rgb(scene, count, tmp_path) == colours[count - 1]
+        assert rendered_rgb(scene, count + 1, tmp_path) == colours[count - 1]  # the last frame holds
+    for target in (True, False):
+        scene.render.use_sequencer = target
+        assert [rendered_rgb(scene, f, tmp_path) for f in range(1, 6)] == colours
+
+    # Another job's folder: everything points at the new frames, read from disk.
+    other = write_frames(tmp_path / "other", [BLUE, RED])
+    compositing.import_result(scene, other, 2, 1, targets=everything, replace_render=True)
+    [strip] = marionette_strips(scene)
+    assert [e.filename for e in strip.elements] == ["frame_0001.png", "frame_0002.png"]
+    assert os.path.samefile(bpy.path.abspath(strip.directory), other)
+    assert owned(tree, "image")[0].frame_duration == 2
+    for target in (True, False):
+        scene.render.use_sequencer = target
+        assert [rendered_rgb(scene, f, tmp_path) for f in (1, 2)] == [BLUE, RED]
+
+
+def test_an_extended_strip_never_covers_an_artists_strip(scene, tmp_path):
+    folder = write_frames(tmp_path / "frames", [RED, GREEN])
+    first = sequencer.place_in_sequencer(scene, folder, 1, frame_start=1)
+    artist = add_colour_strip(scene.sequence_editor, "Artist Colour", 2, 10)
+    artist.channel = first.channel
+    strip = sequencer.place_in_sequencer(scene, folder, 2, frame_start=1)
+    assert strip.channel != artist.channel and strip.frame_final_duration == 2
+    assert [s.name for s in marionette_strips(scene)] == [strip.name]
 
 
 def test_over_render_puts_frames_over_the_render_with_a_factor_the_artist_keeps(scene, tmp_path):
@@ -186,7 +240,7 @@ def test_over_render_puts_frames_over_the_render_with_a_factor_the_artist_keeps(
 
 def test_sequencer_strip_spans_count_frames_from_frame_start(scene, tmp_path):
     folder = write_frames(tmp_path / "frames", [RED, GREEN, BLUE])
-    strip = compositing.place_in_sequencer(scene, folder, 3, frame_start=10)
+    strip = sequencer.place_in_sequencer(scene, folder, 3, frame_start=10)
     assert (strip.frame_final_start, strip.frame_final_end, strip.frame_final_duration) == (10, 13, 3)
     assert [e.filename for e in strip.elements] == ["frame_0001.png", "frame_0002.png", "frame_0003.png"]
     assert os.path.samefile(bpy.path.abspath(strip.directory), folder)
@@ -207,7 +261,7 @@ def test_camera_background_shows_the_sequence(scene, tmp_path):
 
 
 def strip_count(scene):
-    return len(compositing._strips(scene.sequence_editor)) if scene.sequence_editor else 0
+    return len(sequencer.strips_of(scene.sequence_editor)) if scene.sequence_editor else 0
 
 
 def scene_state(scene):
@@ -258,7 +312,7 @@ def test_each_step_checks_its_input_too(scene, tmp_path):
     with pytest.raises(ValueError, match="does not exist"):
         compositing.load_sequence(missing, 2)
     with pytest.raises(ValueError, match="does not exist"):
-        compositing.place_in_sequencer(scene, missing, 2, 1)
+        sequencer.place_in_sequencer(scene, missing, 2, 1)
     with pytest.raises(ValueError, match="camera"):
         compositing.set_camera_background(None, None, 1, 2)
     assert len(bpy.data.images) == 0 and strip_count(scene) == 0
