@@ -280,3 +280,28 @@ def test_temporal_windows_keep_working_memory_to_one_chunk(store):
         for h in hooks:
             h.remove()
     assert largest[64] == largest[16], largest
+
+
+@pytest.mark.parametrize("loop", [False, True])
+@pytest.mark.parametrize("windows_per_call", [1, 3])
+def test_temporal_windows_fuse_each_windows_motion_output_with_its_table_weights(store, loop, windows_per_call):
+    """Several windows (a looping clip's last ones wrap to the first frames): the wrapped motion module returns,
+    for every frame, the table-weighted sum of the unwrapped module's outputs on each window holding it."""
+    from server.engine.temporal_windows import TemporalWindows
+
+    pipe = store.pipeline("sd15", "v2")
+    motion = next(m for m in pipe.unet.modules() if type(m).__name__ == "AnimateDiffTransformer3D")
+    frames, batch, length = 30, 2, 16
+    windows = context_windows(frames, length, 4, loop)
+    table = fusion_table(frames, windows, "pyramid").float()
+    channels = motion.proj_in.in_features
+    x = torch.randn((batch, frames, channels, 4, 4), generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        expected = torch.zeros_like(x)
+        for w, idx in enumerate(windows):
+            y = motion(x[:, idx].reshape(-1, channels, 4, 4), num_frames=length).reshape(batch, length, channels, 4, 4)
+            expected[:, idx] += y * table[w, idx].reshape(1, length, 1, 1, 1)
+        with TemporalWindows(pipe.unet, windows, table, rows=windows_per_call * batch * length):
+            fused = motion(x.reshape(-1, channels, 4, 4), num_frames=frames).reshape(x.shape)
+    assert len(windows) > 2 and (not loop or any(idx[0] > idx[-1] for idx in windows))
+    torch.testing.assert_close(fused, expected, rtol=1e-5, atol=1e-6)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import torch
 
 from .motion_scale import scaled
+from .windows import contiguous_runs
 
 
 class TemporalWindows:
@@ -36,6 +37,9 @@ class TemporalWindows:
         self.model, self.windows, self.table, self.rows = model, windows, table, max(1, rows)
         self.scales = scales
         self._patched: list[torch.nn.Module] = []
+        # Each window as runs of consecutive clip frames (start, stop, offset in the window): slices, not gathers.
+        self._runs = [_runs(window) for window in windows]
+        self._weight_cache: dict = {}
 
     def __enter__(self):
         for module in self.model.modules():
@@ -96,18 +100,46 @@ class TemporalWindows:
             batch = hidden_states.shape[0] // frames
             x = hidden_states.reshape(batch, frames, *hidden_states.shape[1:])
             out = torch.zeros_like(x)
-            table = self.table.to(x.device, x.dtype)
+            weights = self._weights(x)
             length = len(self.windows[0])
             group = max(1, self.rows // (batch * length))  # windows per call
             for g in range(0, len(self.windows), group):
-                ws = self.windows[g : g + group]
-                stacked = torch.cat([x[:, idx] for idx in ws]).reshape(-1, *x.shape[2:])
+                ws = range(g, min(g + group, len(self.windows)))
+                stacked = torch.cat([self._take(x, w) for w in ws]).reshape(-1, *x.shape[2:])
                 y = forward(stacked, encoder_hidden_states, timestep, class_labels, length, cross_attention_kwargs)
                 y = y.reshape(len(ws), batch, length, *x.shape[2:])
-                for k, idx in enumerate(ws):
-                    weight = table[g + k, idx].reshape(1, length, *([1] * (x.ndim - 2)))
-                    part = y[k] if self.scales is None else scaled(x[:, idx], y[k], self.scales[g + k])
-                    out[:, idx] += part * weight
+                for k, w in enumerate(ws):
+                    part = y[k] if self.scales is None else scaled(self._take(x, w), y[k], self.scales[w])
+                    for (start, stop, at), weight in zip(self._runs[w], weights[w]):
+                        out[:, start:stop] += part[:, at : at + stop - start] * weight
             return out.reshape(hidden_states.shape)
 
         return run
+
+    def _take(self, x, w):
+        """Window w's frames of x (batch, frames, ...): a view where they are consecutive, else the runs joined."""
+        runs = self._runs[w]
+        if len(runs) == 1:
+            return x[:, runs[0][0] : runs[0][1]]
+        return torch.cat([x[:, start:stop] for start, stop, _ in runs], 1)
+
+    def _weights(self, x):
+        """Each window's fusion weights per run of consecutive frames, shaped to broadcast over x's frame slices;
+        sliced from the table once per device and dtype."""
+        key = (x.device, x.dtype)
+        if key not in self._weight_cache:
+            table = self.table.to(x.device, x.dtype)
+            shape = (1, -1) + (1,) * (x.ndim - 2)
+            self._weight_cache[key] = [
+                [table[w, start:stop].reshape(shape) for start, stop, _ in runs] for w, runs in enumerate(self._runs)
+            ]
+        return self._weight_cache[key]
+
+
+def _runs(window: list[int]) -> list[tuple[int, int, int]]:
+    """(start, stop, offset in the window) of each run of consecutive frames in a window (a looping window wraps)."""
+    runs, at = [], 0
+    for run in contiguous_runs(window):
+        runs.append((run[0], run[-1] + 1, at))
+        at += len(run)
+    return runs
