@@ -252,34 +252,42 @@ def test_temporal_windows_reach_only_the_motion_modules_and_restore_the_model(st
 
 def test_temporal_windows_keep_working_memory_to_one_chunk(store):
     """The largest tensor any layer produces does not grow with the clip; what grows is only the activations the
-    UNet passes between its blocks (and keeps for its skip connections), a few per frame."""
+    UNet passes between its blocks (and keeps for its skip connections), a few per frame. From the second step on,
+    a deeper layer (fewer pixels per image) takes more images per call, within that same largest tensor."""
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
     net = store.controlnet("depth")
     largest = {}
-    inner = [m for m in list(pipe.unet.modules()) + list(net.modules()) if not list(m.children())]
+    owner = {m: name for name, model in (("unet", pipe.unet), ("controlnet", net)) for m in model.modules()}
+    inner = [m for m in owner if not list(m.children())]
+    deep = pipe.unet.down_blocks[-1].resnets[0].conv1
+    images = []
 
     def record(module, args, output):
         tensors = output if isinstance(output, tuple) else (output,)
         for t in tensors:
             if isinstance(t, torch.Tensor):
-                largest[frames] = max(largest.get(frames, 0), t.numel())
+                largest[owner[module], *key] = max(largest.get((owner[module], *key), 0), t.numel())
 
     hooks = [m.register_forward_hook(record) for m in inner]
+    hooks.append(deep.register_forward_pre_hook(lambda m, args: images.append(args[0].shape[0])))
     try:
-        for frames in (16, 64):
+        for key in ((64, 1), (16, 2), (64, 2)):  # one step: every layer in chunks of `rows`
+            frames, steps = key
             guide = torch.rand((frames, 3, SIZE, SIZE), generator=torch.Generator().manual_seed(1))
             run(
                 pipe,
                 frames,
-                steps=1,
+                steps=steps,
                 controls=[Control(net, guide, 1.0)],
                 context=ContextWindows(length=16, overlap=4, mode="temporal", chunk=8),
             )
     finally:
         for h in hooks:
             h.remove()
-    assert largest[64] == largest[16], largest
+    for model in ("unet", "controlnet"):
+        assert largest[model, 64, 2] == largest[model, 16, 2] == largest[model, 64, 1], largest
+    assert max(images) > 2 * 8, "a deeper layer takes more images per call than chunks of 8 frames (x2, guidance)"
 
 
 @pytest.mark.parametrize("loop", [False, True])
