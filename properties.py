@@ -11,6 +11,7 @@ from bpy.props import (
     StringProperty,
 )
 
+from . import properties_stylise
 from .backend import catalog, estimate
 from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
@@ -205,6 +206,7 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
             ("flat", "Flat", "Overlapping windows count the same"),
         ],
     )
+    __annotations__.update(properties_stylise.settings_props())
     prompts_from_markers: BoolProperty(
         name="Prompts from markers",
         default=False,
@@ -279,7 +281,7 @@ class MARIONETTE_PG_runtime(bpy.types.PropertyGroup):
     capture_frame: IntProperty(description="Scene frame the capture is rendering")
 
 
-CLASSES = (
+CLASSES = properties_stylise.CLASSES + (
     MARIONETTE_PG_lora,
     MARIONETTE_PG_keyframe,
     MARIONETTE_PG_pose_map,

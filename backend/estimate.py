@@ -59,7 +59,8 @@ def estimate(snap: dict, module: dict | None) -> dict:
     n_windows = windows(frames, context) if frames >= 2 else 0
     windowed = context is not None and (n_windows > 1 or context["loop"])
     per_window = min(frames, context["length"]) if windowed else frames
-    work = n_windows * per_window * snap["steps"]
+    iterations = snap.get("free_init_iterations", 1)
+    work = n_windows * per_window * snap["steps"] * iterations
     w, h = snap["width"], snap["height"]
     if max(w, h) > COMFORT_LONG_SIDE:
         warnings.append(
@@ -80,6 +81,8 @@ def estimate(snap: dict, module: dict | None) -> dict:
         lines.append(f"{n_windows} windows of {context['length']}: {work} frame-steps")
     else:
         lines.append(f"one pass: {work} frame-steps")
+    if iterations > 1:
+        lines.append(f"FreeInit: the whole generation runs {iterations} times")
     return {
         "frames": frames,
         "steps": snap["steps"],

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import pose_capture
+from . import pose_capture, stylise_spec
 from .protocol import (
     MOTION_LORAS,
     ContextSpec,
@@ -77,6 +77,7 @@ def snapshot(settings, scene) -> dict:
             if getattr(settings, f"use_{p}")
         },
     )
+    snap.update(stylise_spec.snapshot(settings))
     if settings.use_pose:
         snap["openpose"] = {
             "characters": [o.name for o in pose_capture.characters(scene)],
@@ -117,7 +118,7 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
     for frame in snap["keyframes"]:
         if not snap["frame_start"] <= frame <= snap["frame_end"]:
             out.append(f"Keyframe {frame} is outside the frame range {snap['frame_start']}-{snap['frame_end']}")
-    return out
+    return out + stylise_spec.problems(snap)
 
 
 def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
@@ -160,6 +161,7 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         )
         if snap["keyframes"]
         else None,
+        **stylise_spec.spec_fields(snap),
     )
     data = spec.to_dict()
     if camera_path is None and spec.camera_motion in ("auto", "cameractrl"):

@@ -22,6 +22,11 @@ def _chunk(kind: bytes, data: bytes) -> bytes:
 
 def write_png(path, array) -> None:
     """Write an H×W or H×W×C (C = 1..4) uint8 array; row 0 is the top of the image."""
+    Path(path).write_bytes(png_bytes(array))
+
+
+def png_bytes(array) -> bytes:
+    """The PNG file of an H×W or H×W×C (C = 1..4) uint8 array; row 0 is the top of the image."""
     pixels = np.asarray(array)
     if pixels.dtype != np.uint8:
         raise TypeError(f"write_png needs uint8 pixels, got {pixels.dtype}")
@@ -35,7 +40,7 @@ def write_png(path, array) -> None:
     rows[:, 0] = 0  # filter type 0 (None) on every row
     rows[:, 1:] = pixels.reshape(height, -1)
     data = _SIGNATURE + _chunk(b"IHDR", header) + _chunk(b"IDAT", zlib.compress(rows, 6))
-    Path(path).write_bytes(data + _chunk(b"IEND", b""))
+    return data + _chunk(b"IEND", b"")
 
 
 def _paeth(a: int, b: int, c: int) -> int:

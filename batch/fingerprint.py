@@ -37,3 +37,9 @@ def fcurves(action):
 def digest(parts: dict) -> str:
     text = json.dumps({"format": FORMAT, **parts}, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()
+
+
+def file_digest(path) -> str:
+    """The content of an input file (a reference image): a changed image redoes the actions that use it."""
+    with open(path, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()

@@ -24,6 +24,32 @@ def directions(text: str) -> int:
     return int(text)
 
 
+def reference(text: str) -> tuple[Path, float]:
+    """IMAGE or IMAGE:WEIGHT (a drive letter's colon is part of the path)."""
+    path, weight = text, 0.6
+    head, _, tail = text.rpartition(":")
+    if head:
+        try:
+            path, weight = head, float(tail)
+        except ValueError:
+            pass
+    if not 0.0 <= weight <= 2.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: the weight after ':' goes from 0 to 2, e.g. hero.png:0.6")
+    if not Path(path).is_file():
+        raise argparse.ArgumentTypeError(f"{text!r}: no image file {path!r}; give IMAGE or IMAGE:WEIGHT")
+    return Path(path).resolve(), weight
+
+
+def fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not 0.0 <= value <= 1.0:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number from 0 (the render unchanged) to 1 (ignore it)")
+    return value
+
+
 def parse(argv: list[str]) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog=PROG, description="One sprite animation per action of a rigged character.")
     p.add_argument("--armature", help="the character's armature object (default: the only armature in the file)")
@@ -54,6 +80,36 @@ def parse(argv: list[str]) -> argparse.Namespace:
             help=f"use the {kind} guide (weight, default 1.0); when any guide flag is given, the "
             f"guides not named are off, else the scene's guide settings apply",
         )
+    t = p.add_argument_group("styling")
+    t.add_argument(
+        "--reference",
+        type=reference,
+        action="append",
+        default=[],
+        metavar="IMAGE[:WEIGHT]",
+        help="an image whose look every action and direction takes (IP-Adapter; weight 0-2, default 0.6); repeatable",
+    )
+    t.add_argument("--reference-model", default="", help="IP-Adapter name in the server's config (default: its first)")
+    t.add_argument(
+        "--init-strength",
+        type=fraction,
+        metavar="S",
+        help="start from the scene's render of every frame (video-to-video): 0 keeps the render, 1 ignores it",
+    )
+    t.add_argument(
+        "--init-engine",
+        choices=("scene", "workbench", "eevee"),
+        default="scene",
+        help="engine of the start frames with --init-strength (default: the scene's)",
+    )
+    t.add_argument(
+        "--free-init",
+        type=int,
+        choices=range(1, 6),
+        metavar="N",
+        help="FreeInit iterations, 1-5 (1 = off); each iteration runs the whole generation again",
+    )
+    t.add_argument("--motion-scale", type=float, metavar="S", help="motion scale, 0-3 (1 = as trained)")
     s = p.add_argument_group("server")
     s.add_argument("--server", help="URL of a running server")
     s.add_argument("--token", default="", help="the server's bearer token")

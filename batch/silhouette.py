@@ -14,41 +14,26 @@ import bpy
 import numpy as np
 
 from ..backend.png import read_png
-
-GEOMETRY = {"MESH", "CURVE", "SURFACE", "META", "FONT", "CURVES", "POINTCLOUD", "VOLUME"}
+from ..backend.subject import alone, subject_objects
 
 
 def character_objects(armature=None, collection: str = "") -> list:
     """The objects whose silhouette is the character: those of a named collection, or the armature's hierarchy
     (children at any depth and meshes deformed by it)."""
+    found = None
     if collection:
         found = bpy.data.collections.get(collection)
         if found is None:
             names = ", ".join(c.name for c in bpy.data.collections) or "none"
             raise ValueError(f"no collection {collection!r}; collections in the file: {names}")
-        objects = list(found.all_objects)
-    else:
-        objects = list(armature.children_recursive)
-        objects += [
-            o
-            for o in bpy.data.objects
-            if o.type == "MESH"
-            and o not in objects
-            and any(m.type == "ARMATURE" and m.object == armature for m in o.modifiers)
-        ]
-    objects = [o for o in objects if o.type in GEOMETRY]
-    if not objects:
-        raise ValueError(
-            f"{'collection ' + repr(collection) if collection else 'armature ' + repr(armature.name)}"
-            f" has no mesh to cut the sprites' alpha from"
-        )
-    return objects
+    try:
+        return subject_objects(armature, found)
+    except ValueError as e:
+        raise ValueError(f"{e} to cut the sprites' alpha from") from None
 
 
 @contextmanager
-def _only(scene, objects, folder: Path, samples: int):
-    keep = {o.name for o in objects}
-    hidden = [o for o in scene.objects if o.name not in keep and not o.hide_render]
+def _only(scene, folder: Path, samples: int):
     r, cycles = scene.render, scene.cycles
     saved = [
         (r, "engine"),
@@ -69,8 +54,6 @@ def _only(scene, objects, folder: Path, samples: int):
     ]
     values = [getattr(owner, name) for owner, name in saved]
     try:
-        for o in hidden:
-            o.hide_render = True
         r.engine = "CYCLES"
         r.film_transparent, r.use_compositing, r.use_sequencer = True, False, False
         r.filepath = str(folder / "mask_")
@@ -84,8 +67,6 @@ def _only(scene, objects, folder: Path, samples: int):
     finally:
         for (owner, name), value in zip(saved, values):
             setattr(owner, name, value)
-        for o in hidden:
-            o.hide_render = False
 
 
 def render_alpha(scene, objects, frames: list[int], samples: int = 16) -> list[np.ndarray]:
@@ -95,7 +76,7 @@ def render_alpha(scene, objects, frames: list[int], samples: int = 16) -> list[n
     with tempfile.TemporaryDirectory(prefix="marionette-alpha-") as tmp:
         folder = Path(tmp)
         try:
-            with _only(scene, objects, folder, samples):
+            with alone(scene, objects), _only(scene, folder, samples):
                 scene.frame_start, scene.frame_end = frames[0], frames[-1]
                 bpy.ops.render.render(animation=True)
         finally:

@@ -6,7 +6,7 @@ from pathlib import Path
 import bpy
 
 from .. import preferences
-from ..backend import camera, job_spec, keyframes, passes, pose_capture, scene_state, server_control
+from ..backend import camera, job_spec, keyframes, passes, pose_capture, scene_state, server_control, stylise_capture
 from ..backend.client import ServerError
 from ..server.protocol import FORM_POSE, GUIDE_FORM
 from . import paths
@@ -28,7 +28,7 @@ def capture_steps(scene, snap: dict, folder: Path, out: dict):
     the camera path, and fills `out` ("files", "camera_path") at the end. Guides render at the generation size
     (snap width × height). Every setting it changes is put back when the generator ends, fails or is closed."""
     frames = list(range(snap["frame_start"], snap["frame_end"] + 1))
-    total = len(frames) + len(snap["keyframes"]) + 1
+    total = len(frames) + len(snap["keyframes"]) + stylise_capture.render_count(snap, len(frames)) + 1
     folder.mkdir(parents=True, exist_ok=True)
     with scene_state.preserved(scene):
         render = scene.render
@@ -46,6 +46,10 @@ def capture_steps(scene, snap: dict, folder: Path, out: dict):
             for done, _, frame in keyframes.iter_keyframes(scene, snap["keyframes"], folder, written):
                 yield "keyframe", len(frames) + done, total, frame
             files["keyframe"] = [Path(p).read_bytes() for p in written]
+        done = len(frames) + len(snap["keyframes"])
+        for what, frame in stylise_capture.iter_styling(scene, snap, frames, folder, files):
+            done += 1
+            yield what, done, total, frame
         path = camera.camera_path(scene, frames, rendered["median_depth"])
         if "openpose" in snap["guides"]:
             files[FORM_POSE] = [capture_pose(scene, snap["openpose"], path, rendered["depth_raw"], folder)]

@@ -210,13 +210,12 @@ class Run:
             return
         runtime.capture_frame = frame
         runtime.progress = 0.2 * done / total
-        runtime.status = (
-            f"Rendering guides: frame {frame} ({done}/{total})"
-            if what == "guides"
-            else f"Rendering keyframe {frame}"
-            if what == "keyframe"
-            else "Camera path"
-        )
+        runtime.status = {
+            "guides": f"Rendering guides: frame {frame} ({done}/{total})",
+            "keyframe": f"Rendering keyframe {frame}",
+            "init": f"Rendering the start frames: frame {frame} ({done}/{total})",
+            "reference": f"Rendering a reference at frame {frame}",
+        }.get(what, "Camera path")
 
     def _close_capture(self):
         if self.capture is not None:

@@ -1,4 +1,4 @@
-"""Add, remove and reorder the image LoRAs and SparseCtrl keyframes shown as lists in the panel."""
+"""Add, remove and reorder the image LoRAs, SparseCtrl keyframes and image references shown as lists in the panel."""
 
 import bpy
 from bpy.props import EnumProperty
@@ -6,6 +6,13 @@ from bpy.props import EnumProperty
 
 def _settings(context):
     return context.scene.marionette
+
+
+def _remove_active(settings, items: str, index: str):
+    """Remove the list's active item; the next one (or the new last) becomes active."""
+    collection = getattr(settings, items)
+    collection.remove(min(getattr(settings, index), len(collection) - 1))
+    setattr(settings, index, max(0, min(getattr(settings, index), len(collection) - 1)))
 
 
 class MARIONETTE_OT_lora_add(bpy.types.Operator):
@@ -32,9 +39,7 @@ class MARIONETTE_OT_lora_remove(bpy.types.Operator):
         return len(_settings(context).loras) > 0
 
     def execute(self, context):
-        s = _settings(context)
-        s.loras.remove(min(s.lora_index, len(s.loras) - 1))
-        s.lora_index = max(0, min(s.lora_index, len(s.loras) - 1))
+        _remove_active(_settings(context), "loras", "lora_index")
         return {"FINISHED"}
 
 
@@ -92,9 +97,42 @@ class MARIONETTE_OT_keyframe_remove(bpy.types.Operator):
         return len(_settings(context).keyframes) > 0
 
     def execute(self, context):
-        s = _settings(context)
-        s.keyframes.remove(min(s.keyframe_index, len(s.keyframes) - 1))
-        s.keyframe_index = max(0, min(s.keyframe_index, len(s.keyframes) - 1))
+        _remove_active(_settings(context), "keyframes", "keyframe_index")
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_reference_add(bpy.types.Operator):
+    bl_idname = "marionette.reference_add"
+    bl_label = "Add Reference"
+    bl_description = (
+        "Add an image reference: an image file, or the selected character rendered alone at the current frame"
+    )
+    bl_options = {"REGISTER", "UNDO"}
+
+    def execute(self, context):
+        s, scene = _settings(context), context.scene
+        item = s.references.add()
+        item.frame = scene.frame_current
+        item.first, item.last = s.frame_range(scene)
+        obj = context.object
+        if obj is not None and obj.type not in {"CAMERA", "LIGHT"}:
+            item.source, item.subject = "RENDER", obj
+        s.reference_index = len(s.references) - 1
+        return {"FINISHED"}
+
+
+class MARIONETTE_OT_reference_remove(bpy.types.Operator):
+    bl_idname = "marionette.reference_remove"
+    bl_label = "Remove Reference"
+    bl_description = "Remove the selected image reference"
+    bl_options = {"REGISTER", "UNDO"}
+
+    @classmethod
+    def poll(cls, context):
+        return len(_settings(context).references) > 0
+
+    def execute(self, context):
+        _remove_active(_settings(context), "references", "reference_index")
         return {"FINISHED"}
 
 
@@ -104,4 +142,6 @@ CLASSES = (
     MARIONETTE_OT_lora_move,
     MARIONETTE_OT_keyframe_add,
     MARIONETTE_OT_keyframe_remove,
+    MARIONETTE_OT_reference_add,
+    MARIONETTE_OT_reference_remove,
 )

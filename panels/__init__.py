@@ -5,7 +5,8 @@ import bpy
 from ..backend import catalog, compositing, estimate, job_spec, pose_capture, rigs
 from ..operators import camera_match, generate
 from ..server.protocol import MOTION_LORAS
-from . import cache, lists, models
+from . import cache, lists, models, stylise
+from .text import wrap as _wrap
 
 
 class _Panel:
@@ -328,28 +329,21 @@ class MARIONETTE_PT_output(_Panel, bpy.types.Panel):
         layout.operator("marionette.import_result", icon="IMPORT")
 
 
-def _wrap(text: str, width: int) -> list[str]:
-    words, lines, line = text.split(), [], ""
-    for word in words:
-        if line and len(line) + len(word) + 1 > width:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    return lines + ([line] if line else [])
-
-
 CLASSES = (
-    MARIONETTE_PT_main,
-    MARIONETTE_PT_server,
-    MARIONETTE_PT_prompt,
-    MARIONETTE_PT_guides,
-    MARIONETTE_PT_pose,
-    MARIONETTE_PT_pose_map,
-    MARIONETTE_PT_camera,
-    MARIONETTE_PT_keyframes,
-    MARIONETTE_PT_output,
-) + models.CLASSES
+    (
+        MARIONETTE_PT_main,
+        MARIONETTE_PT_server,
+        MARIONETTE_PT_prompt,
+        MARIONETTE_PT_guides,
+        MARIONETTE_PT_pose,
+        MARIONETTE_PT_pose_map,
+        MARIONETTE_PT_camera,
+        MARIONETTE_PT_keyframes,
+        MARIONETTE_PT_output,
+    )
+    + stylise.CLASSES
+    + models.CLASSES
+)
 
 _register, _unregister = bpy.utils.register_classes_factory(lists.CLASSES + CLASSES)
 

@@ -38,6 +38,10 @@ def settings_key(scene) -> tuple:
         plain,
         tuple(k.frame for k in s.keyframes),
         tuple(item.name for item in s.loras),
+        tuple(
+            (r.source, r.image_path, bool(r.subject or r.subject_collection), r.whole_clip, r.first, r.last)
+            for r in s.references
+        ),
         scene.frame_start,
         scene.frame_end,
         r.resolution_x,

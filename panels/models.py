@@ -5,7 +5,7 @@ import bpy
 from .. import preferences
 from ..operators import models as model_ops
 
-KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora")
+KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora", "ip_adapter", "image_encoder")
 
 
 def _size(size) -> str:

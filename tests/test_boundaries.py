@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-BLENDER_SIDE = ["__init__.py", "properties.py", "preferences.py", "backend", "operators", "panels", "batch"]
+BLENDER_SIDE = [
+    "__init__.py",
+    "properties.py",
+    "properties_stylise.py",
+    "preferences.py",
+    "backend",
+    "operators",
+    "panels",
+    "batch",
+]
 FORBIDDEN_IN_BLENDER = {
     "torch",
     "diffusers",

@@ -20,6 +20,7 @@ SHIPPED_ROOTS = (
     "__init__.py",
     "blender_manifest.toml",
     "properties.py",
+    "properties_stylise.py",
     "preferences.py",
     "README.md",
     "backend/",
