@@ -114,6 +114,11 @@ def settings_props() -> dict:
             max=3.0,
             description="How much the motion module moves things: 1 as trained, below 1 calmer, above 1 livelier",
         ),
+        "window_motion_scales": StringProperty(
+            name="Per window",
+            description="One motion scale per context window, separated by commas (e.g. 1, 1.4, 0.8); empty: "
+            "Motion scale in every window",
+        ),
     }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import bpy
 
-from . import pose_capture, stylise_spec
+from . import estimate, pose_capture, stylise_spec
 from .protocol import (
     MOTION_LORAS,
     ContextSpec,
@@ -118,7 +118,8 @@ def problems(snap: dict, has_camera: bool) -> list[str]:
     for frame in snap["keyframes"]:
         if not snap["frame_start"] <= frame <= snap["frame_end"]:
             out.append(f"Keyframe {frame} is outside the frame range {snap['frame_start']}-{snap['frame_end']}")
-    return out + stylise_spec.problems(snap)
+    frames = snap["frame_end"] - snap["frame_start"] + 1
+    return out + stylise_spec.problems(snap, estimate.windows(frames, snap.get("context")) if frames >= 2 else 1)
 
 
 def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
@@ -152,7 +153,9 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
             Weighted(n, w) for n, w in snap["motion_loras"].items() if w > 0 and snap["camera_motion"] == "manual"
         ],
         camera=camera_path,
-        context=ContextSpec(**context) if context and (frames > context["length"] or context["loop"]) else None,
+        context=ContextSpec(**context, motion_scales=_window_scales(snap))
+        if context and (frames > context["length"] or context["loop"])
+        else None,
         prompts=[PromptKey(f - start, p) for f, p in snap.get("prompt_keys", [])],
         sparsectrl=SparseCtrlSpec(
             model=snap.get("sparsectrl_model") or "rgb",
@@ -169,6 +172,13 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
     checked = parse_spec(data)
     checked.camera = camera_path
     return checked
+
+
+def _window_scales(snap: dict) -> list[float]:
+    try:
+        return stylise_spec.window_scales(snap.get("window_motion_scales", ""))
+    except ValueError:
+        return []  # `problems` refuses it in words; parse_spec never sees it
 
 
 def _still_path(spec: JobSpec) -> dict:

@@ -12,15 +12,14 @@ from .protocol import FORM_INIT, FORM_REFERENCE
 from .subject import subject_objects
 
 
-def render_count(snap: dict, frames: int) -> int:
-    """How many renders `iter_styling` makes for a clip of `frames` frames."""
-    renders = sum(ref["source"] == "RENDER" for ref in snap.get("references", []))
-    return renders + (frames if snap.get("init") else 0)
+def step_count(snap: dict, frames: int) -> int:
+    """How many steps `iter_styling` takes for a clip of `frames` frames (one per render or reference)."""
+    return len(snap.get("references", [])) + (frames if snap.get("init") else 0)
 
 
 def iter_styling(scene, snap: dict, frames: list[int], folder: Path, files: dict):
-    """Yields ("init" | "reference", scene frame) after each render; fills `files` with the "init" and "reference"
-    form parts (in frame order and in the references' order)."""
+    """Yields ("init" | "reference", scene frame) after each render or reference file read; fills `files` with
+    the "init" and "reference" form parts (in frame order and in the references' order)."""
     if snap.get("init"):
         written: list = []
         engine = beauty.engine_id(scene, snap["init"]["engine"])
@@ -31,6 +30,7 @@ def iter_styling(scene, snap: dict, frames: list[int], folder: Path, files: dict
     for i, ref in enumerate(snap.get("references", [])):
         if ref["source"] == "FILE":
             parts.append(reference_render.image_file_png(ref["path"]))
+            yield "reference", ref["frame"]
             continue
         try:
             objects = subject_objects(bpy.data.objects.get(ref["subject"]), bpy.data.collections.get(ref["collection"]))

@@ -34,12 +34,36 @@ def snapshot(settings) -> dict:
         "init": {"strength": settings.init_strength, "engine": settings.init_engine} if settings.use_init else None,
         "free_init_iterations": settings.free_init_iterations,
         "motion_scale": settings.motion_scale,
+        "window_motion_scales": settings.window_motion_scales,
     }
 
 
-def problems(snap: dict) -> list[str]:
-    """What stops the references from being made, each saying what to do."""
+def window_scales(text: str) -> list[float]:
+    """The per-window motion scales typed as "1, 1.4, 0.8"; ValueError names an entry that is no number."""
     out = []
+    for part in text.replace(";", ",").split(","):
+        if part.strip():
+            try:
+                out.append(float(part))
+            except ValueError:
+                raise ValueError(f"{part.strip()!r} is not a number") from None
+    return out
+
+
+def problems(snap: dict, windows: int) -> list[str]:
+    """What stops the styling settings from being used, each saying what to do. `windows`: how many context
+    windows the clip runs in (1: none)."""
+    out = []
+    try:
+        scales = window_scales(snap.get("window_motion_scales", ""))
+    except ValueError as e:
+        scales = []
+        out.append(f"Motion scales per window: {e}; give numbers separated by commas")
+    if scales and windows < 2:
+        out.append(
+            "Motion scales per window need context windows, and the clip runs in one: clear them (Motion scale "
+            "applies to the whole clip)"
+        )
     start, end = snap["frame_start"], snap["frame_end"]
     for i, ref in enumerate(snap.get("references", []), 1):
         if ref["source"] == "FILE":

@@ -41,12 +41,20 @@ def reference(text: str) -> tuple[Path, float]:
 
 
 def fraction(text: str) -> float:
+    return _number(text, 0.0, 1.0, "from 0 (the render unchanged) to 1 (ignore it)")
+
+
+def motion_scale(text: str) -> float:
+    return _number(text, 0.0, 3.0, "from 0 to 3 (1 = as the motion module was trained)")
+
+
+def _number(text: str, low: float, high: float, what: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        value = -1.0
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"{text!r}: give a number from 0 (the render unchanged) to 1 (ignore it)")
+        value = low - 1
+    if not low <= value <= high:
+        raise argparse.ArgumentTypeError(f"{text!r}: give a number {what}")
     return value
 
 
@@ -109,7 +117,12 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="FreeInit iterations, 1-5 (1 = off); each iteration runs the whole generation again",
     )
-    t.add_argument("--motion-scale", type=float, metavar="S", help="motion scale, 0-3 (1 = as trained)")
+    t.add_argument("--motion-scale", type=motion_scale, metavar="S", help="motion scale, 0-3 (1 = as trained)")
+    t.add_argument(
+        "--motion-scales",
+        metavar="S1,S2,...",
+        help="one motion scale per context window (for actions long enough to run in windows)",
+    )
     s = p.add_argument_group("server")
     s.add_argument("--server", help="URL of a running server")
     s.add_argument("--token", default="", help="the server's bearer token")

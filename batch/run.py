@@ -17,7 +17,7 @@ from ..backend import camera, job_spec, launcher, server_control
 from ..backend.client import ServerError
 from ..backend.png import read_png, write_png
 from ..operators import generate as generate_op
-from . import directions, fingerprint, media, names, options, pivot, sheets, silhouette, terminal
+from . import directions, fingerprint, media, names, options, pivot, sheets, silhouette, styling, terminal
 
 RECORD = "batch.json"
 
@@ -108,25 +108,8 @@ def configure(args, scene):
             if weight is not None:
                 setattr(settings, f"{kind}_weight", weight)
     settings.use_scene_range, settings.loop = True, args.loop
-    styling(args, settings)
+    styling.apply(args, settings)
     settings.import_compositor = settings.import_sequencer = settings.import_camera_background = False
-
-
-def styling(args, settings):
-    """--reference, --init-strength, --free-init, --motion-scale onto the scene settings (the same for every action
-    and direction)."""
-    if args.reference:
-        settings.references.clear()
-        for path, weight in args.reference:
-            item = settings.references.add()
-            item.source, item.image_path, item.weight, item.model = "FILE", str(path), weight, args.reference_model
-    if args.init_strength is not None:
-        settings.use_init, settings.init_strength = True, args.init_strength
-        settings.init_engine = args.init_engine.upper()
-    if args.free_init is not None:
-        settings.free_init_iterations = args.free_init
-    if args.motion_scale is not None:
-        settings.motion_scale = args.motion_scale
 
 
 @contextmanager

@@ -28,7 +28,7 @@ def capture_steps(scene, snap: dict, folder: Path, out: dict):
     the camera path, and fills `out` ("files", "camera_path") at the end. Guides render at the generation size
     (snap width × height). Every setting it changes is put back when the generator ends, fails or is closed."""
     frames = list(range(snap["frame_start"], snap["frame_end"] + 1))
-    total = len(frames) + len(snap["keyframes"]) + stylise_capture.render_count(snap, len(frames)) + 1
+    total = len(frames) + len(snap["keyframes"]) + stylise_capture.step_count(snap, len(frames)) + 1
     folder.mkdir(parents=True, exist_ok=True)
     with scene_state.preserved(scene):
         render = scene.render

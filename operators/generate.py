@@ -214,7 +214,7 @@ class Run:
             "guides": f"Rendering guides: frame {frame} ({done}/{total})",
             "keyframe": f"Rendering keyframe {frame}",
             "init": f"Rendering the start frames: frame {frame} ({done}/{total})",
-            "reference": f"Rendering a reference at frame {frame}",
+            "reference": f"Image references ({done}/{total})",
         }.get(what, "Camera path")
 
     def _close_capture(self):

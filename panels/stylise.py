@@ -3,7 +3,7 @@
 
 import bpy
 
-from ..backend import beauty, catalog
+from ..backend import beauty, catalog, estimate
 from .text import wrap
 
 
@@ -126,6 +126,12 @@ class MARIONETTE_PT_motion(_Panel, bpy.types.Panel):
         if s.motion_scale != 1.0:
             calmer = "calmer" if s.motion_scale < 1.0 else "livelier"
             _labels(layout, f"Motion {calmer} than the motion module was trained for (1 = as trained)")
+        start, end = s.frame_range(context.scene)
+        context_ = {"length": s.context_length, "overlap": s.context_overlap, "loop": s.loop}
+        windows = estimate.windows(end - start + 1, context_) if s.use_context and end > start else 1
+        if windows > 1 or s.window_motion_scales:
+            layout.prop(s, "window_motion_scales")
+            _labels(layout, f"{windows} context window(s): one value each, or empty for Motion scale everywhere")
 
 
 CLASSES = (MARIONETTE_PT_references, MARIONETTE_PT_init, MARIONETTE_PT_motion)

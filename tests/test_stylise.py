@@ -121,7 +121,16 @@ def test_capture_renders_start_frames_and_references_and_the_spec_passes_the_ser
     before = scene_state(scene)
 
     snap = ext("backend.job_spec").snapshot(settings, scene)
-    files, path = ext("operators.capture").capture(scene, snap, tmp_path / "guides")
+    out: dict = {}
+    steps = [
+        (what, done, total)
+        for what, done, total, _ in ext("operators.capture").capture_steps(scene, snap, tmp_path / "guides", out)
+    ]
+    # one render (or one reference) per step, so a timer tick never holds Blender longer than one render
+    styling = [(what, done) for what, done, _ in steps if what != "guides"]
+    assert styling == [("init", 4), ("init", 5), ("init", 6)] + [("reference", n) for n in (7, 8, 9)] + [("camera", 10)]
+    assert {total for _, _, total in steps} == {10}
+    files, path = out["files"], out["camera_path"]
     assert scene_state(scene) == before, "engine, film, world, hide flags, frame and camera all come back"
 
     init = [read_png_bytes(b) for b in files["init"]]
@@ -226,6 +235,31 @@ def test_the_panel_says_how_to_get_an_ip_adapter_and_draws_every_styling_state(e
     catalog.clear()
 
 
+def test_motion_scales_per_window_reach_the_spec_or_say_what_to_fix(extension, tmp_path):
+    scene = scene_with_camera(tmp_path, frames=24)
+    settings = scene.marionette
+    generate, job_spec = ext("operators.generate"), ext("backend.job_spec")
+    settings.window_motion_scales = "1, 1.5"  # 24 frames in windows of 16 overlapping by 4: two windows
+    assert generate.refusals(bpy.context) == []
+    spec = job_spec.build_spec(job_spec.snapshot(settings, scene))
+    assert spec.context.motion_scales == [1.0, 1.5] and spec.motion_scale == 1.0
+    assert "2 context window(s): one value each" in shown(draw_all())
+    settings.window_motion_scales = "1"
+    assert generate.refusals(bpy.context) == [
+        "context.motion_scales: 1 values for 2 windows (24 frames, windows of 16 overlapping by 4); give one per "
+        "window or none"
+    ]
+    settings.window_motion_scales = "1, fast"
+    assert generate.refusals(bpy.context) == [
+        "Motion scales per window: 'fast' is not a number; give numbers separated by commas"
+    ]
+    scene.frame_end = 8
+    settings.window_motion_scales = "1, 1.5"
+    assert (
+        "Motion scales per window need context windows, and the clip runs in one" in generate.refusals(bpy.context)[0]
+    )
+
+
 def test_generate_sends_references_and_start_frames_to_the_server(extension, tiny_server, tmp_path):
     scene, cube, side = studio(tmp_path, frames=4)
     scene.render.engine = "BLENDER_WORKBENCH"
@@ -274,3 +308,5 @@ def test_batch_reference_and_init_strength_reach_every_job(extension, tiny_serve
 
     assert command(extension, blend, *server_args(tiny_server, out, "--reference", str(tmp_path / "no.png"))) == 2
     assert "no image file" in capfd.readouterr().err
+    assert command(extension, blend, *server_args(tiny_server, out, "--motion-scale", "5")) == 2
+    assert "give a number from 0 to 3" in capfd.readouterr().err
