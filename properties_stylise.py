@@ -90,13 +90,8 @@ def settings_props() -> dict:
             default=False,
             description="Video-to-video: render every frame and let the generation start from it",
         ),
-        "init_strength": FloatProperty(
-            name="Strength",
-            default=0.6,
-            min=0.0,
-            max=1.0,
-            subtype="FACTOR",
-            description="How much the generation changes the render: 0 keeps the render unchanged, 1 ignores it",
+        "init_strength": _fraction(
+            "Strength", 0.6, "How much the generation changes the render: 0 keeps the render unchanged, 1 ignores it"
         ),
         "init_engine": EnumProperty(name="Engine", items=INIT_ENGINES, default="SCENE"),
         "free_init_iterations": IntProperty(

@@ -39,21 +39,24 @@ def neutral_world(scene):
         bpy.data.worlds.remove(world)
 
 
-def iter_reference(scene, objects, frame: int, camera, path: Path):
-    """Render the reference into `path` (one render: yields once after it). `camera` None: the scene camera."""
+def render_reference(scene, objects, frame: int, camera, path: Path) -> Path:
+    """Render the reference into `path` (one render); the scene is back as it was when this returns. `camera`
+    None: the scene camera."""
     path = Path(path)
+    written: list = []
     with preserved(scene), alone(scene, objects, keep_types={"LIGHT"}), neutral_world(scene):
         if camera is not None:
             scene.camera = camera
         scene.render.film_transparent = True
-        written: list = []
-        yield from iter_renders(scene, [frame], path.parent, written, f"{path.stem}_raw", rgba=True)
+        for _ in iter_renders(scene, [frame], path.parent, written, f"{path.stem}_raw", rgba=True):
+            pass
     raw = Path(written[0])
     rgba = read_png(raw).astype(np.float32)
     raw.unlink()
     alpha = rgba[..., 3:4] / 255.0
     rgb = rgba[..., :3] * alpha + np.array(NEUTRAL, np.float32) * (1.0 - alpha)
     write_png(path, np.round(rgb).astype(np.uint8))
+    return path
 
 
 def image_file_png(path) -> bytes:

@@ -38,8 +38,7 @@ def iter_styling(scene, snap: dict, frames: list[int], folder: Path, files: dict
             raise ValueError(f"reference {i + 1}: {e}") from None
         path = folder / f"reference_{i + 1:04d}.png"
         camera = bpy.data.objects.get(ref["camera"]) if ref["camera"] else None
-        for _ in reference_render.iter_reference(scene, objects, ref["frame"], camera, path):
-            yield "reference", ref["frame"]
-        parts.append(path.read_bytes())
+        parts.append(reference_render.render_reference(scene, objects, ref["frame"], camera, path).read_bytes())
+        yield "reference", ref["frame"]
     if parts:
         files[FORM_REFERENCE] = parts

@@ -44,7 +44,6 @@ class MARIONETTE_PT_references(_Panel, bpy.types.Panel):
             if not s.references:
                 return
         row = layout.row()
-        row.enabled = why is None or bool(s.references)
         row.template_list("MARIONETTE_UL_references", "", s, "references", s, "reference_index", rows=2)
         col = row.column(align=True)
         col.operator("marionette.reference_add", text="", icon="ADD")
