@@ -87,6 +87,14 @@ def add_reference(settings, **values):
     return item
 
 
+def remembered_catalog(tmp_path, **kinds):
+    catalog = ext("backend.catalog")
+    catalog.clear()
+    file = tmp_path / "catalog.json"
+    file.write_text(json.dumps({"base": ["sd15"], "motion_module": ["v2"], "motion_info": {}, **kinds}))
+    catalog.load(file)
+
+
 def test_a_rendered_reference_is_the_character_alone_on_neutral_grey_and_the_scene_comes_back(extension, tmp_path):
     scene, cube, side = studio(tmp_path)
     reference_render = ext("backend.reference_render")
@@ -119,6 +127,7 @@ def test_capture_renders_start_frames_and_references_and_the_spec_passes_the_ser
     bpy.data.images.remove(jpeg)
     bpy.ops.object.select_all(action="DESELECT")
     bpy.context.view_layer.objects.active = None
+    remembered_catalog(tmp_path, ip_adapter=["ip_adapter", "ip_plus"])  # an empty model: the server's first
     add_reference(settings, image_path=str(png), weight=0.7)
     add_reference(settings, image_path=str(tmp_path / "look.jpg"), whole_clip=False, first=2, last=3)
     add_reference(settings, source="RENDER", subject=cube, frame=3, camera=side, model="ip_plus", start=0.2)
@@ -162,6 +171,7 @@ def test_capture_renders_start_frames_and_references_and_the_spec_passes_the_ser
     assert [f for f, _ in guide_errors(spec, {**counts, "init": 2, "reference": 2})] == ["reference", "init"]
     with pytest.raises(ext("server.protocol").SpecError, match="init"):  # the extension's own copy of the class
         job_spec.with_guides(spec, path, {**files, "init": files["init"][:2]})
+    ext("backend.catalog").clear()
 
 
 def read_png_bytes(data: bytes) -> np.ndarray:
@@ -182,23 +192,14 @@ def test_eevee_is_named_as_this_blender_names_it(extension, tmp_path):
     assert beauty.engine_id(scene, "WORKBENCH") == "BLENDER_WORKBENCH"
 
 
-def remembered_catalog(tmp_path, **kinds):
-    catalog = ext("backend.catalog")
-    catalog.clear()
-    file = tmp_path / "catalog.json"
-    file.write_text(json.dumps({"base": ["sd15"], "motion_module": ["v2"], "motion_info": {}, **kinds}))
-    catalog.load(file)
-
-
-def test_the_panel_says_how_to_get_an_ip_adapter_and_draws_every_styling_state(extension, tiny_server, tmp_path):
+def test_the_panel_says_how_to_get_an_ip_adapter_and_draws_every_styling_state(extension, tmp_path):
     scene, cube, _side = studio(tmp_path)
     settings = scene.marionette
     catalog = ext("backend.catalog")
     catalog.clear()
     assert "Server models unknown: start the server, then Refresh Models" in shown(draw_all())
 
-    point_at(extension, tiny_server.url)
-    bpy.ops.marionette.refresh_models()
+    remembered_catalog(tmp_path)  # a server without an ip_adapter entry
     text = shown(draw_all())
     assert "References need an IP-Adapter model on the server, and it has none" in text
     assert ("operator", "marionette.reference_add") not in draw_all(), "not offered without an IP-Adapter"
