@@ -4,6 +4,7 @@ the panel, the spec and form parts the add-on builds, what the real server recei
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import sys
@@ -273,6 +274,7 @@ def test_generate_sends_references_and_start_frames_to_the_server(extension, tin
     png = tmp_path / "look.png"
     write_png(png, np.full((24, 24, 3), (30, 60, 200), np.uint8))
     bpy.context.view_layer.objects.active = None
+    ext("backend.catalog").clear()  # no model picked and no list known: the spec's default name, "ip_adapter"
     add_reference(settings, image_path=str(png), weight=0.8)
     add_reference(settings, source="RENDER", subject=cube, camera=side, whole_clip=False, first=3, last=4)
     settings.use_init, settings.init_strength = True, 0.5
@@ -293,7 +295,12 @@ def test_generate_sends_references_and_start_frames_to_the_server(extension, tin
     assert sent["free_init"]["iterations"] == 2 and sent["motion_scale"] == pytest.approx(1.2)
     guides = Path(runtime.job_dir) / "guides"
     assert sorted(p.name for p in guides.glob("init_*.png")) == [f"init_{i:04d}.png" for i in range(1, 5)]
-    assert (guides / "reference_0002.png").exists()
+    # the IP-Adapter ran on exactly the images the add-on sent: the file as it is, then the render it made
+    sent_images = [png.read_bytes(), (guides / "reference_0002.png").read_bytes()]
+    assert [r["image_sha256"] for r in manifest["plan"]["references"]] == [
+        hashlib.sha256(data).hexdigest() for data in sent_images
+    ]
+    assert [r["model"] for r in manifest["plan"]["references"]] == ["ip_adapter", "ip_adapter"]
 
 
 def test_batch_reference_and_init_strength_reach_every_job(extension, tiny_server, tmp_path, capfd):
