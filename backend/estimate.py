@@ -60,7 +60,9 @@ def estimate(snap: dict, module: dict | None) -> dict:
     windowed = context is not None and (n_windows > 1 or context["loop"])
     per_window = min(frames, context["length"]) if windowed else frames
     iterations = snap.get("free_init_iterations", 1)
-    work = n_windows * per_window * snap["steps"] * iterations
+    init = snap.get("init")  # video-to-video runs int(steps · strength) of the steps
+    steps = min(int(snap["steps"] * init["strength"]), snap["steps"]) if init else snap["steps"]
+    work = n_windows * per_window * steps * iterations
     w, h = snap["width"], snap["height"]
     if max(w, h) > COMFORT_LONG_SIDE:
         warnings.append(

@@ -74,7 +74,7 @@ def apply_messages(context, generation: Generation, messages) -> str | None:
             runtime.status = "Loading models"
         elif kind == "step":
             runtime.status = f"Step {data['i']}/{data['n']}"
-            runtime.progress = 0.9 * data["i"] / steps
+            runtime.progress = 0.9 * data["i"] / (data.get("n") or steps)  # FreeInit repeats the steps
             show_preview(generation.out_dir / "preview.png")
         elif kind == "frame":
             generation.received.add(data["index"])

@@ -301,6 +301,10 @@ def test_generate_sends_references_and_start_frames_to_the_server(extension, tin
         hashlib.sha256(data).hexdigest() for data in sent_images
     ]
     assert [r["model"] for r in manifest["plan"]["references"]] == ["ip_adapter", "ip_adapter"]
+    # the video-to-video start frames the server used are the add-on's beauty renders, in frame order
+    frames = b"".join((guides / f"init_{i:04d}.png").read_bytes() for i in range(1, 5))
+    assert manifest["init"]["sha256"] == hashlib.sha256(frames).hexdigest() and manifest["init"]["frames"] == 4
+    assert manifest["plan"]["sampling"]["free_init_iterations"] == 2
 
 
 def test_batch_reference_and_init_strength_reach_every_job(extension, tiny_server, tmp_path, capfd):
