@@ -67,7 +67,9 @@ def test_every_models_toml_entry_loads(tiny_models):
         SparseControlNetModel,
         UNet2DConditionModel,
     )
-    from transformers import CLIPTextModel, CLIPTokenizer
+    from transformers import CLIPTextModel, CLIPTokenizer, CLIPVisionModelWithProjection
+
+    from server.engine.ip_adapter import IPAdapter
 
     seen = set()
     for kind, name, source, config in entries(tiny_models):
@@ -94,9 +96,26 @@ def test_every_models_toml_entry_loads(tiny_models):
         elif kind == "lora":
             sd = C.image_lora_source(source)
             assert any(k.startswith("lora_unet_") for k in sd) and any(k.startswith("lora_te_") for k in sd)
+        elif kind == "image_encoder":
+            model = C.load_image_encoder(source, config)
+            assert isinstance(model, CLIPVisionModelWithProjection), name
+            assert_cpu_float32(model)
+        elif kind == "ip_adapter":
+            model = C.load_ip_adapter(source, config)
+            assert isinstance(model, IPAdapter) and model.variant in ("plain", "plus"), name
+            assert_cpu_float32(model)
         else:
             raise AssertionError(f"unexpected kind {kind}")
-    assert seen == {"base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora"}
+    assert seen == {
+        "base",
+        "motion_module",
+        "controlnet",
+        "sparsectrl",
+        "motion_lora",
+        "lora",
+        "image_encoder",
+        "ip_adapter",
+    }
     names = {(kind, name) for kind, name, _, _ in entries(tiny_models)}
     assert {("motion_lora", n) for n in MOTION_LORAS} <= names
     assert {("motion_lora", n + "-original") for n in MOTION_LORAS} <= names
