@@ -66,7 +66,9 @@ def main():
     p.add_argument("--steps", type=int, default=4)
     p.add_argument("--length", type=int, default=16)
     p.add_argument("--overlap", type=int, default=4)
-    p.add_argument("--chunk", type=int, default=16, help="frames per call of a per-frame layer (mode temporal)")
+    p.add_argument(
+        "--chunk", type=int, default=ContextWindows.chunk, help="frames per call of a per-frame layer (mode temporal)"
+    )
     p.add_argument("--controlnet", default="depth", help="a ControlNet of the models' config; '' for none")
     p.add_argument("--modes", default=",".join(MODES))
     p.add_argument("--device", default="cpu")

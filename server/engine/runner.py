@@ -24,7 +24,7 @@ from .planning import model_identities, plan, references_plan
 from .references import Reference
 from .schedulers import make_scheduler
 from .store import ModelStore
-from .windows import ContextWindows
+from .windows import LOW_VRAM_CHUNK, ContextWindows
 
 
 def _library_versions() -> dict:
@@ -141,6 +141,8 @@ def run_job(job: Job, store: ModelStore):
             job.check_cancel()  # a cancel during decoding keeps the frames written so far
 
         context = None if spec.context is None else ContextWindows(**asdict(spec.context))
+        if context is not None and store.low_vram:
+            context.chunk = LOW_VRAM_CHUNK
         on_window = None
         schedule = resolved.window_motion_loras()  # the camera was matched on the same windows: one per window
         if context is not None and schedule:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from ..protocol import WINDOW_MODES as WINDOW_MODES  # "temporal" | "unet"
 from ..protocol import context_windows as context_windows  # the one window split
 
+LOW_VRAM_CHUNK = 16
+
 
 @dataclass
 class ContextWindows:
@@ -27,7 +29,10 @@ class ContextWindows:
     loop: bool = False  # windows wrap from the last frames to the first, so the clip loops seamlessly
     fuse: str = "pyramid"  # "pyramid": frames near a window's centre count more; "flat": all the same
     mode: str = "temporal"
-    chunk: int = 16  # frames per call of a per-frame layer or ControlNet in mode "temporal"
+    # Frames per call of a per-frame layer or ControlNet in mode "temporal". 32: at 128 frames 0.93x FreeNoise's
+    # cost per frame with a quarter of its largest tensor (bench/RESULTS.md); the peak is a 32-frame clip's whatever
+    # the clip's length. --low-vram halves it (LOW_VRAM_CHUNK).
+    chunk: int = 32
     motion_scales: list[float] = field(default_factory=list)  # one per window; empty: the job's motion_scale
 
 
