@@ -28,21 +28,6 @@ class MARIONETTE_OT_lora_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MARIONETTE_OT_lora_remove(bpy.types.Operator):
-    bl_idname = "marionette.lora_remove"
-    bl_label = "Remove LoRA"
-    bl_description = "Remove the selected image LoRA"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return len(_settings(context).loras) > 0
-
-    def execute(self, context):
-        _remove_active(_settings(context), "loras", "lora_index")
-        return {"FINISHED"}
-
-
 class MARIONETTE_OT_lora_move(bpy.types.Operator):
     bl_idname = "marionette.lora_move"
     bl_label = "Move LoRA"
@@ -86,21 +71,6 @@ class MARIONETTE_OT_keyframe_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MARIONETTE_OT_keyframe_remove(bpy.types.Operator):
-    bl_idname = "marionette.keyframe_remove"
-    bl_label = "Remove Keyframe"
-    bl_description = "Remove the selected keyframe"
-    bl_options = {"REGISTER", "UNDO"}
-
-    @classmethod
-    def poll(cls, context):
-        return len(_settings(context).keyframes) > 0
-
-    def execute(self, context):
-        _remove_active(_settings(context), "keyframes", "keyframe_index")
-        return {"FINISHED"}
-
-
 class MARIONETTE_OT_reference_add(bpy.types.Operator):
     bl_idname = "marionette.reference_add"
     bl_label = "Add Reference"
@@ -121,20 +91,37 @@ class MARIONETTE_OT_reference_add(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MARIONETTE_OT_reference_remove(bpy.types.Operator):
-    bl_idname = "marionette.reference_remove"
-    bl_label = "Remove Reference"
-    bl_description = "Remove the selected image reference"
-    bl_options = {"REGISTER", "UNDO"}
+def _remove_operator(name: str, items: str, label: str, description: str):
+    """The Remove operator of one list: removes the active item (the lists differ only in their names)."""
 
-    @classmethod
     def poll(cls, context):
-        return len(_settings(context).references) > 0
+        return len(getattr(_settings(context), items)) > 0
 
     def execute(self, context):
-        _remove_active(_settings(context), "references", "reference_index")
+        _remove_active(_settings(context), items, f"{name}_index")
         return {"FINISHED"}
 
+    return type(
+        f"MARIONETTE_OT_{name}_remove",
+        (bpy.types.Operator,),
+        {
+            "bl_idname": f"marionette.{name}_remove",
+            "bl_label": label,
+            "bl_description": description,
+            "bl_options": {"REGISTER", "UNDO"},
+            "poll": classmethod(poll),
+            "execute": execute,
+        },
+    )
+
+
+MARIONETTE_OT_lora_remove = _remove_operator("lora", "loras", "Remove LoRA", "Remove the selected image LoRA")
+MARIONETTE_OT_keyframe_remove = _remove_operator(
+    "keyframe", "keyframes", "Remove Keyframe", "Remove the selected keyframe"
+)
+MARIONETTE_OT_reference_remove = _remove_operator(
+    "reference", "references", "Remove Reference", "Remove the selected image reference"
+)
 
 CLASSES = (
     MARIONETTE_OT_lora_add,

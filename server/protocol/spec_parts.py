@@ -188,13 +188,13 @@ def _free_init(errors, raw) -> FreeInitSpec | None:
     if raw.get("filter", default.filter) not in FREE_INIT_FILTERS:
         errors.append(("free_init.filter", f"must be one of {', '.join(FREE_INIT_FILTERS)}"))
         ok = False
-    cutoffs = {}
+    cutoffs = []
     for name in ("spatial_cutoff", "temporal_cutoff"):
         value = raw.get(name, getattr(default, name))
-        if _number(errors, f"free_init.{name}", value, 0.0, 1.0) and value == 0:
+        if not _number(errors, f"free_init.{name}", value, 0.0, 1.0):
+            ok = False
+        elif value == 0:
             errors.append((f"free_init.{name}", "must be above 0 (0 would keep no low frequencies at all)"))
             ok = False
-        cutoffs[name] = value
-    if not ok or len(cutoffs) < 2 or not all(isinstance(v, (int, float)) for v in cutoffs.values()):
-        return None
-    return FreeInitSpec(iterations, raw.get("filter", default.filter), *(float(v) for v in cutoffs.values()))
+        cutoffs.append(value)
+    return FreeInitSpec(iterations, raw.get("filter", default.filter), *map(float, cutoffs)) if ok else None
