@@ -139,6 +139,7 @@ def test_references_init_free_init_and_motion_scales_round_trip():
     assert [(r.model, r.first, r.last) for r in spec.references] == [("ip_adapter", 0, 20), ("ip_plus", 21, None)]
     assert spec.init.strength == 0.3 and spec.free_init.iterations == 2 and spec.motion_scale == 1.2
     assert parse_spec(spec.to_dict()) == spec
+    assert parse_spec({"prompt": "x", "vae": "mse", "clip_skip": 2}).clip_skip == 2
     assert guide_errors(spec, {"reference": 2, "init": 40}) == []
     assert [f for f, _ in guide_errors(spec, {"reference": 1})] == ["reference", "init"]
 
@@ -156,6 +157,9 @@ def test_references_init_free_init_and_motion_scales_round_trip():
         ({"free_init": {"temporal_cutoff": 0}}, "free_init.temporal_cutoff"),
         ({"motion_scale": 5}, "motion_scale"),
         ({"frames": 40, "context": {"motion_scales": [1, 1]}}, "context.motion_scales"),
+        ({"clip_skip": 0}, "clip_skip"),
+        ({"clip_skip": 2.0}, "clip_skip"),
+        ({"vae": 3}, "vae"),
     ],
 )
 def test_bad_reference_init_and_motion_fields_are_named(patch, field):

@@ -15,6 +15,7 @@ LIMITS = {
     "motion_scale": (0.0, 3.0),  # the motion modules' contribution: 0 none (frames independent), 1 as trained
     "references": (0, 8),
     "free_init_iterations": (1, 5),
+    "clip_skip": (1, 12),  # CLIP ViT-L/14 has 12 layers
 }
 
 

@@ -187,6 +187,9 @@ def parse_spec(data) -> JobSpec:
     init = _init(errors, data.get("init"))
     free_init = _free_init(errors, data.get("free_init"))
     _number(errors, "motion_scale", data.get("motion_scale", 1.0), *LIMITS["motion_scale"])
+    _number(errors, "clip_skip", data.get("clip_skip", 1), *LIMITS["clip_skip"], integer=True)
+    if not isinstance(data.get("vae", ""), str):
+        errors.append(("vae", "must be a string: a vae name of the server's model config, or empty for the base's own"))
     if errors:
         raise SpecError(errors)
     plain = {k: v for k, v in data.items() if k not in _PARTS}
