@@ -97,6 +97,8 @@ class Bench:
         self.args = args
         self.cuda = args.device.startswith("cuda")
         self.rows: list[dict] = []
+        self.t_start = time.perf_counter()
+        self.report = None  # () -> the table so far, set once the models are loaded
 
     def sync(self):
         if self.cuda:
@@ -130,9 +132,31 @@ class Bench:
             "out": out,
             "peak_gb": torch.cuda.max_memory_allocated() / 2**30 if self.cuda else float("nan"),
         }
+        self.add(row)
+        return row
+
+    def add(self, row: dict):
+        """Keep a row and rewrite the table at once: a run cut short (a device lease's time limit) still leaves
+        every figure measured so far in --out."""
         self.rows.append(row)
         print(json.dumps({k: v for k, v in row.items() if k != "out"}), flush=True)
-        return row
+        if self.report:
+            self.args.out.write_text(self.report())
+
+    def over_budget(self, part: str) -> bool:
+        """Whether the --budget seconds are spent; the parts left are named in the table's last row."""
+        if time.perf_counter() - self.t_start <= self.args.budget:
+            return False
+        self.add(
+            {
+                "name": f"{part}: not run",
+                "s": float("nan"),
+                "warmup_s": float("nan"),
+                "peak_gb": float("nan"),
+                "note": f"--budget {self.args.budget:.0f} s spent",
+            }
+        )
+        return True
 
 
 def guides(frames, size):
@@ -152,16 +176,17 @@ def main():
     p.add_argument("--root", type=Path, help="where the model files go (default: a temporary folder)")
     p.add_argument("--skip", default="", help="comma-separated parts to skip: compile,long,lowvram")
     p.add_argument("--out", type=Path, default=ROOT / "bench" / "gpu_results.md")
+    p.add_argument("--budget", type=float, default=float("inf"), help="seconds after which the parts left are skipped")
     args = p.parse_args()
     diffusers_logging.set_verbosity_error()
     if args.tiny:
         args.size, args.steps, args.long_frames = min(args.size, 64), min(args.steps, 4), min(args.long_frames, 48)
     skip = set(filter(None, args.skip.split(",")))
-    t_start = time.perf_counter()
+    bench = Bench(args)
+    t_start = bench.t_start
     root = args.root or Path(tempfile.mkdtemp(prefix="marionette-gpu-"))
     toml = write_models(root, args.tiny)
     write_s = time.perf_counter() - t_start
-    bench = Bench(args)
 
     t = time.perf_counter()
     store = ModelStore(ModelConfig.load(toml), device=args.device, dtype=args.dtype, low_vram=False)
@@ -215,7 +240,37 @@ def main():
             **common,
         )
 
-    plain1 = bench.measure("plain diffusers, 1 ControlNet", plain(1))
+    machine = torch.cuda.get_device_name() if bench.cuda else platform.processor() or platform.machine()
+    try:
+        commit = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+        ).stdout.strip()
+    except OSError:
+        commit = "?"
+
+    def report() -> str:
+        base = bench.rows[0]["s"]  # plain diffusers, 1 ControlNet
+        lines = [
+            f"## GPU: Marionette against plain diffusers ({time.strftime('%Y-%m-%d')})",
+            "",
+            f"Command: `bench/gpu.sh {' '.join(sys.argv[1:])}` at commit {commit}. Machine: {machine}; torch "
+            f"{torch.__version__}. {TINY_NOTE if args.tiny else FULL_NOTE}; "
+            f"{args.frames} frames, {args.size}², {args.steps} steps, CFG 7.5, {args.dtype}, median of {args.runs} "
+            f"after one warm-up. Files written in {write_s:.0f} s, loaded in {load_s:.1f} s; "
+            f"{time.perf_counter() - t_start:.0f} s from the start to this table.",
+            "",
+            "| configuration | s/job | × plain diffusers (1 ControlNet) | peak VRAM GiB | warm-up s | note |",
+            "| --- | ---: | ---: | ---: | ---: | --- |",
+        ]
+        for r in bench.rows:
+            lines.append(
+                f"| {r['name']} | {r['s']:.3f} | {r['s'] / base:.2f} | {r['peak_gb']:.2f} | "
+                f"{r['warmup_s']:.1f} | {r['note']} |"
+            )
+        return "\n".join(lines) + "\n"
+
+    bench.report = report
+    bench.measure("plain diffusers, 1 ControlNet", plain(1))
     bench.measure("plain diffusers, 3 ControlNets", plain(3))
     ref1 = bench.measure("Marionette, 1 ControlNet", ours(1))["out"]
     ref3 = bench.measure("Marionette, 3 ControlNets", ours(3))["out"]
@@ -230,7 +285,7 @@ def main():
 
     first["t0"] = time.perf_counter()
     ours(1, on_step=first_preview)()
-    bench.rows.append(
+    bench.add(
         {
             "name": "Marionette, 1 ControlNet: time to the first preview",
             "s": first["s"],
@@ -240,7 +295,7 @@ def main():
         }
     )
 
-    if "long" not in skip:
+    if "long" not in skip and not bench.over_budget("long clips"):
         for mode in ("temporal", "unet"):
             ctx = ContextWindows(length=16, overlap=4, mode=mode)
             row = bench.measure(
@@ -249,6 +304,7 @@ def main():
                 runs=1,
             )
             row["note"] = f"{row['s'] / args.long_frames:.4f} s/frame"
+            args.out.write_text(bench.report())
 
     for model in [pipe.unet, *nets]:
         model.to(memory_format=torch.channels_last)
@@ -257,7 +313,7 @@ def main():
     for net in nets:
         net.fuse_qkv_projections()
     bench.measure("Marionette, 1 ControlNet, channels-last + fused QKV", ours(1), reference=ref1)
-    if "compile" not in skip:
+    if "compile" not in skip and not bench.over_budget("torch.compile"):
         pipe.unet.compile(fullgraph=False)
         for net in nets:
             net.compile(fullgraph=False)
@@ -274,7 +330,7 @@ def main():
     gc.collect()
     if bench.cuda:
         torch.cuda.empty_cache()
-    if "lowvram" not in skip:
+    if "lowvram" not in skip and not bench.over_budget("low-VRAM"):
         low = ModelStore(ModelConfig.load(toml), device=args.device, dtype=args.dtype, low_vram=True)
         lpipe = low.pipeline("sd15", "v2")
         low.set_loras(lpipe, [])
@@ -288,31 +344,7 @@ def main():
         )
         bench.measure("Marionette low-VRAM, 3 ControlNets", ours(3), runs=1, reference=ref3)
 
-    machine = torch.cuda.get_device_name() if bench.cuda else platform.processor() or platform.machine()
-    try:
-        commit = subprocess.run(
-            ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
-        ).stdout.strip()
-    except OSError:
-        commit = "?"
-    lines = [
-        f"## GPU: Marionette against plain diffusers ({time.strftime('%Y-%m-%d')})",
-        "",
-        f"Command: `bench/gpu.sh {' '.join(sys.argv[1:])}` at commit {commit}. Machine: {machine}; torch "
-        f"{torch.__version__}. {TINY_NOTE if args.tiny else FULL_NOTE}; "
-        f"{args.frames} frames, {args.size}², {args.steps} steps, CFG 7.5, {args.dtype}, median of {args.runs} "
-        f"after one warm-up. Files written in {write_s:.0f} s, loaded in {load_s:.1f} s; whole run "
-        f"{time.perf_counter() - t_start:.0f} s.",
-        "",
-        "| configuration | s/job | × plain diffusers (1 ControlNet) | peak VRAM GiB | warm-up s | note |",
-        "| --- | ---: | ---: | ---: | ---: | --- |",
-    ]
-    for r in bench.rows:
-        lines.append(
-            f"| {r['name']} | {r['s']:.3f} | {r['s'] / plain1['s']:.2f} | {r['peak_gb']:.2f} | "
-            f"{r['warmup_s']:.1f} | {r['note']} |"
-        )
-    text = "\n".join(lines) + "\n"
+    text = bench.report()
     args.out.write_text(text)
     print("\n" + text)
 
