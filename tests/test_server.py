@@ -16,8 +16,11 @@ from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spe
 from PIL import Image
 from test_camera_motion import MOTIONS, make_path
 
+from backend.client import ServerError
+from backend.model_errors import artist_message
 from server.api import Settings, create_app
 from server.api.checks import check_models
+from server.api.errors import spec_error_response
 from server.api.model_names import UnknownModels
 from server.loaders import ModelConfig
 from server.protocol import parse_spec
@@ -251,6 +254,15 @@ def test_names_the_config_lacks_by_default_or_by_the_camera(tiny_models):
     assert "'pan_left'" in errors["camera_motion"] and "to its own left" in errors["camera_motion"]
     assert "zoom_in" in errors["camera_motion"] and '"manual"' in errors["camera_motion"]
     assert [d["name"] for d in e.value.details] == ["openpose", "pan_left"]
+    # the add-on's words for the same answer: the panel choices, not the field paths
+    answer = json.loads(spec_error_response(e.value.errors, e.value.details).body)["detail"]
+    said = artist_message(ServerError(422, "server answered 422", answer), spec.to_dict())
+    assert "The Pose ControlNet 'openpose' (Guides, the one an empty Model means) is not on the server." in said
+    assert "Pick one of: depth, depth-original, normal." in said
+    assert (
+        "Camera motion From camera needs the camera LoRA 'pan_left'" in said and "set Camera motion to Manual" in said
+    )
+    assert "controlnets[0]" not in said
 
 
 @pytest.mark.parametrize(
