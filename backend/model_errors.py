@@ -56,7 +56,9 @@ def unknown_model_sentence(item: dict, spec: dict, batch: bool = False) -> str:
     if root == "controlnets" and name == control:
         where += ", the one an empty Model means"
     if root == "motion_loras":
-        return f"{what} ({where}) is not on the server: set its weight to 0. The server has: {', '.join(known)}."
+        return f"{what} ({where}) is not on the server: set its weight to 0." + (
+            f" It has: {', '.join(known)}." if known else ""
+        )
     return f"{what} ({where}) is not on the server. {pick}"
 
 

@@ -228,6 +228,8 @@ def test_unknown_model_names_are_one_422_naming_each_field_and_the_known_names(s
     assert "style" not in detail["loras[1].name"]["name"]
     r = server.post("/models/base/sd99/download")
     assert r.status_code == 404 and "sd15" in r.json()["detail"]["known"]
+    r = server.post("/models/bases/sd15/download")
+    assert r.status_code == 404 and "no model kind 'bases'" in r.json()["detail"]["message"]
     _, events = run_to_end(server, tiny_spec())
     assert events[-1][1] == "done"
 
