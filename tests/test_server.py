@@ -14,16 +14,9 @@ from conftest import TOKEN
 from fastapi.testclient import TestClient
 from helpers import SIZE, gradient_frames, multipart, png, read_events, tiny_spec
 from PIL import Image
-from test_camera_motion import MOTIONS, make_path
 
-from backend.client import ServerError
-from backend.model_errors import artist_message
 from server.api import Settings, create_app
-from server.api.checks import check_models
-from server.api.errors import spec_error_response
-from server.api.model_names import UnknownModels
 from server.loaders import ModelConfig
-from server.protocol import parse_spec
 
 
 @pytest.fixture(scope="module")
@@ -232,39 +225,6 @@ def test_unknown_model_names_are_one_422_naming_each_field_and_the_known_names(s
     assert r.status_code == 404 and "no model kind 'bases'" in r.json()["detail"]["message"]
     _, events = run_to_end(server, tiny_spec())
     assert events[-1][1] == "done"
-
-
-def test_names_the_config_lacks_by_default_or_by_the_camera(tiny_models):
-    """An empty ControlNet model means the one named as its kind; camera_motion "auto" picks motion LoRAs from the
-    camera path: when the config lacks those, the field says so in those terms."""
-    full = ModelConfig.load(tiny_models / "models.toml")
-    entries = {kind: dict(named) for kind, named in full.entries.items()}
-    del entries["controlnet"]["openpose"], entries["motion_lora"]["pan_left"]
-    spec = parse_spec(
-        tiny_spec(
-            frames=16,
-            controlnets=[{"kind": "openpose", "model": ""}],
-            camera_motion="auto",
-            camera=make_path(MOTIONS["pan left by turning"][0], frames=16),
-        )
-    )
-    with pytest.raises(UnknownModels) as e:
-        check_models(ModelConfig(entries), spec)
-    errors = dict(e.value.errors)
-    assert list(errors) == ["controlnets[0].model", "camera_motion"]
-    assert "empty model means the one named as its kind" in errors["controlnets[0].model"]
-    assert "'pan_left'" in errors["camera_motion"] and "to its own left" in errors["camera_motion"]
-    assert "zoom_in" in errors["camera_motion"] and '"manual"' in errors["camera_motion"]
-    assert [d["name"] for d in e.value.details] == ["openpose", "pan_left"]
-    # the add-on's words for the same answer: the panel choices, not the field paths
-    answer = json.loads(spec_error_response(e.value.errors, e.value.details).body)["detail"]
-    said = artist_message(ServerError(422, "server answered 422", answer), spec.to_dict())
-    assert "The Pose ControlNet 'openpose' (Guides, the one an empty Model means) is not on the server." in said
-    assert "Pick one of: depth, depth-original, normal." in said
-    assert (
-        "Camera motion From camera needs the camera LoRA 'pan_left'" in said and "set Camera motion to Manual" in said
-    )
-    assert "controlnets[0]" not in said
 
 
 @pytest.mark.parametrize(
