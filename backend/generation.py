@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .client import Client, ServerError
+from .model_errors import artist_message
 from .protocol import FINAL_EVENTS, JobSpec, frame_filename
 
 
@@ -47,18 +48,12 @@ class Generation:
 
     def preflight(self):
         """Check the spec against the server: ("planned", plan) or a final ("error", ...)."""
+        # The camera path exists only after capture; the plan checks models and limits without it.
+        spec = {**self.spec.to_dict(), "camera_motion": "manual", "camera": None, "cameractrl": None}
         try:
-            # The camera path exists only after capture; the plan checks models and limits without it.
-            self.messages.put(
-                Message(
-                    "planned",
-                    self.client.plan(
-                        {**self.spec.to_dict(), "camera_motion": "manual", "camera": None, "cameractrl": None}
-                    ),
-                )
-            )
+            self.messages.put(Message("planned", self.client.plan(spec)))
         except ServerError as e:
-            self.messages.put(Message("error", {"message": str(e), "status": e.status}))
+            self.messages.put(Message("error", {"message": artist_message(e, spec), "status": e.status}))
             self.finished.set()
 
     def stream(self, spec: JobSpec, guides: dict[str, list[bytes]]):
@@ -91,7 +86,7 @@ class Generation:
                 )
             )
         except ServerError as e:
-            self.messages.put(Message("error", {"message": str(e), "status": e.status}))
+            self.messages.put(Message("error", {"message": artist_message(e, self.spec.to_dict()), "status": e.status}))
         except OSError as e:
             self.messages.put(Message("error", {"message": f"cannot write frames to {self.out_dir}: {e}"}))
         finally:

@@ -15,6 +15,7 @@ import numpy as np
 from .. import preferences
 from ..backend import camera, job_spec, launcher, server_control
 from ..backend.client import ServerError
+from ..backend.model_errors import artist_message
 from ..backend.png import read_png, write_png
 from ..operators import generate as generate_op
 from . import directions, fingerprint, media, names, options, pivot, sheets, silhouette, styling, terminal
@@ -271,7 +272,11 @@ class Batch:
     def fingerprint(self, action, frames: list[int], views) -> str:
         scene = self.scene
         spec = job_spec.build_spec(job_spec.snapshot(scene.marionette, scene)).to_dict()
-        plan = self.client.plan({**spec, "camera_motion": "manual", "camera": None})
+        checked = {**spec, "camera_motion": "manual", "camera": None, "cameractrl": None}
+        try:
+            plan = self.client.plan(checked)
+        except ServerError as e:
+            raise RuntimeError(artist_message(e, checked, batch=True)) from None
         cams, current = [], scene.frame_current
         try:
             for _, cam in views:

@@ -13,6 +13,7 @@ from bpy.app.handlers import persistent
 from .. import preferences
 from ..backend import camera, job_spec, server_control
 from ..backend.client import ServerError
+from ..backend.model_errors import artist_message
 from . import paths
 from .images import named_image
 
@@ -45,7 +46,10 @@ def match(context) -> dict:
         render.resolution_x, render.resolution_y, render.resolution_percentage = saved
     spec = job_spec.build_spec({**snap, "camera_motion": "auto"}, path)
     prefs = preferences.get(context)
-    plan = server_control.client(prefs.server_url, prefs.port, prefs.token).plan(spec.to_dict())
+    try:
+        plan = server_control.client(prefs.server_url, prefs.port, prefs.token).plan(spec.to_dict())
+    except ServerError as e:  # a model the server lacks, said as the panel's choice
+        raise ServerError(e.status, artist_message(e, spec.to_dict()), e.detail) from None
     plan["_first"] = snap["frame_start"]
     return plan
 

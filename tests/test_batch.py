@@ -378,3 +378,13 @@ def test_unknown_armature_lists_the_ones_there(extension, tmp_path, capfd):
     hero(blend)
     assert command(extension, blend, "--armature", "Nobody", "--server", "http://127.0.0.1:9") == 2
     assert "'Hero'" in capfd.readouterr().out
+
+
+def test_a_model_the_server_lacks_is_named_by_its_option(extension, tiny_server, tmp_path, capfd):
+    blend = tmp_path / "hero.blend"
+    hero(blend)
+    out = tmp_path / "out"
+    assert command(extension, blend, *server_args(tiny_server, out, "--base", "sd99")) == 1
+    said = capfd.readouterr().out
+    assert "The checkpoint 'sd99' (--base) is not on the server. Pick one of: sd15, sd15-single." in said
+    assert "base:" not in said and not list(out.rglob("*.png")), "refused before anything rendered"

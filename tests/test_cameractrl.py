@@ -447,7 +447,10 @@ def test_plan_reports_cameractrl_and_its_windows(client):
     v2 = client.post("/plan", json=spec(path, motion_module="v2", context={"length": 8, "overlap": 4})).json()
     assert any("v3" in n for n in v2["notes"])
     unknown = client.post("/plan", json=spec(path, context={"length": 8}, cameractrl={"model": "nope"}))
-    assert unknown.status_code == 404 and "camera_control" in unknown.text
+    assert unknown.status_code == 422 and [(d["field"], d["kind"]) for d in unknown.json()["detail"]] == [
+        ("cameractrl.model", "camera_control")
+    ]
+    assert "cameractrl" in unknown.json()["detail"][0]["known"]
 
 
 def test_job_with_cameractrl_controlnet_keyframes_and_windows(client):

@@ -388,3 +388,21 @@ def render(scene, path):
     scene.render.filepath = str(path)
     bpy.ops.render.render(write_still=True)
     return read_png(path)[..., :3]
+
+
+def test_models_the_server_lacks_are_named_as_the_panel_choices(extension, tiny_server, tmp_path):
+    """The server's 422 for names its config lacks reaches the artist as the panel's choices and what to pick,
+    before anything renders; the Marionette panel shows it."""
+    scene = scene_with_camera(tmp_path, frames=4, size=64, steps=1)
+    s = scene.marionette
+    s.base, s.use_depth, s.depth_model = "sd99", True, "foo"
+    point_at(extension, tiny_server.url)
+    assert bpy.ops.marionette.refresh_models() == {"FINISHED"}
+    with pytest.raises(RuntimeError, match="is not on the server"):
+        bpy.ops.marionette.generate()
+    error = runtime().error
+    assert "The checkpoint 'sd99' (Prompt & Models) is not on the server. Pick one of: sd15, sd15-single." in error
+    assert "The Depth ControlNet 'foo' (Guides) is not on the server. Pick one of: depth, depth-original," in error
+    assert "controlnets[" not in error and "base:" not in error and "422" not in error
+    assert ext("operators.generate")._active.capture is None, "refused before any guide was rendered"
+    assert "The Depth ControlNet 'foo' (Guides) is not on the server." in shown(draw_all())

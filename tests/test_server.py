@@ -174,13 +174,57 @@ def assert_field(r, status, field):
     assert any(d["field"] == field for d in detail), detail
 
 
-def test_unknown_model_is_404_listing_known(server):
-    r = submit(server, tiny_spec(base="sd99"))
-    assert r.status_code == 404
-    detail = r.json()["detail"]
-    assert detail["name"] == "sd99" and "sd15" in detail["known"]
-    r = submit(server, tiny_spec(motion_loras=[{"name": "spin", "weight": 1}]))
-    assert r.status_code == 404 and "zoom_in" in r.json()["detail"]["known"]
+UNKNOWN_NAMES = {
+    "base": "sd99",
+    "motion_module": "v9",
+    "controlnets": [{"kind": "depth"}, {"kind": "normal", "model": "normal_v99"}],
+    "loras": [{"name": "style"}, {"name": "nope"}],
+    "motion_loras": [{"name": "spin", "weight": 1}],
+    "sparsectrl": {"model": "scribble9", "keyframes": [0]},
+    "references": [{"model": "ip_adapter_x"}],
+    "vae": "vae_x",
+}
+UNKNOWN_FIELDS = {
+    "base": ("base", "sd99", "sd15"),
+    "motion_module": ("motion_module", "v9", "v3"),
+    "controlnets[1].model": ("controlnet", "normal_v99", "normal"),
+    "loras[1].name": ("lora", "nope", "style"),
+    "motion_loras[0].name": ("motion_lora", "spin", "zoom_in"),
+    "sparsectrl.model": ("sparsectrl", "scribble9", "rgb"),
+    "references[0].model": ("ip_adapter", "ip_adapter_x", "ip_adapter"),
+    "vae": ("vae", "vae_x", None),
+}
+
+
+def test_unknown_model_names_are_one_422_naming_each_field_and_the_known_names(server):
+    """A name the server's model config lacks is a mistake in the request: every one at once, by spec field, the
+    same on /plan and POST /jobs; the download of an unknown name stays a 404 (that is a missing resource)."""
+    spec = tiny_spec(**UNKNOWN_NAMES)
+    planned = server.post("/plan", json=spec)
+    submitted = submit(
+        server,
+        spec,
+        depth=gradient_frames(4),
+        normal=gradient_frames(4),
+        keyframe=gradient_frames(1),
+        reference=[png(np.zeros((8, 8, 3)))],
+    )
+    assert planned.status_code == submitted.status_code == 422, planned.text
+    assert planned.json() == submitted.json()
+    detail = {d["field"]: d for d in planned.json()["detail"]}
+    assert set(detail) == set(UNKNOWN_FIELDS), detail
+    for field, (kind, name, one_known) in UNKNOWN_FIELDS.items():
+        item = detail[field]
+        assert (item["kind"], item["name"]) == (kind, name) and repr(name) in item["message"]
+        if one_known:
+            assert one_known in item["known"] and one_known in item["message"]
+    assert "style" not in detail["loras[1].name"]["name"]
+    r = server.post("/models/base/sd99/download")
+    assert r.status_code == 404 and "sd15" in r.json()["detail"]["known"]
+    r = server.post("/models/bases/sd15/download")
+    assert r.status_code == 404 and "no model kind 'bases'" in r.json()["detail"]["message"]
+    _, events = run_to_end(server, tiny_spec())
+    assert events[-1][1] == "done"
 
 
 @pytest.mark.parametrize(

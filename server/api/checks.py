@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from fastapi import HTTPException, Request
 
-from ..engine.planning import motion_lora_names
-from ..loaders import CheckpointError, UnknownModel, hub, motion_adapter_info
+from ..loaders import CheckpointError, hub, motion_adapter_info
 from ..protocol import SpecError
 from ..protocol.inputs import decode_json
+from .model_names import resolve_models
 
 
 async def json_body(request: Request, where: str, hint: str = ""):
@@ -45,39 +45,16 @@ def require_files(entry):
         )
 
 
-def reference_entries(models, spec) -> list:
-    """The IP-Adapters and image encoders of the spec's references; a name the config lacks is a 422 naming the
-    reference's field and the configured names."""
-    entries, errors = [], []
-    for i, reference in enumerate(spec.references):
-        try:
-            adapter = models.get("ip_adapter", reference.model)
-        except UnknownModel as e:
-            errors.append((f"references[{i}].model", f"{e}; name an ip_adapter of the server's model config"))
-            continue
-        entries += [adapter, models.get("image_encoder", adapter.image_encoder)]
-    if errors:
-        raise SpecError(errors)
-    return list(dict.fromkeys(entries))
-
-
 def check_models(models, spec):
     """Every model name of the spec exists and its file is readable, and the clip fits the motion module.
-    Raises HTTPException 404 (unknown name), CheckpointError (a broken file: 409) or SpecError."""
-    try:
-        module = models.get("motion_module", spec.motion_module)
-        entries = [models.get("base", spec.base), module]
-        entries += [models.get("controlnet", c.model) for c in spec.controlnets]
-        entries += [models.get("lora", m.name) for m in spec.loras]
-        # with camera_motion "auto": the ones the camera matched
-        entries += [models.get("motion_lora", name) for name in sorted(motion_lora_names(spec))]
-        if spec.sparsectrl:
-            entries.append(models.get("sparsectrl", spec.sparsectrl.model))
-        if spec.cameractrl:
-            entries.append(models.get("camera_control", spec.cameractrl.model))
-        entries += reference_entries(models, spec)
-    except UnknownModel as e:
-        raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
+    Raises UnknownModels (every unknown name: 422), HTTPException 409 (files missing), CheckpointError (a broken
+    file: 409) or SpecError."""
+    named = resolve_models(models, spec)
+    module = named["motion_module"]
+    entries = list(named.values())
+    # each IP-Adapter brings its image encoder (the config names only encoders it has)
+    entries += [models.get("image_encoder", e.image_encoder) for e in entries if e.kind == "ip_adapter"]
+    entries = list(dict.fromkeys(entries))
     for entry in entries:
         require_files(entry)
     try:

@@ -62,8 +62,14 @@ def _downloads(request: Request) -> dict:
 
 
 def _entry(request: Request, kind: str, name: str):
+    """The configured model of the URL; a 404 (the URL names no resource) listing the known names or kinds."""
+    models = request.app.state.settings.models
+    if kind not in models.entries:
+        kinds = sorted(models.entries)
+        message = f"no model kind {kind[:40]!r}; kinds: {', '.join(kinds)}"
+        raise HTTPException(404, {"message": message, "kind": kind, "name": name, "known": kinds})
     try:
-        return request.app.state.settings.models.get(kind, name)
+        return models.get(kind, name)
     except UnknownModel as e:
         raise HTTPException(404, {"message": str(e), "kind": e.kind, "name": e.name, "known": e.known}) from None
 

@@ -37,10 +37,12 @@ def public(value):
     return value
 
 
-def spec_error_response(errors) -> JSONResponse:
-    return JSONResponse(
-        status_code=422, content={"detail": [{"field": f, "message": hide_paths(m)} for f, m in errors]}
-    )
+def spec_error_response(errors, details=None) -> JSONResponse:
+    """422 with one {"field", "message"} item per error; `details` (one dict per error) adds keys to each item."""
+    items = [{"field": f, "message": hide_paths(m)} for f, m in errors]
+    for item, extra in zip(items, details or (), strict=False):
+        item.update(public(extra))
+    return JSONResponse(status_code=422, content={"detail": items})
 
 
 def checkpoint_error_response(exc: CheckpointError, kind: str | None = None, name: str | None = None):
@@ -64,7 +66,7 @@ def disk_full_response(exc: OSError) -> JSONResponse:
 def install(app: FastAPI):
     @app.exception_handler(SpecError)
     async def spec_error(_request, exc: SpecError):
-        return spec_error_response(exc.errors)
+        return spec_error_response(exc.errors, getattr(exc, "details", None))
 
     @app.exception_handler(RequestValidationError)
     async def request_validation(_request, exc: RequestValidationError):

@@ -20,6 +20,7 @@ from ..protocol import (
     LIMITS,
     PROTOCOL_VERSION,
     SCHEDULERS,
+    WINDOW_MODES,
 )
 
 
@@ -28,6 +29,11 @@ def _range(kind, lo, hi, default=None):
     if default is not None:
         out["default"] = default
     return out
+
+
+# Fractions of the denoising steps where a ControlNet or a reference acts; start is below end.
+START = {"type": "number", "minimum": 0, "exclusiveMaximum": 1, "default": 0.0}
+END = {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 1.0}
 
 
 def _weighted(lo, hi):
@@ -85,7 +91,7 @@ JOB_SPEC = {
     "additionalProperties": False,
     "properties": {
         "prompt": {"type": "string", "minLength": 1},
-        "negative_prompt": {"type": "string"},
+        "negative_prompt": {"type": "string", "default": ""},
         "seed": _range("integer", 0, 2**63 - 1, 0),
         "steps": _range("integer", *LIMITS["steps"], 25),
         "guidance": _range("number", *LIMITS["guidance"], 7.5),
@@ -94,9 +100,9 @@ JOB_SPEC = {
         "frames": _range("integer", *LIMITS["frames"], 16),
         "frame_start": _range("integer", -(10**7), 10**7, 1),
         "fps": _range("integer", *LIMITS["fps"], 8),
-        "scheduler": {"enum": list(SCHEDULERS)},
-        "base": {"type": "string", "minLength": 1},
-        "motion_module": {"type": "string", "minLength": 1},
+        "scheduler": {"enum": list(SCHEDULERS), "default": "ddim"},
+        "base": {"type": "string", "minLength": 1, "default": "sd15"},
+        "motion_module": {"type": "string", "minLength": 1, "default": "v2"},
         "loras": _weighted(*LIMITS["weight"]),
         "motion_loras": _weighted(*LIMITS["motion_lora_weight"]),
         "controlnets": {
@@ -107,10 +113,10 @@ JOB_SPEC = {
                 "additionalProperties": False,
                 "properties": {
                     "kind": {"enum": list(CONTROL_KINDS)},
-                    "model": {"type": "string"},
-                    "weight": _range("number", *LIMITS["weight"]),
-                    "start": _range("number", 0, 1),
-                    "end": _range("number", 0, 1),
+                    "model": {"type": "string", "default": "", "description": "empty: the ControlNet named as kind"},
+                    "weight": _range("number", *LIMITS["weight"], 1.0),
+                    "start": START,
+                    "end": END,
                 },
             },
         },
@@ -119,21 +125,31 @@ JOB_SPEC = {
             "required": ["keyframes"],
             "additionalProperties": False,
             "properties": {
-                "model": {"type": "string"},
+                "model": {"type": "string", "default": "rgb"},
                 "keyframes": {"type": "array", "minItems": 1, "items": {"type": "integer", "minimum": 0}},
-                "weight": _range("number", *LIMITS["weight"]),
+                "weight": _range("number", *LIMITS["weight"], 1.0),
             },
         },
-        "camera_motion": {"enum": list(CAMERA_MOTION_MODES)},
+        "camera_motion": {"enum": list(CAMERA_MOTION_MODES), "default": "manual"},
         "camera": {"oneOf": [CAMERA_PATH, {"type": "null"}]},
+        "cameractrl": {
+            "type": ["object", "null"],
+            "additionalProperties": False,
+            "description": 'with camera_motion "cameractrl" (defaults filled in when left out)',
+            "properties": {
+                "model": {"type": "string", "minLength": 1, "default": "cameractrl"},
+                "scale": _range("number", 0.0, LIMITS["weight"][1], 1.0),
+            },
+        },
         "context": {
             "type": ["object", "null"],
             "additionalProperties": False,
             "properties": {
-                "length": _range("integer", 2, LIMITS["frames"][1]),
-                "overlap": {"type": "integer", "minimum": 0},
-                "loop": {"type": "boolean"},
-                "fuse": {"enum": list(FUSE_MODES)},
+                "length": _range("integer", 2, LIMITS["frames"][1], 16),
+                "overlap": {"type": "integer", "minimum": 0, "default": 4},
+                "loop": {"type": "boolean", "default": False},
+                "fuse": {"enum": list(FUSE_MODES), "default": "pyramid"},
+                "mode": {"enum": list(WINDOW_MODES), "default": "temporal"},
                 "motion_scales": {"type": "array", "items": _range("number", *LIMITS["motion_scale"])},
             },
         },
@@ -147,9 +163,9 @@ JOB_SPEC = {
             "additionalProperties": False,
             "properties": {
                 "iterations": _range("integer", *LIMITS["free_init_iterations"], 3),
-                "filter": {"enum": list(FREE_INIT_FILTERS)},
-                "spatial_cutoff": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
-                "temporal_cutoff": {"type": "number", "exclusiveMinimum": 0, "maximum": 1},
+                "filter": {"enum": list(FREE_INIT_FILTERS), "default": "butterworth"},
+                "spatial_cutoff": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.25},
+                "temporal_cutoff": {"type": "number", "exclusiveMinimum": 0, "maximum": 1, "default": 0.25},
             },
         },
         "motion_scale": _range("number", *LIMITS["motion_scale"], 1.0),
@@ -173,15 +189,17 @@ JOB_SPEC = {
                 "additionalProperties": False,
                 "properties": {
                     "model": {"type": "string", "minLength": 1, "default": "ip_adapter"},
-                    "weight": _range("number", *LIMITS["weight"]),
-                    "start": _range("number", 0, 1),
-                    "end": _range("number", 0, 1),
-                    "first": {"type": "integer", "minimum": 0},
-                    "last": {"type": ["integer", "null"], "minimum": 0},
+                    "weight": _range("number", *LIMITS["weight"], 1.0),
+                    "start": START,
+                    "end": END,
+                    "first": {"type": "integer", "minimum": 0, "default": 0},
+                    "last": {"type": ["integer", "null"], "minimum": 0, "default": None},
                 },
             },
         },
-        "version": {"enum": [PROTOCOL_VERSION]},
+        "vae": {"type": "string", "default": "", "description": "empty: the base checkpoint's own VAE"},
+        "clip_skip": _range("integer", *LIMITS["clip_skip"], 1),
+        "version": {"enum": [PROTOCOL_VERSION], "default": PROTOCOL_VERSION},
     },
 }
 
