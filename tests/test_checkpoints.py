@@ -104,6 +104,10 @@ def test_every_models_toml_entry_loads(tiny_models):
             model = C.load_ip_adapter(source, config)
             assert isinstance(model, IPAdapter) and model.variant in ("plain", "plus"), name
             assert_cpu_float32(model)
+        elif kind == "vae":
+            model = C.load_vae(source, config)
+            assert isinstance(model, AutoencoderKL), name
+            assert_cpu_float32(model)
         else:
             raise AssertionError(f"unexpected kind {kind}")
     assert seen == {
@@ -115,6 +119,7 @@ def test_every_models_toml_entry_loads(tiny_models):
         "lora",
         "image_encoder",
         "ip_adapter",
+        "vae",
     }
     names = {(kind, name) for kind, name, _, _ in entries(tiny_models)}
     assert {("motion_lora", n) for n in MOTION_LORAS} <= names

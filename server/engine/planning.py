@@ -33,6 +33,7 @@ class Plan:
     cameractrl: dict | None = None  # with camera_motion "cameractrl": model, scale, per-window poses (cameractrl_plan)
     references: list[dict] = field(default_factory=list)  # IP-Adapter image references (references_plan)
     sampling: dict = field(default_factory=dict)  # denoising steps, FreeInit's cost, motion scales (sampling_plan)
+    vae: dict | None = None  # identity of the separate VAE; None: the base's own decodes
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -49,6 +50,7 @@ class Plan:
         out = {
             "base": self.base,
             "motion_module": self.motion_module,
+            "vae": self.vae,
             "controlnets": self.controlnets,
             "sparsectrl": self.sparsectrl,
             "motion_loras": self.motion_loras,
@@ -98,6 +100,7 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         notes.append(f"SparseCtrl was trained with the v3 motion module; {spec.motion_module!r} is {info['version']}")
     return Plan(
         base=file_identity(config.get("base", spec.base), wait),
+        vae=file_identity(config.get("vae", spec.vae), wait) if spec.vae else None,
         motion_module={**file_identity(module, wait), **info},
         controlnets=[
             {
@@ -248,8 +251,12 @@ def motion_lora_names(spec: JobSpec) -> set[str]:
 
 
 def model_identities(spec: JobSpec, store: ModelStore) -> dict:
-    """The base model's and motion module's identities with every file hash, waiting for any still computed."""
-    return {
+    """The base model's, motion module's and separate VAE's identities with every file hash, waiting for any still
+    computed."""
+    out = {
         "base": file_identity(store.config.get("base", spec.base)),
         "motion_module": file_identity(store.config.get("motion_module", spec.motion_module)),
     }
+    if spec.vae:
+        out["vae"] = file_identity(store.config.get("vae", spec.vae))
+    return out

@@ -84,12 +84,13 @@ def run_job(job: Job, store: ModelStore):
         job.emit(
             "loading",
             models=[spec.base, spec.motion_module]
+            + ([spec.vae] if spec.vae else [])
             + [c.model for c in spec.controlnets]
             + list(dict.fromkeys(r.model for r in spec.references)),
         )
         loads_before = len(store.loads)
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
-            pipe = store.pipeline(spec.base, spec.motion_module)
+            pipe = store.pipeline(spec.base, spec.motion_module, spec.vae)
             motion_loras = resolved.motion_loras  # the camera's, with camera_motion "auto"
             image_loras = [("lora", m.name, m.weight) for m in spec.loras]
             store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])

@@ -64,6 +64,7 @@ class ModelStore:
                 "camera_control": loaders.load_camera_control,
                 "ip_adapter": loaders.load_ip_adapter,
                 "image_encoder": loaders.load_image_encoder,
+                "vae": loaders.load_vae,
             }[kind]
             if kind == "camera_control":  # its own loader, as it was: float32, then moved and cast
                 obj = (
@@ -115,40 +116,58 @@ class ModelStore:
                 "image_encoder", self.config.get("ip_adapter", name).image_encoder
             )
 
-    def pipeline(self, base: str, motion_module: str):
-        """The assembled pipeline for a base model and motion module, building it if needed."""
+    def pipeline(self, base: str, motion_module: str, vae: str = ""):
+        """The assembled pipeline for a base model and motion module, building it if needed, decoding and encoding
+        with the VAE named `vae` (empty: the base's own). Changing only the VAE swaps it: nothing else loads."""
+        with self.lock:
+            if self._pipe_key != (base, motion_module):
+                self._assemble(base, motion_module)
+            self._use_vae(self._pipe, base, vae)
+            return self._pipe
+
+    def _use_vae(self, pipe, base: str, name: str):
+        from ..loaders.vae import check_fits
+
+        own = self._component("base", base)["vae"]
+        chosen = own if not name else self._component("vae", name)
+        if pipe.vae is chosen:
+            return
+        if chosen is not own:
+            check_fits(chosen, own, self.config.get("vae", name).source)
+            if self.low_vram:
+                chosen.enable_slicing()
+                chosen.enable_tiling()
+        pipe.register_modules(vae=chosen)
+
+    def _assemble(self, base: str, motion_module: str):
         from .motion_parity import apply_motion_norm, motion_version
         from .pipeline import GuidedAnimateDiffPipeline
 
-        with self.lock:
-            if self._pipe_key == (base, motion_module):
-                return self._pipe
-            parts = self._component("base", base)
-            adapter = self._component("motion_module", motion_module)
-            self._drop_pipeline()
-            unet = motion_unet(parts["unet"], adapter)
-            apply_motion_norm(unet, motion_version(adapter.config), self.motion_norm)
-            # Inference only. Frozen weights also make a LoRA at weight 0 bit-identical to none: torch picks
-            # other matmul paths for weights that require grad, and loading a LoRA freezes the base weights.
-            unet.requires_grad_(False)
-            if self.low_vram:
-                _fp8(unet, self.dtype)
-                parts["vae"].enable_slicing()
-                parts["vae"].enable_tiling()
-            pipe = GuidedAnimateDiffPipeline(
-                vae=parts["vae"],
-                text_encoder=parts["text_encoder"],
-                tokenizer=parts["tokenizer"],
-                unet=unet,
-                motion_adapter=adapter,
-                scheduler=parts["scheduler"],
-            )
-            pipe.to(self.device, self.dtype)
-            pipe.set_progress_bar_config(disable=True)
-            self._pipe, self._pipe_key = pipe, (base, motion_module)
-            self.loads.append(f"pipeline:{base}+{motion_module}")
-            self._refresh()
-            return pipe
+        parts = self._component("base", base)
+        adapter = self._component("motion_module", motion_module)
+        self._drop_pipeline()
+        unet = motion_unet(parts["unet"], adapter)
+        apply_motion_norm(unet, motion_version(adapter.config), self.motion_norm)
+        # Inference only. Frozen weights also make a LoRA at weight 0 bit-identical to none: torch picks
+        # other matmul paths for weights that require grad, and loading a LoRA freezes the base weights.
+        unet.requires_grad_(False)
+        if self.low_vram:
+            _fp8(unet, self.dtype)
+            parts["vae"].enable_slicing()
+            parts["vae"].enable_tiling()
+        pipe = GuidedAnimateDiffPipeline(
+            vae=parts["vae"],
+            text_encoder=parts["text_encoder"],
+            tokenizer=parts["tokenizer"],
+            unet=unet,
+            motion_adapter=adapter,
+            scheduler=parts["scheduler"],
+        )
+        pipe.to(self.device, self.dtype)
+        pipe.set_progress_bar_config(disable=True)
+        self._pipe, self._pipe_key = pipe, (base, motion_module)
+        self.loads.append(f"pipeline:{base}+{motion_module}")
+        self._refresh()
 
     def set_motion_norm(self, mode: str):
         """Switch the loaded and future motion UNets and SparseCtrl models to `mode` ("original"/"diffusers")."""

@@ -16,6 +16,7 @@ from .motion import convert_motion_lora, load_motion_adapter, motion_adapter_inf
 from .sd15 import load_base
 from .sources import CONFIGS, is_hub_source, resolve_source
 from .sparsectrl import load_sparsectrl
+from .vae import load_vae
 
 __all__ = [
     "CONFIGS",
@@ -39,6 +40,7 @@ __all__ = [
     "load_ip_adapter",
     "load_motion_adapter",
     "load_sparsectrl",
+    "load_vae",
     "motion_adapter_info",
     "motion_lora_state_dict",
     "read_state_dict",

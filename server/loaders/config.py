@@ -29,6 +29,7 @@ KINDS = (
     "camera_control",
     "ip_adapter",
     "image_encoder",
+    "vae",
 )
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "default_models.toml"
 

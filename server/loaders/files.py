@@ -137,6 +137,10 @@ def classify(keys) -> str:
     return "unknown"
 
 
+def describe_kind(kind: str) -> str:
+    return _KIND_TEXT[kind]
+
+
 def expect_kind(path, kind: str, allowed: tuple[str, ...], what: str) -> None:
     if kind not in allowed:
         raise CheckpointError(f"{path}: expected {what}, but the file holds {_KIND_TEXT[kind]}")

@@ -30,6 +30,7 @@ import shutil
 from pathlib import Path
 
 from . import tiny_ip_adapter
+from . import tiny_vae as separate_vae
 from .original_layout import (
     clip_to_ldm,
     controlnet_to_ldm,
@@ -398,7 +399,7 @@ def _models_toml() -> str:
     table("image_encoder", "vit_h_single", "clip_vision_tiny.safetensors", "image_encoder")
     for name, (file, encoder) in IP_ADAPTERS.items():
         table("ip_adapter", name, file, image_encoder=encoder)
-    return "\n".join(lines)
+    return "\n".join(lines + separate_vae.toml_lines())
 
 
 IP_ADAPTERS = {  # name -> (file, image encoder); "ip_adapter" is the spec's default name, as in the default config
@@ -461,6 +462,7 @@ def build(root) -> Path:
         single.update(vae_to_ldm(vae.state_dict(), vae.config))
         single.update(clip_to_ldm(text_encoder.state_dict(), text_encoder.config.max_position_embeddings))
         save_file({k: v.contiguous() for k, v in single.items()}, root / "sd15.safetensors")
+        separate_vae.build(root, vae)
 
         # motion modules
         for version, filename in (("v1", "mm_sd_v15.ckpt"), ("v2", "mm_sd_v15_v2.ckpt"), ("v3", "v3_sd15_mm.ckpt")):

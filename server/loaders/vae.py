@@ -1,0 +1,153 @@
+"""Separate SD1.5 VAEs (A1111's "SD VAE", ComfyUI's "Load VAE"): a single file in the original LDM layout, a
+diffusers AutoencoderKL folder, or a hub id.
+
+Single files: bare keys as stabilityai's vae-ft-mse-840000-ema-pruned (`encoder.down.0.block.0.norm1.weight`,
+`decoder.up.0.…`, `quant_conv.weight`, …), the same under `first_stage_model.` or `vae.` (a VAE cut out of a
+checkpoint), `.ckpt`/`.pt` with a "state_dict" wrapper, or one file in the diffusers key layout. Training-only
+weights that real files carry (the discriminator and LPIPS under `loss.`, `model_ema.` counters) are ignored;
+every weight the model needs must be there, in its shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .files import CheckpointError, classify, describe_kind, read_state_dict
+from .folders import check_folder_class, load_pretrained
+from .single_file import _mismatch, cast
+from .sources import CONFIGS, config_folder, resolve_source
+
+LDM_PREFIXES = ("first_stage_model.", "vae.")
+TRAINING_ONLY = ("loss.", "model_ema.")
+SD15_LATENT_CHANNELS = 4
+SD15_SCALING = 0.18215
+SDXL_SCALING = 0.13025
+WHAT = "an SD1.5 VAE (AutoencoderKL)"
+
+
+def vae_weights(sd: dict, path) -> tuple[dict, str]:
+    """The VAE's weights of a single file under bare names, training-only weights dropped, and its layout
+    ("ldm" or "diffusers")."""
+    if any(k.startswith("model.diffusion_model.") for k in sd):
+        raise CheckpointError(
+            f"{path}: expected {WHAT} file (encoder.*, decoder.*, quant_conv.*), but it is a whole Stable Diffusion "
+            f"checkpoint; name it as a base model, or pick a VAE file such as vae-ft-mse-840000-ema-pruned"
+        )
+    for prefix in LDM_PREFIXES:
+        if any(k.startswith(prefix) for k in sd):
+            sd = {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
+            break
+    sd = {k: v for k, v in sd.items() if not k.startswith(TRAINING_ONLY)}
+    if not any(k.startswith(("encoder.", "decoder.")) for k in sd):
+        raise CheckpointError(
+            f"{path}: expected {WHAT} file (encoder.*, decoder.*, quant_conv.*), but the file holds "
+            f"{describe_kind(classify(sd))}"
+        )
+    diffusers = any(k.startswith(("encoder.down_blocks.", "decoder.up_blocks.")) for k in sd)
+    return sd, "diffusers" if diffusers else "ldm"
+
+
+def _latent_channels(sd: dict) -> int | None:
+    """From the encoder's output (mean and log-variance: twice the latent channels)."""
+    conv_out = sd.get("encoder.conv_out.weight")
+    return None if conv_out is None or conv_out.ndim != 4 else conv_out.shape[0] // 2
+
+
+def _config(config, path) -> tuple[dict, str]:
+    """The AutoencoderKL config for a single file: `config` (a VAE folder with config.json, or a pipeline folder
+    with vae/), else SD1.5's shipped in server/configs/sd15/vae."""
+    from diffusers import AutoencoderKL
+
+    folder = config_folder(config) or CONFIGS / "sd15"
+    where = folder if (folder / "config.json").is_file() else folder / "vae"
+    try:
+        return dict(AutoencoderKL.load_config(str(where))), str(where)
+    except Exception as e:
+        raise CheckpointError(f"{path}: no readable AutoencoderKL config at {where} ({type(e).__name__}: {e})") from e
+
+
+def _from_file(path: Path, config, dtype):
+    import torch
+    from diffusers import AutoencoderKL
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    sd, layout = vae_weights(read_state_dict(path), path)
+    cfg, where = _config(config, path)
+    latent = _latent_channels(sd)
+    if latent is not None and latent != cfg["latent_channels"]:
+        raise CheckpointError(
+            f"{path}: a VAE with {latent} latent channels (SD3 and Flux VAEs have 16); SD1.5 needs "
+            f"{cfg['latent_channels']}: pick an SD1.5 VAE such as vae-ft-mse-840000-ema-pruned"
+        )
+    weights = sd if layout == "diffusers" else convert_ldm_vae_checkpoint(sd, cfg)
+    with torch.device("meta"):
+        model = AutoencoderKL.from_config(cfg)
+    expected = model.state_dict()
+    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
+    if layout == "ldm":  # the file's own names of what the conversion found no place for
+        unexpected = _unplaced(sd, cfg)
+    if missing or unexpected:
+        raise _mismatch(path, where, missing, unexpected)
+    wrong = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in expected.items() if weights[k].shape != v.shape]
+    if wrong:
+        key, got, want = wrong[0]
+        raise CheckpointError(
+            f"{path}: {len(wrong)} weights do not have the shapes of {WHAT} with the config {where} (e.g. {key}: "
+            f"{got} in the file, {want} expected): a VAE of another model family or size"
+        )
+    model.load_state_dict(cast(weights, dtype), strict=True, assign=True)
+    return model
+
+
+def _unplaced(sd: dict, cfg: dict) -> list[str]:
+    """The file's LDM names that diffusers' conversion leaves out (it drops what it has no place for silently):
+    converted once more on one-number tags that say which name each converted weight came from."""
+    import torch
+    from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
+
+    names = list(sd)
+    tagged = convert_ldm_vae_checkpoint({k: torch.tensor([i]) for i, k in enumerate(names)}, cfg)
+    used = {int(t[0]) for t in tagged.values()}
+    return sorted(n for i, n in enumerate(names) if i not in used)
+
+
+def load_vae(source, config=None, weight_name=None, dtype=None):
+    """An SD1.5 VAE (AutoencoderKL) in `dtype` (float32 when None) on the CPU, built on the meta device and filled
+    tensor by tensor. `source`: a single file, a diffusers AutoencoderKL folder (or a pipeline folder with vae/), or
+    a hub id."""
+    from diffusers import AutoencoderKL
+
+    kind, where = resolve_source(source, weight_name)
+    if kind == "file":
+        model = _from_file(where, config, dtype)
+    else:
+        subfolder = {}
+        if kind == "dir" and not (where / "config.json").is_file() and (where / "vae").is_dir():
+            subfolder = {"subfolder": "vae"}
+        if kind == "dir":
+            check_folder_class(where / subfolder.get("subfolder", ""), ("AutoencoderKL",), WHAT)
+        model = load_pretrained(AutoencoderKL, where, WHAT, dtype, **subfolder)
+        latent = model.config.latent_channels
+        if latent != SD15_LATENT_CHANNELS:
+            raise CheckpointError(
+                f"{where}: a VAE with {latent} latent channels (SD3 and Flux VAEs have 16); SD1.5 needs "
+                f"{SD15_LATENT_CHANNELS}: pick an SD1.5 VAE such as stabilityai/sd-vae-ft-mse"
+            )
+    return model.eval().requires_grad_(False)
+
+
+def check_fits(vae, base_vae, source) -> None:
+    """A chosen VAE can stand in for the base's own: the same latent space (channels, scale, scaling factor)."""
+    mine, theirs = vae.config, base_vae.config
+    if mine.latent_channels != theirs.latent_channels or len(mine.block_out_channels) != len(theirs.block_out_channels):
+        raise CheckpointError(
+            f"{source}: its latents ({mine.latent_channels} channels, {len(mine.block_out_channels)} levels) are not "
+            f"the base model's ({theirs.latent_channels} channels, {len(theirs.block_out_channels)} levels)"
+        )
+    if abs(mine.scaling_factor - theirs.scaling_factor) > 1e-6:
+        sdxl = abs(mine.scaling_factor - SDXL_SCALING) < 1e-6
+        sdxl = " (SDXL's VAE: it decodes SD1.5 latents wrongly)" if sdxl else ""
+        raise CheckpointError(
+            f"{source}: its scaling factor {mine.scaling_factor:g}{sdxl} is not the base model VAE's "
+            f"{theirs.scaling_factor:g}: pick an SD1.5 VAE"
+        )
