@@ -15,6 +15,7 @@ from test_checkpoints import _fake_hub_repo
 
 from server import loaders as C
 from server.api.checks import check_models
+from server.engine.conditioning import Keyframes
 from server.engine.init_video import InitVideo, encode
 from server.engine.store import ModelStore
 from server.loaders.vae import load_vae
@@ -82,14 +83,21 @@ def test_the_ldm_conversion_round_trips_the_tiny_and_the_full_size_vae(tiny_mode
     assert {k: v.shape for k, v in back.items()} == {k: v.shape for k, v in state(full).items()}
 
 
-def test_every_layout_loads_the_same_weights_and_decodes_alike(store, tiny_models):
+def test_every_layout_loads_the_same_weights_and_decodes_alike(store, tiny_models, tmp_path):
     """Bare LDM keys (.safetensors), a "state_dict" .ckpt with discriminator and EMA weights beside it, a
-    first_stage_model. .pt and the diffusers folder: one set of weights, other than the base's own VAE."""
+    first_stage_model. .pt, one file in the diffusers layout and the diffusers folder: one set of weights, other
+    than the base's own VAE."""
+    import shutil
+
     folder = load_vae(entry(store, "tiny-ft-diffusers").source)
+    one_file = tmp_path / "sd-vae-ft-mse.safetensors"  # the hub repo's weights file, downloaded alone and renamed
+    shutil.copyfile(tiny_models / "vae_diffusers" / "diffusion_pytorch_model.safetensors", one_file)
     latents = torch.randn(1, 4, 2, 8, 8, generator=torch.Generator().manual_seed(3))
-    for name in ("tiny-ft", "tiny-ft-ckpt", "tiny-ft-extracted"):
-        e = entry(store, name)
-        vae = load_vae(e.source, e.config)
+    sources = [
+        (entry(store, n).source, entry(store, n).config) for n in ("tiny-ft", "tiny-ft-ckpt", "tiny-ft-extracted")
+    ]
+    for source, config in sources + [(one_file, tiny_models / "sd15")]:
+        vae = load_vae(source, config)
         assert_same(state(vae), state(folder))
         assert all(p.device.type == "cpu" and p.dtype == torch.float32 for p in vae.parameters())
         assert np.array_equal(decoded(vae, latents), decoded(folder, latents))
@@ -253,7 +261,8 @@ def test_switching_the_vae_loads_only_the_vae_and_decodes_with_it(store):
 
 
 def test_video_to_video_and_keyframes_encode_with_the_chosen_vae(store):
-    """Strength 0 gives back the render through the chosen VAE (its encoder and decoder), not the base's."""
+    """Strength 0 gives back the render through the chosen VAE (its encoder and decoder), not the base's; RGB
+    SparseCtrl keyframes are encoded by it too."""
     ys, xs = torch.meshgrid(torch.linspace(0, 1, SIZE), torch.linspace(0, 1, SIZE), indexing="ij")
     render = torch.stack([torch.stack([xs, ys, (xs + ys + f / FRAMES) % 1]) for f in range(FRAMES)])
     pipe = store.pipeline("sd15", "v2", "tiny-ft")
@@ -263,6 +272,10 @@ def test_video_to_video_and_keyframes_encode_with_the_chosen_vae(store):
     with torch.no_grad():
         round_trip = pipe.decode(encode(chosen, render))
     assert np.abs(frames.astype(int) - round_trip.astype(int)).max() <= 1
+    keyframes = Keyframes(store.sparsectrl("rgb"), render[:1], [0], 1.0)
+    with torch.no_grad():
+        cond, _ = pipe._sparse_inputs(keyframes, FRAMES, 1, "cpu")
+    assert torch.allclose(cond[0, :, 0], encode(chosen, render[:1])[0, :, 0], atol=1e-5)
     own_frames, _ = generate(store.pipeline("sd15", "v2"), init=InitVideo(render, 0.0))
     assert not np.array_equal(own_frames, frames)
 
