@@ -31,6 +31,19 @@ def _search(kind):
     return search
 
 
+CHECKPOINTS_OWN = "Checkpoint's own"  # the VAE picker's first entry: no separate VAE (stored as "")
+
+
+def _search_vae(self, context, edit_text):
+    text = edit_text.lower()
+    return [CHECKPOINTS_OWN] + [name for name in catalog.names("vae") if text in name.lower()]
+
+
+def _vae_picked(self, context):
+    if self.vae.strip() == CHECKPOINTS_OWN:
+        self.vae = ""
+
+
 class MARIONETTE_PG_lora(bpy.types.PropertyGroup):
     name: StringProperty(
         name="LoRA", description="Image LoRA name in the server's model config", search=_search("lora")
@@ -123,6 +136,14 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
         default="v2",
         search=_search("motion_module"),
         description="Motion module name in the server's config (v2 for camera LoRAs, v3 for SparseCtrl keyframes)",
+    )
+    vae: StringProperty(
+        name="VAE",
+        default="",
+        search=_search_vae,
+        update=_vae_picked,
+        description="VAE name in the server's config that decodes the frames (A1111's SD VAE, e.g. vae-ft-mse); "
+        "empty: the checkpoint's own",
     )
     loras: CollectionProperty(type=MARIONETTE_PG_lora)
     lora_index: IntProperty()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .client import Client, ServerError
 
-KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "lora", "ip_adapter")
+KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "lora", "ip_adapter", "vae")
 
 _catalog: dict = {}
 

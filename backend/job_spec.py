@@ -42,6 +42,7 @@ def snapshot(settings, scene) -> dict:
             "guidance",
             "scheduler",
             "base",
+            "vae",
             "motion_module",
             "camera_motion",
             "keyframe_weight",
@@ -142,6 +143,7 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         fps=snap["fps"],
         scheduler=snap["scheduler"],
         base=snap["base"],
+        vae=snap.get("vae", "").strip(),
         motion_module=snap["motion_module"],
         loras=[Weighted(n, w) for n, w in snap["loras"]],
         controlnets=[

@@ -76,6 +76,7 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--steps", type=int, help="denoising steps (default: the scene's setting)")
     g.add_argument("--guidance", type=float)
     g.add_argument("--base", help="checkpoint name in the server's model config")
+    g.add_argument("--vae", help="VAE name in the server's model config (default: the scene's; \"\": the checkpoint's)")
     g.add_argument("--motion-module", help="motion module name in the server's model config")
     g.add_argument("--size", type=size, help="WIDTHxHEIGHT (default: the scene's render size)")
     for kind in ("depth", "normal", "pose"):

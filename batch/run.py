@@ -89,6 +89,7 @@ def configure(args, scene):
         ("steps", args.steps),
         ("guidance", args.guidance),
         ("base", args.base),
+        ("vae", args.vae),
         ("motion_module", args.motion_module),
     ):
         if value is not None:
@@ -294,7 +295,7 @@ class Batch:
         return fingerprint.digest(
             {
                 "spec": spec,
-                "models": {k: plan.get(k) for k in ("base", "motion_module", "controlnets", "loras")},
+                "models": {k: plan.get(k) for k in ("base", "vae", "motion_module", "controlnets", "loras")},
                 "frames": [frames[0], frames[-1]],
                 "action": fingerprint.action_keys(action),
                 "armature": self.armature.name,

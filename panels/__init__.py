@@ -4,9 +4,15 @@ import bpy
 
 from ..backend import catalog, compositing, estimate, job_spec, pose_capture, rigs
 from ..operators import camera_match, generate
+from ..properties import CHECKPOINTS_OWN
 from ..server.protocol import MOTION_LORAS
 from . import cache, lists, models, stylise
 from .text import wrap as _wrap
+
+# Where a Blender's text fields have no placeholder, an empty VAE field simply shows nothing.
+_VAE_PLACEHOLDER = (
+    {"placeholder": CHECKPOINTS_OWN} if "placeholder" in bpy.types.UILayout.bl_rna.functions["prop"].parameters else {}
+)
 
 
 class _Panel:
@@ -106,6 +112,7 @@ class MARIONETTE_PT_prompt(_Panel, bpy.types.Panel):
         row = col.row(align=True)
         row.prop(s, "base")
         row.operator("marionette.refresh_models", text="", icon="FILE_REFRESH")
+        col.prop(s, "vae", **_VAE_PLACEHOLDER)
         col.prop(s, "motion_module")
         col.label(text=_motion_support(s), icon="INFO")
         col = layout.column(align=True)

@@ -5,7 +5,17 @@ import bpy
 from .. import preferences
 from ..operators import models as model_ops
 
-KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "motion_lora", "lora", "ip_adapter", "image_encoder")
+KINDS = (
+    "base",
+    "vae",
+    "motion_module",
+    "controlnet",
+    "sparsectrl",
+    "motion_lora",
+    "lora",
+    "ip_adapter",
+    "image_encoder",
+)
 
 
 def _size(size) -> str:

@@ -206,6 +206,13 @@ def test_resume_redoes_what_changed_only(extension, tiny_server, tmp_path, capfd
     assert "skipped" not in capfd.readouterr().out and forced["fingerprint"] == changed["fingerprint"]
     assert forced["directions"][0]["job_id"] != changed["directions"][0]["job_id"]
 
+    assert command(extension, blend, *args, "--prompt", "a knight in armour", "--vae", "tiny-ft") == 0
+    other_vae = record(out, "Armature_mixamo.com_Layer0")
+    assert "skipped" not in capfd.readouterr().out and other_vae["fingerprint"] != forced["fingerprint"]
+    job = server_folder(tiny_server, other_vae["directions"][0]["job_id"])
+    manifest = json.loads((job / "manifest.json").read_text())
+    assert manifest["spec"]["vae"] == "tiny-ft" and manifest["plan"]["vae"]["name"] == "tiny-ft"
+
     # trimmed sheet: each rectangle holds the frame's opaque box, placed where spriteSourceSize says
     sheet = json.loads((out / "Armature_mixamo.com_Layer0" / "sprite.json").read_text())
     image = read_png(out / "Armature_mixamo.com_Layer0" / "sprite.png")

@@ -187,10 +187,12 @@ def test_runtime_state_is_not_saved_into_the_blend(extension, tmp_path):
     scene_with_camera(tmp_path)
     bpy.context.window_manager.marionette.status = "Step 3/25"
     bpy.context.scene.marionette.prompt = "kept"
+    bpy.context.scene.marionette.vae = "vae-ft-mse"
     path = tmp_path / "scene.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(path))
     bpy.ops.wm.open_mainfile(filepath=str(path))
     assert bpy.context.scene.marionette.prompt == "kept"
+    assert bpy.context.scene.marionette.vae == "vae-ft-mse"
     assert bpy.context.window_manager.marionette.status == "Idle"
 
 

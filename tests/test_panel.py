@@ -138,6 +138,11 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     assert search("lora")(None, bpy.context, "sty") == ["style"]
     assert "depth" in search("controlnet")(None, bpy.context, "")
     assert ext("backend.catalog").motion_info("v3")["version"] == "v3"
+    vaes = ext("properties")._search_vae(scene.marionette, bpy.context, "")
+    assert vaes[0] == "Checkpoint's own" and {"tiny-ft", "tiny-ft-diffusers"} <= set(vaes)
+    assert scene.marionette.vae == ""  # the default: the checkpoint's own
+    scene.marionette.vae = "Checkpoint's own"  # picking the first entry stores no name
+    assert scene.marionette.vae == ""
     assert Path(ext("operators.paths").catalog_file()).is_file(), "remembered for when the server is offline"
 
     s = scene.marionette
@@ -157,15 +162,18 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     scene.frame_set(4)
     bpy.ops.marionette.keyframe_add()
     assert [k.frame for k in s.keyframes] == [1, 4]
+    s.vae = "tiny-ft"
     assert bpy.ops.marionette.generate() == {"FINISHED"}
     spec = ext("operators.generate")._active.spec.to_dict()
     assert spec["loras"] == [{"name": "style", "weight": pytest.approx(0.8)}]
+    assert spec["vae"] == "tiny-ft"
     assert spec["sparsectrl"]["keyframes"] == [0, 3]
     assert (spec["width"], spec["height"]) == (64, 64)
     manifest = Path(runtime().job_dir)
     assert len(list(manifest.glob("frame_*.png"))) == 4
     log = draw_all()
     assert ("list", "MARIONETTE_UL_loras") in log and ("list", "MARIONETTE_UL_keyframes") in log
+    assert ("prop", "vae") in log
     assert any("v3: up to" in t for t in labels(log))
 
 
