@@ -104,8 +104,31 @@ def test_every_layout_loads_the_same_weights_and_decodes_alike(store, tiny_model
     own = C.load_base(tiny_models / "sd15")["vae"]
     assert not np.array_equal(decoded(own, latents), decoded(folder, latents))
     half = load_vae(entry(store, "tiny-ft").source, entry(store, "tiny-ft").config, dtype=torch.float16)
-    assert {p.dtype for p in half.parameters()} == {torch.float16}
-    assert not any(p.is_meta for p in half.parameters())
+    assert_same(state(half), {k: v.half() for k, v in state(folder).items()})
+
+
+def test_a_full_size_vae_file_loads_in_fp16_with_the_shipped_config(tmp_path):
+    """vae-ft-mse-840000-ema-pruned's layout at full size (placeholder weights, float32 as published) with SD1.5's
+    config shipped in server/configs: 83.7M parameters, built in float16, each the file's own value cast."""
+    from diffusers import AutoencoderKL
+    from fullsize import materialize
+    from safetensors.torch import save_file
+
+    config = AutoencoderKL.load_config(str(C.CONFIGS / "sd15" / "vae"))
+    with torch.device("meta"):
+        meta = AutoencoderKL.from_config(config)
+    path = tmp_path / "vae-ft-mse-840000-ema-pruned.safetensors"
+    save_file(materialize(vae_to_ldm(state(meta), config, prefix=""), torch.float32), path)
+    vae = load_vae(path, dtype=torch.float16)
+    assert round(sum(p.numel() for p in vae.parameters()) / 1e6, 1) == 83.7
+    assert {p.dtype for p in vae.parameters()} == {torch.float16}
+    file = C.read_state_dict(path)
+    assert torch.equal(
+        vae.decoder.up_blocks[0].resnets[0].norm1.weight, file["decoder.up.3.block.0.norm1.weight"].half()
+    )
+    assert torch.equal(
+        vae.encoder.mid_block.attentions[0].to_q.weight, file["encoder.mid.attn_1.q.weight"][:, :, 0, 0].half()
+    )
 
 
 def test_a_hub_id_loads_from_the_cache(tiny_models, tmp_path, monkeypatch):
