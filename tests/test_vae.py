@@ -303,7 +303,13 @@ def test_video_to_video_and_keyframes_encode_with_the_chosen_vae(store):
     assert not np.array_equal(own_frames, frames)
 
 
-def test_unknown_or_missing_vae_is_refused_before_the_job(store, tmp_path):
+def test_unknown_or_missing_vae_is_refused_before_the_job(store, tiny_models, tmp_path, monkeypatch):
+    import huggingface_hub.constants
+
+    from server.loaders import hub
+
+    monkeypatch.setattr(hub, "CACHE", tmp_path / "empty-hub-cache")  # whatever this machine has downloaded
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     spec = parse_spec(tiny_spec(vae="no-such-vae"))
     with pytest.raises(HTTPException) as info:
         check_models(store.config, spec)
@@ -311,15 +317,18 @@ def test_unknown_or_missing_vae_is_refused_before_the_job(store, tmp_path):
 
     toml = tmp_path / "models.toml"
     toml.write_text(
-        '[base.sd15]\nsource = "stable-diffusion-v1-5/stable-diffusion-v1-5"\n'
-        '[motion_module.v2]\nsource = "guoyww/animatediff-motion-adapter-v1-5-2"\n'
+        f'[base.sd15]\nsource = "{tiny_models}/sd15"\n[motion_module.v2]\nsource = "{tiny_models}/motion_v2"\n'
         f'[vae.gone]\nsource = "{tmp_path}/vae-ft-mse-840000-ema-pruned.safetensors"\n'
+        '[vae.mse]\nsource = "stabilityai/sd-vae-ft-mse"\n'
     )
-    spec = parse_spec(tiny_spec(vae="gone"))
-    with pytest.raises(HTTPException) as info:
-        check_models(C.ModelConfig.load(toml), spec)
-    # the base and motion module come first: they are not downloaded here either
-    assert info.value.status_code == 409
+    config = C.ModelConfig.load(toml)
+    check_models(config, parse_spec(tiny_spec()))  # the base and motion module are here
+    for name in ("gone", "mse"):  # a local file that is not there; a hub id not in the cache
+        with pytest.raises(HTTPException) as info:
+            check_models(config, parse_spec(tiny_spec(vae=name)))
+        assert info.value.status_code == 409
+        assert info.value.detail["kind"] == "vae" and info.value.detail["name"] == name
+    assert info.value.detail["downloadable"] is True
 
 
 def test_a_served_job_with_a_vae_records_it_and_loads_only_it(tiny_models, tmp_path):
