@@ -20,7 +20,6 @@ from .sources import CONFIGS, config_folder, resolve_source
 LDM_PREFIXES = ("first_stage_model.", "vae.")
 TRAINING_ONLY = ("loss.", "model_ema.")
 SD15_LATENT_CHANNELS = 4
-SD15_SCALING = 0.18215
 SDXL_SCALING = 0.13025
 WHAT = "an SD1.5 VAE (AutoencoderKL)"
 
@@ -53,6 +52,13 @@ def _latent_channels(sd: dict) -> int | None:
     return None if conv_out is None or conv_out.ndim != 4 else conv_out.shape[0] // 2
 
 
+def _latents_error(where, latent: int, needed: int) -> CheckpointError:
+    return CheckpointError(
+        f"{where}: a VAE with {latent} latent channels (SD3 and Flux VAEs have 16); SD1.5 needs {needed}: pick an "
+        f"SD1.5 VAE such as vae-ft-mse-840000-ema-pruned (stabilityai/sd-vae-ft-mse)"
+    )
+
+
 def _config(config, path) -> tuple[dict, str]:
     """The AutoencoderKL config for a single file: `config` (a VAE folder with config.json, or a pipeline folder
     with vae/), else SD1.5's shipped in server/configs/sd15/vae."""
@@ -75,10 +81,7 @@ def _from_file(path: Path, config, dtype):
     cfg, where = _config(config, path)
     latent = _latent_channels(sd)
     if latent is not None and latent != cfg["latent_channels"]:
-        raise CheckpointError(
-            f"{path}: a VAE with {latent} latent channels (SD3 and Flux VAEs have 16); SD1.5 needs "
-            f"{cfg['latent_channels']}: pick an SD1.5 VAE such as vae-ft-mse-840000-ema-pruned"
-        )
+        raise _latents_error(path, latent, cfg["latent_channels"])
     weights = sd if layout == "diffusers" else convert_ldm_vae_checkpoint(sd, cfg)
     with torch.device("meta"):
         model = AutoencoderKL.from_config(cfg)
@@ -127,12 +130,8 @@ def load_vae(source, config=None, weight_name=None, dtype=None):
         if kind == "dir":
             check_folder_class(where / subfolder.get("subfolder", ""), ("AutoencoderKL",), WHAT)
         model = load_pretrained(AutoencoderKL, where, WHAT, dtype, **subfolder)
-        latent = model.config.latent_channels
-        if latent != SD15_LATENT_CHANNELS:
-            raise CheckpointError(
-                f"{where}: a VAE with {latent} latent channels (SD3 and Flux VAEs have 16); SD1.5 needs "
-                f"{SD15_LATENT_CHANNELS}: pick an SD1.5 VAE such as stabilityai/sd-vae-ft-mse"
-            )
+        if model.config.latent_channels != SD15_LATENT_CHANNELS:
+            raise _latents_error(where, model.config.latent_channels, SD15_LATENT_CHANNELS)
     return model.eval().requires_grad_(False)
 
 
@@ -145,8 +144,8 @@ def check_fits(vae, base_vae, source) -> None:
             f"the base model's ({theirs.latent_channels} channels, {len(theirs.block_out_channels)} levels)"
         )
     if abs(mine.scaling_factor - theirs.scaling_factor) > 1e-6:
-        sdxl = abs(mine.scaling_factor - SDXL_SCALING) < 1e-6
-        sdxl = " (SDXL's VAE: it decodes SD1.5 latents wrongly)" if sdxl else ""
+        is_sdxl = abs(mine.scaling_factor - SDXL_SCALING) < 1e-6
+        sdxl = " (SDXL's VAE: it decodes SD1.5 latents wrongly)" if is_sdxl else ""
         raise CheckpointError(
             f"{source}: its scaling factor {mine.scaling_factor:g}{sdxl} is not the base model VAE's "
             f"{theirs.scaling_factor:g}: pick an SD1.5 VAE"
