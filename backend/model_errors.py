@@ -25,7 +25,7 @@ CHOICES = {
     "sparsectrl": ("The SparseCtrl model {name!r}", "Keyframes", None),
     "cameractrl": ("Exact camera's CameraCtrl model {name!r}", "Camera Motion", None),
     "references": ("The IP-Adapter {name!r} of image reference {n}", "Image References", "--reference-model"),
-    "vae": ("The VAE {name!r}", "Prompt & Models", None),
+    "vae": ("The VAE {name!r}", "Prompt & Models", "--vae"),
 }
 _FIELD = re.compile(r"(\w+)(?:\[(\d+)\])?")
 

@@ -82,5 +82,6 @@ def test_each_model_choice_is_named_where_the_artist_sets_it(tiny_models):
     assert (
         "of image reference 2 (--reference-model)" in batch and "'stlye' (the scene's Prompt & Models panel)" in batch
     )
+    assert "The VAE 'kl-f8' (--vae) is not on the server. Pick one of: tiny-ft," in batch
     other = ServerError(409, "server answered 409: sd15: not on this machine", {"message": "sd15: not on this machine"})
     assert artist_message(other, spec.to_dict()) == str(other)

@@ -15,6 +15,7 @@ from test_checkpoints import _fake_hub_repo
 
 from server import loaders as C
 from server.api.checks import check_models
+from server.api.model_names import UnknownModels
 from server.engine.conditioning import Keyframes
 from server.engine.init_video import InitVideo, encode
 from server.engine.store import ModelStore
@@ -310,10 +311,10 @@ def test_unknown_or_missing_vae_is_refused_before_the_job(store, tiny_models, tm
 
     monkeypatch.setattr(hub, "CACHE", tmp_path / "empty-hub-cache")  # whatever this machine has downloaded
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    spec = parse_spec(tiny_spec(vae="no-such-vae"))
-    with pytest.raises(HTTPException) as info:
-        check_models(store.config, spec)
-    assert info.value.status_code in (404, 422) and "no-such-vae" in json.dumps(info.value.detail)
+    with pytest.raises(UnknownModels) as unknown:
+        check_models(store.config, parse_spec(tiny_spec(vae="no-such-vae")))
+    assert [field for field, _ in unknown.value.errors] == ["vae"]
+    assert unknown.value.details[0]["name"] == "no-such-vae" and "tiny-ft" in unknown.value.details[0]["known"]
 
     toml = tmp_path / "models.toml"
     toml.write_text(
