@@ -10,8 +10,10 @@
   the test files that carry the marker, found from their text: no hand-kept list, and the server-side files,
   which import torch at the top, are not imported there. Every file that is collected must import: a missing
   bpy or server stack is a collection error, never a skip.
+- Triton's LLVM is loaded before anything can render with OpenGL (see `load_triton_first`).
 """
 
+import importlib.util
 import os
 import sys
 import tempfile
@@ -19,6 +21,23 @@ import tempfile
 import pytest
 
 os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="marionette-blender-user-"))
+
+
+def load_triton_first() -> None:
+    """Load triton's library now, when the server stack is installed (the Blender 5.0 venv has none).
+
+    A Workbench or EEVEE render makes Blender open an OpenGL driver; headless that is Mesa's llvmpipe, which Mesa
+    opens with RTLD_GLOBAL, so the system's libLLVM-15 joins the process-wide symbol scope. triton's libtriton.so
+    carries its own, newer LLVM with its symbols exported, and a library loaded after that binds some of them
+    (`llvm::DebugCounter::instance` among them) to LLVM 15's: its static initialisers then crash in `free`
+    (`import diffusers` imports torch._dynamo, which imports triton). Loaded before the driver, libtriton's symbols
+    are bound to itself once and for all (Python opens extensions RTLD_NOW, RTLD_LOCAL). The add-on is not
+    exposed: Blender's Python never imports torch or triton, the server runs in its own process."""
+    if importlib.util.find_spec("triton") is not None:
+        import triton  # noqa: F401
+
+
+load_triton_first()
 
 
 BLENDER_MARK = "pytest.mark.blender"

@@ -25,12 +25,6 @@ from server.protocol import guide_errors
 pytestmark = pytest.mark.blender  # Blender-side: `make test` runs it on Blender 4.5 and 5.0
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _tiny_models_before_any_render(tiny_models):
-    """Build the tiny models (importing torch in this process) before this module's first Cycles render: importing
-    torch after a Cycles render in the same process crashes (also with test_capture then test_extension alone)."""
-
-
 def ext(module):
     return sys.modules[f"{PACKAGE}.{module}"]
 
