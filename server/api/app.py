@@ -13,7 +13,7 @@ from fastapi.responses import JSONResponse
 from .. import __version__
 from .. import log as server_log
 from ..engine.executor import Executor, LocalExecutor
-from ..engine.jobs import JobQueue
+from ..engine.job_queue import JobQueue
 from ..engine.store import ModelStore
 from ..loaders import ModelConfig, hub
 from . import downloads, errors, health, jobs, models, plan, pose
