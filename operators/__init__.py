@@ -2,7 +2,7 @@
 
 import bpy
 
-from . import camera_match, capture, catalog, generate, import_result, install, lists, models, server
+from . import camera_match, capture, catalog, generate, import_result, install, lists, logs, models, server
 
 CLASSES = (
     capture.CLASSES
@@ -10,6 +10,7 @@ CLASSES = (
     + server.CLASSES
     + import_result.CLASSES
     + install.CLASSES
+    + logs.CLASSES
     + models.CLASSES
     + lists.CLASSES
     + catalog.CLASSES

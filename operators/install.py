@@ -1,4 +1,4 @@
-"""marionette.install_server / install_cancel / open_install_log: the server environment from inside Blender."""
+"""marionette.install_server / install_cancel: the server environment from inside Blender."""
 
 import functools
 import platform
@@ -136,18 +136,4 @@ class MARIONETTE_OT_install_cancel(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MARIONETTE_OT_open_install_log(bpy.types.Operator):
-    bl_idname = "marionette.open_install_log"
-    bl_label = "Open Install Log"
-    bl_description = "Open the install log (everything pip printed) in the system's text viewer"
-
-    def execute(self, context):
-        path = log_path()
-        if not path.exists():
-            self.report({"WARNING"}, "Nothing was installed yet: there is no install log")
-            return {"CANCELLED"}
-        bpy.ops.wm.path_open(filepath=str(path))
-        return {"FINISHED"}
-
-
-CLASSES = (MARIONETTE_OT_install_server, MARIONETTE_OT_install_cancel, MARIONETTE_OT_open_install_log)
+CLASSES = (MARIONETTE_OT_install_server, MARIONETTE_OT_install_cancel)

@@ -125,27 +125,9 @@ class MARIONETTE_OT_server_status(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class MARIONETTE_OT_open_server_log(bpy.types.Operator):
-    bl_idname = "marionette.open_server_log"
-    bl_label = "Open Server Log"
-    bl_description = "Open the local server's log in the system's text viewer"
-
-    def execute(self, context):
-        data = paths.server_data_dir()
-        path = server_control.server_log_path(data)
-        if not path.exists():  # the server never got as far as its own log: what it printed says why
-            path = server_control.log_path(data)
-        if not path.exists():
-            self.report({"WARNING"}, "No local server has run yet: there is no server log")
-            return {"CANCELLED"}
-        bpy.ops.wm.path_open(filepath=str(path))
-        return {"FINISHED"}
-
-
 CLASSES = (
     MARIONETTE_OT_server_start,
     MARIONETTE_OT_server_stop,
     MARIONETTE_OT_server_release,
     MARIONETTE_OT_server_status,
-    MARIONETTE_OT_open_server_log,
 )

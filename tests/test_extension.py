@@ -233,3 +233,17 @@ def test_long_looping_clip_with_prompts_from_markers(extension, tiny_server, tmp
         {"frame": 14, "prompt": "a blue cube on a long wooden table"},
     ]
     assert len(list(Path(bpy.context.window_manager.marionette.job_dir).glob("frame_*.png"))) == 20
+
+
+def test_the_log_buttons_say_when_there_is_no_log_yet(extension, capfd):
+    """Open Install Log and Open Server Log (one way to open a log) name what has not happened yet."""
+    user = Path(bpy.utils.extension_path_user(PACKAGE, create=True))
+    assert not [
+        p for p in (user / "install.log", user / "server" / "server.log", user / "server" / "console.log") if p.exists()
+    ]
+    assert bpy.ops.marionette.open_install_log() == {"CANCELLED"}
+    assert bpy.ops.marionette.open_server_log() == {"CANCELLED"}
+    printed = capfd.readouterr()
+    assert (
+        "there is no install log" in printed.out + printed.err and "there is no server log" in printed.out + printed.err
+    )
