@@ -76,6 +76,8 @@ def test_kill_9_then_sigterm_then_restart_on_the_same_data_folder(tiny_models, t
     finally:
         first.process.kill()  # kill -9: nothing runs on the way out
         first.process.wait()
+    # what a kill in the middle of writing a frame leaves (frames are written through a temporary file)
+    (data / "jobs" / running / "frames" / "frame_0001.png.tmp").write_bytes(b"\x89PNG\r\n\x1a\n half")
 
     second = _start(tiny_models, data)
     try:

@@ -12,6 +12,7 @@ from pathlib import PurePosixPath
 
 from ray.exceptions import ActorUnavailableError, RayActorError
 
+from ..engine.job_records import frames_on_disk
 from ..engine.jobs import Job, write_atomic
 from ..log import log, log_exception
 from ..protocol import FINAL_EVENTS
@@ -180,6 +181,7 @@ class RayExecutor:
             job.emit(message["event"], **message["data"])
 
     def _failed(self, job: Job, identity: dict | None, exc: BaseException):
+        self._announce_arrived(job)
         cause = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         if isinstance(exc, (RayActorError, ActorUnavailableError)):
             message = (
@@ -195,8 +197,16 @@ class RayExecutor:
         log_exception(f"job {job.id}", exc)
         self._end(job, "error", message)
 
+    def _announce_arrived(self, job: Job):
+        """A frame that arrived whole with an earlier message while its own event never came (the replica died
+        between the two) is announced now: what is on disk is served, as for a job read back from its folder."""
+        for index in frames_on_disk(job.frames_dir):
+            if index not in job.frames_ready:
+                job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
+
     def _end(self, job: Job, status: str, message: str):
-        """End a job the replica could not end itself; the frames already streamed stay."""
+        """End a job the replica could not end itself; the frames already streamed stay and are served."""
+        self._announce_arrived(job)
         frames = sorted(p.name for p in job.frames_dir.glob("frame_*.png"))
         job.manifest.update(status=status, message=message, frames=frames)
         job.manifest.setdefault("timings", {})["finished_at"] = time.time()

@@ -16,6 +16,13 @@ from .jobs import Job, write_atomic
 JOB_ID = re.compile(r"[0-9]{8}-[0-9]{6}-[0-9a-f]{8}")
 
 
+def frames_on_disk(frames_dir: Path) -> list[int]:
+    """The indices of the frames written whole in a job's frames folder (frames are written through a temporary
+    file)."""
+    names = (p.stem.split("_")[1] for p in frames_dir.glob("frame_*.png"))
+    return sorted(int(n) - 1 for n in names if n.isdigit())
+
+
 def read_job(folder: Path) -> Job | None:
     """A job read back from its folder (after a restart, or out of the in-memory history); None if unreadable."""
     try:
@@ -27,9 +34,7 @@ def read_job(folder: Path) -> Job | None:
     job.manifest = manifest
     job.state = manifest.get("status", "interrupted")
     job.created = manifest.get("created", job.created)
-    job.frames_ready = sorted(
-        int(p.stem.split("_")[1]) - 1 for p in job.frames_dir.glob("frame_*.png") if p.stem.split("_")[1].isdigit()
-    )
+    job.frames_ready = frames_on_disk(job.frames_dir)
     previews = sorted(
         int(p.stem.split("_")[1]) for p in (folder / "previews").glob("step_*.png") if p.stem.split("_")[1].isdigit()
     )
@@ -52,7 +57,7 @@ def mark_interrupted(data_dir: Path) -> list[str]:
     for folder in sorted(data_dir.iterdir()):
         if not JOB_ID.fullmatch(folder.name):
             continue
-        for tmp in folder.glob("*.tmp"):
+        for tmp in folder.rglob("*.tmp"):  # a write the stop cut short (frames and previews included)
             tmp.unlink(missing_ok=True)
         path = folder / "manifest.json"
         try:
