@@ -70,6 +70,11 @@ def client(server_url: str, port: int, token: str) -> Client:
     return Client(url(server_url, port), token or None)
 
 
+def client_for(prefs) -> Client:
+    """The client of the server the add-on preferences name (Server URL, else the local one on Port; Token)."""
+    return client(prefs.server_url, prefs.port, prefs.token)
+
+
 def log_path(data_dir: Path) -> Path:
     """What the server process prints (start-up failures included); its own `server.log` lies beside it."""
     return Path(data_dir) / "console.log"

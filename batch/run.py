@@ -136,7 +136,7 @@ def server(args):
             prefs.server_url, prefs.token = process.url, ""
         elif args.token:
             prefs.token = args.token
-        yield server_control.client(prefs.server_url, prefs.port, prefs.token)
+        yield server_control.client_for(prefs)
     finally:
         prefs.server_url, prefs.token = saved
         if process is not None:

@@ -47,7 +47,7 @@ def match(context) -> dict:
     spec = job_spec.build_spec({**snap, "camera_motion": "auto"}, path)
     prefs = preferences.get(context)
     try:
-        plan = server_control.client(prefs.server_url, prefs.port, prefs.token).plan(spec.to_dict())
+        plan = server_control.client_for(prefs).plan(spec.to_dict())
     except ServerError as e:  # a model the server lacks, said as the panel's choice
         raise ServerError(e.status, artist_message(e, spec.to_dict()), e.detail) from None
     plan["_first"] = snap["frame_start"]

@@ -114,7 +114,7 @@ class MARIONETTE_OT_capture_guides(bpy.types.Operator):
         message = f"Guides written to {folder}"
         if FORM_POSE in files:
             prefs = preferences.get(context)
-            client = server_control.client(prefs.server_url, prefs.port, prefs.token)
+            client = server_control.client_for(prefs)
             try:
                 drawn = draw_pose_previews(client, files[FORM_POSE][0], snap["width"], snap["height"], folder)
                 show_sequence(drawn[0], len(drawn))

@@ -20,7 +20,7 @@ class MARIONETTE_OT_refresh_models(bpy.types.Operator):
 
     def execute(self, context):
         prefs = preferences.get(context)
-        client = server_control.client(prefs.server_url, prefs.port, prefs.token)
+        client = server_control.client_for(prefs)
         try:
             found = catalog.refresh(client, paths.catalog_file())
         except ServerError as e:

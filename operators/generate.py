@@ -27,11 +27,6 @@ _active = None  # the Run of this Blender session, while it runs and after (the 
 progress_listener = None
 
 
-def _client(context):
-    prefs = preferences.get(context)
-    return server_control.client(prefs.server_url, prefs.port, prefs.token)
-
-
 def _with_server(starter, generation: Generation):
     """The preflight phase, after starting (or adopting) the local server with its progress as messages."""
 
@@ -134,7 +129,8 @@ class Run:
     def __init__(self, context, snap: dict):
         self.snap, self.scene = snap, context.scene
         self.out_dir = paths.new_job_dir(context.scene.marionette)
-        self.generation = Generation(_client(context), job_spec.build_spec(snap), self.out_dir)
+        client = server_control.client_for(preferences.get(context))
+        self.generation = Generation(client, job_spec.build_spec(snap), self.out_dir)
         self.phase = "preflight"
         self.capture = None
         self.captured: dict = {}

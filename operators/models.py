@@ -20,11 +20,6 @@ def cached_models(prefs) -> dict:
         return {}
 
 
-def _client(context):
-    prefs = preferences.get(context)
-    return server_control.client(prefs.server_url, prefs.port, prefs.token)
-
-
 def _redraw():
     for window in bpy.context.window_manager.windows:
         for area in window.screen.areas:
@@ -39,7 +34,7 @@ class MARIONETTE_OT_models_refresh(bpy.types.Operator):
 
     def execute(self, context):
         try:
-            models = _client(context).models()
+            models = server_control.client_for(preferences.get(context)).models()
         except ServerError as e:
             self.report({"ERROR"}, f"{e}; the list shown is the one from the last time the server answered")
             return {"CANCELLED"}
@@ -56,7 +51,7 @@ class MARIONETTE_OT_model_download(bpy.types.Operator):
     name: StringProperty()
 
     def execute(self, context):
-        client, key = _client(context), (self.kind, self.name)
+        client, key = server_control.client_for(preferences.get(context)), (self.kind, self.name)
         try:
             downloads[key] = client.download(self.kind, self.name)
         except ServerError as e:

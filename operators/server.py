@@ -32,7 +32,7 @@ def _check(context) -> str:
     """Ask the server for its health; returns a one-line status for the panel."""
     prefs = preferences.get(context)
     try:
-        health = server_control.client(prefs.server_url, prefs.port, prefs.token).health()
+        health = server_control.client_for(prefs).health()
     except ServerError as e:
         state = server_control.state()
         if state == "starting":
@@ -107,7 +107,7 @@ class MARIONETTE_OT_server_release(bpy.types.Operator):
     def execute(self, context):
         prefs = preferences.get(context)
         try:
-            server_control.client(prefs.server_url, prefs.port, prefs.token).release()
+            server_control.client_for(prefs).release()
         except ServerError as e:
             self.report({"ERROR"}, str(e))
             return {"CANCELLED"}
