@@ -273,7 +273,8 @@ def test_eight_directions_make_eight_rows_45_degrees_apart(extension, tiny_serve
 
 def seconds_per_step(tiny_server) -> float:
     """A step's time on the tiny server now, for a job of the batch's size (64², 3 frames): the median gap between
-    the step events of a short job. On a loaded machine it is a hundred times the idle figure."""
+    the step events of a short job. It varies more than tenfold with the machine's load (0.76 s and 17 s measured
+    minutes apart at load 8)."""
     client = Client(tiny_server.url, TOKEN)
     spec = {"prompt": "a step's time", "steps": 5, "width": SIZE, "height": SIZE, "frames": 3}
     job = client.submit({**spec, "base": "sd15", "motion_module": "v2"})
@@ -294,7 +295,9 @@ def lines_of(process) -> queue.Queue:
     return lines
 
 
-CANCEL_WINDOW_S = 30  # the second job lasts at least this long: the cancel lands well within it, on any load
+# The second job lasts this long at the step time measured first, and at least 20 steps (the measure may catch a
+# load spike): the cancel lands well within it.
+CANCEL_WINDOW_S = 15
 
 
 def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_server, tmp_path):
@@ -302,7 +305,7 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     steps make the job last CANCEL_WINDOW_S at the step time measured now, and every wait is for an event (a
     line of the batch, its exit) within a limit that grows with that step time."""
     step_s = seconds_per_step(tiny_server)
-    steps = min(150, max(10, math.ceil(CANCEL_WINDOW_S / step_s)))
+    steps = min(150, max(20, math.ceil(CANCEL_WINDOW_S / step_s)))
     patience = 300 + 20 * step_s  # the longest quiet spell: Blender's start, guide renders, a step
     blend = tmp_path / "hero.blend"
     hero(blend)
