@@ -45,6 +45,18 @@ def write_atomic(path: Path, data: bytes):
         raise
 
 
+def write_png(path: Path, rgb) -> None:
+    """A PNG in a job folder, whole or not at all: never seen half written (by a replica streaming the folder, or
+    after a kill)."""
+    import io
+
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.fromarray(rgb).save(buffer, format="PNG")
+    write_atomic(path, buffer.getvalue())
+
+
 class Job:
     """One generation: its spec, its folder and the ordered events that clients stream."""
 
@@ -153,7 +165,7 @@ def load_guides(folder: Path, spec: JobSpec, counts: dict[str, int]) -> dict:
             )
             guides["openpose"] = [pose.draw(p, spec.width, spec.height) for p in people]
             for i, image in enumerate(guides["openpose"]):  # the pose guide as the ControlNet saw it
-                Image.fromarray(image).save(folder / f"openpose_{i + 1:04d}.png")
+                write_png(folder / f"openpose_{i + 1:04d}.png", image)
         else:
             images = []
             for i in range(count):

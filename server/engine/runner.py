@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import io
 import math
 import platform
 import time
@@ -12,7 +11,6 @@ from dataclasses import asdict
 
 import numpy as np
 import torch
-from PIL import Image
 
 from .. import __version__
 from ..camera import window_input
@@ -20,7 +18,7 @@ from ..log import log_exception
 from .conditioning import CameraPoses, Control, Keyframes, latent_preview
 from .free_init import FreeInit
 from .init_video import InitVideo, frames_sha256
-from .jobs import Cancelled, Job, is_disk_full, write_atomic
+from .jobs import Cancelled, Job, is_disk_full, write_png
 from .planning import model_identities, plan, references_plan
 from .references import Reference
 from .schedulers import make_scheduler
@@ -53,14 +51,6 @@ def _grid(frames: np.ndarray) -> np.ndarray:
         r, c = divmod(k, cols)
         out[r * h : (r + 1) * h, c * w : (c + 1) * w] = frame
     return out
-
-
-def _save_png(path, rgb: np.ndarray):
-    """Whole or not at all: a frame is never seen half written (by a replica streaming the job folder, or after a
-    kill)."""
-    buffer = io.BytesIO()
-    Image.fromarray(rgb).save(buffer, format="PNG")
-    write_atomic(path, buffer.getvalue())
 
 
 def _to_tensor(images: list[np.ndarray]) -> torch.Tensor:
@@ -141,12 +131,12 @@ def run_job(job: Job, store: ModelStore):
 
         def on_step(i, n, x0):
             step = i + 1
-            _save_png(job.folder / "previews" / f"step_{step:04d}.png", _grid(latent_preview(x0)))
+            write_png(job.folder / "previews" / f"step_{step:04d}.png", _grid(latent_preview(x0)))
             job.emit("step", i=step, n=n, preview=f"/jobs/{job.id}/previews/{step}")
             job.check_cancel()
 
         def on_frame(index, rgb):
-            _save_png(job.frame_path(index), rgb)
+            write_png(job.frame_path(index), rgb)
             job.emit("frame", index=index, url=f"/jobs/{job.id}/frames/{index}")
             job.check_cancel()  # a cancel during decoding keeps the frames written so far
 
