@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 
+import numpy as np
 import pytest
 import torch
 
@@ -116,3 +117,54 @@ def test_file_identity_need_not_wait_for_hashes(tmp_path):
     assert quick["sha256"] or quick["sha256_pending"] == ["big.safetensors"]
     full = loaders.file_identity(entry)
     assert "sha256_pending" not in full and len(full["sha256"]["big.safetensors"]) == 64
+
+
+@pytest.mark.parametrize("suffix", [".ckpt", ".safetensors"])
+def test_cameractrl_built_in_fp16_equals_the_fp32_one_cast(tmp_path, suffix):
+    from safetensors.torch import save_file
+
+    from tests.support import tiny_cameractrl
+    from tests.support.tiny_models import UNET_CHANNELS
+
+    path = tiny_cameractrl.write(tmp_path / "cameractrl.ckpt", UNET_CHANNELS)
+    if suffix == ".safetensors":  # the same tensors flat, the two state dicts' names as key prefixes
+        data = torch.load(path, weights_only=True)
+        flat = {f"{s}.{k}": v for s in loaders.cameractrl.SECTIONS for k, v in data[s].items()}
+        save_file(flat, str(path.with_suffix(suffix)))
+        path = path.with_suffix(suffix)
+    half = loaders.load_camera_control(str(path), dtype=torch.float16)
+    full = loaders.load_camera_control(str(path))
+    assert next(full.parameters()).dtype == torch.float32
+    same_weights(half, full.half())
+
+
+def test_low_vram_stores_ip_adapters_and_the_image_encoder_in_fp8_and_still_runs_on_cpu(config):
+    from server.engine.references import Reference
+
+    fp8 = torch.float8_e4m3fn
+    store = ModelStore(config, device="cpu", dtype="float32", low_vram=True)
+    pipe = store.pipeline("sd15", "v2")
+    adapter, encoder = store.ip_adapter("ip_adapter_plus")
+    assert adapter.layers[0].to_k_ip.weight.dtype == fp8 and adapter.layers[-1].to_v_ip.weight.dtype == fp8
+    assert adapter.image_proj.proj_in.weight.dtype == fp8 and adapter.image_proj.layers[0][0].to_kv.weight.dtype == fp8
+    assert adapter.image_proj.norm_out.weight.dtype == torch.float32  # norms keep the compute dtype
+    attention = encoder.vision_model.encoder.layers[0].self_attn
+    assert attention.q_proj.weight.dtype == fp8 and encoder.visual_projection.weight.dtype == fp8
+    assert encoder.vision_model.post_layernorm.weight.dtype == torch.float32
+    image = np.random.default_rng(3).uniform(0, 255, (40, 52, 3)).astype(np.uint8)
+
+    def generate(weight):
+        return pipe.generate(
+            prompt="a puppet",
+            num_frames=4,
+            height=64,
+            width=64,
+            steps=2,
+            generator=torch.Generator().manual_seed(5),
+            references=[Reference(adapter, encoder, image, weight=weight)],
+        )
+
+    plain, referenced = generate(0.0), generate(1.0)
+    assert referenced.shape == plain.shape == (4, 64, 64, 3)
+    assert np.abs(referenced.astype(int) - plain).max() > 10  # the fp8 adapter acts
+    assert adapter.layers[0].to_k_ip.weight.dtype == fp8  # back to storage after each use

@@ -66,17 +66,9 @@ class ModelStore:
                 "image_encoder": loaders.load_image_encoder,
                 "vae": loaders.load_vae,
             }[kind]
-            if kind == "camera_control":  # its own loader, as it was: float32, then moved and cast
-                obj = (
-                    loader(entry.source, entry.config)
-                    if entry.weight_name is None
-                    else loader(entry.source, entry.config, weight_name=entry.weight_name)
-                )
-                obj = obj.to(self.device, self.dtype).eval()
-            else:
-                # Built in the store's dtype from the start and moved at once: the host never holds a float32 copy,
-                # and for an accelerator the host copy lives only while one component loads.
-                obj = loader(entry.source, entry.config, weight_name=entry.weight_name, dtype=self.dtype)
+            # Built in the store's dtype from the start and moved at once: the host never holds a float32 copy,
+            # and for an accelerator the host copy lives only while one component loads.
+            obj = loader(entry.source, entry.config, weight_name=entry.weight_name, dtype=self.dtype)
             if self.low_vram and kind in ("base", "motion_module"):
                 # fp8 storage before the motion UNet is assembled: it shares these very tensors
                 _fp8(obj["unet"] if kind == "base" else obj, self.dtype)
@@ -85,7 +77,9 @@ class ModelStore:
                     obj[part] = obj[part].to(self.device)
             elif kind in ("controlnet", "sparsectrl") and self.low_vram:
                 obj = _offloaded(_fp8(obj, self.dtype), self.device).eval()
-            elif kind != "camera_control":
+            else:
+                if self.low_vram and kind in ("ip_adapter", "image_encoder"):
+                    _fp8(obj, self.dtype)
                 obj = obj.to(self.device).eval()
             if kind == "sparsectrl":
                 from .motion_parity import apply_motion_norm
@@ -269,10 +263,16 @@ def motion_unet(unet, adapter):
 
 
 def _fp8(model, compute_dtype):
-    """Weights stored in float8 (e4m3), each layer's cast to `compute_dtype` while it runs; norms stay as they are."""
+    """Weights stored in float8 (e4m3), each layer's cast to `compute_dtype` while it runs; norms (and the patch and
+    position embeddings of diffusers models) stay as they are. Plain torch modules (IP-Adapters) and transformers
+    models (the CLIP image encoder) take the same hooks as diffusers models."""
     import torch
+    from diffusers.hooks import apply_layerwise_casting
 
-    model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    if hasattr(model, "enable_layerwise_casting"):
+        model.enable_layerwise_casting(storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
+    else:
+        apply_layerwise_casting(model, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
     return model
 
 

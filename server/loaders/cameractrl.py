@@ -14,14 +14,16 @@ is accepted too.
 
 from __future__ import annotations
 
-from .files import WEIGHT_SUFFIXES, CheckpointError
+from .files import WEIGHT_SUFFIXES, CheckpointError, _torch_load, read_state_dict
+from .single_file import cast
 from .sources import resolve_source
 
 SECTIONS = ("pose_encoder_state_dict", "attention_processor_state_dict")
 
 
-def cameractrl_state_dicts(source, weight_name=None) -> tuple[dict, dict]:
-    """(pose_encoder_state_dict, attention_processor_state_dict), fp32 on the CPU, read safely."""
+def cameractrl_state_dicts(source, weight_name=None, dtype=None) -> tuple[dict, dict]:
+    """(pose_encoder_state_dict, attention_processor_state_dict) on the CPU in `dtype` (float32 when None), read
+    safely: `.ckpt` memory-mapped and weights-only, each tensor cast on its own (none copied twice)."""
     import torch
 
     kind, where = resolve_source(source, weight_name)
@@ -32,16 +34,13 @@ def cameractrl_state_dicts(source, weight_name=None) -> tuple[dict, dict]:
         )
     suffix = where.suffix.lower()
     if suffix == ".safetensors":
-        from safetensors.torch import load_file
-
-        try:
-            flat = load_file(str(where), device="cpu")
-        except Exception as e:
-            raise CheckpointError(f"{where}: not a readable .safetensors file ({type(e).__name__}: {e})") from e
+        flat = read_state_dict(where)
         data = {s: {k[len(s) + 1 :]: v for k, v in flat.items() if k.startswith(s + ".")} for s in SECTIONS}
     elif suffix in WEIGHT_SUFFIXES:
+        if not where.is_file():
+            raise CheckpointError(f"{where}: file not found")
         try:
-            data = torch.load(str(where), map_location="cpu", weights_only=True)
+            data = _torch_load(where)
         except Exception as e:
             raise CheckpointError(
                 f"{where}: cannot be read as a weights-only torch checkpoint ({type(e).__name__}: "
@@ -50,19 +49,20 @@ def cameractrl_state_dicts(source, weight_name=None) -> tuple[dict, dict]:
     else:
         raise CheckpointError(f"{where}: unsupported file type {suffix or '(none)'}")
     if not isinstance(data, dict) or any(not isinstance(data.get(s), dict) or not data[s] for s in SECTIONS):
-        found = sorted(data)[:8] if isinstance(data, dict) else type(data).__name__
+        found = sorted(map(str, data))[:8] if isinstance(data, dict) else type(data).__name__
         raise CheckpointError(f"{where}: expected a CameraCtrl checkpoint with {' and '.join(SECTIONS)}; found {found}")
-    return tuple({k: v.float() for k, v in data[s].items() if isinstance(v, torch.Tensor)} for s in SECTIONS)
+    return tuple(cast({k: v for k, v in data[s].items() if isinstance(v, torch.Tensor)}, dtype) for s in SECTIONS)
 
 
-def load_camera_control(source, config=None, weight_name=None):
-    """A CameraCtrl model (server/engine/cameractrl.py: pose encoder + qkv_merge layers), fp32 on the CPU.
-    Every tensor of the file is used; a key or shape the layout does not have is a CheckpointError."""
+def load_camera_control(source, config=None, weight_name=None, dtype=None):
+    """A CameraCtrl model (server/engine/cameractrl.py: pose encoder + qkv_merge layers) in `dtype` (float32 when
+    None) on the CPU, built on the meta device and given the file's tensors. Every tensor of the file is used; a key
+    or shape the layout does not have is a CheckpointError."""
     from ..engine.cameractrl import CameraCtrl
 
-    encoder_sd, attention_sd = cameractrl_state_dicts(source, weight_name)
+    encoder_sd, attention_sd = cameractrl_state_dicts(source, weight_name, dtype)
     try:
-        return CameraCtrl.from_state_dicts(encoder_sd, attention_sd)
+        return CameraCtrl.from_state_dicts(encoder_sd, attention_sd).eval()
     except (KeyError, ValueError, RuntimeError) as e:
         raise CheckpointError(
             f"{source}: not the CameraCtrl layout (pose encoder + qkv_merge per motion module "
