@@ -103,8 +103,10 @@ class Client:
     def cancel_download(self, kind: str, name: str) -> dict:
         return self._json("DELETE", f"/models/{kind}/{name}/download")
 
-    def plan(self, spec: dict) -> dict:
-        return self._json("POST", "/plan", spec)
+    def plan(self, spec: dict, wait_for_hashes: bool = False) -> dict:
+        """What the spec resolves to. The server answers at once, listing file hashes it has not computed yet under
+        `sha256_pending`; `wait_for_hashes` waits for them (a fingerprint of the models needs them)."""
+        return self._json("POST", "/plan?hashes=wait" if wait_for_hashes else "/plan", spec)
 
     def status(self, job_id: str) -> dict:
         return self._json("GET", f"/jobs/{job_id}")

@@ -275,7 +275,7 @@ class Batch:
         spec = job_spec.build_spec(job_spec.snapshot(scene.marionette, scene)).to_dict()
         checked = {**spec, "camera_motion": "manual", "camera": None, "cameractrl": None}
         try:
-            plan = self.client.plan(checked)
+            plan = self.client.plan(checked, wait_for_hashes=True)
         except ServerError as e:
             raise RuntimeError(artist_message(e, checked, batch=True)) from None
         cams, current = [], scene.frame_current

@@ -440,7 +440,8 @@ def test_plan_reports_cameractrl_and_its_windows(client):
     plan = r.json()
     c = plan["cameractrl"]
     assert c["model"] == "cameractrl" and c["scale"] == 0.8 and c["authors_guidance"] == 14.0
-    assert c["source"].endswith("cameractrl_tiny.ckpt") and len(c["sha256"]) == 1
+    assert c["source"].endswith("cameractrl_tiny.ckpt")
+    assert len(c["sha256"]) + len(c.get("sha256_pending", [])) == 1  # /plan does not wait for hashes
     assert [w["frames"] for w in c["windows"]] == [list(range(8)), list(range(4, 12))]
     assert c["windows"][1]["first"] == 4 and c["windows"][0]["scene_scale"] == pytest.approx(10.0)
     assert plan["motion_loras"] == [] and any("guidance 14" in n for n in plan["notes"])

@@ -12,7 +12,7 @@ import torch
 from server import loaders
 from server.engine.store import ModelStore, motion_unet
 from server.loaders import ModelConfig
-from server.loaders.config import FileHashes
+from server.loaders.hashes import FileHashes
 
 
 @pytest.fixture(scope="module")
@@ -168,3 +168,32 @@ def test_low_vram_stores_ip_adapters_and_the_image_encoder_in_fp8_and_still_runs
     assert referenced.shape == plain.shape == (4, 64, 64, 3)
     assert np.abs(referenced.astype(int) - plain).max() > 10  # the fp8 adapter acts
     assert adapter.layers[0].to_k_ip.weight.dtype == fp8  # back to storage after each use
+
+
+ZEROS_SHA256 = "9acca8e8c22201155389f65abbf6bc9723edc7384ead80503839f49dcc56d767"  # of 512 MiB of zero bytes
+
+
+def test_plan_answers_before_a_big_file_is_hashed(tiny_models, tmp_path):
+    """/plan lists a hash it does not know yet as pending instead of waiting for it (unless asked to wait: the batch
+    CLI's fingerprints); the hash is computed once, in the background, and later answers have it."""
+    from fastapi.testclient import TestClient
+    from helpers import tiny_spec
+
+    from server.api import Settings, create_app
+
+    big = tmp_path / "big.safetensors"
+    with open(big, "wb") as f:
+        f.truncate(1 << 29)  # sparse: no disk, but 512 MiB to read and hash (seconds on this machine)
+    toml = tiny_models / "models_big_base.toml"
+    toml.write_text((tiny_models / "models.toml").read_text() + f'\n[base.big]\nsource = "{big}"\n')
+    settings = Settings(models=ModelConfig.load(toml), data_dir=tmp_path / "jobs")
+    with TestClient(create_app(settings), base_url="http://127.0.0.1:8420") as client:
+        first = client.post("/plan", json=tiny_spec(base="big"))
+        assert first.status_code == 200, first.text
+        assert first.json()["base"]["sha256"] == {} and first.json()["base"]["sha256_pending"] == ["big.safetensors"]
+        waited = client.post("/plan?hashes=wait", json=tiny_spec(base="big")).json()["base"]
+        assert waited["sha256"] == {"big.safetensors": ZEROS_SHA256} and "sha256_pending" not in waited
+        again = client.post("/plan", json=tiny_spec(base="big")).json()["base"]
+        assert again["sha256"] == waited["sha256"] and "sha256_pending" not in again
+        bad = client.post("/plan?hashes=later", json=tiny_spec(base="big"))
+        assert bad.status_code == 422 and "hashes=wait" in bad.text

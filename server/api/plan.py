@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from ..engine.planning import plan
 from ..protocol import parse_spec
@@ -13,15 +13,19 @@ from .errors import public
 router = APIRouter()
 
 
-def _checked_plan(models, spec, store):
+def _checked_plan(models, spec, store, wait: bool):
     check_models(models, spec)  # may read a checkpoint's keys
-    return plan(spec, store).to_dict()  # hashes local files (cached) and draws the camera plot
+    # Draws the camera plot. Without `wait`, answers at once: file hashes not known yet are listed as
+    # sha256_pending and computed in the background (a job records them when it finishes).
+    return plan(spec, store, wait=wait).to_dict()
 
 
 @router.post("/plan")
-async def plan_route(request: Request):
+async def plan_route(request: Request, hashes: str | None = None):
+    if hashes not in (None, "wait"):
+        raise HTTPException(422, f"hashes={hashes[:40]!r}: leave it out (answer at once) or send hashes=wait")
     spec = parse_spec(await json_body(request, "spec"))
     state = request.app.state
-    answer = await off_loop(request, _checked_plan, state.settings.models, spec, state.store)
+    answer = await off_loop(request, _checked_plan, state.settings.models, spec, state.store, hashes == "wait")
     plot = answer.pop("plot_png", None)  # base64 has slashes: it is not text whose paths could be hidden
     return {**public(answer), "plot_png": plot}

@@ -89,7 +89,7 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         )
     if camera is not None:
         notes += camera["notes"]
-    cameractrl = cameractrl_plan(spec, store)
+    cameractrl = cameractrl_plan(spec, store, wait)
     if cameractrl is not None:
         notes += cameractrl.pop("notes")
         if info["version"] not in ("v3", "unknown"):
@@ -189,7 +189,7 @@ def job_windows(spec: JobSpec) -> list[list[int]] | None:
     return None if c is None else context_windows(spec.frames, c.length, c.overlap, c.loop)
 
 
-def cameractrl_plan(spec: JobSpec, store: ModelStore) -> dict | None:
+def cameractrl_plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> dict | None:
     """With camera_motion "cameractrl": the model, its scale, and per context window the frames whose poses are
     taken relative to the window's first frame and the scene depth their translations are measured in."""
     if spec.camera_motion != "cameractrl":
@@ -211,7 +211,7 @@ def cameractrl_plan(spec: JobSpec, store: ModelStore) -> dict | None:
             f"this job uses {spec.guidance:g}"
         )
     return {
-        **file_identity(entry),
+        **file_identity(entry, wait),
         "model": entry.name,
         "scale": spec.cameractrl.scale,
         "authors_guidance": CAMERACTRL_GUIDANCE,
@@ -251,12 +251,14 @@ def motion_lora_names(spec: JobSpec) -> set[str]:
 
 
 def model_identities(spec: JobSpec, store: ModelStore) -> dict:
-    """The base model's, motion module's and separate VAE's identities with every file hash, waiting for any still
-    computed."""
+    """The identities of the base model, the motion module, the separate VAE and CameraCtrl (those used) with every
+    file hash, waiting for any still computed: what a job records when it finishes."""
     out = {
         "base": file_identity(store.config.get("base", spec.base)),
         "motion_module": file_identity(store.config.get("motion_module", spec.motion_module)),
     }
     if spec.vae:
         out["vae"] = file_identity(store.config.get("vae", spec.vae))
+    if spec.camera_motion == "cameractrl":
+        out["cameractrl"] = file_identity(store.config.get("camera_control", spec.cameractrl.model))
     return out

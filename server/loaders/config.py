@@ -8,15 +8,13 @@ filesystem.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import os
-import threading
 import tomllib
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
 from .files import WEIGHT_SUFFIXES
+from .hashes import HASHES
 from .sources import is_hub_source
 
 KINDS = (
@@ -144,47 +142,6 @@ def _scan(folder: str):
             for f in ("config.json", "model_index.json", "diffusion_pytorch_model.safetensors")
         ):
             yield entry.name, entry.path
-
-
-class FileHashes:
-    """sha256 of weight files, computed once per file version (path, size, mtime) on one background thread, so
-    that a job never waits for gigabytes to be hashed before its first step."""
-
-    def __init__(self):
-        self._futures: dict[tuple, Future] = {}
-        self._lock = threading.Lock()
-        self._pool = ThreadPoolExecutor(1, thread_name_prefix="marionette-hash")
-
-    @staticmethod
-    def version(path) -> tuple:
-        st = os.stat(path)
-        return str(path), st.st_size, st.st_mtime_ns
-
-    def start(self, path) -> Future:
-        """The hash of this version of the file, being computed (or already known)."""
-        key = self.version(path)
-        with self._lock:
-            if key not in self._futures:
-                self._futures[key] = self._pool.submit(_sha256, key[0])
-            return self._futures[key]
-
-    def get(self, path, wait: bool = True) -> str | None:
-        """The hex digest; None when `wait` is false and it is not known yet (it is then being computed)."""
-        future = self.start(path)
-        if not wait and not future.done():
-            return None
-        return future.result()
-
-
-def _sha256(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-HASHES = FileHashes()
 
 
 def file_identity(entry: ModelEntry, wait: bool = True) -> dict:
