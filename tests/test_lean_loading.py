@@ -138,12 +138,17 @@ def test_cameractrl_built_in_fp16_equals_the_fp32_one_cast(tmp_path, suffix):
     same_weights(half, full.half())
 
 
-def test_low_vram_stores_ip_adapters_and_the_image_encoder_in_fp8_and_still_runs_on_cpu(config):
+def test_low_vram_stores_unet_ip_adapter_and_image_encoder_in_fp8_and_runs_with_loras_on_cpu(config):
     from server.engine.references import Reference
 
     fp8 = torch.float8_e4m3fn
     store = ModelStore(config, device="cpu", dtype="float32", low_vram=True)
     pipe = store.pipeline("sd15", "v2")
+    block = pipe.unet.down_blocks[0]
+    assert block.resnets[0].conv1.weight.dtype == fp8 and block.motion_modules[0].proj_in.weight.dtype == fp8
+    store.set_loras(pipe, [("motion_lora", "zoom_in", 1.0), ("lora", "style", 1.0)])
+    lora = block.attentions[0].transformer_blocks[0].attn1.to_q
+    assert lora.base_layer.weight.dtype == fp8 and lora.lora_A["lora__style"].weight.dtype == torch.float32
     adapter, encoder = store.ip_adapter("ip_adapter_plus")
     assert adapter.layers[0].to_k_ip.weight.dtype == fp8 and adapter.layers[-1].to_v_ip.weight.dtype == fp8
     assert adapter.image_proj.proj_in.weight.dtype == fp8 and adapter.image_proj.layers[0][0].to_kv.weight.dtype == fp8

@@ -157,7 +157,9 @@ class ModelStore:
             motion_adapter=adapter,
             scheduler=parts["scheduler"],
         )
-        pipe.to(self.device, self.dtype)
+        # Every part is already in the store's dtype; casting the pipeline again would turn the UNet's float8
+        # storage (--low-vram) back into the compute dtype until each layer's first run.
+        pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
         self._pipe, self._pipe_key = pipe, (base, motion_module)
         self.loads.append(f"pipeline:{base}+{motion_module}")
@@ -194,6 +196,8 @@ class ModelStore:
                     else:
                         weights_in = loaders.image_lora_source(entry.source)
                     pipe.load_lora_weights(weights_in, adapter_name=adapter)
+                    if self.low_vram:
+                        _lora_in_compute_dtype(pipe.unet, self.dtype)
                     self._adapters.add(adapter)
                     self.loads.append(f"{kind}:{name}")
                     self._refresh()
@@ -274,6 +278,14 @@ def _fp8(model, compute_dtype):
     else:
         apply_layerwise_casting(model, storage_dtype=torch.float8_e4m3fn, compute_dtype=compute_dtype)
     return model
+
+
+def _lora_in_compute_dtype(model, dtype):
+    """PEFT gives a LoRA layer its base layer's dtype, float8 under --low-vram, which no layer computes in: keep
+    the (small) LoRA weights in the compute dtype."""
+    for name, param in model.named_parameters():
+        if "lora_" in name and param.dtype != dtype:
+            param.data = param.data.to(dtype)
 
 
 def _offloaded(model, device):

@@ -6,7 +6,6 @@ import re
 
 from .files import CheckpointError, classify, expect_kind, read_state_dict
 from .folders import weights_in_folder
-from .single_file import to_float32
 from .sources import resolve_source
 
 _UNET_ONLY_LORA = re.compile(r"(down_blocks|mid_block|up_blocks)\.")
@@ -15,7 +14,7 @@ _UNET_ONLY_LORA = re.compile(r"(down_blocks|mid_block|up_blocks)\.")
 def image_lora_source(source, weight_name=None):
     """Something `pipe.load_lora_weights` accepts for an SD1.5 image LoRA: a hub id or a diffusers LoRA folder
     (as a string), or the state dict of a single file (kohya `lora_unet_*`/`lora_te_*` with alphas, or diffusers
-    format), read safely."""
+    format), read safely and in the file's dtype (memory-mapped where the format allows)."""
     kind, where = resolve_source(source, weight_name)
     what = "an SD1.5 image LoRA"
     if kind == "hub":
@@ -36,4 +35,4 @@ def image_lora_source(source, weight_name=None):
         # transformer_blocks.0.attn1.processor.to_q_lora.down.weight`): diffusers only loads keys under "unet."
         # and would silently skip every one of these.
         sd = {f"unet.{k}": v for k, v in sd.items()}
-    return to_float32(sd)
+    return sd  # as stored: PEFT copies it into LoRA layers of the UNet's dtype

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from .files import CheckpointError, classify, expect_kind, keys_and_shapes, read_state_dict
 from .folders import check_folder_class, pretrained_model, read_json, weights_in_folder
-from .single_file import strict_single_file, to_float32
+from .single_file import strict_single_file
 from .sources import CONFIGS, config_folder, hub_download, resolve_source
 
 MOTION_VERSIONS = ("v1", "v2", "v3")
@@ -102,8 +102,8 @@ def convert_motion_lora(state_dict: dict) -> dict:
 
 def motion_lora_state_dict(source, weight_name=None) -> dict:
     """The diffusers-format state dict of a motion LoRA (what `pipe.load_lora_weights(sd, adapter_name=...)`
-    takes), fp32: from a hub id or folder (diffusion_pytorch_model.safetensors), a diffusers-format file, or an
-    original v2_lora_*.ckpt."""
+    takes), in the file's dtype: from a hub id or folder (diffusion_pytorch_model.safetensors), a diffusers-format
+    file, or an original v2_lora_*.ckpt."""
     kind, where = resolve_source(source, weight_name)
     what = "an AnimateDiff motion LoRA"
     if kind == "hub":
@@ -119,4 +119,4 @@ def motion_lora_state_dict(source, weight_name=None) -> dict:
         sd = convert_motion_lora(sd)
     elif not all(k.startswith("unet.") for k in sd):
         sd = {k if k.startswith("unet.") else f"unet.{k}": v for k, v in sd.items()}
-    return to_float32(sd)
+    return sd  # as stored: PEFT copies it into LoRA layers of the UNet's dtype

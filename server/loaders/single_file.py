@@ -7,12 +7,6 @@ from pathlib import Path
 from .files import CheckpointError
 
 
-def to_float32(sd: dict) -> dict:
-    import torch
-
-    return cast(sd, torch.float32)
-
-
 def cast(sd: dict, dtype) -> dict:
     """The floating tensors of `sd` in `dtype`, tensor by tensor; a tensor already in `dtype` is not copied."""
     if dtype is None:
