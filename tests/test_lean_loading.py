@@ -202,3 +202,27 @@ def test_plan_answers_before_a_big_file_is_hashed(tiny_models, tmp_path):
         assert again["sha256"] == waited["sha256"] and "sha256_pending" not in again
         bad = client.post("/plan?hashes=later", json=tiny_spec(base="big"))
         assert bad.status_code == 422 and "hashes=wait" in bad.text
+
+
+def test_hashes_kept_in_the_data_folder_survive_a_restart_per_file_version(tmp_path):
+    kept = tmp_path / "data" / "file_hashes.json"
+    path = tmp_path / "model.safetensors"
+    path.write_bytes(b"a" * 4096)
+    before = FileHashes()
+    before.keep_in(kept)
+    digest = before.get(path)
+    stamp = os.stat(path).st_mtime_ns
+    path.write_bytes(b"b" * 4096)  # same size, the old mtime put back: the same version, so not read again
+    os.utime(path, ns=(stamp, stamp))
+    restarted = FileHashes()
+    restarted.keep_in(kept)
+    assert restarted.get(path) == digest
+    os.utime(path, ns=(stamp + 10**9, stamp + 10**9))  # a new version: hashed again, and kept
+    assert restarted.get(path) == FileHashes().get(path) != digest
+    again = FileHashes()
+    again.keep_in(kept)
+    assert again.get(path) == restarted.get(path)
+    kept.write_text("not json")
+    broken = FileHashes()
+    broken.keep_in(kept)  # an unreadable file is ignored: the hash is computed again
+    assert broken.get(path) == restarted.get(path)

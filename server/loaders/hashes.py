@@ -1,13 +1,19 @@
 """sha256 of weight files for the manifests, computed once per file version (path, size, mtime) on one background
-thread: neither /plan nor a job waits for gigabytes to be hashed before it answers or takes its first step."""
+thread: neither /plan nor a job waits for gigabytes to be hashed before it answers or takes its first step. A server
+keeps the hashes in its data folder, so that a restart hashes only the files that changed."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import queue
+import re
 import threading
 from concurrent.futures import Future
+from pathlib import Path
+
+_DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
 class FileHashes:
@@ -20,6 +26,24 @@ class FileHashes:
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue = queue.SimpleQueue()
         self._worker: threading.Thread | None = None
+        self._file: Path | None = None
+
+    def keep_in(self, path) -> None:
+        """Read the hashes kept in `path` (JSON rows [path, size, mtime_ns, sha256]) and keep every new one there.
+        A row whose file has another size or mtime now is a stale version: never used, and dropped on the next save.
+        An unreadable file is ignored (the hashes are computed again)."""
+        path = Path(path)
+        try:
+            rows = json.loads(path.read_text())
+            known = {(str(p), int(n), int(m)): d for p, n, m, d in rows if _DIGEST.fullmatch(str(d))}
+        except (OSError, ValueError, TypeError):
+            known = {}
+        with self._lock:
+            self._file = path
+            for key, digest in known.items():
+                if key not in self._futures:
+                    self._futures[key] = Future()
+                    self._futures[key].set_result(digest)
 
     @staticmethod
     def version(path) -> tuple:
@@ -33,7 +57,7 @@ class FileHashes:
             future = self._futures.get(key)
             if future is None:
                 future = self._futures[key] = Future()
-                self._queue.put((key[0], future))
+                self._queue.put((key, future))
                 if self._worker is None:
                     self._worker = threading.Thread(target=self._work, name="marionette-hash", daemon=True)
                     self._worker.start()
@@ -48,12 +72,37 @@ class FileHashes:
 
     def _work(self):
         while True:
-            path, future = self._queue.get()
+            key, future = self._queue.get()
             future.set_running_or_notify_cancel()
             try:
-                future.set_result(_sha256(path))
+                digest = _sha256(key[0])
             except BaseException as e:  # noqa: BLE001 - handed to whoever waits for this hash
                 future.set_exception(e)
+                continue
+            self._save([*key, digest])  # kept before anyone sees it: a restart right after knows it
+            future.set_result(digest)
+
+    def _save(self, new_row: list):
+        with self._lock:
+            if self._file is None:
+                return
+            rows = [[*k, f.result()] for k, f in self._futures.items() if f.done() and f.exception() is None]
+            rows.append(new_row)
+            file = self._file
+        current = []
+        for row in rows:
+            try:
+                if self.version(row[0]) == tuple(row[:3]):
+                    current.append(row)
+            except OSError:
+                pass  # the file is gone
+        try:
+            file.parent.mkdir(parents=True, exist_ok=True)
+            tmp = file.with_name(file.name + ".tmp")
+            tmp.write_text(json.dumps(current))
+            os.replace(tmp, file)
+        except OSError:
+            pass  # a read-only data folder: the hashes are only computed again after a restart
 
 
 def _sha256(path: str) -> str:
