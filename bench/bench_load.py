@@ -1,6 +1,8 @@
 """Cold start and host memory while loading: SD1.5 + a motion module + 3 ControlNets from full-size single files in
 the public layouts (placeholder weights, tests/fullsize.py), through Marionette's ModelStore and through plain
-diffusers (`from_single_file` + `MotionAdapter` + `AnimateDiffControlNetPipeline.from_pipe`), in the same run.
+diffusers (`from_single_file` + `MotionAdapter` + `AnimateDiffControlNetPipeline.from_pipe`), in the same run; and
+Marionette with CameraCtrl, an IP-Adapter plus and its ViT-H/14 image encoder loaded too
+(tests/support/fullsize_adapters.py; plain diffusers has no CameraCtrl, so that row has no diffusers twin).
 
 Each side runs in its own child process, so that its peak resident memory (ru_maxrss) is its own, measured after
 every weight has been read once (memory-mapped weights count only once resident); the files are read once
@@ -10,6 +12,7 @@ Marionette's side includes what a job does first: its plan and the start of the 
 
     .venv/bin/python bench/bench_load.py                          # float16, full size, ~5.5 GB of files
     .venv/bin/python bench/bench_load.py --tiny                   # the tiny models: checks the script only
+    .venv/bin/python bench/bench_load.py --sides adapters         # only Marionette with the three adapters
 """
 
 from __future__ import annotations
@@ -80,6 +83,9 @@ def write_files(root: Path, tiny_models: bool) -> dict:
             "sd15": base / "sd15.safetensors",
             "motion": base / "mm_sd_v15_v2.ckpt",
             "controlnets": [base / "control_v11f1p_sd15_depth.pth"] * 3,
+            "cameractrl": _tiny_cameractrl(base / "cameractrl_tiny.ckpt"),
+            "ip_adapter": base / "ip-adapter-plus_tiny.safetensors",
+            "image_encoder": base / "image_encoder",
             "configs": {
                 "sd15": base / "sd15",
                 "motion": base / "motion_v2",
@@ -108,7 +114,9 @@ def write_files(root: Path, tiny_models: bool) -> dict:
         for path in files["controlnets"]:
             if not path.exists():
                 fullsize.write_controlnet_original(path)
-        toml = root / "models.toml"
+        from tests.support import fullsize_adapters
+
+        files.update(fullsize_adapters.write_all(root))
     # A diffusers SD1.5 config folder with a tokenizer (the real vocabulary cannot be shipped): both sides use it.
     pipeline_config = root / "sd15_config"
     if not pipeline_config.exists():
@@ -128,15 +136,37 @@ def write_files(root: Path, tiny_models: bool) -> dict:
     ]
     for name, path in zip(CONTROLNETS, files["controlnets"]):
         lines += [f"[controlnet.{name}]", f'source = "{path}"', f'config = "{files["configs"]["controlnet"]}"']
+    lines += [
+        "[camera_control.cameractrl]",
+        f'source = "{files["cameractrl"]}"',
+        "[image_encoder.vit_h]",
+        f'source = "{files["image_encoder"]}"',
+        "[ip_adapter.plus]",
+        f'source = "{files["ip_adapter"]}"',
+        'image_encoder = "vit_h"',
+    ]
     toml = root / "bench_load.toml"
     toml.write_text("\n".join(lines) + "\n")
     files["toml"] = toml
     return files
 
 
-def child_marionette(files: dict, dtype: str) -> dict:
+def _tiny_cameractrl(path: Path) -> Path:
+    from tests.support import tiny_cameractrl
+    from tests.support.tiny_models import UNET_CHANNELS
+
+    return tiny_cameractrl.write(path, UNET_CHANNELS)
+
+
+def child_marionette(files: dict, dtype: str, adapters: bool = False) -> dict:
     import torch
 
+    # The libraries a loaded server has imported, before the baseline and the clock, as the diffusers side imports its
+    # own: the figures are then the loading's alone.
+    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel  # noqa: F401
+    from transformers import CLIPTextModel, CLIPVisionModelWithProjection  # noqa: F401
+
+    import server.engine.pipeline  # noqa: F401
     from server.engine.conditioning import Control
     from server.engine.store import ModelStore
     from server.loaders import ModelConfig, file_identity
@@ -149,6 +179,9 @@ def child_marionette(files: dict, dtype: str) -> dict:
     pipe = store.pipeline("sd15", "v2")
     store.set_loras(pipe, [])
     nets = [store.controlnet(n) for n in CONTROLNETS]
+    extra = []
+    if adapters:  # what a job with camera_motion "cameractrl" and an image reference loads besides
+        extra = [store.camera_control("cameractrl"), *store.ip_adapter("plus")]
     loaded_s = time.perf_counter() - t0
     guide = torch.rand(2, 3, 64, 64)
     hooks = stop_at_first_step(pipe.unet, *nets)
@@ -168,14 +201,14 @@ def child_marionette(files: dict, dtype: str) -> dict:
             h.remove()
     first_step_s = time.perf_counter() - t0
     parts = store._component("base", "sd15")
-    touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets)
+    touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets, *extra)
     return {
         "first_step_s": first_step_s,
         "loaded_s": loaded_s,
         "peak_rss_gb": peak_rss_gb(),
         "baseline_gb": baseline,
         "fp16_weight_gb": weight_bytes(
-            parts["unet"], parts["vae"], parts["text_encoder"], store._component("motion_module", "v2"), *nets
+            parts["unet"], parts["vae"], parts["text_encoder"], store._component("motion_module", "v2"), *nets, *extra
         )
         / 2**30,
         "dtype": str(pipe.unet.dtype),
@@ -243,6 +276,14 @@ def child_diffusers(files: dict, dtype: str) -> dict:
     }
 
 
+SIDES = ("diffusers", "marionette", "adapters")
+LABELS = {
+    "diffusers": "plain diffusers",
+    "marionette": "Marionette",
+    "adapters": "Marionette + CameraCtrl + IP-Adapter plus + ViT-H/14 encoder",
+}
+
+
 def run_child(side: str, files_json: str, dtype: str) -> dict:
     out = subprocess.run(
         [sys.executable, __file__, "--child", side, "--files", files_json, "--dtype", dtype],
@@ -255,13 +296,21 @@ def run_child(side: str, files_json: str, dtype: str) -> dict:
     return json.loads(line[len("RESULT ") :])
 
 
+def weight_files(files: dict, side: str) -> list[Path]:
+    paths = [files["sd15"], files["motion"], *files["controlnets"]]
+    if side == "adapters":
+        paths += [files["cameractrl"], files["ip_adapter"], *sorted(Path(files["image_encoder"]).glob("*.safetensors"))]
+    return list(dict.fromkeys(paths))
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--dtype", default="float16")
     p.add_argument("--tiny", action="store_true", help="the tiny models instead of the full-size placeholders")
     p.add_argument("--root", type=Path, help="where the files go (kept); default: a temporary folder, removed")
     p.add_argument("--repeat", type=int, default=1, help="runs of each side, alternating; the best is reported")
-    p.add_argument("--child", choices=("marionette", "diffusers"), help=argparse.SUPPRESS)
+    p.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of {', '.join(SIDES)}")
+    p.add_argument("--child", choices=SIDES, help=argparse.SUPPRESS)
     p.add_argument("--files", help=argparse.SUPPRESS)
     args = p.parse_args()
     if args.child:
@@ -270,18 +319,23 @@ def main():
         files = {k: (Path(v) if isinstance(v, str) else v) for k, v in json.loads(args.files).items()}
         files["configs"] = {k: Path(v) for k, v in files["configs"].items()}
         with torch.no_grad():
-            result = (child_marionette if args.child == "marionette" else child_diffusers)(files, args.dtype)
+            if args.child == "diffusers":
+                result = child_diffusers(files, args.dtype)
+            else:
+                result = child_marionette(files, args.dtype, adapters=args.child == "adapters")
         print("RESULT " + json.dumps(result), flush=True)
         return
 
+    sides = [s for s in args.sides.split(",") if s]
+    unknown = sorted(set(sides) - set(SIDES))
+    if unknown:
+        raise SystemExit(f"--sides: unknown {', '.join(unknown)}; use {', '.join(SIDES)}")
     root = args.root or Path(tempfile.mkdtemp(prefix="marionette-bench-load-"))
     try:
         t = time.perf_counter()
         files = write_files(root, args.tiny)
         print(f"files written in {time.perf_counter() - t:.0f} s under {root}", flush=True)
-        paths = [files["sd15"], files["motion"], *files["controlnets"]]
-        disk = sum(os.path.getsize(p) for p in set(paths))
-        for path in set(paths):  # into the page cache, so that neither side pays the first read
+        for path in weight_files(files, "adapters"):  # into the page cache, so that no side pays the first read
             with open(path, "rb") as f:
                 while f.read(1 << 24):
                     pass
@@ -297,30 +351,36 @@ def main():
                 for k, v in files.items()
             }
         )
-        results = {"marionette": [], "diffusers": []}
+        results = {side: [] for side in sides}
         for _ in range(args.repeat):
-            for side in ("diffusers", "marionette"):
+            for side in sides:
                 results[side].append(run_child(side, files_json, args.dtype))
                 print(side, results[side][-1], flush=True)
-        ours = min(results["marionette"], key=lambda r: r["first_step_s"])
-        plain = min(results["diffusers"], key=lambda r: r["first_step_s"])
-        weights = ours["fp16_weight_gb"]
+        best = {side: min(runs, key=lambda r: r["first_step_s"]) for side, runs in results.items()}
         print(
-            f"\n{'tiny' if args.tiny else 'full-size placeholder'} files, {disk / 2**30:.2f} GiB on disk; "
-            f"{args.dtype} on the CPU; weights in fp16: {weights:.2f} GiB"
+            f"\n{'tiny' if args.tiny else 'full-size placeholder'} files; {args.dtype} on the CPU; "
+            f"best of {args.repeat}"
         )
         print(
-            "| side | peak host RAM GiB | of which libraries before loading | loading: peak − libraries GiB | "
-            "× fp16 weight bytes | loaded s | to first step s |"
+            "| side | files on disk GiB | weights in fp16 GiB | peak host RAM GiB | of which libraries before "
+            "loading | loading: peak − libraries GiB | × fp16 weight bytes | loaded s | to first step s |"
         )
-        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: |")
-        for name, r in (("plain diffusers", plain), ("Marionette", ours)):
-            grown = r["peak_rss_gb"] - r["baseline_gb"]
-            print(
-                f"| {name} | {r['peak_rss_gb']:.2f} | {r['baseline_gb']:.2f} | {grown:.2f} | {grown / weights:.2f} | "
-                f"{r['loaded_s']:.1f} | {r['first_step_s']:.1f} |"
+        print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+        for side, r in best.items():
+            # plain diffusers loads the same models as Marionette's row: the same fp16 bytes
+            own = r.get("fp16_weight_gb") or next(
+                (b["fp16_weight_gb"] for s, b in best.items() if s == "marionette"), 0
             )
-        print(f"cold start ratio Marionette / plain diffusers: {ours['first_step_s'] / plain['first_step_s']:.2f}")
+            disk = sum(os.path.getsize(p) for p in weight_files(files, side)) / 2**30
+            grown = r["peak_rss_gb"] - r["baseline_gb"]
+            ratio = f"{grown / own:.2f}" if own else "–"
+            print(
+                f"| {LABELS[side]} | {disk:.2f} | {own:.2f} | {r['peak_rss_gb']:.2f} | {r['baseline_gb']:.2f} | "
+                f"{grown:.2f} | {ratio} | {r['loaded_s']:.1f} | {r['first_step_s']:.1f} |"
+            )
+        if "diffusers" in best and "marionette" in best:
+            ratio = best["marionette"]["first_step_s"] / best["diffusers"]["first_step_s"]
+            print(f"cold start ratio Marionette / plain diffusers: {ratio:.2f}")
     finally:
         if args.root is None:
             shutil.rmtree(root, ignore_errors=True)
