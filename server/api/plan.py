@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
 from ..engine.planning import plan
-from ..protocol import parse_spec
+from ..protocol import SpecError, parse_spec
 from .blocking import off_loop
 from .checks import check_models, json_body
 from .errors import public
@@ -23,7 +23,7 @@ def _checked_plan(models, spec, store, wait: bool):
 @router.post("/plan")
 async def plan_route(request: Request, hashes: str | None = None):
     if hashes not in (None, "wait"):
-        raise HTTPException(422, f"hashes={hashes[:40]!r}: leave it out (answer at once) or send hashes=wait")
+        raise SpecError([("hashes", f"{hashes[:40]!r}: leave it out (answer at once) or send hashes=wait")])
     spec = parse_spec(await json_body(request, "spec"))
     state = request.app.state
     answer = await off_loop(request, _checked_plan, state.settings.models, spec, state.store, hashes == "wait")
