@@ -17,7 +17,7 @@ def _checked_plan(models, spec, store, wait: bool):
     check_models(models, spec)  # may read a checkpoint's keys
     # Draws the camera plot. Without `wait`, answers at once: file hashes not known yet are listed as
     # sha256_pending and computed in the background (a job records them when it finishes).
-    return plan(spec, store, wait=wait).to_dict()
+    return plan(spec, store, wait).to_dict()
 
 
 @router.post("/plan")
