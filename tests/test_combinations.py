@@ -24,15 +24,17 @@ from server.loaders import ModelConfig
 from tests.support import combos
 from tests.support.combos import FACTORS, FRAMES, NEUTRAL, OFF, job, removal_checks, uncovered, without
 
-# A covering set found by a greedy search over FACTORS (21 jobs where the full product has 36,864).
+# A covering set found by a greedy search over FACTORS (21 jobs where the full product has 147,456).
 ROWS = [
     dict(control="depth", sparse="keyframes", context="temporal", travel="travel", init="init", motion="windows",
-         scheduler="lcm"),
+         scheduler="lcm", vae="tiny-ft"),
     dict(camera="motion_lora", context="unet", lora="style", reference="reference", free_init="free_init",
-         guidance="none"),
-    dict(control="normal+openpose", camera="cameractrl", lora="style", motion="job", scheduler="dpmpp_2m"),
+         guidance="none", vae="tiny-ft"),
+    dict(control="normal+openpose", camera="cameractrl", lora="style", motion="job", scheduler="dpmpp_2m",
+         vae="tiny-ft"),
     dict(control="normal+openpose", sparse="keyframes", camera="auto", context="loop", travel="travel",
-         reference="reference", init="init", free_init="free_init", motion="job", scheduler="euler", guidance="none"),
+         reference="reference", init="init", free_init="free_init", motion="job", scheduler="euler", guidance="none",
+         vae="tiny-ft"),
     dict(control="depth", camera="auto", context="loop", lora="style", free_init="free_init", motion="windows",
          scheduler="lcm", guidance="none"),
     dict(sparse="keyframes", camera="motion_lora", travel="travel", reference="reference", init="init",

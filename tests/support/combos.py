@@ -35,6 +35,7 @@ FACTORS: dict[str, tuple[str, ...]] = {
     "free_init": (OFF, "free_init"),
     "motion": (OFF, "job", "windows"),
     "scheduler": (OFF, "lcm", "euler", "dpmpp_2m"),  # OFF: DDIM, the default
+    "vae": (OFF, "tiny-ft"),  # OFF: the base's own VAE; a separate one (tests/support/tiny_vae.py)
     "guidance": (OFF, "none"),  # OFF: classifier-free guidance at 7.5; "none": guidance 1 (one UNet batch row)
 }
 
@@ -185,6 +186,7 @@ LEVELS: dict[str, dict[str, Apply]] = {
     "free_init": {"free_init": _set(free_init={"iterations": 2})},
     "motion": {"job": _motion("job"), "windows": _motion("windows")},
     "scheduler": {level: _set(scheduler=level) for level in FACTORS["scheduler"][1:]},
+    "vae": {"tiny-ft": _set(vae="tiny-ft")},
     "guidance": {"none": _set(guidance=1.0)},
 }
 
