@@ -18,6 +18,7 @@ import torch
 from conftest import TOKEN
 from helpers import SIZE, multipart, png, read_events
 from PIL import Image
+from test_checkpoints import one_thread  # noqa: F401  (autouse: one torch thread for the tiny models)
 
 from server.engine.pipeline import GuidedAnimateDiffPipeline
 from server.loaders import ModelConfig
@@ -85,15 +86,6 @@ def neutral_checks() -> set[tuple[int, str]]:
 
 
 NEUTRAL_CHECKS = neutral_checks()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models gain nothing from threads; on a busy machine OpenMP threads waiting on each other cost more."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
