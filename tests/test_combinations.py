@@ -225,6 +225,33 @@ def test_cameractrl_poses_follow_the_temporal_windows(store, rows):
     assert (out - plain).abs().mean() > 1e-3
 
 
+def test_cameractrl_in_one_temporal_window_is_cameractrl_without_windows(store):
+    """One window covering the clip: mode "temporal" with CameraCtrl computes what the plain loop does, in frame
+    chunks too (up to rounding), and the poses act in it."""
+    from server.camera import window_input
+    from server.engine.conditioning import CameraPoses
+    from server.engine.windows import ContextWindows
+
+    pipe, path = store.pipeline("sd15", "v3"), combos.camera_path()
+    store.set_loras(pipe, [])
+    camera = CameraPoses(
+        store.camera_control("cameractrl"), lambda idx: torch.from_numpy(window_input(path, idx, SIZE, SIZE)[0])
+    )
+
+    def run(**kw):
+        seed = torch.Generator().manual_seed(3)
+        return pipe.generate(
+            prompt="a marionette", num_frames=FRAMES, height=SIZE, width=SIZE, steps=2, generator=seed, **kw
+        )
+
+    plain = run(camera=camera)
+    whole = run(camera=camera, context=ContextWindows(16, 4, mode="temporal"))
+    chunked = run(camera=camera, context=ContextWindows(16, 4, mode="temporal", chunk=2))
+    assert np.array_equal(plain, whole)
+    assert np.abs(plain.astype(int) - chunked).max() <= 1
+    assert np.abs(plain.astype(int) - run()).mean() > 0.5
+
+
 # --- the heaviest sensible job through the real server process -----------------------------------------------------
 
 
