@@ -51,8 +51,10 @@ class CameraCtrl(nn.Module):
         self.encoder = encoder
         self.paths = sorted(merges)
         self.merges = nn.ModuleList([merges[p] for p in self.paths])
-        self._features: list[torch.Tensor] | None = None
-        self._scale = 1.0
+        self._windows: list[list[torch.Tensor]] | None = None  # per context window, per scale (conditioning)
+        self._features: list[torch.Tensor] | None = None  # per scale, the windows of the current call (use)
+        self._batch, self._scale = 1, 1.0
+        self._stacked: dict[tuple[int, ...], list[torch.Tensor]] = {}
         self.requires_grad_(False)  # inference only, like the UNet (store.pipeline)
 
     @classmethod
@@ -83,21 +85,40 @@ class CameraCtrl(nn.Module):
         return self.encoder(plucker.to(param.device, param.dtype).transpose(0, 1)[None])
 
     @contextlib.contextmanager
-    def conditioning(self, features: list[torch.Tensor], scale: float, batch: int):
-        """Within the block, every installed processor conditions on `features` (one window's, from `encode`),
-        repeated for a UNet batch of `batch` (2 with classifier-free guidance)."""
-        self._features = [torch.cat([f] * batch) if batch > 1 else f for f in features]
-        self._scale = scale
+    def conditioning(self, windows: list[list[torch.Tensor]], scale: float, batch: int):
+        """Within the block, every installed processor conditions on the features of context windows (each from
+        `encode`), repeated for a UNet batch of `batch` (2 with classifier-free guidance). With one window they
+        apply at once; with several (mode "temporal", where TemporalWindows stacks windows into one call of a
+        motion module) `use` names the windows of each call, in the order they are stacked."""
+        self._windows, self._batch, self._scale = windows, batch, scale
+        self._stacked: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        if len(windows) == 1:
+            self.use([0])
         try:
             yield
         finally:
-            self._features = None
+            self._windows = self._features = None
+
+    def use(self, windows: list[int]):
+        """The next calls of the motion modules take these windows' features, stacked window after window, each
+        window's repeated for the batch (TemporalWindows' order). Outside a conditioning block: nothing to do."""
+        if self._windows is None:
+            return
+        key = tuple(windows)
+        if key not in self._stacked:
+            self._stacked[key] = [
+                torch.cat([self._windows[w][s] for w in windows for _ in range(self._batch)])
+                for s in range(len(self._windows[0]))
+            ]
+        self._features = self._stacked[key]
 
     def feature(self, path: str) -> torch.Tensor | None:
         """The current features for the motion module at `path`, as its attention sees its input:
         (batch·h·w, frames, channels)."""
-        if self._features is None:
+        if self._windows is None:
             return None
+        if self._features is None:
+            raise RuntimeError("CameraCtrl: a motion module ran before the context windows it sees were named")
         f = self._features[feature_index(path, len(self._features))]
         b, c, n, h, w = f.shape
         return f.permute(0, 3, 4, 2, 1).reshape(b * h * w, n, c)

@@ -122,11 +122,9 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         context = context or ContextWindows(length=num_frames, overlap=0, mode="unet")
         if context.mode not in WINDOW_MODES:
             raise ValueError(f"unknown context mode {context.mode!r}; use one of {', '.join(WINDOW_MODES)}")
-        if context.mode == "temporal" and (
-            camera is not None or getattr(self.unet, "_marionette_frames_hook", None) is not None
-        ):
-            # CameraCtrl's pose features are per window, and v1's original spatial norms take statistics over a
-            # window's frames (engine/motion_parity.py): neither runs in frame chunks, so the whole UNet per window.
+        if context.mode == "temporal" and getattr(self.unet, "_marionette_frames_hook", None) is not None:
+            # v1's original spatial norms take statistics over a window's frames (engine/motion_parity.py): they
+            # cannot run in frame chunks, so the whole UNet per window.
             context = dataclasses.replace(context, mode="unet")
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
@@ -141,14 +139,14 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     list(references), num_frames, positive.shape[1], device, positive.dtype
                 )
                 installed.callback(cond.references.install(self.unet).remove)
+            if camera is not None:
+                cond.camera = camera
+                cond.poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
+                installed.callback(camera.model.install(self.unet).remove)
             if context.mode == "temporal":
                 rows = batch * context.chunk
                 denoise = lambda x: self._denoise_temporal(x, loop, cond, rows)  # noqa: E731
             else:
-                if camera is not None:
-                    cond.camera = camera
-                    cond.poses = [camera.model.encode(camera.window_input(idx)) for idx in windows]
-                    installed.callback(camera.model.install(self.unet).remove)
                 if cond.motion_scales is not None:
                     cond.motion = installed.enter_context(MotionScale(self.unet, cond.motion_scales))
                 denoise = lambda x: self._denoise(x, loop, cond)  # noqa: E731
@@ -185,7 +183,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     cond,
                     [torch.cat([im[idx]] * batch) for im in cond.images],
                     None if cond.sparse is None else (cond.sparse[0][:, :, idx], cond.sparse[1][:, :, idx]),
-                    pose=None if cond.camera is None else cond.poses[w],
+                    poses=cond.poses[w : w + 1],
                     frames=idx,
                 )
                 fused[:, :, idx] += noise * loop.table[w, idx][None, None, :, None, None]
@@ -202,8 +200,11 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         models = [self.unet] + ([cond.keyframes.model] if cond.keyframes is not None else [])
         with contextlib.ExitStack() as stack:
             for model in models:
-                scales = cond.motion_scales if model is self.unet else None  # SparseCtrl's: not scaled
-                stack.enter_context(TemporalWindows(model, loop.windows, loop.table, rows, scales))
+                if model is self.unet:  # SparseCtrl's motion modules: neither scaled nor camera-conditioned
+                    scales, select = cond.motion_scales, None if cond.camera is None else cond.camera.model.use
+                else:
+                    scales, select = None, None
+                stack.enter_context(TemporalWindows(model, loop.windows, loop.table, rows, scales, select))
             for i, t in enumerate(loop.timesteps):
                 if loop.on_window is not None:
                     for w, idx in enumerate(loop.windows):
@@ -217,6 +218,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     cond,
                     control_images,
                     cond.sparse,
+                    poses=cond.poses,
                     rows=rows,
                     frames=list(range(frames)),
                 )
@@ -233,12 +235,13 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         cond: Conditioning,
         control_images,
         sparse,
-        pose=None,
+        poses=(),
         rows=None,
         frames=None,
     ):
         """Guided noise prediction for the frames of one window, ControlNet and SparseCtrl residuals summed.
-        `frames`: the clip's frame indices of these latents. ControlNets and SparseCtrl see the text tokens only."""
+        `frames`: the clip's frame indices of these latents; `poses`: CameraCtrl's features of the windows they
+        belong to. ControlNets and SparseCtrl see the text tokens only."""
         model_in = torch.cat([latents] * 2) if cond.cfg else latents
         model_in = self.scheduler.scale_model_input(model_in, t)
         down, mid, flat = None, None, None
@@ -264,7 +267,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         conditioning = (
             contextlib.nullcontext()
             if cond.camera is None
-            else cond.camera.model.conditioning(pose, cond.camera.scale, model_in.shape[0])
+            else cond.camera.model.conditioning(poses, cond.camera.scale, model_in.shape[0])
         )
         with conditioning:
             if cond.references is not None:

@@ -89,6 +89,11 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         )
     if camera is not None:
         notes += camera["notes"]
+    if spec.camera_motion == "auto" and spec.context is not None and spec.context.mode == "temporal":
+        notes.append(
+            'camera_motion "auto" gives each context window its own motion LoRA weights, which cannot differ '
+            'inside one prediction: the windows run in context mode "unet" (the whole UNet per window)'
+        )
     cameractrl = cameractrl_plan(spec, store, wait)
     if cameractrl is not None:
         notes += cameractrl.pop("notes")
@@ -173,6 +178,11 @@ def sampling_plan(spec: JobSpec, notes: list[str]) -> dict:
         notes.append("FreeInit has no step to repeat: it is skipped")
     windows = job_windows(spec) or [list(range(spec.frames))]
     scales = spec.context.motion_scales if spec.context is not None and spec.context.motion_scales else None
+    if scales and spec.motion_scale != 1.0:
+        notes.append(
+            f"context.motion_scales gives each window its motion scale: the job's motion_scale "
+            f"{spec.motion_scale:g} is not used"
+        )
     return {
         "steps": spec.steps,
         "denoising_steps": steps,

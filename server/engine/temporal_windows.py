@@ -6,6 +6,8 @@ the length of a `with` block and restored after it.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from .motion_scale import scaled
@@ -18,10 +20,12 @@ class TemporalWindows:
     Every layer that treats frames independently (resnets, spatial and cross attention, down/upsamplers) runs on
     every frame exactly once, `rows` images at a time so that its working memory stays that of one chunk; only the
     motion modules (the layers that mix frames) run on the overlapping windows, `rows` frames' worth of windows per
-    call, and their outputs are fused with `table`. After its first call a layer takes as many times `rows` images
-    as its largest inner output per image is smaller than the largest of any layer (a deeper layer, with fewer
-    pixels per image, takes more): the same largest tensor in fewer calls, since each call costs Python. Nothing of
-    diffusers is forked: the forwards of the model's own modules are wrapped on the instances and restored on exit.
+    call, and their outputs are fused with `table` (each window's scaled first by its motion scale; `select` is told
+    the windows of each call before it runs, so per-window conditioning such as CameraCtrl's poses follows them).
+    After its first call a layer takes as many times `rows` images as its largest inner output per image is smaller
+    than the largest of any layer (a deeper layer, with fewer pixels per image, takes more): the same largest tensor
+    in fewer calls, since each call costs Python. Nothing of diffusers is forked: the forwards of the model's own
+    modules are wrapped on the instances and restored on exit.
     """
 
     SPATIAL = ("ResnetBlock2D", "Transformer2DModel", "Downsample2D", "Upsample2D")
@@ -35,9 +39,11 @@ class TemporalWindows:
         table: torch.Tensor,
         rows: int,
         scales: list[float] | None = None,
+        select: Callable[[list[int]], None] | None = None,
     ):
         self.model, self.windows, self.table, self.rows = model, windows, table, max(1, rows)
         self.scales = scales
+        self.select = select  # told the windows of each call of a motion module before it runs (CameraCtrl)
         self._patched: list[torch.nn.Module] = []
         # Each window as runs of consecutive clip frames (start, stop, offset in the window): slices, not gathers.
         self._runs = [_runs(window) for window in windows]
@@ -149,6 +155,8 @@ class TemporalWindows:
                 ws = range(g, min(g + group, len(self.windows)))
                 stacked = torch.cat([self._take(x, w) for w in ws]).reshape(-1, *x.shape[2:])
                 images[0] = stacked.shape[0]
+                if self.select is not None:
+                    self.select(list(ws))
                 y = forward(stacked, encoder_hidden_states, timestep, class_labels, length, cross_attention_kwargs)
                 y = y.reshape(len(ws), batch, length, *x.shape[2:])
                 for k, w in enumerate(ws):
