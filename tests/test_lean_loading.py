@@ -8,6 +8,7 @@ import os
 import numpy as np
 import pytest
 import torch
+from test_cameractrl import models as cameractrl_models  # noqa: F401  (a fixture)
 
 from server import loaders
 from server.engine.store import ModelStore, motion_unet
@@ -226,3 +227,28 @@ def test_hashes_kept_in_the_data_folder_survive_a_restart_per_file_version(tmp_p
     broken = FileHashes()
     broken.keep_in(kept)  # an unreadable file is ignored: the hash is computed again
     assert broken.get(path) == restarted.get(path)
+
+
+def test_low_vram_stores_cameractrl_in_fp8_and_a_camera_job_runs_on_cpu(cameractrl_models):
+    """CameraCtrl's pose encoder and qkv_merge layers stored in float8 like the IP-Adapter: `encode` feeds the
+    encoder the compute dtype (not its first weight's, float8), and the camera still steers the frames."""
+    from test_camera_motion import make_path, orbit
+    from test_cameractrl import generate, poses, small
+
+    fp8 = torch.float8_e4m3fn
+    store = ModelStore(ModelConfig.load(cameractrl_models), device="cpu", dtype="float32", low_vram=True)
+    pipe = store.pipeline("sd15", "v3")
+    store.set_loras(pipe, [])
+    cc = store.camera_control("cameractrl")
+    layers = [m for m in cc.modules() if isinstance(m, (torch.nn.Linear, torch.nn.Conv2d))]
+    norms = [m for m in cc.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(layers) == 86 and len(norms) == 16  # the tiny encoder's convs, attentions and 20 qkv_merge layers
+    assert {m.weight.dtype for m in layers} == {fp8} and {m.weight.dtype for m in norms} == {torch.float32}
+    assert cc.encoder.encoder_down_attention_blocks[0][0].attention_blocks[0].pos_encoder.pe.dtype == torch.float32
+    path = small(make_path(orbit, frames=4))
+    features = cc.encode(poses(cc, path).window_input([0, 1, 2, 3]))
+    assert {f.dtype for f in features} == {torch.float32}
+    still, moving = (generate(pipe, camera=poses(cc, path, scale=scale)) for scale in (0.0, 1.0))
+    assert moving.shape == still.shape == (4, 64, 64, 3)
+    assert np.abs(moving.astype(int) - still).max() > 10  # the fp8 CameraCtrl acts
+    assert {m.weight.dtype for m in layers} == {fp8}  # back to storage after each use

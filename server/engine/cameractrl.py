@@ -55,6 +55,9 @@ class CameraCtrl(nn.Module):
         self._features: list[torch.Tensor] | None = None  # per scale, the windows of the current call (use)
         self._batch, self._scale = 1, 1.0
         self._stacked: dict[tuple[int, ...], list[torch.Tensor]] = {}
+        # What `encode` feeds the encoder (None: its weights' dtype). The store sets it: under --low-vram the
+        # weights are stored in float8 and each layer computes in this dtype.
+        self.compute_dtype: torch.dtype | None = None
         self.requires_grad_(False)  # inference only, like the UNet (store.pipeline)
 
     @classmethod
@@ -82,7 +85,8 @@ class CameraCtrl(nn.Module):
     def encode(self, plucker: torch.Tensor) -> list[torch.Tensor]:
         """(frames, 6, H, W) Plücker embedding of one window -> per scale (1, channels, frames, h, w) features."""
         param = next(self.encoder.parameters())
-        return self.encoder(plucker.to(param.device, param.dtype).transpose(0, 1)[None])
+        dtype = self.compute_dtype or param.dtype
+        return self.encoder(plucker.to(param.device, dtype).transpose(0, 1)[None])
 
     @contextlib.contextmanager
     def conditioning(self, windows: list[list[torch.Tensor]], scale: float, batch: int):

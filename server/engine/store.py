@@ -78,7 +78,9 @@ class ModelStore:
             elif kind in ("controlnet", "sparsectrl") and self.low_vram:
                 obj = _offloaded(_fp8(obj, self.dtype), self.device).eval()
             else:
-                if self.low_vram and kind in ("ip_adapter", "image_encoder"):
+                if kind == "camera_control":
+                    obj.compute_dtype = self.dtype
+                if self.low_vram and kind in ("ip_adapter", "image_encoder", "camera_control"):
                     _fp8(obj, self.dtype)
                 obj = obj.to(self.device).eval()
             if kind == "sparsectrl":
@@ -268,8 +270,8 @@ def motion_unet(unet, adapter):
 
 def _fp8(model, compute_dtype):
     """Weights stored in float8 (e4m3), each layer's cast to `compute_dtype` while it runs; norms (and the patch and
-    position embeddings of diffusers models) stay as they are. Plain torch modules (IP-Adapters) and transformers
-    models (the CLIP image encoder) take the same hooks as diffusers models."""
+    position embeddings of diffusers models) stay as they are. Plain torch modules (IP-Adapters, CameraCtrl) and
+    transformers models (the CLIP image encoder) take the same hooks as diffusers models."""
     import torch
     from diffusers.hooks import apply_layerwise_casting
 
