@@ -213,7 +213,7 @@ def test_a_whole_checkpoint_or_a_motion_module_is_not_a_vae(tiny_models):
 
 def test_an_sdxl_vae_is_refused_for_an_sd15_base(store, tiny_models, tmp_path):
     """SDXL's VAE has SD1.5's architecture; its scaling factor (0.13025) tells it apart, and a job's pipeline
-    refuses it naming the folder."""
+    refuses it naming the folder, and does not keep it (the API refuses it earlier: tests/test_vae_fit.py)."""
     import shutil
 
     sdxl = tmp_path / "sdxl-vae"
@@ -228,6 +228,8 @@ def test_an_sdxl_vae_is_refused_for_an_sd15_base(store, tiny_models, tmp_path):
     with pytest.raises(C.CheckpointError, match="SDXL") as info:
         other.pipeline("sd15", "v2", "sdxl")
     assert str(sdxl) in str(info.value)
+    assert ("vae", "sdxl") not in other._cache and "vae:sdxl" not in other.loaded()  # a refused VAE is not kept
+    assert other.pipeline("sd15", "v2").vae is other._cache[("base", "sd15")]["vae"]
 
 
 # --- jobs --------------------------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 from fastapi import HTTPException, Request
 
 from ..loaders import CheckpointError, hub, motion_adapter_info
+from ..loaders.vae import misfit, vae_config
 from ..protocol import SpecError
 from ..protocol.inputs import decode_json
 from .model_names import resolve_models
@@ -46,7 +47,8 @@ def require_files(entry):
 
 
 def check_models(models, spec):
-    """Every model name of the spec exists and its file is readable, and the clip fits the motion module.
+    """Every model name of the spec exists and its file is readable, a separate VAE fits the base, and the clip
+    fits the motion module.
     Raises UnknownModels (every unknown name: 422), HTTPException 409 (files missing), CheckpointError (a broken
     file: 409) or SpecError."""
     named = resolve_models(models, spec)
@@ -57,6 +59,8 @@ def check_models(models, spec):
     entries = list(dict.fromkeys(entries))
     for entry in entries:
         require_files(entry)
+    if spec.vae:
+        check_vae_fits(named["base"], named["vae"])
     try:
         max_frames = motion_adapter_info(module.source, module.config)["max_frames"]
     except CheckpointError as e:
@@ -84,3 +88,18 @@ def check_models(models, spec):
                 )
             ]
         )
+
+
+def check_vae_fits(base, vae):
+    """A 422 on `vae` when the chosen VAE's latent space is not the base's, from the two configs alone (no weights
+    are read: /plan stays instant), before anything loads."""
+    configs = []
+    for entry in (vae, base):
+        try:
+            configs.append(vae_config(entry.source, entry.config, entry.weight_name))
+        except CheckpointError as e:
+            e.kind, e.name = entry.kind, entry.name
+            raise
+    problem = misfit(*configs)
+    if problem:
+        raise SpecError([("vae", f"{vae.name!r}: {problem}")])

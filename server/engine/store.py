@@ -122,6 +122,7 @@ class ModelStore:
             return self._pipe
 
     def _use_vae(self, pipe, base: str, name: str):
+        from ..loaders import CheckpointError
         from ..loaders.vae import check_fits
 
         own = self._component("base", base)["vae"]
@@ -129,7 +130,12 @@ class ModelStore:
         if pipe.vae is chosen:
             return
         if chosen is not own:
-            check_fits(chosen, own, self.config.get("vae", name).source)
+            try:
+                check_fits(chosen, own, self.config.get("vae", name).source)
+            except CheckpointError:
+                del self._cache[("vae", name)]  # a refused VAE is not kept
+                self._refresh()
+                raise
             if self.low_vram:
                 chosen.enable_slicing()
                 chosen.enable_tiling()

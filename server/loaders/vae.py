@@ -13,7 +13,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from .files import CheckpointError, classify, describe_kind, read_state_dict
-from .folders import check_folder_class, load_pretrained
+from .folders import check_folder_class, load_pretrained, read_json
 from .single_file import _mismatch, cast
 from .sources import CONFIGS, config_folder, resolve_source
 
@@ -135,18 +135,48 @@ def load_vae(source, config=None, weight_name=None, dtype=None):
     return model.eval().requires_grad_(False)
 
 
+def vae_config(source, config=None, weight_name=None) -> dict:
+    """The AutoencoderKL config a VAE source loads with, from config files alone (no weights are read): a single
+    file's `config` (or SD1.5's shipped one), a VAE folder's config.json, or a pipeline's vae/config.json. Works
+    for a base model's source too: its own VAE's config. Keys the file leaves out get AutoencoderKL's defaults."""
+    import inspect
+
+    from diffusers import AutoencoderKL
+
+    kind, where = resolve_source(source, weight_name)
+    if kind == "file":
+        cfg, _ = _config(config, where)
+    else:
+        folder = where if kind == "dir" else config_folder(where)
+        folder = folder if (folder / "config.json").is_file() else folder / "vae"
+        cfg = read_json(folder / "config.json")
+    params = inspect.signature(AutoencoderKL.__init__).parameters.values()
+    return {**{p.name: p.default for p in params if p.default is not inspect.Parameter.empty}, **cfg}
+
+
+def misfit(vae: dict, base: dict) -> str | None:
+    """Why a VAE (its config) cannot stand in for a base model's own (config `base`), in an artist's words; None
+    when it fits: the same latent space (channels, downscaling, scaling factor)."""
+    pick = "pick an SD1.5 VAE such as vae-ft-mse-840000 (stabilityai/sd-vae-ft-mse)"
+    channels = vae["latent_channels"]
+    if channels != base["latent_channels"]:
+        family = " (an SD3 or Flux VAE)" if channels == 16 else ""
+        return (
+            f"a VAE with {channels} latent channels{family} does not fit this SD1.5 checkpoint "
+            f"({base['latent_channels']}); {pick}"
+        )
+    shrink, needed = (2 ** (len(c["block_out_channels"]) - 1) for c in (vae, base))
+    if shrink != needed:
+        return f"a VAE that shrinks images {shrink}x does not fit this SD1.5 checkpoint ({needed}x); {pick}"
+    scaling, wanted = vae["scaling_factor"], base["scaling_factor"]
+    if abs(scaling - wanted) > 1e-6:
+        what = "an SDXL VAE" if abs(scaling - SDXL_SCALING) < 1e-6 else "a VAE"
+        return f"{what} (scaling {scaling:g}) does not fit this SD1.5 checkpoint ({wanted:g}); {pick}"
+    return None
+
+
 def check_fits(vae, base_vae, source) -> None:
-    """A chosen VAE can stand in for the base's own: the same latent space (channels, scale, scaling factor)."""
-    mine, theirs = vae.config, base_vae.config
-    if mine.latent_channels != theirs.latent_channels or len(mine.block_out_channels) != len(theirs.block_out_channels):
-        raise CheckpointError(
-            f"{source}: its latents ({mine.latent_channels} channels, {len(mine.block_out_channels)} levels) are not "
-            f"the base model's ({theirs.latent_channels} channels, {len(theirs.block_out_channels)} levels)"
-        )
-    if abs(mine.scaling_factor - theirs.scaling_factor) > 1e-6:
-        is_sdxl = abs(mine.scaling_factor - SDXL_SCALING) < 1e-6
-        sdxl = " (SDXL's VAE: it decodes SD1.5 latents wrongly)" if is_sdxl else ""
-        raise CheckpointError(
-            f"{source}: its scaling factor {mine.scaling_factor:g}{sdxl} is not the base model VAE's "
-            f"{theirs.scaling_factor:g}: pick an SD1.5 VAE"
-        )
+    """A chosen VAE (a loaded model) can stand in for the base's own: the same latent space."""
+    problem = misfit(dict(vae.config), dict(base_vae.config))
+    if problem:
+        raise CheckpointError(f"{source}: {problem}")
