@@ -306,3 +306,23 @@ def test_cameractrl_24_frames_in_windows_with_a_reference_free_init_and_motion_s
     assert manifest["plan"]["sampling"]["free_init_iterations"] == 2
     assert manifest["plan"]["sampling"]["motion_scales"] == [0.8, 0.8]
     assert manifest["plan"]["references"][0]["weight"] == 0.8 and len(manifest["frames"]) == frames
+
+
+def test_each_jobs_scheduler_starts_from_the_base_models_settings(run):
+    """A job's scheduler is made from the base checkpoint's scheduler settings, not from the previous job's
+    scheduler (DPM++'s solver settings must not reach the next job's DDIM)."""
+    from server.engine import runner
+
+    bases = []
+    make = runner.make_scheduler
+
+    def recording(name, base_config=None):
+        bases.append(dict(base_config))
+        return make(name, base_config)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(runner, "make_scheduler", recording)
+        for scheduler in ("dpmpp_2m", "lcm", "ddim"):
+            run({**job({})[0], "scheduler": scheduler, "seed": 7}, {})
+    assert len(bases) == 3 and bases[0] == bases[1] == bases[2]
+    assert "solver_order" not in bases[2] and "original_inference_steps" not in bases[2]

@@ -113,7 +113,7 @@ def run_job(job: Job, store: ModelStore):
                     spec.cameractrl.scale,
                 )
             references = _references(job, store)
-            pipe.scheduler = make_scheduler(spec.scheduler, pipe.scheduler.config)
+            pipe.scheduler = make_scheduler(spec.scheduler, pipe.base_scheduler_config)
             init = None
             if spec.init is not None:
                 init = InitVideo(_to_tensor(job.guides["init"]), spec.init.strength)

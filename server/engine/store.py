@@ -169,6 +169,8 @@ class ModelStore:
         # storage (--low-vram) back into the compute dtype until each layer's first run.
         pipe.to(self.device)
         pipe.set_progress_bar_config(disable=True)
+        # Each job's scheduler is made from the base model's own settings, never from the last job's scheduler
+        pipe.base_scheduler_config = dict(parts["scheduler"].config)
         self._pipe, self._pipe_key = pipe, (base, motion_module)
         self.loads.append(f"pipeline:{base}+{motion_module}")
         self._refresh()
