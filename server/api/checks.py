@@ -9,6 +9,7 @@ from ..loaders.vae import misfit, vae_config
 from ..protocol import SpecError
 from ..protocol.inputs import decode_json
 from .model_names import resolve_models
+from .prompt_checks import check_prompts
 
 
 async def json_body(request: Request, where: str, hint: str = ""):
@@ -57,6 +58,7 @@ def check_models(models, spec):
     # each IP-Adapter brings its image encoder (the config names only encoders it has)
     entries += [models.get("image_encoder", e.image_encoder) for e in entries if e.kind == "ip_adapter"]
     entries = list(dict.fromkeys(entries))
+    check_prompts(models, spec)
     for entry in entries:
         require_files(entry)
     if spec.vae:

@@ -2,9 +2,10 @@
 
 diffusers has a pipeline for ControlNets (AnimateDiffControlNetPipeline) and one for SparseCtrl
 (AnimateDiffSparseControlNetPipeline) but none for both at once. This pipeline reuses AnimateDiffPipeline's
-prompt encoding, latent preparation and LoRA loading, and runs its own loop in which the residuals of every
-ControlNet and of SparseCtrl are summed before they reach the motion UNet. With only dense ControlNets it computes
-exactly what AnimateDiffControlNetPipeline computes (a test pins that).
+latent preparation and LoRA loading, encodes prompts as A1111 does (engine/text_encoding.py), and runs its own
+loop in which the residuals of every ControlNet and of SparseCtrl are summed before they reach the motion UNet.
+With only dense ControlNets (and a plain prompt of up to 75 tokens) it computes exactly what
+AnimateDiffControlNetPipeline computes (a test pins that).
 
 With CameraCtrl (engine/cameractrl.py) the pose features of each context window condition the motion UNet's
 temporal attention in the same loop. Video-to-video (engine/init_video.py) changes where the loop starts, FreeInit
@@ -33,6 +34,7 @@ from .init_video import InitVideo, encode, schedule, start_latents
 from .motion_scale import MotionScale, window_scales
 from .references import ImageReferences, Reference
 from .temporal_windows import TemporalWindows
+from .text_encoding import PromptEncoder
 from .windows import WINDOW_MODES, ContextWindows, context_windows, fusion_table
 
 
@@ -87,6 +89,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         init: InitVideo | None = None,
         free_init: free_init_.FreeInit | None = None,
         motion_scale: float = 1.0,
+        text: PromptEncoder | None = None,
     ) -> np.ndarray:
         """Generate a clip; returns (frames, H, W, 3) uint8.
 
@@ -98,14 +101,18 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         init: video-to-video; at strength 1 it is ignored (text-to-video, bit for bit).
         free_init: FreeInit iterations (1: as without). motion_scale: the motion modules' contribution in every
         window, unless context.motion_scales gives one per window.
+        text: how prompts become embeddings (A1111's syntax, chunks, clip skip, embeddings); default: clip skip 1,
+        no embeddings.
         """
         device = self._execution_device
         cfg = guidance > 1.0
         batch = 2 if cfg else 1
         keys = list(prompt_keys) or [(0, prompt)]
-        encoded = [(f, *self.encode_prompt(p, device, 1, cfg, negative_prompt)) for f, p in keys]
-        positive = travel([(f, pos[0]) for f, pos, _ in encoded], num_frames)  # (F, tokens, dim)
-        negative = encoded[0][2]  # (1, tokens, dim) or None
+        text = text or PromptEncoder(self.tokenizer, self.text_encoder)
+        # One chunk count for all of them: travel interpolates the keys, and CFG batches negative with positive.
+        encoded = text.encode_all([p for _, p in keys] + ([negative_prompt] if cfg else []))
+        positive = travel([(f, e[0]) for (f, _), e in zip(keys, encoded)], num_frames)  # (F, 77·chunks, dim)
+        negative = encoded[-1] if cfg else None  # (1, 77·chunks, dim)
 
         init = init if init is not None and init.active else None
         timesteps = schedule(self.scheduler, steps, init, device)

@@ -23,6 +23,7 @@ from .planning import model_identities, plan, references_plan
 from .references import Reference
 from .schedulers import make_scheduler
 from .store import ModelStore
+from .text_encoding import prompt_encoder, prompt_record
 from .windows import LOW_VRAM_CHUNK, ContextWindows
 
 
@@ -154,6 +155,7 @@ def run_job(job: Job, store: ModelStore):
             def on_window(w, idx):
                 store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in schedule[w]])
 
+        text = prompt_encoder(pipe, store.config, spec.clip_skip)
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         pipe.generate(
             prompt=spec.prompt,
@@ -176,7 +178,9 @@ def run_job(job: Job, store: ModelStore):
             init=init,
             free_init=None if spec.free_init is None else FreeInit(**asdict(spec.free_init)),
             motion_scale=spec.motion_scale,
+            text=text,
         )
+        job.manifest["prompt_encoding"] = prompt_record(spec, text)
         timings["generate_s"] = round(time.perf_counter() - t1, 3)
         for kind, identity in model_identities(spec, store).items():
             job.manifest["plan"][kind].update(identity)

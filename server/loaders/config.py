@@ -28,6 +28,7 @@ KINDS = (
     "ip_adapter",
     "image_encoder",
     "vae",
+    "embedding",  # textual inversion: single files; `[folders] embedding = [...]` takes an A1111 embeddings/ folder
 )
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "default_models.toml"
 

@@ -29,7 +29,7 @@ import re
 import shutil
 from pathlib import Path
 
-from . import tiny_ip_adapter
+from . import tiny_embeddings, tiny_ip_adapter
 from . import tiny_vae as separate_vae
 from .original_layout import (
     clip_to_ldm,
@@ -399,7 +399,7 @@ def _models_toml() -> str:
     table("image_encoder", "vit_h_single", "clip_vision_tiny.safetensors", "image_encoder")
     for name, (file, encoder) in IP_ADAPTERS.items():
         table("ip_adapter", name, file, image_encoder=encoder)
-    return "\n".join(lines + separate_vae.toml_lines())
+    return "\n".join(lines + separate_vae.toml_lines()) + tiny_embeddings.TOML
 
 
 IP_ADAPTERS = {  # name -> (file, image encoder); "ip_adapter" is the spec's default name, as in the default config
@@ -498,6 +498,7 @@ def build(root) -> Path:
 
         # IP-Adapters and their image encoder
         tiny_ip_adapter.build(root, UNET_CHANNELS, TEXT_DIM, SEEDS["ip_adapter"])
+        tiny_embeddings.build(root, TEXT_DIM)
 
     tmp = root / "models.toml.tmp"
     tmp.write_text(_models_toml())

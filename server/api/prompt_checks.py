@@ -1,0 +1,16 @@
+"""The prompts of a spec can be read: A1111 weights that are numbers, and every `embedding:NAME` configured."""
+
+from __future__ import annotations
+
+from ..engine.prompt_syntax import prompt_errors
+from ..protocol import SpecError
+
+
+def check_prompts(models, spec):
+    """Raises SpecError (422) naming each prompt field with a problem."""
+    known = models.names("embedding")
+    fields = [("prompt", spec.prompt), ("negative_prompt", spec.negative_prompt)]
+    fields += [(f"prompts[{i}].prompt", k.prompt) for i, k in enumerate(spec.prompts)]
+    errors = [(field, message) for field, text in fields for message in prompt_errors(text, known)]
+    if errors:
+        raise SpecError(errors)
