@@ -1,0 +1,61 @@
+"""A1111 prompts through the real server: a long weighted prompt with embeddings, clip skip 2 and an IP-Adapter
+reference end to end (the manifest records the encoding and the embeddings' hashes), and field-exact 422s for
+prompts the server cannot read."""
+
+from __future__ import annotations
+
+import hashlib
+
+import httpx
+import numpy as np
+from conftest import TOKEN
+from helpers import multipart, png, read_events, tiny_spec
+
+HEADERS = {"Authorization": f"Bearer {TOKEN}"}
+LONG = "(masterpiece:1.2), best quality, [blurry], " + "a man walking in the city at night, " * 9
+
+
+def test_a1111_prompt_with_embeddings_clip_skip_and_a_reference(tiny_server, tiny_models):
+    spec = tiny_spec(
+        prompt=LONG + "embedding:marionette_style",
+        negative_prompt="EasyNegative, (worst quality:1.4)",
+        clip_skip=2,
+        references=[{"weight": 0.6}],
+    )
+    image = np.random.default_rng(2).uniform(0, 255, (48, 48, 3)).astype(np.uint8)
+    with httpx.Client(base_url=tiny_server.url, headers=HEADERS, timeout=180) as client:
+        names = {m["name"] for m in client.get("/models").json()["embedding"]}
+        assert names == {"EasyNegative", "marionette_style", "concept"}
+        data, files = multipart(spec, reference=[png(image)])
+        r = client.post("/jobs", data=data, files=files)
+        assert r.status_code == 202, r.text
+        job = r.json()["id"]
+        with client.stream("GET", f"/jobs/{job}/events") as events:
+            kinds = [k for _, k, _ in read_events(events)]
+        assert kinds[-1] == "done" and kinds.count("frame") == 4, kinds
+        manifest = client.get(f"/jobs/{job}/manifest").json()
+    encoding = manifest["prompt_encoding"]
+    assert encoding["clip_skip"] == 2 and encoding["chunks"] == {"prompt": 2, "negative_prompt": 1}
+    folder = tiny_models / "embeddings"
+    assert [(e["name"], e["vectors"], e["sha256"]) for e in encoding["embeddings"]] == [
+        (n, v, {f: hashlib.sha256((folder / f).read_bytes()).hexdigest()})
+        for n, v, f in (("marionette_style", 3, "marionette_style.pt"), ("EasyNegative", 4, "EasyNegative.safetensors"))
+    ]
+    assert manifest["spec"]["clip_skip"] == 2
+
+
+def test_unreadable_prompts_are_field_exact_422s(tiny_server):
+    def fields(**over):
+        with httpx.Client(base_url=tiny_server.url, headers=HEADERS, timeout=60) as client:
+            for route in ("/plan", "/jobs"):
+                r = client.post(route, json=tiny_spec(**over))
+                assert r.status_code == 422, (route, r.text)
+        return {e["field"]: e["message"] for e in r.json()["detail"]}
+
+    travel = fields(prompts=[{"frame": 0, "prompt": "a man"}, {"frame": 3, "prompt": "embedding:nope, a dog"}])
+    assert list(travel) == ["prompts[1].prompt"] and "'nope'" in travel["prompts[1].prompt"]
+    assert "EasyNegative" in travel["prompts[1].prompt"]  # the configured names are listed
+    negative = fields(negative_prompt="(embedding:bad_hands:1.2)")
+    assert list(negative) == ["negative_prompt"] and "bad_hands" in negative["negative_prompt"]
+    weight = fields(prompt="(a man:1.2.3)")
+    assert list(weight) == ["prompt"] and "1.2.3" in weight["prompt"]
