@@ -131,6 +131,15 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
         search=_search("base"),
         description="Base model name in the server's config (pick one, or type a name)",
     )
+    clip_skip: IntProperty(
+        name="Clip skip",
+        default=1,
+        min=1,
+        max=12,
+        description="Read the prompt this many layers before the end of the text encoder, as Clip skip in "
+        "AUTOMATIC1111 and ComfyUI: 1 for most checkpoints, 2 for anime checkpoints made for it (their model page "
+        "says so)",
+    )
     motion_module: StringProperty(
         name="Motion module",
         default="v2",

@@ -43,6 +43,7 @@ def snapshot(settings, scene) -> dict:
             "scheduler",
             "base",
             "vae",
+            "clip_skip",
             "motion_module",
             "camera_motion",
             "keyframe_weight",
@@ -144,6 +145,7 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         scheduler=snap["scheduler"],
         base=snap["base"],
         vae=snap.get("vae", "").strip(),
+        clip_skip=snap["clip_skip"],
         motion_module=snap["motion_module"],
         loras=[Weighted(n, w) for n, w in snap["loras"]],
         controlnets=[

@@ -77,6 +77,14 @@ def parse(argv: list[str]) -> argparse.Namespace:
     g.add_argument("--guidance", type=float)
     g.add_argument("--base", help="checkpoint name in the server's model config")
     g.add_argument("--vae", help="VAE name in the server's model config (default: the scene's; \"\": the checkpoint's)")
+    g.add_argument(
+        "--clip-skip",
+        type=int,
+        choices=range(1, 13),
+        metavar="N",
+        help="A1111's Clip skip, 1-12: 1 the text encoder's last layer, 2 for anime checkpoints made for it "
+        "(default: the scene's setting)",
+    )
     g.add_argument("--motion-module", help="motion module name in the server's model config")
     g.add_argument("--size", type=size, help="WIDTHxHEIGHT (default: the scene's render size)")
     for kind in ("depth", "normal", "pose"):

@@ -90,6 +90,7 @@ def configure(args, scene):
         ("guidance", args.guidance),
         ("base", args.base),
         ("vae", args.vae),
+        ("clip_skip", args.clip_skip),
         ("motion_module", args.motion_module),
     ):
         if value is not None:

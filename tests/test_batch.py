@@ -127,7 +127,8 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
         command(
             extension,
             blend,
-            *server_args(tiny_server, out, "--pose", "0.8", "--depth", "0.5", "--columns", "2", "--alpha-samples", "1"),
+            *server_args(tiny_server, out, "--pose", "0.8", "--depth", "0.5", "--columns", "2", "--alpha-samples", "1")
+            + ["--clip-skip", "2"],
         )
         == 0
     )
@@ -144,6 +145,7 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
         server_job = server_folder(tiny_server, rec["directions"][0]["job_id"])
         assert (server_job / "guides" / "pose.json").read_bytes() == (job / "guides" / "pose.json").read_bytes()
         manifest = json.loads((server_job / "manifest.json").read_text())
+        assert manifest["spec"]["clip_skip"] == 2 and manifest["prompt_encoding"]["clip_skip"] == 2
         assert [(c["kind"], round(c["weight"], 4)) for c in manifest["spec"]["controlnets"]] == [
             ("depth", 0.5),
             ("openpose", 0.8),

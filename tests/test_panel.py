@@ -163,8 +163,10 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     bpy.ops.marionette.keyframe_add()
     assert [k.frame for k in s.keyframes] == [1, 4]
     s.vae = "tiny-ft"
+    s.clip_skip = 2
     assert bpy.ops.marionette.generate() == {"FINISHED"}
     spec = ext("operators.generate")._active.spec.to_dict()
+    assert spec["clip_skip"] == 2
     assert spec["loras"] == [{"name": "style", "weight": pytest.approx(0.8)}]
     assert spec["vae"] == "tiny-ft"
     assert spec["sparsectrl"]["keyframes"] == [0, 3]
@@ -174,6 +176,7 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     log = draw_all()
     assert ("list", "MARIONETTE_UL_loras") in log and ("list", "MARIONETTE_UL_keyframes") in log
     assert ("prop", "vae") in log
+    assert ("prop", "clip_skip") in log
     assert any("v3: up to" in t for t in labels(log))
 
 
