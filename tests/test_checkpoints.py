@@ -19,8 +19,10 @@ import torch
 
 from server import loaders as C
 from server.loaders import sd15
+from server.loaders.embeddings import load_embedding
 from server.protocol import MOTION_LORAS
 from tests.support import tiny_models as tiny
+from tests.support.tiny_models import TEXT_DIM
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -37,6 +39,10 @@ def one_thread():
 
 def entries(root: Path):
     config = tomllib.loads((root / "models.toml").read_text())
+    for kind, folders in config.pop("folders", {}).items():  # every file of a listed folder, by its stem name
+        for folder in folders:
+            for path in sorted((root / folder).iterdir()):
+                yield kind, path.stem, str(path), None
     for kind, table in config.items():
         for name, entry in table.items():
             yield kind, name, str(root / entry["source"]), (str(root / entry["config"]) if "config" in entry else None)
@@ -108,6 +114,9 @@ def test_every_models_toml_entry_loads(tiny_models):
             model = C.load_vae(source, config)
             assert isinstance(model, AutoencoderKL), name
             assert_cpu_float32(model)
+        elif kind == "embedding":
+            vectors = load_embedding(source)
+            assert vectors.ndim == 2 and vectors.shape[1] == TEXT_DIM and vectors.dtype == torch.float32, name
         else:
             raise AssertionError(f"unexpected kind {kind}")
     assert seen == {
@@ -120,6 +129,7 @@ def test_every_models_toml_entry_loads(tiny_models):
         "image_encoder",
         "ip_adapter",
         "vae",
+        "embedding",
     }
     names = {(kind, name) for kind, name, _, _ in entries(tiny_models)}
     assert {("motion_lora", n) for n in MOTION_LORAS} <= names
