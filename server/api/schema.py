@@ -169,7 +169,6 @@ JOB_SPEC = {
             },
         },
         "motion_scale": _range("number", *LIMITS["motion_scale"], 1.0),
-        "clip_skip": _range("integer", *LIMITS["clip_skip"], 1),  # A1111's Clip skip: 1 the last layer
         "prompts": {
             "type": "array",
             "items": {
