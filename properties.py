@@ -136,9 +136,8 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
         default=1,
         min=1,
         max=12,
-        description="Read the prompt this many layers before the end of the text encoder, as Clip skip in "
-        "AUTOMATIC1111 and ComfyUI: 1 for most checkpoints, 2 for anime checkpoints made for it (their model page "
-        "says so)",
+        description="How the prompt is read: 1 for most checkpoints, 2 for anime checkpoints made for it (their model "
+        "page says so). The same as Clip skip in AUTOMATIC1111, or CLIP Set Last Layer at -2 in ComfyUI",
     )
     motion_module: StringProperty(
         name="Motion module",
