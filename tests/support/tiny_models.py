@@ -40,7 +40,7 @@ from .original_layout import (
     vae_to_ldm,
 )
 
-TINY_VERSION = 2
+TINY_VERSION = 3
 _STAMP = f"# Marionette tiny models, TINY_VERSION = {TINY_VERSION}"
 
 # The tiny UNet keeps SD1.5's block structure (3 cross-attention down blocks + 1 plain, layers_per_block 2,
