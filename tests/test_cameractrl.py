@@ -494,6 +494,7 @@ def test_the_add_on_builds_a_cameractrl_spec_before_and_after_capture():
         "guidance": 14.0,
         "scheduler": "ddim",
         "base": "sd15",
+        "clip_skip": 2,
         "motion_module": "v3",
         "camera_motion": "cameractrl",
         "keyframe_weight": 1.0,
@@ -512,7 +513,7 @@ def test_the_add_on_builds_a_cameractrl_spec_before_and_after_capture():
     built = build_spec(snap)
     assert built.camera is None and built.cameractrl.model == "cameractrl"
     sent = with_guides(built, small(make_path(orbit, frames=4)), {})
-    assert sent.camera_motion == "cameractrl" and len(sent.camera["frames"]) == 4
+    assert sent.camera_motion == "cameractrl" and len(sent.camera["frames"]) == 4 and sent.clip_skip == 2
     preflight = parse_spec({**built.to_dict(), "camera_motion": "manual", "camera": None, "cameractrl": None})
     assert preflight.cameractrl is None
     with pytest.raises(SpecError, match="width"):
