@@ -30,7 +30,7 @@ def _expected_keys(cls, config_dir: Path, subfolder=None) -> tuple[set, set]:
     return {n for n, _ in model.named_parameters()}, set(model.state_dict())
 
 
-def _mismatch(path, config_dir, missing, unexpected) -> CheckpointError:
+def mismatch_error(path, config_dir, missing, unexpected) -> CheckpointError:
     parts = []
     if missing:
         parts.append(f"{len(missing)} weights missing from the file (e.g. {', '.join(missing[:3])})")
@@ -52,7 +52,7 @@ def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, su
     converted = set(converted_keys)
     missing, unexpected = sorted(params - converted), sorted(converted - names)
     if missing or unexpected:
-        raise _mismatch(path, Path(config_dir) / (subfolder or ""), missing, unexpected)
+        raise mismatch_error(path, Path(config_dir) / (subfolder or ""), missing, unexpected)
     kwargs = {"subfolder": subfolder} if subfolder else {}
     try:
         model = cls.from_single_file(
@@ -65,5 +65,5 @@ def strict_single_file(cls, sd: dict, path, config_dir: Path, converted_keys, su
         ) from e
     still_meta = [n for n, t in list(model.named_parameters()) + list(model.named_buffers()) if t.is_meta]
     if still_meta:
-        raise _mismatch(path, config_dir, still_meta, [])
+        raise mismatch_error(path, config_dir, still_meta, [])
     return model.eval().requires_grad_(False)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .files import CheckpointError, classify, describe_kind, read_state_dict
 from .folders import check_folder_class, load_pretrained, read_json
-from .single_file import _mismatch, cast
+from .single_file import cast, mismatch_error
 from .sources import CONFIGS, config_folder, resolve_source
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
@@ -90,7 +90,7 @@ def _from_file(path: Path, config, dtype):
     if layout == "ldm":  # the file's own names of what the conversion found no place for
         unexpected = _unplaced(sd, cfg)
     if missing or unexpected:
-        raise _mismatch(path, where, missing, unexpected)
+        raise mismatch_error(path, where, missing, unexpected)
     wrong = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in expected.items() if weights[k].shape != v.shape]
     if wrong:
         key, got, want = wrong[0]
