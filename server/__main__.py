@@ -32,6 +32,15 @@ def parse_args(argv=None):
         help="bearer token every request must carry; required for any non-loopback host (default: $MARIONETTE_TOKEN)",
     )
     p.add_argument("--models", type=Path, help="model config TOML (default: the public models by hub id)")
+    p.add_argument(
+        "--model-root",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="an AUTOMATIC1111/Forge or ComfyUI install (or a folder of models) whose models the server offers "
+        "beside the config's; repeat for several (the first one wins a name both have)",
+    )
     p.add_argument("--data", type=Path, default=Path("data"), help="folder for job folders (default ./data)")
     p.add_argument("--device", help="torch device (default: cuda when available, else cpu)")
     p.add_argument(
@@ -66,6 +75,9 @@ def parse_args(argv=None):
     ray.add_argument("--replica-cpus", type=float, default=1.0, help="CPUs per replica (default 1; fractions work)")
     ray.add_argument("--ray-cpus", type=int, help="CPUs of a local cluster started here (default: all)")
     args = p.parse_args(argv)
+    for root in args.model_root:
+        if not root.expanduser().is_dir():
+            p.error(f"--model-root {root}: {'not a folder' if root.expanduser().exists() else 'folder not found'}")
     if not _loopback(args.host) and not args.token:
         p.error(f"--host {args.host} exposes the server beyond this machine: give --token (or MARIONETTE_TOKEN)")
     return args
@@ -113,7 +125,7 @@ def main(argv=None):
 
     models_file = args.models
     try:
-        config = ModelConfig.load(models_file)
+        config = ModelConfig.load(models_file, roots=args.model_root)
     except (OSError, ValueError) as e:
         sys.exit(f"cannot read the model config {models_file}: {e}")
     if args.low_vram:

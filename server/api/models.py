@@ -1,5 +1,6 @@
 """GET /models: each configured model name per kind, its source, whether it is loaded, and whether its files are
-on this machine (hub cache or local path) with their size, or the download size when the hub can be asked."""
+on this machine (hub cache or local path) with their size, or the download size when the hub can be asked. Each
+call lists the model roots and folders again: the add-on's Refresh Models shows files added since start-up."""
 
 from __future__ import annotations
 
@@ -28,5 +29,6 @@ def _describe(entry, loaded: set[str]) -> dict:
 @router.get("/models")
 def models(request: Request):
     config, loaded = request.app.state.settings.models, set(request.app.state.executor.describe()["loaded"])
+    config.rescan()  # files dropped into a model root since start-up appear (directory listings only)
     # Local files show as their names only: the machine's folder layout is not the client's business.
     return public({kind: [_describe(config.get(kind, n), loaded) for n in config.names(kind)] for kind in KINDS})

@@ -20,12 +20,17 @@ from .remote import RayExecutor
 from .replica import Replica
 
 
+def _model_config(settings: dict) -> ModelConfig:
+    models = Path(settings["models"]) if settings.get("models") else None
+    return ModelConfig.load(models, settings.get("model_roots", ()))
+
+
 def _store(settings: dict):
     from ..engine.store import ModelStore
 
     if settings.get("low_vram"):
         os.environ["MARIONETTE_LOW_VRAM"] = "1"
-    models = ModelConfig.load(Path(settings["models"]) if settings.get("models") else None)
+    models = _model_config(settings)
     return ModelStore(models, settings.get("device"), settings.get("dtype"))
 
 
@@ -118,7 +123,7 @@ class Ingress:
         executor = RayExecutor(self.generator, self.slots, describe, CancelBoard.remote())
         data = Path(s["data"])
         settings = Settings(
-            models=ModelConfig.load(Path(s["models"]) if s.get("models") else None),
+            models=_model_config(s),
             data_dir=data / "jobs",
             token=token,
             device="cpu",  # the ingress's own store only plans (/plan reads model files); it never loads a model
@@ -132,15 +137,15 @@ class Ingress:
 
 def build(args: dict) -> serve.Application:
     """The application from `serve run` config arguments (deploy/serve.yaml) or `python -m server --ray`:
-    models, data, token, host, allow_host, max_upload_mb, device, dtype, low_vram, replicas, replica_gpus,
+    models, model_roots, data, token, host, allow_host, max_upload_mb, device, dtype, low_vram, replicas, replica_gpus,
     replica_cpus."""
     replicas = int(args.get("replicas", 1))
     actor = {"num_gpus": float(args.get("replica_gpus", 1)), "num_cpus": float(args.get("replica_cpus", 1))}
-    keys = ("models", "device", "dtype", "low_vram")
+    keys = ("models", "model_roots", "device", "dtype", "low_vram")
     generator = Generator.options(num_replicas=replicas, ray_actor_options=actor).bind(
         {k: args[k] for k in keys if args.get(k) is not None}
     )
-    ingress_keys = ("models", "data", "token", "host", "allow_host", "max_upload_mb")
+    ingress_keys = ("models", "model_roots", "data", "token", "host", "allow_host", "max_upload_mb")
     settings = {k: args[k] for k in ingress_keys if args.get(k) is not None}
     settings.setdefault("data", "data")
     return Ingress.bind(generator, settings, replicas)

@@ -43,6 +43,7 @@ def serve_on_ray(args) -> None:
     app = build(
         {
             "models": str(args.models.resolve()) if args.models else None,
+            "model_roots": [str(r.expanduser().resolve()) for r in args.model_root],
             "data": str(args.data.resolve()),
             "token": args.token,
             "host": args.host,

@@ -8,13 +8,16 @@ filesystem.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
+import threading
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 
 from .files import WEIGHT_SUFFIXES
 from .hashes import HASHES
+from .roots import add_found
 from .sources import is_hub_source
 
 KINDS = (
@@ -31,6 +34,8 @@ KINDS = (
     "embedding",  # textual inversion: single files; `[folders] embedding = [...]` takes an A1111 embeddings/ folder
 )
 DEFAULT_CONFIG = Path(__file__).resolve().parent.parent / "default_models.toml"
+log = logging.getLogger("marionette")
+TOP_LEVEL = ("folders", "roots", "file_configs")  # the TOML's keys that are not model kinds
 
 
 class UnknownModel(LookupError):
@@ -62,55 +67,96 @@ def _source(root: Path, value: str) -> str:
 
 
 class ModelConfig:
-    """Model names by kind, from a TOML file: `[kind.name] source = ..., config = ...` and `[folders] kind = [...]`.
+    """Model names by kind, from a TOML file: `[kind.name] source = ..., config = ...`, `[folders] kind = [...]` and
+    `roots = [...]` (A1111/Forge or ComfyUI installs, loaders/roots.py), plus the roots given to `load`.
 
     Relative paths resolve against the TOML file's folder. Each folder listed under `[folders]` adds its weight
-    files and model folders under their stem names.
+    files and model folders under their stem names. `[file_configs] kind = "folder"` is the diffusers config for
+    single files found in roots and folders (default: the configs shipped for the public models).
+    `rescan()` lists the folders again: files added since appear, names already known keep their source.
     """
 
-    def __init__(self, entries: dict[str, dict[str, ModelEntry]]):
+    def __init__(self, entries: dict[str, dict[str, ModelEntry]], build=None):
         self.entries = entries
+        self._build = build
+        self._lock = threading.Lock()
 
     @classmethod
-    def load(cls, path: Path | None = None) -> ModelConfig:
+    def load(cls, path: Path | None = None, roots=()) -> ModelConfig:
         path = Path(path or DEFAULT_CONFIG).expanduser().resolve()
         with open(path, "rb") as f:
             data = tomllib.load(f)
         root = path.parent
-        entries: dict[str, dict[str, ModelEntry]] = {k: {} for k in KINDS}
-        for kind, dirs in data.get("folders", {}).items():
-            cls._check_kind(kind, path)
-            for folder in dirs:
-                for name, source in _scan(_resolve(root, folder)):
-                    entries[kind][name] = ModelEntry(kind, name, source, None)
+        explicit: dict[str, dict[str, ModelEntry]] = {k: {} for k in KINDS}
         for kind in KINDS:
             for name, item in data.get(kind, {}).items():
                 if "source" not in item:
                     raise ValueError(f"{path}: [{kind}.{name}] needs a source")
                 source = _source(root, item["source"])
                 config = _source(root, item["config"]) if item.get("config") else None
-                entries[kind][name] = ModelEntry(
+                explicit[kind][name] = ModelEntry(
                     kind, name, source, config, item.get("weight_name"), item.get("image_encoder")
                 )
         for kind in data:
-            if kind != "folders":
+            if kind not in TOP_LEVEL:
                 cls._check_kind(kind, path)
-        _link_image_encoders(entries, path)
-        return cls(entries)
+        for kind in (*data.get("folders", {}), *data.get("file_configs", {})):
+            cls._check_kind(kind, path)
+        folders = {kind: [_resolve(root, d) for d in dirs] for kind, dirs in data.get("folders", {}).items()}
+        file_configs = {kind: _source(root, v) for kind, v in data.get("file_configs", {}).items()}
+        all_roots = [_resolve(root, r) for r in data.get("roots", [])] + [_resolve(Path.cwd(), str(r)) for r in roots]
+        for folder in all_roots:
+            if not os.path.isdir(folder):
+                raise ValueError(f"model root {folder}: {'not a folder' if os.path.exists(folder) else 'not found'}")
+
+        def build() -> dict[str, dict[str, ModelEntry]]:
+            entries = {kind: dict(names) for kind, names in explicit.items()}
+            for kind, dirs in folders.items():
+                for folder in dirs:
+                    for name, source in _scan(folder):
+                        entries[kind].setdefault(name, ModelEntry(kind, name, source, file_configs.get(kind)))
+            _link_image_encoders(entries, path)
+            add_found(entries, all_roots, file_configs, lambda *fields: ModelEntry(*fields))
+            return entries
+
+        return cls(build(), build)
 
     @staticmethod
     def _check_kind(kind: str, path: Path):
         if kind not in KINDS:
             raise ValueError(f"{path}: unknown model kind [{kind}]; kinds are {', '.join(KINDS)}")
 
+    def rescan(self) -> None:
+        """List the roots and folders again (directory listings only): new files appear, removed ones go, and a
+        name already known keeps its source while that is there, so a loaded model never changes under a name."""
+        if self._build is None:
+            return
+        with self._lock:
+            try:
+                fresh, old = self._build(), self.entries
+            except ValueError as e:  # e.g. a second image encoder dropped into a [folders] folder
+                log.warning("model list not refreshed: %s", e)
+                return
+            self.entries = {
+                kind: {n: old[kind][n] if _kept(old[kind].get(n)) else e for n, e in names.items()}
+                for kind, names in fresh.items()
+            }
+
     def get(self, kind: str, name: str) -> ModelEntry:
-        try:
-            return self.entries[kind][name]
-        except KeyError:
-            raise UnknownModel(kind, name, sorted(self.entries.get(kind, {}))) from None
+        for attempt in (0, 1):
+            try:
+                return self.entries[kind][name]
+            except KeyError:
+                if attempt == 0 and kind in self.entries:
+                    self.rescan()  # a file dropped into a root since the last listing
+        raise UnknownModel(kind, name, sorted(self.entries.get(kind, {})))
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
+
+
+def _kept(entry: ModelEntry | None) -> bool:
+    return entry is not None and (not entry.local or os.path.exists(entry.source))
 
 
 def _link_image_encoders(entries: dict[str, dict[str, ModelEntry]], path: Path):
