@@ -1,7 +1,7 @@
 """Add-on preferences: the server environment (Install Server), how to reach or start the server."""
 
 import bpy
-from bpy.props import EnumProperty, IntProperty, StringProperty
+from bpy.props import CollectionProperty, EnumProperty, IntProperty, StringProperty
 
 from .server.protocol import DEFAULT_PORT
 
@@ -14,6 +14,14 @@ TORCH_BUILDS = [
     ("MPS", "Metal (Apple silicon)", "The macOS arm64 build, which runs on the GPU through Metal"),
     ("REGISTRY", "Registry default", "Whatever build the package registry serves for the pinned torch"),
 ]
+
+
+class MarionetteModelRoot(bpy.types.PropertyGroup):
+    path: StringProperty(
+        name="Folder",
+        subtype="DIR_PATH",
+        description="An AUTOMATIC1111/Forge or ComfyUI folder, or any folder of model files",
+    )
 
 
 class MarionettePreferences(bpy.types.AddonPreferences):
@@ -59,6 +67,13 @@ class MarionettePreferences(bpy.types.AddonPreferences):
         subtype="FILE_PATH",
         description="TOML file naming your checkpoints and model folders (empty: the public models by hub id)",
     )
+    model_roots: CollectionProperty(
+        type=MarionetteModelRoot,
+        name="Model folders",
+        description="Your ComfyUI or A1111/Forge folders (or plain folders of models): the server the add-on starts "
+        "offers their checkpoints, LoRAs, VAEs, ControlNets and AnimateDiff models by name",
+    )
+    model_roots_index: IntProperty(name="Model folder", default=0, min=0)
     extra_args: StringProperty(name="Extra server options", description="e.g. --dtype bfloat16 or --max-upload-mb 1024")
     output_folder: StringProperty(
         name="Results of unsaved files",
@@ -74,8 +89,10 @@ class MarionettePreferences(bpy.types.AddonPreferences):
     def draw(self, context):
         from .backend import installer
         from .operators import install
+        from .panels import model_roots
 
         layout = self.layout
+        model_roots.draw(layout, self)
         box = layout.box()
         box.label(text="Server environment", icon="CONSOLE")
         job = installer.current
@@ -118,8 +135,10 @@ def get(context=None) -> MarionettePreferences:
 
 
 def register():
+    bpy.utils.register_class(MarionetteModelRoot)
     bpy.utils.register_class(MarionettePreferences)
 
 
 def unregister():
     bpy.utils.unregister_class(MarionettePreferences)
+    bpy.utils.unregister_class(MarionetteModelRoot)

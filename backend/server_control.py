@@ -39,6 +39,7 @@ class Local:
     token: str
     pid: int
     process: launcher.ServerProcess | None = None
+    model_roots: tuple[str, ...] | None = None  # the --model-root folders it was started with (None: unknown)
 
     def alive(self) -> bool:
         if self.process is not None:
@@ -122,7 +123,8 @@ def _write_state(data_dir: Path, local: Local):
     path = Path(data_dir) / STATE_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"url": local.url, "token": local.token, "pid": local.pid}))
+    state = {"url": local.url, "token": local.token, "pid": local.pid, "model_roots": local.model_roots}
+    tmp.write_text(json.dumps(state))
     os.chmod(tmp, 0o600)  # the token is a password to the server
     os.replace(tmp, path)
 
@@ -151,6 +153,7 @@ def ensure(
     data_dir: Path,
     on_status=set_status,
     timeout: float = 300.0,
+    model_roots=(),
 ) -> Local:
     """A healthy local server of ours: the one already used, a leftover one from server.json, or a new one.
 
@@ -165,7 +168,9 @@ def ensure(
     if state is not None:
         found, health = probe(state["url"], state["token"])
         if found == "ours":
-            _local = Local(state["url"], state["token"], int(state["pid"]))
+            roots = state.get("model_roots")  # absent in the server.json of an older version: unknown
+            roots = None if roots is None else tuple(roots)
+            _local = Local(state["url"], state["token"], int(state["pid"]), None, roots)
             on_status(f"Using the server already running at {_local.url} ({health.get('device')})")
             return _local
         _clear_state(data_dir)
@@ -196,24 +201,28 @@ def ensure(
     args = ["--port", str(port), "--data", str(data_dir)]
     if models_file:
         args += ["--models", models_file]
+    for root in model_roots:
+        args += ["--model-root", root]
     args += shlex.split(extra_args)
     on_status("Starting server (loading torch and diffusers)")
     started = time.monotonic()
     process = launcher.start(python, args, log=log_path(data_dir), timeout=timeout, env={"MARIONETTE_TOKEN": token})
-    _local = Local(process.url, token, process.process.pid, process)
+    _local = Local(process.url, token, process.process.pid, process, tuple(model_roots))
     _write_state(data_dir, _local)
     on_status(f"Server started in {time.monotonic() - started:.0f} s at {_local.url}")
     return _local
 
 
-def start(python: str, port: int, models_file: str, extra_args: str, data_dir: Path, wait: bool) -> None:
+def start(
+    python: str, port: int, models_file: str, extra_args: str, data_dir: Path, wait: bool, model_roots=()
+) -> None:
     """`ensure` in a thread (wait=False) or here; `state()` and `start_error()` tell how it went."""
     global _starting, _start_error
 
     def run():
         global _start_error
         try:
-            ensure(python, port, models_file, extra_args, data_dir)
+            ensure(python, port, models_file, extra_args, data_dir, model_roots=model_roots)
             _start_error = None
         except (launcher.LaunchError, OSError) as e:
             _start_error = str(e)
@@ -238,6 +247,11 @@ def state() -> str:
 
 def start_error() -> str | None:
     return _start_error
+
+
+def started_roots() -> tuple[str, ...] | None:
+    """The model folders the running local server was started with; None when none of ours runs."""
+    return _local.model_roots if _local is not None and _local.alive() else None
 
 
 def forget():

@@ -139,6 +139,15 @@ def parse(argv: list[str]) -> argparse.Namespace:
         "--models-config", type=Path, help="model config TOML: start a server on it for this batch (stopped at the end)"
     )
     s.add_argument(
+        "--model-root",
+        action="append",
+        default=[],
+        type=Path,
+        metavar="DIR",
+        help="an A1111/Forge or ComfyUI folder (or folder of models) for the server started here; repeatable "
+        "(default: the preferences' Model folders)",
+    )
+    s.add_argument(
         "--server-python",
         default="",
         help="Python with the server's packages (default: the preference, else this Python)",
@@ -159,4 +168,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     o.add_argument("--alpha-samples", type=int, default=16, help="Cycles samples of the silhouette (edge quality)")
     o.add_argument("--force", action="store_true", help="redo every action, even those already done")
     o.add_argument("--verbose", action="store_true", help="show the render engine's own output")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    for root in args.model_root:
+        if not root.expanduser().is_dir():
+            p.error(f"--model-root {root}: folder not found")
+    return args

@@ -18,6 +18,7 @@ from ..backend.client import ServerError
 from ..backend.model_errors import artist_message
 from ..backend.png import read_png, write_png
 from ..operators import generate as generate_op
+from ..operators import model_roots
 from . import directions, fingerprint, media, names, options, pivot, sheets, silhouette, styling, terminal
 
 RECORD = "batch.json"
@@ -125,11 +126,13 @@ def server(args):
     try:
         if args.server:
             prefs.server_url, prefs.token = args.server, args.token
-        elif args.models_config or not prefs.server_url:
+        elif args.models_config or args.model_root or not prefs.server_url:
             models = args.models_config or prefs.models_file
             server_args = ["--port", "0", "--data", str((args.out / "server").resolve())]
             if models:
                 server_args += ["--models", str(Path(bpy.path.abspath(str(models))).resolve())]
+            for root in [str(r.expanduser().resolve()) for r in args.model_root] or model_roots.roots(prefs):
+                server_args += ["--model-root", root]
             print(f"starting the server{' on ' + str(models) if models else ''} ...", flush=True)
             process = launcher.start(
                 args.server_python or prefs.server_python or None, server_args, log=args.out / "server.log"

@@ -2,7 +2,19 @@
 
 import bpy
 
-from . import camera_match, capture, catalog, generate, import_result, install, lists, logs, models, server
+from . import (
+    camera_match,
+    capture,
+    catalog,
+    generate,
+    import_result,
+    install,
+    lists,
+    logs,
+    model_roots,
+    models,
+    server,
+)
 
 CLASSES = (
     capture.CLASSES
@@ -12,6 +24,7 @@ CLASSES = (
     + install.CLASSES
     + logs.CLASSES
     + models.CLASSES
+    + model_roots.CLASSES
     + lists.CLASSES
     + catalog.CLASSES
     + camera_match.CLASSES

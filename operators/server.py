@@ -5,7 +5,7 @@ import bpy
 from .. import preferences
 from ..backend import server_control
 from ..backend.client import ServerError
-from . import install, paths
+from . import install, model_roots, paths
 
 
 def server_python(prefs) -> str:
@@ -19,10 +19,11 @@ def server_starter(context):
     prefs = preferences.get(context)
     server_url, port, token = prefs.server_url, prefs.port, prefs.token
     args = (server_python(prefs), port, bpy.path.abspath(prefs.models_file), prefs.extra_args, paths.server_data_dir())
+    roots = model_roots.roots(prefs)
 
     def run(on_status=server_control.set_status):
         if not server_url:
-            server_control.ensure(*args, on_status=on_status)
+            server_control.ensure(*args, on_status=on_status, model_roots=roots)
         return server_control.client(server_url, port, token)
 
     return run
@@ -65,6 +66,7 @@ class MARIONETTE_OT_server_start(bpy.types.Operator):
             prefs.extra_args,
             paths.server_data_dir(),
             wait=bpy.app.background,
+            model_roots=model_roots.roots(prefs),
         )
         runtime = context.window_manager.marionette
         if server_control.state() == "failed":

@@ -6,7 +6,7 @@ from ..backend import catalog, compositing, estimate, job_spec, pose_capture, ri
 from ..operators import camera_match, generate
 from ..properties import CHECKPOINTS_OWN
 from ..server.protocol import MOTION_LORAS
-from . import cache, lists, models, stylise
+from . import cache, lists, model_roots, models, stylise
 from .text import wrap as _wrap
 
 # Where a Blender's text fields have no placeholder, an empty VAE field simply shows nothing.
@@ -353,7 +353,7 @@ CLASSES = (
     + models.CLASSES
 )
 
-_register, _unregister = bpy.utils.register_classes_factory(lists.CLASSES + CLASSES)
+_register, _unregister = bpy.utils.register_classes_factory(lists.CLASSES + model_roots.CLASSES + CLASSES)
 
 
 def register():

@@ -3,7 +3,9 @@
 import bpy
 
 from .. import preferences
+from ..operators import model_roots as root_ops
 from ..operators import models as model_ops
+from .model_roots import RESTART
 
 KINDS = (
     "base",
@@ -33,6 +35,8 @@ class MARIONETTE_PT_models(bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         layout.operator("marionette.models_refresh", icon="FILE_REFRESH")
+        if root_ops.restart_needed(preferences.get(context)):
+            layout.label(text=RESTART, icon="ERROR")
         models = model_ops.cached_models(preferences.get(context))
         if not models:
             layout.label(text="Start the server, then Refresh")
