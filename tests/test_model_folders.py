@@ -4,6 +4,7 @@ the add-on starts, and the notice when the list changes while it runs."""
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import sys
@@ -107,3 +108,28 @@ def test_the_server_the_addon_starts_gets_the_folders_and_a_change_asks_for_a_re
         bpy.ops.marionette.server_stop()
         prefs.server_url, prefs.server_python, prefs.models_file, prefs.port = saved
     assert not ops.restart_needed(prefs)  # nothing of ours runs
+
+
+def test_the_batch_starts_its_server_with_model_roots(extension, installs, tiny_models, tmp_path, capfd):  # noqa: F811
+    """`batch --model-root DIR`: the server the batch starts offers the install's checkpoint by its name. The tiny
+    single-file checkpoint takes the tiny base's config ([file_configs]), as a public one takes the shipped one."""
+    from test_batch import MIXAMO, command, hero, record
+
+    a1111, _ = installs
+    toml = tiny_models / "models-with-roots.toml"  # beside models.toml: its relative paths hold
+    toml.write_text((tiny_models / "models.toml").read_text() + '\n[file_configs]\nbase = "sd15"\n')
+    blend = tmp_path / "hero.blend"
+    hero(blend, actions=((MIXAMO, 2, 0.6),))
+    out = tmp_path / "out"
+    python = os.environ.get("MARIONETTE_SERVER_PYTHON")
+    argv = ["--models-config", str(toml), "--model-root", str(a1111), "--base", "dreamyToon_v1"]
+    argv += ["--out", str(out), "--steps", "1", "--depth", *(["--server-python", python] if python else [])]
+    code = command(extension, blend, *argv)
+    log = out / "server.log"
+    assert code == 0, capfd.readouterr().out + (log.read_text()[-3000:] if log.exists() else "no server log")
+    assert record(out, "Armature_mixamo.com_Layer0")["state"] == "done"
+    (manifest,) = (out / "server" / "jobs").glob("*/manifest.json")
+    assert json.loads(manifest.read_text())["plan"]["base"]["source"].endswith("dreamyToon_v1.safetensors")
+    assert command(extension, blend, "--model-root", str(tmp_path / "nope"), "--out", str(out)) == 2
+    said = capfd.readouterr()
+    assert "--model-root" in said.err + said.out and "nope: folder not found" in said.err + said.out
