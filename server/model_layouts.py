@@ -145,9 +145,12 @@ _keys: dict[tuple, list[str]] = {}
 
 
 def kind_of(folder_kind: str, filename: str, path: str) -> str:
-    """The kind of a weights file in a folder for `folder_kind`: A1111 mixes motion LoRAs into LoRAs and SparseCtrl
-    and IP-Adapters into ControlNets."""
+    """The kind of a weights file in a folder for `folder_kind`: A1111 mixes motion LoRAs into LoRAs, SparseCtrl and
+    IP-Adapters into ControlNets, and VAEs into checkpoints."""
     lower = filename.lower()
+    if folder_kind == "base":
+        # A1111 pairs `model.vae.pt` (.ckpt, .safetensors) with `model.safetensors` beside it: a VAE
+        return "vae" if os.path.splitext(lower)[0].endswith(".vae") else "base"
     if folder_kind == "lora":
         if lower.startswith("v2_lora_") or "motion_lora" in lower or "motionlora" in lower:
             return "motion_lora"

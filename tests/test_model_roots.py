@@ -37,7 +37,7 @@ def test_installs_are_recognised_and_summarised_in_the_artists_words(roots, tmp_
     assert model_layouts.detect(a1111) == ("a1111", a1111)
     assert model_layouts.detect(comfy) == ("comfyui", comfy / "ComfyUI")  # the install one folder down
     assert model_layouts.summary(a1111) == (
-        "A1111/Forge install: 1 checkpoint, 1 LoRA, 1 VAE, 1 embedding, 1 ControlNet, 1 motion module, "
+        "A1111/Forge install: 1 checkpoint, 1 LoRA, 2 VAEs, 1 embedding, 1 ControlNet, 1 motion module, "
         "2 motion LoRAs, 1 SparseCtrl model, 1 IP-Adapter"
     )
     assert model_layouts.summary(comfy) == (
@@ -75,7 +75,9 @@ def test_default_names_take_the_well_known_local_files_and_the_rest_go_by_stem(r
     assert {"toonMix", "sd15"} <= set(names(config, "base"))
     assert {"inkStyle", "watercolor"} <= set(names(config, "lora"))
     assert names(config, "motion_lora")["orbitMotion"].endswith("camera/orbitMotion.safetensors")  # by its keys
-    assert "kl-f8-anime2" in names(config, "vae") and "EasyNegative" in names(config, "embedding")
+    assert {"kl-f8-anime2", "dreamyToon_v1.vae"} <= set(names(config, "vae")) and "EasyNegative" in names(
+        config, "embedding"
+    )
     assert not {"v2_lora_ZoomIn", "mm_sd_v15_v2", "v3_sd15_mm"} & {n for k in config.entries for n in config.names(k)}
     # the first root wins a name both have, in the order given
     swapped = ModelConfig.load(None, roots=[comfy, a1111])

@@ -12,6 +12,7 @@ from pathlib import Path
 
 A1111_FILES = {  # path in the install -> file of the tiny models
     "models/Stable-diffusion/dreamyToon_v1.safetensors": "sd15.safetensors",  # an LDM single-file checkpoint
+    "models/Stable-diffusion/dreamyToon_v1.vae.pt": "vae/tiny-ft-mse-extracted.pt",  # A1111 pairs it with the above
     "models/Lora/inkStyle.safetensors": "lora/style.safetensors",  # kohya lora_unet_*/lora_te_*
     "models/Lora/v2_lora_ZoomIn.ckpt": "v2_lora_ZoomIn.ckpt",  # AnimateDiff's motion LoRA, as A1111 keeps it
     # a motion LoRA under a name of the artist's: told from an image LoRA by its keys
