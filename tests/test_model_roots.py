@@ -108,6 +108,9 @@ def test_a_missing_root_is_a_clear_error_and_an_ip_adapter_never_stops_the_start
     (tmp_path / "m.toml").write_text('roots = ["nope"]\n')
     with pytest.raises(ValueError, match=r"model root .*nope: not found"):
         ModelConfig.load(tmp_path / "m.toml")
+    (tmp_path / "s.toml").write_text('roots = "~/ComfyUI"\n')
+    with pytest.raises(ValueError, match=r"roots must be a list of folders"):
+        ModelConfig.load(tmp_path / "s.toml")
     a1111, _ = roots
     # two image encoders, neither the default vit_h: the A1111 ip-adapter is left out, the server still starts
     (tmp_path / "two.toml").write_text('[image_encoder.a]\nsource = "x/a"\n[image_encoder.b]\nsource = "x/b"\n')

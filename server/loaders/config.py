@@ -102,6 +102,8 @@ class ModelConfig:
                 cls._check_kind(kind, path)
         for kind in (*data.get("folders", {}), *data.get("file_configs", {})):
             cls._check_kind(kind, path)
+        if not isinstance(data.get("roots", []), list) or not all(isinstance(r, str) for r in data.get("roots", [])):
+            raise ValueError(f'{path}: roots must be a list of folders, e.g. roots = ["~/ComfyUI"]')
         folders = {kind: [_resolve(root, d) for d in dirs] for kind, dirs in data.get("folders", {}).items()}
         file_configs = {kind: _source(root, v) for kind, v in data.get("file_configs", {}).items()}
         all_roots = [_resolve(root, r) for r in data.get("roots", [])] + [_resolve(Path.cwd(), str(r)) for r in roots]
