@@ -116,10 +116,9 @@ def well_known() -> dict[str, tuple[str, str]]:
         with open(DEFAULT_CONFIG, "rb") as f:
             data = tomllib.load(f)
         for kind, entries in data.items():
-            if isinstance(entries, dict) and kind != "folders":
-                for name, entry in entries.items():
-                    for file in entry.get("files", []):
-                        _WELL_KNOWN[file.lower()] = (kind, name)
+            for name, entry in entries.items() if isinstance(entries, dict) else ():
+                for file in entry.get("files", []) if isinstance(entry, dict) else ():
+                    _WELL_KNOWN[file.lower()] = (kind, name)
     return _WELL_KNOWN
 
 
@@ -127,7 +126,8 @@ _WELL_KNOWN: dict[str, tuple[str, str]] = {}
 
 
 def safetensors_keys(path: str) -> list[str]:
-    """The tensor names in a .safetensors header (a few KB read, remembered per file version); [] when unreadable."""
+    """The tensor names in a .safetensors file's header (only the header is read; remembered per file version);
+    [] when unreadable."""
     try:
         st = os.stat(path)
         key = (path, st.st_size, st.st_mtime_ns)

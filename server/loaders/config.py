@@ -116,9 +116,10 @@ class ModelConfig:
             for kind, dirs in folders.items():
                 for folder in dirs:
                     for name, source in _scan(folder):
-                        entries[kind].setdefault(name, ModelEntry(kind, name, source, file_configs.get(kind)))
+                        config = file_configs.get(kind) if os.path.isfile(source) else None
+                        entries[kind].setdefault(name, ModelEntry(kind, name, source, config))
             _link_image_encoders(entries, path)
-            add_found(entries, all_roots, file_configs, lambda *fields: ModelEntry(*fields))
+            add_found(entries, all_roots, file_configs, ModelEntry)
             return entries
 
         return cls(build(), build)
