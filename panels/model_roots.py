@@ -13,7 +13,7 @@ def _icon(text: str) -> str:
 
 
 class MARIONETTE_UL_model_roots(bpy.types.UIList):
-    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index=0):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
         path = root_ops.folder_path(item)
         text = root_ops.line(path) if path else "no folder chosen"
         row = layout.row()
