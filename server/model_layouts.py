@@ -8,7 +8,7 @@ Folders, as the projects define them:
   own `extensions/sd-webui-controlnet/models`, sd-webui-animatediff's `extensions/sd-webui-animatediff/model`.
   A1111 keeps AnimateDiff's motion LoRAs in `models/Lora` and SparseCtrl and IP-Adapter files in
   `models/ControlNet`: those are told apart by their file names (and for .safetensors by their key names).
-- ComfyUI (folder_paths.py): `models/checkpoints`, `models/loras`, `models/vae`, `models/embeddings`,
+- ComfyUI (folder_paths.py): `models/checkpoints` (+ `models/diffusers` pipeline folders), `models/loras`, `models/vae`, `models/embeddings`,
   `models/controlnet`, `models/clip_vision`; ComfyUI_IPAdapter_plus's `models/ipadapter`; AnimateDiff-Evolved's
   `models/animatediff_models` + `custom_nodes/ComfyUI-AnimateDiff-Evolved/models` and
   `models/animatediff_motion_lora` + `custom_nodes/ComfyUI-AnimateDiff-Evolved/motion_lora`.
@@ -47,6 +47,7 @@ A1111 = (
 )
 COMFYUI = (
     ("models/checkpoints", "base"),
+    ("models/diffusers", "base"),  # diffusers pipeline folders (model_index.json)
     ("models/loras", "lora"),
     ("models/vae", "vae"),
     ("models/embeddings", "embedding"),
