@@ -135,6 +135,13 @@ def test_rescan_shows_new_files_and_keeps_known_names(roots, tmp_path):
     os.remove(loras / "pencil.safetensors")
     config.rescan()
     assert "pencil" not in config.names("lora")
+    # a [folders] folder is listed again the same way
+    (tmp_path / "m.toml").write_text('[folders]\nlora = ["loras"]\n')
+    (tmp_path / "loras").mkdir()
+    folders = ModelConfig.load(tmp_path / "m.toml")
+    shutil.copyfile(loras / "inkStyle.safetensors", tmp_path / "loras" / "sketch.safetensors")
+    folders.rescan()
+    assert folders.names("lora") == ["sketch"]
 
 
 # --- the real server ------------------------------------------------------------------------------------------------
