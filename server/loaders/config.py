@@ -78,7 +78,8 @@ class ModelConfig:
 
     def __init__(self, entries: dict[str, dict[str, ModelEntry]], build=None):
         self.entries = entries
-        self._build = build
+        self._build = build  # None: nothing to list again (no roots, no [folders])
+        self._built = _keys(entries)  # what the last listing made: entries added later by hand stay
         self._lock = threading.Lock()
 
     @classmethod
@@ -122,7 +123,7 @@ class ModelConfig:
             add_found(entries, all_roots, file_configs, ModelEntry)
             return entries
 
-        return cls(build(), build)
+        return cls(build(), build if folders or all_roots else None)
 
     @staticmethod
     def _check_kind(kind: str, path: Path):
@@ -140,10 +141,13 @@ class ModelConfig:
             except ValueError as e:  # e.g. a second image encoder dropped into a [folders] folder
                 log.warning("model list not refreshed: %s", e)
                 return
-            self.entries = {
+            entries = {
                 kind: {n: old[kind][n] if _kept(old[kind].get(n)) else e for n, e in names.items()}
                 for kind, names in fresh.items()
             }
+            for kind, name in _keys(old) - self._built:
+                entries[kind].setdefault(name, old[kind][name])
+            self._built, self.entries = _keys(fresh), entries
 
     def get(self, kind: str, name: str) -> ModelEntry:
         for attempt in (0, 1):
@@ -156,6 +160,10 @@ class ModelConfig:
 
     def names(self, kind: str) -> list[str]:
         return sorted(self.entries[kind])
+
+
+def _keys(entries: dict) -> set[tuple[str, str]]:
+    return {(kind, name) for kind, names in entries.items() for name in names}
 
 
 def _kept(entry: ModelEntry | None) -> bool:
