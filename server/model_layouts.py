@@ -8,8 +8,9 @@ Folders, as the projects define them:
   own `extensions/sd-webui-controlnet/models`, sd-webui-animatediff's `extensions/sd-webui-animatediff/model`.
   A1111 keeps AnimateDiff's motion LoRAs in `models/Lora` and SparseCtrl and IP-Adapter files in
   `models/ControlNet`: those are told apart by their file names (and for .safetensors by their key names).
-- ComfyUI (folder_paths.py): `models/checkpoints` (+ `models/diffusers` pipeline folders), `models/loras`, `models/vae`, `models/embeddings`,
-  `models/controlnet`, `models/clip_vision`; ComfyUI_IPAdapter_plus's `models/ipadapter`; AnimateDiff-Evolved's
+- ComfyUI (folder_paths.py): `models/checkpoints` (+ `models/diffusers` pipeline folders), `models/loras`,
+  `models/vae`, `models/embeddings`, `models/controlnet`, `models/clip_vision`; ComfyUI_IPAdapter_plus's
+  `models/ipadapter`; AnimateDiff-Evolved's
   `models/animatediff_models` + `custom_nodes/ComfyUI-AnimateDiff-Evolved/models` and
   `models/animatediff_motion_lora` + `custom_nodes/ComfyUI-AnimateDiff-Evolved/motion_lora`.
 - A plain folder: its subfolders by the names either project uses (so `ComfyUI/models` or `webui/models` work

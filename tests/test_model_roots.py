@@ -115,6 +115,16 @@ def test_a_missing_root_is_a_clear_error_and_an_ip_adapter_never_stops_the_start
     # two image encoders, neither the default vit_h: the A1111 ip-adapter is left out, the server still starts
     (tmp_path / "two.toml").write_text('[image_encoder.a]\nsource = "x/a"\n[image_encoder.b]\nsource = "x/b"\n')
     assert ModelConfig.load(tmp_path / "two.toml", roots=[a1111]).names("ip_adapter") == []
+    # an SD1.5 ViT-G IP-Adapter takes the bigG encoder found beside it, or is left out: never the ViT-H one
+    comfy = tmp_path / "ComfyUI"
+    for file in ("models/ipadapter/ip-adapter_sd15_vit-G.safetensors", "models/checkpoints/x.safetensors"):
+        (comfy / file).parent.mkdir(parents=True, exist_ok=True)
+        (comfy / file).write_bytes(b"")
+    assert "ip-adapter_sd15_vit-G" not in ModelConfig.load(None, roots=[comfy]).names("ip_adapter")
+    (comfy / "models/clip_vision").mkdir()
+    (comfy / "models/clip_vision/CLIP-ViT-bigG-14-laion2B-39B-b160k.safetensors").write_bytes(b"")
+    linked = ModelConfig.load(None, roots=[comfy]).get("ip_adapter", "ip-adapter_sd15_vit-G")
+    assert linked.image_encoder == "CLIP-ViT-bigG-14-laion2B-39B-b160k"
     (tmp_path / "one.toml").write_text('[image_encoder.only]\nsource = "x/a"\n')
     linked = ModelConfig.load(tmp_path / "one.toml", roots=[a1111])
     assert linked.get("ip_adapter", "ip_adapter").image_encoder == "only"

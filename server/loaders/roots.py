@@ -7,7 +7,8 @@ nothing is downloaded twice); every other file is named by its stem; between roo
 root, the first one found wins (roots in the order given: `roots = [...]` of the TOML, then `--model-root`).
 
 An IP-Adapter found in a root gets the image encoder `vit_h` (the default, or a ViT-H file found in a root), else
-the config's only image encoder; one that can get none is left out with a warning, never a start-up failure.
+the config's only image encoder (a `vit-G` one: an encoder with `bigG` in its name); one that can get none is left
+out with a warning, never a start-up failure.
 """
 
 from __future__ import annotations
@@ -59,8 +60,11 @@ def add_found(entries: dict, roots: list[str], file_configs: dict[str, str], mak
 
 def _link_found_adapters(entries: dict, names: list[str]) -> None:
     encoders = sorted(entries["image_encoder"])
-    encoder = DEFAULT_ENCODER if DEFAULT_ENCODER in encoders else encoders[0] if len(encoders) == 1 else None
+    vit_h = DEFAULT_ENCODER if DEFAULT_ENCODER in encoders else encoders[0] if len(encoders) == 1 else None
+    big_g = next((e for e in encoders if "bigg" in e.lower()), None)
     for name in names:
+        # ip-adapter_sd15_vit-G was trained on OpenCLIP ViT-bigG/14 (ComfyUI: CLIP-ViT-bigG-14-laion2B-39B-b160k)
+        encoder = big_g if "vit-g" in os.path.basename(entries["ip_adapter"][name].source).lower() else vit_h
         if encoder is None:
             entry = entries["ip_adapter"].pop(name)
             log.warning(
