@@ -5,6 +5,7 @@ POST /jobs naming the field, after which the server runs the next job."""
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -17,6 +18,7 @@ from helpers import read_events, tiny_spec
 from server.api import Settings, create_app
 from server.loaders import KINDS, ModelConfig
 from server.loaders.family import family_of, file_family
+from server.loaders.hashes import FileHashes
 from tests.support import tiny_families
 from tests.support.tiny_families import FILES
 
@@ -85,6 +87,24 @@ def test_a_file_is_read_once_per_version(families, tmp_path):
     assert os.stat(path).st_size == stat.st_size and file_family(path) == "sdxl"
     os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 1_000_000_000))
     assert file_family(path) == "sd15"
+
+
+def test_families_are_kept_across_restarts(families, tmp_path):
+    """A new server on the same data folder reads the families kept there, not the headers again."""
+    from server.loaders.family import FamilyCache
+
+    path = tmp_path / "kept.safetensors"
+    shutil.copy(families / FILES["pony_style"][2], path)
+    kept = tmp_path / "file_families.json"
+    first = FamilyCache()
+    first.keep_in(kept)
+    first.put(FileHashes.version(path), "flux")  # a family no header read would give: proof it came from the file
+    second = FamilyCache()
+    second.keep_in(kept)
+    assert second.get(FileHashes.version(path)) == (True, "flux")
+    path.touch()  # a new version: its old row is dropped when it is read
+    second.put(FileHashes.version(path), "sdxl")
+    assert [row[3] for row in json.loads(kept.read_text()) if row[0] == str(path)] == ["sdxl"]
 
 
 def test_models_lists_each_family(client):

@@ -5,7 +5,7 @@ SD1.5 only, so a picked file of another family is refused before anything loads 
 What is read: `.safetensors` the JSON header (8-byte little-endian length, then JSON); `.ckpt/.pt/.pth/.bin` the
 pickle through `torch.load(mmap=True, weights_only=True, map_location="meta")`, which builds meta tensors (shapes
 only) without paging the data in; diffusers folders their `model_index.json`/`config.json`. Each file version
-(path, size, mtime) is read once per server.
+(path, size, mtime) is read once, and kept across restarts in the data folder's `file_families.json`.
 
 The signs, learned from the original projects (Stability-AI/generative-models, ComfyUI's model detection and LoRA
 key maps, AnimateDiff's SDXL branch, Hotshot-XL, kohya's sd-scripts metadata):
@@ -31,6 +31,7 @@ is None (unknown: usable, as before); a 16-channel one (SD3's or Flux's, the sam
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 import threading
@@ -53,7 +54,7 @@ _MOTION_BLOCK = re.compile(r"(?:^|\.)(down|up)_blocks\.(\d+)\.motion_modules\.")
 _CROSS_K = re.compile(r"attn2[._](?:processor[._])?to_k(?![._]ip)")
 _TEXT_Q = re.compile(r"(?:^|[._])(?:text_model|transformer)[._]encoder[._]layers[._]\d+[._]self_attn[._]q_proj")
 _UNET_PROJ_IN = re.compile(r"(?:(?:input|output)_blocks\.\d+\.1|middle_block\.1|attentions\.\d+)\.proj_in\.weight$")
-_NOT_DOWN = re.compile(r"lora_up|lora_B|lora[._]up|\.up\.weight$|hada_|lokr_|lora_mid|alpha$|bias$")
+_NOT_DOWN = re.compile(r"lora_up|lora_B|lora[._]up|\.up\.weight$|hada_w[12]_a$|lokr_|lora_mid|alpha$|bias$")
 _EMBEDDING = re.compile(r"^(?:emb_params|string_to_param\.\*|<.+>)$")
 
 _WIDTH = {768: "sd15", 1024: "sd2", 1280: "sdxl", 2048: "sdxl"}  # cross-attention (text) widths
@@ -114,8 +115,9 @@ def _sdxl_keys(keys, shapes):
 
 
 def _in_width(key: str, shape) -> int | None:
-    """The input width of a linear weight or of a LoRA's down (A) matrix; None for anything else."""
-    if len(shape) != 2 or not key.endswith("weight") or _NOT_DOWN.search(key):
+    """The input width of a linear weight, of a LoRA's down (A) matrix or of a LoHa's `hada_w*_b`; None for anything
+    else."""
+    if len(shape) != 2 or _NOT_DOWN.search(key) or not (key.endswith("weight") or re.search(r"hada_w[12]_b$", key)):
         return None
     return shape[1]
 
@@ -227,8 +229,51 @@ def _flatten(data, prefix: str, tensor_type) -> dict[str, tuple]:
 
 # --- files, folders, cache ---------------------------------------------------------------------------------------
 
-_cache: dict[tuple, str | None] = {}
-_lock = threading.Lock()
+
+class FamilyCache:
+    """The family of each file version (path, size, mtime_ns: the key of hashes.py), kept in a JSON file (rows
+    [path, size, mtime_ns, family]) so that a restart reads no header again. A changed file is a new version; the
+    old version's row is dropped when the new one is read."""
+
+    def __init__(self):
+        self._known: dict[tuple, str | None] = {}
+        self._file: Path | None = None
+        self._lock = threading.Lock()
+
+    def keep_in(self, path) -> None:
+        """Read the families kept in `path` and keep every new one there; an unreadable file is ignored."""
+        path = Path(path)
+        try:
+            rows = json.loads(path.read_text())
+            known = {(str(p), int(n), int(m)): f for p, n, m, f in rows if f is None or f in MODEL_FAMILIES}
+        except (OSError, ValueError, TypeError):
+            known = {}
+        with self._lock:
+            self._file = path
+            for key, family in known.items():
+                self._known.setdefault(key, family)
+
+    def get(self, key: tuple) -> tuple[bool, str | None]:
+        with self._lock:
+            return key in self._known, self._known.get(key)
+
+    def put(self, key: tuple, family: str | None) -> None:
+        with self._lock:
+            for old in [k for k in self._known if k[0] == key[0] and k != key]:
+                del self._known[old]
+            self._known[key] = family
+            if self._file is None:
+                return
+            try:
+                self._file.parent.mkdir(parents=True, exist_ok=True)
+                tmp = self._file.with_name(self._file.name + ".tmp")
+                tmp.write_text(json.dumps([[*k, f] for k, f in self._known.items()]))
+                os.replace(tmp, self._file)
+            except OSError:
+                pass  # a read-only data folder: headers are only read again after a restart
+
+
+FAMILIES = FamilyCache()
 
 
 def file_family(path) -> str | None:
@@ -237,21 +282,18 @@ def file_family(path) -> str | None:
         key = FileHashes.version(path)
     except OSError:
         return None
-    with _lock:
-        if key in _cache:
-            return _cache[key]
+    known, found = FAMILIES.get(key)
+    if known:
+        return found
     path = Path(path)
     try:
         if path.suffix.lower() == ".safetensors":
             found = family_of_keys(*safetensors_header(path))
         elif path.suffix.lower() in WEIGHT_SUFFIXES:
             found = family_of_keys(pickle_shapes(path))
-        else:
-            found = None
     except Exception:  # noqa: BLE001 - a broken file has no family; loading it names the problem
         found = None
-    with _lock:
-        _cache[key] = found
+    FAMILIES.put(key, found)
     return found
 
 

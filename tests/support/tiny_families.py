@@ -154,6 +154,14 @@ LAYOUTS = {  # path under the root -> (key -> shape, metadata, pickle form: "fla
         {"modelspec.architecture": "stable-diffusion-xl-v1-base/lora"},
         None,
     ),
+    "loras/xl_loha.safetensors": (
+        {
+            f"lora_unet_input_blocks_4_1_transformer_blocks_0_attn2_to_k.hada_{w}": shape
+            for w, shape in (("w1_a", (W, 4)), ("w1_b", (4, 2048)), ("w2_a", (W, 4)), ("w2_b", (4, 2048)))
+        },
+        None,
+        None,
+    ),
     "loras/sd2_style.safetensors": (_lora("lora_te_text_model_encoder_layers_0_self_attn_q_proj", 1024), None, None),
     "loras/flux_kohya.safetensors": (_lora("lora_unet_double_blocks_0_img_attn_qkv", 3072), None, None),
     "loras/flux_diffusers_double.safetensors": (
@@ -262,6 +270,7 @@ FILES = {  # models.toml name -> (kind, family, path)
     "xl_diffusers": ("lora", "sdxl", "loras/xl_diffusers.safetensors"),
     "xl_by_metadata": ("lora", "sdxl", "loras/xl_by_metadata.safetensors"),
     "xl_by_modelspec": ("lora", "sdxl", "loras/xl_by_modelspec.safetensors"),
+    "xl_loha": ("lora", "sdxl", "loras/xl_loha.safetensors"),  # LyCORIS LoHa
     "sd2_style": ("lora", "sd2", "loras/sd2_style.safetensors"),
     "flux_kohya": ("lora", "flux", "loras/flux_kohya.safetensors"),
     "flux_diffusers_double": ("lora", "flux", "loras/flux_diffusers_double.safetensors"),
