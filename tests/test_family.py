@@ -141,7 +141,12 @@ REFUSED = [  # (spec changes, field, words the message must hold)
     ({"motion_module": "hotshot_xl"}, "motion_module", "hotshot_xl is an SDXL motion module"),
     ({"references": [{"model": "ip_adapter_sdxl"}]}, "references[0].model", "ip_adapter_sdxl is an SDXL IP-Adapter"),
     ({"prompt": "a marionette, embedding:pony_neg"}, "prompt", "pony_neg is an SDXL embedding"),
-    ({"negative_prompt": "blurry, SD2_NEG"}, "negative_prompt", "sd2_neg is an SD2 embedding"),
+    (
+        {"negative_prompt": "blurry, SD2_NEG"},
+        "negative_prompt",
+        "'SD2_NEG' in this prompt is the embedding sd2_neg, an SD2 one",
+    ),
+    ({"prompts": [{"frame": 0, "prompt": "pony_neg"}]}, "prompts[0].prompt", "the embedding pony_neg, an SDXL one"),
 ]
 
 

@@ -38,17 +38,27 @@ def family_problems(models, spec, named: dict) -> list[tuple[str, str]]:
             family = entry_family(models.get("embedding", name))
             if family in (None, "sd15"):
                 continue
-            where = "" if written.startswith("embedding:") else f" ({written!r} in the prompt uses it)"
-            hint = "" if where == "" else ", or take its file out of the embeddings folder"
-            out.append((field, _message(name, "embedding", family) + where + hint))
+            if written.startswith("embedding:"):
+                out.append((field, _message(name, "embedding", family)))
+                continue
+            out.append(
+                (
+                    field,
+                    f"{written!r} in this prompt is the embedding {name}, {_article(family)} {label(family)} one (an "
+                    f"embedding's name in a prompt uses it, as in A1111); Marionette runs SD1.5 embeddings — reword "
+                    f"the prompt, or move {name}'s file out of the embeddings folder",
+                )
+            )
     return out
 
 
 def _message(name: str, kind: str, family: str) -> str:
     one, many = _WORDS.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
-    named = label(family)
-    article = "an" if named.startswith("S") else "a"
-    return f"{name} is {article} {named} {one}; Marionette runs SD1.5 {many} — pick an SD1.5 one"
+    return f"{name} is {_article(family)} {label(family)} {one}; Marionette runs SD1.5 {many} — pick an SD1.5 one"
+
+
+def _article(family: str) -> str:
+    return "an" if label(family).startswith("S") else "a"
 
 
 def _embeddings_in(text: str, embeddings: list[str]):
