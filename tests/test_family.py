@@ -216,3 +216,10 @@ def test_the_full_size_sd15_layouts_are_sd15_by_their_widths():
         if name.endswith("attn2.to_k")
     }
     assert len(adapter) == 16 and family_of_keys(adapter) == "sd15"
+
+
+def test_an_unknown_name_is_answered_with_the_usable_names_only(client):
+    r = client.post("/plan", json=tiny_spec(base="nope", controlnets=[{"kind": "depth", "model": "nope"}]))
+    assert r.status_code == 422
+    known = {item["field"]: item["known"] for item in r.json()["detail"]}
+    assert known == {"base": ["sd15"], "controlnets[0].model": ["depth"]}  # no pony_v6, flux1-dev, xl_canny, ...

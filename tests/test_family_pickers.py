@@ -78,3 +78,24 @@ def test_pickers_offer_sd15_and_unknown_names_and_the_models_panel_greys_the_res
             label = {"sdxl": "SDXL", "sd2": "SD2", "sd3": "SD3", "flux": "Flux", "sd3_flux": "SD3/Flux"}[family]
             assert shown[f"{name}: {label} — not usable with SD1.5"] is False, name
     assert shown["pony_v6: SDXL — not usable with SD1.5"] is False and shown["sd15"] is True
+
+
+def test_a_typed_sdxl_checkpoint_is_refused_in_the_artists_words_before_any_render(extension, family_server, tmp_path):
+    scene = scene_with_camera(tmp_path, frames=4, size=64, steps=1)
+    s = scene.marionette
+    point_at(extension, family_server.url)
+    with pytest.raises(RuntimeError, match="is not on the server"):
+        bpy.ops.marionette.generate()
+    error = bpy.context.window_manager.marionette.error
+    # the names offered instead of the missing Normal ControlNet are the SD1.5 ones (and those of unknown family)
+    assert (
+        "The Normal ControlNet 'normal' (Guides, the one an empty Model means) is not on the server. Pick one of: "
+        "depth." in error
+    )
+    s.use_normal, s.lora_zoom_in = False, 0.0
+    s.base = "pony_v6"  # typed by hand: the picker does not offer it
+    with pytest.raises(RuntimeError, match="pony_v6 is an SDXL checkpoint"):
+        bpy.ops.marionette.generate()
+    error = bpy.context.window_manager.marionette.error
+    assert "Marionette runs SD1.5 checkpoints — pick an SD1.5 one" in error
+    assert ext("operators.generate")._active.capture is None, "refused before any guide was rendered"

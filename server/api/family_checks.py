@@ -52,6 +52,11 @@ def family_problems(models, spec, named: dict) -> list[tuple[str, str]]:
     return out
 
 
+def usable(models, kind: str, names: list[str]) -> list[str]:
+    """`names` of `kind` without those of another known family: what a 422 offers instead of an unknown name."""
+    return [n for n in names if entry_family(models.get(kind, n)) in (None, "sd15")]
+
+
 def _message(name: str, kind: str, family: str) -> str:
     one, many = _WORDS.get(kind, (kind.replace("_", " "), kind.replace("_", " ") + "s"))
     return f"{name} is {_article(family)} {label(family)} {one}; Marionette runs SD1.5 {many} — pick an SD1.5 one"
