@@ -137,7 +137,7 @@ REFUSED = [  # (spec changes, field, words the message must hold)
         "xl_depth is an SDXL ControlNet",
     ),
     ({"vae": "flux_ae"}, "vae", "flux_ae is an SD3/Flux VAE; Marionette runs SD1.5 VAEs"),
-    ({"vae": "sdxl_vae_diffusers"}, "vae", "sdxl_vae_diffusers is an SDXL VAE"),
+    ({"vae": "sdxl_vae_diffusers"}, "vae", "an SDXL VAE (scaling 0.13025) does not fit this SD1.5 checkpoint"),
     ({"motion_module": "hotshot_xl"}, "motion_module", "hotshot_xl is an SDXL motion module"),
     ({"references": [{"model": "ip_adapter_sdxl"}]}, "references[0].model", "ip_adapter_sdxl is an SDXL IP-Adapter"),
     ({"prompt": "a marionette, embedding:pony_neg"}, "prompt", "pony_neg is an SDXL embedding"),

@@ -4,6 +4,7 @@ files' headers (server/loaders/family.py); a model whose family is unknown is le
 
 from __future__ import annotations
 
+import os
 import re
 
 from ..engine.prompt_syntax import EMBEDDING_REF, resolve_embedding
@@ -29,6 +30,8 @@ def family_problems(models, spec, named: dict) -> list[tuple[str, str]]:
     not SD1.5. `named`: field -> model entry, as resolve_models gives it."""
     out = []
     for field, entry in named.items():
+        if entry.kind == "vae" and not os.path.isfile(entry.source):
+            continue  # a VAE folder or hub id: api/checks.check_vae_fits reads its config and says what does not fit
         family = entry_family(entry)
         if family not in (None, "sd15"):
             out.append((field, _message(entry.name, entry.kind, family)))

@@ -221,7 +221,14 @@ LAYOUTS = {  # path under the root -> (key -> shape, metadata, pickle form: "fla
     "vae/sdxl_vae.safetensors": (_vae(), None, None),
     "vae/ae.safetensors": (_vae(latent=16), None, None),
     "vae/sdxl_vae_diffusers": (
-        {"config": {"_class_name": "AutoencoderKL", "latent_channels": 4, "scaling_factor": 0.13025}},
+        {
+            "config": {
+                "_class_name": "AutoencoderKL",
+                "latent_channels": 4,
+                "scaling_factor": 0.13025,
+                "block_out_channels": [128, 256, 512, 512],
+            }
+        },
         None,
         "folder",
     ),
