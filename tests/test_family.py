@@ -184,7 +184,7 @@ def test_the_full_size_sd15_layouts_are_sd15_by_their_widths():
     """The public SD1.5 files at full size (shapes of meta models from the shipped configs, in the original key
     layouts tests/fullsize.py writes): SD1.5, and their 768-wide cross-attention alone says so."""
     import fullsize
-    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, UNet2DConditionModel
+    from diffusers import AutoencoderKL, ControlNetModel, MotionAdapter, SparseControlNetModel, UNet2DConditionModel
 
     from server.loaders import CONFIGS
     from server.loaders.family import family_of_keys
@@ -209,6 +209,17 @@ def test_the_full_size_sd15_layouts_are_sd15_by_their_widths():
     for version in ("v1", "v2", "v3"):
         adapter = fullsize.meta_model(MotionAdapter, CONFIGS / f"motion_adapter_{version}")
         assert family_of_keys(shapes(ldm.motion_to_original(adapter.state_dict()))) == "sd15", version
+    # diffusers layouts: AnimateDiff-Lightning's single file, a SparseCtrl file, a motion LoRA; their temporal
+    # self-attention `attn2.to_k` is 1280 wide at the deep levels, SDXL's cross-attention width
+    assert family_of_keys(shapes(adapter.state_dict())) == "sd15"
+    sparse = fullsize.meta_model(SparseControlNetModel, CONFIGS / "sparsectrl_rgb")
+    assert family_of_keys(shapes(sparse.state_dict())) == "sd15"
+    lora = {
+        f"unet.{k[: -len('.proj_in.weight')]}.transformer_blocks.0.attn2.processor.to_k_lora.down.weight": (64, c[0])
+        for k, c in shapes(adapter.state_dict()).items()
+        if k.endswith("motion_modules.0.proj_in.weight")
+    }
+    assert 1280 in {v[1] for v in lora.values()} and family_of_keys(lora) == "sd15"
     # v3_sd15_adapter.ckpt's keys (`….attn2.processor.to_k_lora.down.weight`), cross-attention ones only
     adapter = {
         re.sub(r"\.(to_k)$", r".processor.\1_lora", name) + ".down.weight": (64, fan_in)

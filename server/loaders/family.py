@@ -123,7 +123,9 @@ def _in_width(key: str, shape) -> int | None:
 
 
 def _widths(keys, shapes, pattern, table):
-    found = {table.get(_in_width(k, shapes[k])) for k in keys if pattern.search(k)} - {None}
+    # temporal attention (motion modules, diffusers-layout ones included) is self-attention as wide as its level
+    found = {table.get(_in_width(k, shapes[k])) for k in keys if pattern.search(k) and "motion_modules" not in k}
+    found -= {None}
     for family in ("sdxl", "sd2", "sd15"):
         if family in found:
             return family
