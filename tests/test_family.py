@@ -220,6 +220,13 @@ def test_the_full_size_sd15_layouts_are_sd15_by_their_widths():
         if k.endswith("motion_modules.0.proj_in.weight")
     }
     assert 1280 in {v[1] for v in lora.values()} and family_of_keys(lora) == "sd15"
+    # CameraCtrl.ckpt and ip-adapter-plus_sd15 at full size (tests/support/fullsize_adapters.py's layouts)
+    from tests.support import tiny_cameractrl, tiny_ip_adapter
+
+    sections = {"pose_encoder_state_dict": tiny_cameractrl.encoder_layout()}
+    sections["attention_processor_state_dict"] = tiny_cameractrl.attention_layout()
+    for layout in (sections, tiny_ip_adapter.plus_layout()):
+        assert family_of_keys({f"{s}.{k}": v for s, part in layout.items() for k, v in part.items()}) == "sd15"
     # v3_sd15_adapter.ckpt's keys (`….attn2.processor.to_k_lora.down.weight`), cross-attention ones only
     adapter = {
         re.sub(r"\.(to_k)$", r".processor.\1_lora", name) + ".down.weight": (64, fan_in)
