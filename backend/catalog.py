@@ -2,7 +2,9 @@
 
 `refresh(client, cache_file)` asks `GET /models` and, per motion module, `POST /plan` for its version and frame
 limit (the panel says what a module supports before anything runs). The answer is kept in memory and written to
-`cache_file`; `load(cache_file)` reads it back in a new Blender session. No bpy here.
+`cache_file`; `load(cache_file)` reads it back in a new Blender session. The pickers offer SD1.5 models and those
+whose family the server could not tell: SDXL, Flux, ... files (their `family` in GET /models) are left out. No bpy
+here.
 """
 
 from __future__ import annotations
@@ -18,12 +20,16 @@ _catalog: dict = {}
 
 
 def refresh(client: Client, cache_file: Path | None = None) -> dict:
-    """The server's models: {kind: [name, ...], "motion_info": {name: {"version", "max_frames"}}}; cached."""
+    """The server's models: {kind: [name, ...], "family": {kind: {name: family}}, "motion_info": {name: {"version",
+    "max_frames"}}}; cached. Families are kept for the names whose family is known."""
     answer = client.models()
     catalog = {kind: [item["name"] for item in answer.get(kind, [])] for kind in KINDS}
-    base = (catalog["base"] or [""])[0]
+    catalog["family"] = {
+        kind: {item["name"]: item["family"] for item in answer.get(kind, []) if item.get("family")} for kind in KINDS
+    }
+    base = (_usable(catalog, "base") or [""])[0]
     catalog["motion_info"] = {}
-    for name in catalog["motion_module"]:
+    for name in _usable(catalog, "motion_module"):
         try:
             plan = client.plan(
                 {"prompt": "-", "base": base, "motion_module": name, "frames": 2, "width": 64, "height": 64, "steps": 1}
@@ -51,7 +57,13 @@ def load(cache_file: Path) -> dict:
 
 
 def names(kind: str) -> list[str]:
-    return list(_catalog.get(kind, []))
+    """The names of `kind` a picker offers: SD1.5 models and those of unknown family."""
+    return _usable(_catalog, kind)
+
+
+def _usable(catalog: dict, kind: str) -> list[str]:
+    families = catalog.get("family", {}).get(kind, {})
+    return [name for name in catalog.get(kind, []) if families.get(name, "sd15") == "sd15"]
 
 
 def motion_info(name: str) -> dict | None:

@@ -1,8 +1,10 @@
-"""The Models sub-panel: every model of the server's config, whether its files are here, Download for the rest."""
+"""The Models sub-panel: every model of the server's config, whether its files are here, Download for the rest;
+models of another family than SD1.5 (SDXL, Flux, ...) greyed with their family."""
 
 import bpy
 
 from .. import preferences
+from ..backend.protocol import MODEL_FAMILIES
 from ..operators import model_roots as root_ops
 from ..operators import models as model_ops
 from .model_roots import RESTART
@@ -49,6 +51,12 @@ class MARIONETTE_PT_models(bpy.types.Panel):
             for entry in entries:
                 report = model_ops.downloads.get((kind, entry["name"]))
                 row = col.row(align=True)
+                family = entry.get("family")
+                if family not in (None, "sd15"):
+                    row.active = False
+                    named = MODEL_FAMILIES.get(family, family)
+                    row.label(text=f"{entry['name']}: {named} — not usable with SD1.5", icon="CANCEL")
+                    continue
                 if report and report.get("state") == "running" and report.get("total"):
                     row.progress(
                         factor=report["done"] / report["total"],

@@ -122,6 +122,7 @@ def test_models_say_what_is_here_and_a_missing_model_is_refused_naming_it(app_cl
     assert listed["v2"]["available"] and listed["v2"]["size"] == size
     assert listed["v2-hub"]["available"] is False and listed["v2-hub"]["size"] == size
     assert listed["v2-hub"]["downloadable"] and not listed["v2-gone"]["downloadable"]
+    assert listed["v2"]["family"] == "sd15" and listed["v2-hub"]["family"] is None  # a hub model not downloaded
 
     for route in ("/plan", "/jobs"):
         r = app_client.post(route, json=tiny_spec(motion_module="v2-hub"))
@@ -146,6 +147,7 @@ def test_download_route_reports_progress_and_then_the_model_plans(app_client):
     assert set(report["files"]) == {"config.json", WEIGHTS}
     listed = {m["name"]: m for m in app_client.get("/models").json()["motion_module"]}
     assert listed["v2-hub"]["available"] and listed["v2-hub"]["size"] == report["total"]
+    assert listed["v2-hub"]["family"] == "sd15"  # read from the downloaded snapshot
     again = app_client.post("/models/motion_module/v2-hub/download")
     assert again.json()["state"] == "done", "a model already here is not fetched again"
     r = app_client.post("/models/motion_module/v2-gone/download")

@@ -16,6 +16,7 @@ from ..engine.executor import Executor, LocalExecutor
 from ..engine.job_queue import JobQueue
 from ..engine.store import ModelStore
 from ..loaders import ModelConfig, hub
+from ..loaders.family import FAMILIES
 from ..loaders.hashes import HASHES
 from . import downloads, errors, health, jobs, models, plan, pose
 from .guard import Guard
@@ -46,6 +47,7 @@ def create_app(settings: Settings, executor: Executor | None = None) -> FastAPI:
     server_log.setup(log_dir)
     store = ModelStore(settings.models, settings.device, settings.dtype)
     HASHES.keep_in(Path(settings.data_dir).parent / "file_hashes.json")  # beside server.log: a restart rehashes nothing
+    FAMILIES.keep_in(Path(settings.data_dir).parent / "file_families.json")  # model families read from headers
     executor = executor or LocalExecutor(store)
     queue = JobQueue(settings.data_dir, executor, history=settings.history)
     blocking = ThreadPoolExecutor(BLOCKING_WORKERS, thread_name_prefix="marionette-blocking")

@@ -8,6 +8,7 @@ from ..loaders import CheckpointError, hub, motion_adapter_info
 from ..loaders.vae import misfit, vae_config
 from ..protocol import SpecError
 from ..protocol.inputs import decode_json
+from .family_checks import family_problems
 from .model_names import resolve_models
 from .prompt_checks import check_prompts
 
@@ -53,6 +54,9 @@ def check_models(models, spec):
     Raises UnknownModels (every unknown name: 422), HTTPException 409 (files missing), CheckpointError (a broken
     file: 409) or SpecError."""
     named = resolve_models(models, spec)
+    foreign = family_problems(models, spec, named)  # SDXL, Flux, ... files: refused before anything loads
+    if foreign:
+        raise SpecError(foreign)
     module = named["motion_module"]
     entries = list(named.values())
     # each IP-Adapter brings its image encoder (the config names only encoders it has)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from ..engine.planning import motion_lora_names
 from ..loaders import UnknownModel
 from ..protocol import CAMERA_DIRECTIONS, CONTROL_KINDS, SpecError
+from .family_checks import usable
 
 
 def named_models(spec):
@@ -59,6 +60,7 @@ def resolve_models(models, spec) -> dict[str, object]:
         try:
             entries[field] = models.get(kind, name)
         except UnknownModel as e:
+            e.known = usable(models, kind, e.known)  # an SDXL, Flux, ... model is no choice to offer
             unknown.append((field, e))
     if unknown:
         raise UnknownModels(unknown)

@@ -1,12 +1,14 @@
 """GET /models: each configured model name per kind, its source, whether it is loaded, and whether its files are
-on this machine (hub cache or local path) with their size, or the download size when the hub can be asked. Each
-call lists the model roots and folders again: the add-on's Refresh Models shows files added since start-up."""
+on this machine (hub cache or local path) with their size, or the download size when the hub can be asked, and the
+family of the files that are here (SD1.5, SDXL, ...: MODEL_FAMILIES). Each call lists the model roots and folders
+again: the add-on's Refresh Models shows files added since start-up."""
 
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
 
 from ..loaders import KINDS, hub
+from ..loaders.family import entry_family
 from .errors import public
 
 router = APIRouter()
@@ -23,6 +25,7 @@ def _describe(entry, loaded: set[str]) -> dict:
         "where": found["where"],
         "size": size,
         "downloadable": not entry.local,
+        "family": entry_family(entry, found),  # "sd15", "sdxl", ... from the file's header; None: unknown or absent
     }
 
 

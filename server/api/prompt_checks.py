@@ -9,8 +9,12 @@ from ..protocol import SpecError
 def check_prompts(models, spec):
     """Raises SpecError (422) naming each prompt field with a problem."""
     known = models.names("embedding")
-    fields = [("prompt", spec.prompt), ("negative_prompt", spec.negative_prompt)]
-    fields += [(f"prompts[{i}].prompt", k.prompt) for i, k in enumerate(spec.prompts)]
-    errors = [(field, message) for field, text in fields for message in prompt_errors(text, known)]
+    errors = [(field, message) for field, text in prompt_fields(spec) for message in prompt_errors(text, known)]
     if errors:
         raise SpecError(errors)
+
+
+def prompt_fields(spec) -> list[tuple[str, str]]:
+    """(spec field, text) of every prompt of the spec."""
+    fields = [("prompt", spec.prompt), ("negative_prompt", spec.negative_prompt)]
+    return fields + [(f"prompts[{i}].prompt", k.prompt) for i, k in enumerate(spec.prompts)]

@@ -44,6 +44,9 @@ CAMERA_DIRECTIONS = {
     "roll_anticlockwise": ("roll", -1, "the camera rolls anticlockwise as seen from behind it"),
 }
 CONTROL_KINDS = ("depth", "normal", "openpose")
+# GET /models "family" of a local model file, as server/loaders/family.py reads it from the file's header; the
+# server runs "sd15" (and files of unknown family); the others are refused before anything loads.
+MODEL_FAMILIES = {"sd15": "SD1.5", "sd2": "SD2", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux", "sd3_flux": "SD3/Flux"}
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm", "euler_trailing")
 CAMERA_MOTION_MODES = ("manual", "auto", "cameractrl")
 CAMERACTRL_MAX_FRAMES = 16  # CameraCtrl's pose encoder has 16 positions: it sees at most 16 frames at once
