@@ -117,14 +117,10 @@ def write_files(root: Path, tiny_models: bool) -> dict:
         from tests.support import fullsize_adapters
 
         files.update(fullsize_adapters.write_all(root))
-    # A diffusers SD1.5 config folder with a tokenizer (the real vocabulary cannot be shipped): both sides use it.
+    # The shipped SD1.5 config folder, CLIP tokenizer included: both sides use it.
     pipeline_config = root / "sd15_config"
     if not pipeline_config.exists():
-        from tests.support import tiny_models as tiny
-
         shutil.copytree(files["configs"]["sd15"], pipeline_config)
-        if not (pipeline_config / "tokenizer").exists():
-            tiny.write_tokenizer(pipeline_config / "tokenizer")
     files["pipeline_config"] = pipeline_config
     lines = [
         "[base.sd15]",

@@ -80,9 +80,8 @@ def write_models(root: Path, tiny_models: bool) -> Path:
             if not path.exists():
                 fullsize.write_controlnet_original(path)
             lines += [f"[controlnet.{name}]", f'source = "{path}"']
-        hf_home = root / "hf"
-        if not hf_home.exists():
-            fullsize.write_tokenizer_cache(hf_home)  # where a single-file SD1.5 load finds its tokenizer
+        hf_home = root / "hf"  # empty: everything loads offline from the files and the shipped configs
+        hf_home.mkdir(exist_ok=True)
         import os
 
         os.environ["HF_HOME"] = str(hf_home)

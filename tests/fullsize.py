@@ -322,18 +322,6 @@ def write_sparsectrl_rgb(path: Path) -> dict:
     return {"path": str(path), "bytes": size, "map": key_map(tiny.motion_to_original, sd)}
 
 
-def write_tokenizer_cache(hf_home: Path, repo: str = "openai/clip-vit-large-patch14") -> Path:
-    """A small CLIP tokenizer in the standard Hugging Face cache layout, where a single-file SD1.5 load looks for
-    one when its config folder has none (server/loaders/sd15.py TOKENIZER_REPOS). The real vocabulary cannot be
-    shipped."""
-    folder = hf_home / "hub" / ("models--" + repo.replace("/", "--"))
-    commit = "0" * 40
-    (folder / "refs").mkdir(parents=True, exist_ok=True)
-    (folder / "refs" / "main").write_text(commit)
-    tiny.write_tokenizer(folder / "snapshots" / commit)
-    return folder
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # checks (run in the child process)
 # ---------------------------------------------------------------------------------------------------------------
@@ -408,7 +396,7 @@ def task_base(root: Path) -> dict:
     written = write_sd15(root / "v1-5-pruned-emaonly.safetensors")
     path = Path(written["path"])
     t0 = time.perf_counter()
-    parts = C.load_base(path)  # shipped config, tokenizer from the (fake) offline HF cache
+    parts = C.load_base(path)  # shipped config and CLIP tokenizer
     load_s = time.perf_counter() - t0
     with safe_open(str(path), framework="pt") as f:
         file_keys = set(f.keys())

@@ -18,7 +18,6 @@ import pytest
 import torch
 
 from server import loaders as C
-from server.loaders import sd15
 from server.loaders.embeddings import load_embedding
 from server.protocol import MOTION_LORAS
 from tests.support import tiny_models as tiny
@@ -274,13 +273,17 @@ def test_single_file_base_equals_folder(tiny_models):
     assert dict(single["scheduler"].config) == dict(folder["scheduler"].config)
 
 
-def test_single_file_without_tokenizer_says_how_to_provide_one(tiny_models, tmp_path, monkeypatch):
+def test_single_file_without_tokenizer_gets_the_shipped_clip_tokenizer(tiny_models, tmp_path):
+    """A config folder with no tokenizer/ (the shipped SD1.5 config, or one an artist made) gets the CLIP ViT-L/14
+    tokenizer shipped in server/configs/sd15/tokenizer: no network, no Hugging Face cache."""
     config = tmp_path / "sd15-config"
     shutil.copytree(tiny_models / "sd15", config, ignore=shutil.ignore_patterns("*.safetensors", "tokenizer"))
-    monkeypatch.setattr(sd15, "TOKENIZER_REPOS", (("marionette-test/absent", ""),))
-    with pytest.raises(C.CheckpointError, match="no CLIP tokenizer") as info:
-        C.load_base(tiny_models / "sd15.safetensors", config=config)
-    assert "sd15.safetensors" in str(info.value) and "vocab.json" in str(info.value)
+    tokenizer = C.load_base(tiny_models / "sd15.safetensors", config=config)["tokenizer"]
+    assert len(tokenizer.get_vocab()) == 49408
+    # The ids CLIP's own tokenizer gives (openai/CLIP, transformers' CLIPTokenizer docs): start, a, photo, of, a,
+    # cat, end; padded with <|endoftext|> as SD1.5's tokenizer pads.
+    assert tokenizer("a photo of a cat").input_ids == [49406, 320, 1125, 539, 320, 2368, 49407]
+    assert tokenizer.pad_token_id == 49407 and tokenizer.model_max_length == 77
 
 
 def _fake_hub_repo(hf_home: Path, repo: str, files: dict[str, Path]):
@@ -297,10 +300,8 @@ def _fake_hub_repo(hf_home: Path, repo: str, files: dict[str, Path]):
 
 def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
     """With HF_HUB_OFFLINE=1 and every socket refused: the single file loads; hub ids load from the cache; a
-    single file whose config has no tokenizer finds the CLIP tokenizer in the cache."""
+    single file whose config has no tokenizer gets the shipped CLIP tokenizer."""
     hf_home = tmp_path / "hf"
-    tok = tiny_models / "sd15" / "tokenizer"
-    _fake_hub_repo(hf_home, "openai/clip-vit-large-patch14", {p.name: p for p in tok.iterdir()})
     _fake_hub_repo(
         hf_home,
         "stable-diffusion-v1-5/stable-diffusion-v1-5",
@@ -336,8 +337,8 @@ def test_offline_single_file_and_hub_ids_from_the_cache(tiny_models, tmp_path):
         single = C.load_base(root + "/sd15.safetensors", config=root + "/sd15")
         print("single", all(same(single[p].state_dict(), folder[p].state_dict())
                             for p in ("unet", "vae", "text_encoder")))
-        cached_tok = C.load_base(root + "/sd15.safetensors", config={str(no_tok)!r})["tokenizer"]
-        print("tokenizer", cached_tok.get_vocab() == folder["tokenizer"].get_vocab())
+        shipped_tok = C.load_base(root + "/sd15.safetensors", config={str(no_tok)!r})["tokenizer"]
+        print("tokenizer", len(shipped_tok.get_vocab()) == 49408)
         hub = C.load_base("stable-diffusion-v1-5/stable-diffusion-v1-5")
         print("hub_base", same(hub["unet"].state_dict(), folder["unet"].state_dict()))
         adapter = C.load_motion_adapter("guoyww/animatediff-motion-adapter-v1-5-2")

@@ -4,8 +4,8 @@ step on the CPU.
 
 Each test runs its work in a child process (`python -m fullsize TASK`): the child writes the files into a temporary
 folder, deletes each one as soon as it is checked, and reports its peak resident memory, which must stay under
-MAX_RSS_GB. The children run offline (HF_HUB_OFFLINE=1, an empty Hugging Face home with only a small fake CLIP
-tokenizer in the cache, where the single-file SD1.5 loader looks for one)."""
+MAX_RSS_GB. The children run offline (HF_HUB_OFFLINE=1, an empty Hugging Face home; the single-file SD1.5 loader
+takes the CLIP tokenizer shipped in server/configs/sd15/tokenizer)."""
 
 from __future__ import annotations
 
@@ -30,10 +30,7 @@ CONTROLNET_M = 361
 
 
 def run_child(task: str, tmp_path: Path, timeout: int = 900, **kwargs) -> dict:
-    import fullsize
-
     hf_home = tmp_path / "hf"
-    fullsize.write_tokenizer_cache(hf_home)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HF_", "HUGGINGFACE_", "TRANSFORMERS_"))}
     env.update(
         HF_HOME=str(hf_home),
@@ -85,7 +82,7 @@ def assert_values(values: dict, at_least: int):
 
 def test_sd15_single_file(tmp_path):
     """v1-5-pruned-emaonly.safetensors (LDM layout) -> UNet 859.5 M, VAE 83.7 M, CLIP 123.1 M, fp32, with the shipped
-    sd15 config and the tokenizer from the offline cache; every key of the three models maps onto the model and
+    sd15 config and its shipped CLIP tokenizer; every key of the three models maps onto the model and
     every value lands where the original layout says."""
     out = run_child("base", tmp_path)
     assert out["prefixes"] == ["cond_stage_model", "first_stage_model", "model"]
@@ -101,7 +98,7 @@ def test_sd15_single_file(tmp_path):
     assert_values(out["values"]["vae"], 248)
     assert_values(out["values"]["text_encoder"], 196)
     assert out["dtypes"] == ["torch.float32"]
-    assert out["tokenizer"][0] == "CLIPTokenizer" and out["scheduler"] == "PNDMScheduler"
+    assert out["tokenizer"] == ["CLIPTokenizer", 49408] and out["scheduler"] == "PNDMScheduler"
     assert out["unet_config"] == {"cross_attention_dim": 768, "attention_head_dim": 8, "sample_size": 64}
     assert out["bytes"] > 2.1e9  # fp16: 1.07 G parameters
 

@@ -6,8 +6,8 @@ Each config comes from diffusers'/transformers' own classes built with the publi
 device (no weights are created or written; only JSON lands in git):
 
 - sd15/                 Stable Diffusion 1.5 (stable-diffusion-v1-5/stable-diffusion-v1-5): model_index.json,
-                        unet/, vae/, text_encoder/ (CLIP ViT-L/14 text), scheduler/ (PNDM, as published). No
-                        tokenizer: its vocabulary cannot be shipped here, see checkpoints.load_base.
+                        unet/, vae/, text_encoder/ (CLIP ViT-L/14 text), scheduler/ (PNDM, as published). Its
+                        tokenizer/ comes from openai/CLIP's BPE file (tools/make_clip_tokenizer.py) and is kept.
 - motion_adapter_v1/    mm_sd_v15.ckpt        (guoyww/animatediff-motion-adapter-v1-5): no mid block, 24 positions
 - motion_adapter_v2/    mm_sd_v15_v2.ckpt     (guoyww/animatediff-motion-adapter-v1-5-2): mid block, 32 positions
 - motion_adapter_v3/    v3_sd15_mm.ckpt       (guoyww/animatediff-motion-adapter-v1-5-3): no mid block, 32
@@ -62,7 +62,13 @@ def make(root: Path = HERE) -> None:
         "sparsectrl_scribble",
         "controlnet_sd15",
     ):
-        shutil.rmtree(root / name, ignore_errors=True)
+        for part in (root / name).glob("*"):
+            if part == root / "sd15" / "tokenizer":
+                continue
+            if part.is_dir():
+                shutil.rmtree(part)
+            else:
+                part.unlink()
 
     sd15 = root / "sd15"
     _write_config(

@@ -9,12 +9,8 @@ from .folders import load_pretrained
 from .single_file import cast, strict_single_file
 from .sources import CONFIGS, config_folder, resolve_source
 
-# Where a single-file SD1.5 checkpoint can find a CLIP tokenizer when its config folder has none.
-TOKENIZER_REPOS = (
-    ("openai/clip-vit-large-patch14", ""),
-    ("stable-diffusion-v1-5/stable-diffusion-v1-5", "tokenizer"),
-    ("runwayml/stable-diffusion-v1-5", "tokenizer"),
-)
+# The CLIP ViT-L/14 tokenizer shipped for single files whose config folder has none (tools/make_clip_tokenizer.py).
+SHIPPED_TOKENIZER = CONFIGS / "sd15" / "tokenizer"
 
 
 def _load_scheduler(where, subfolder="scheduler", **kwargs):
@@ -43,26 +39,11 @@ def _checked_tokenizer(folder, where, **kwargs):
     return tokenizer
 
 
-def _load_tokenizer_for_single_file(config_dir: Path, path):
-    from huggingface_hub import try_to_load_from_cache
-
-    local = config_dir / "tokenizer"
-    if local.is_dir():
-        return _checked_tokenizer(local, local)
-    for repo, subfolder in TOKENIZER_REPOS:
-        try:
-            vocab = try_to_load_from_cache(repo, f"{subfolder}/vocab.json" if subfolder else "vocab.json")
-        except Exception:
-            continue
-        if isinstance(vocab, str) and (Path(vocab).parent / "merges.txt").is_file():
-            return _checked_tokenizer(Path(vocab).parent, f"{repo} (Hugging Face cache)")
-    raise CheckpointError(
-        f"{path}: no CLIP tokenizer found for this single-file checkpoint. Put the SD1.5 tokenizer files "
-        f"(vocab.json, merges.txt, tokenizer_config.json) in {local}, pass config= a diffusers SD1.5 folder that has "
-        f"a tokenizer/ subfolder, or cache one once with network access: "
-        f"`hf download openai/clip-vit-large-patch14 vocab.json merges.txt tokenizer_config.json "
-        f"special_tokens_map.json`"
-    )
+def _load_tokenizer_for_single_file(config_dir: Path):
+    folder = config_dir / "tokenizer"
+    if not folder.is_dir():
+        folder = SHIPPED_TOKENIZER
+    return _checked_tokenizer(folder, folder)
 
 
 def _load_clip_from_ldm(sd: dict, config_dir: Path, path, dtype=None):
@@ -175,6 +156,6 @@ def load_base(source, config=None, weight_name=None, dtype=None) -> dict:
         dtype=dtype,
     )
     text_encoder = _load_clip_from_ldm(sd, config_dir, where, dtype)
-    tokenizer = _load_tokenizer_for_single_file(config_dir, where)
+    tokenizer = _load_tokenizer_for_single_file(config_dir)
     scheduler = _load_scheduler(config_dir)
     return {"unet": unet, "vae": vae, "text_encoder": text_encoder, "tokenizer": tokenizer, "scheduler": scheduler}
