@@ -377,6 +377,17 @@ def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
             assert np.allclose(emb[n, 3:, 5, 9], m[:3, :3] @ emb[0, 3:, 5, 9], atol=1e-5)
 
 
+def test_a_window_longer_than_the_clip_encodes_the_clip_once(v3):
+    pipe, cc = v3
+    path = small(make_path(orbit, frames=8))
+    seen, handle = encoder_inputs(cc)
+    try:
+        generate(pipe, frames=8, steps=1, camera=poses(cc, path), context=ContextWindows(length=24, overlap=4))
+    finally:
+        handle.remove()
+    assert [x.shape[2] for x in seen] == [8]  # (batch, channels, frames, h, w): the 8 frames, within 16 positions
+
+
 # --- the spec and the server ---------------------------------------------------------------------------------------
 
 
@@ -422,6 +433,18 @@ def test_more_than_16_frames_need_windows():
     assert parsed.cameractrl.model == "cameractrl" and parsed.cameractrl.scale == 1.0
 
 
+def test_a_clip_that_fits_in_one_window_takes_any_context_length():
+    """No window runs when the clip fits in one: CameraCtrl's pose encoder (16 positions, the original's
+    temporal_position_encoding_max_len) then sees the clip's own frames. Longer windows are still refused."""
+    assert parse_spec(spec(small(make_path(still, frames=16)), context={"length": 24, "overlap": 4})).context
+    assert parse_spec(spec(small(make_path(still, frames=12)), context={"length": 64, "loop": True})).context
+    longer = small(make_path(still, frames=20))
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec(longer, context={"length": 18, "overlap": 4}))
+    assert [f for f, _ in e.value.errors] == ["context.length"] and "at most 16" in e.value.errors[0][1]
+    assert parse_spec(spec(longer, context={"length": 16, "overlap": 4})).context.length == 16
+
+
 @pytest.fixture(scope="module")
 def client(models, tmp_path_factory):
     from fastapi.testclient import TestClient
@@ -445,6 +468,8 @@ def test_plan_reports_cameractrl_and_its_windows(client):
     assert [w["frames"] for w in c["windows"]] == [list(range(8)), list(range(4, 12))]
     assert c["windows"][1]["first"] == 4 and c["windows"][0]["scene_scale"] == pytest.approx(10.0)
     assert plan["motion_loras"] == [] and any("guidance 14" in n for n in plan["notes"])
+    whole = client.post("/plan", json=spec(path, context={"length": 24, "overlap": 4})).json()["cameractrl"]
+    assert [w["frames"] for w in whole["windows"]] == [list(range(12))]  # one window: the clip
     v2 = client.post("/plan", json=spec(path, motion_module="v2", context={"length": 8, "overlap": 4})).json()
     assert any("v3" in n for n in v2["notes"])
     unknown = client.post("/plan", json=spec(path, context={"length": 8}, cameractrl={"model": "nope"}))
