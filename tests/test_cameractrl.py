@@ -6,6 +6,7 @@ through the server with ControlNet, SparseCtrl keyframes and context windows in 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -80,11 +81,15 @@ def generate(pipe, frames=FRAMES, **kw):
     return pipe.generate(**args)
 
 
-def encoder_inputs(cc: CameraCtrl) -> tuple[list, object]:
-    """Record every Plücker tensor the pose encoder receives."""
+@contextmanager
+def encoder_inputs(cc: CameraCtrl):
+    """Every Plücker tensor the pose encoder receives inside the block."""
     seen = []
     handle = cc.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
-    return seen, handle
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 # --- the checkpoint layout -----------------------------------------------------------------------------------------
@@ -274,11 +279,8 @@ def test_encoder_receives_the_plucker_embedding_of_the_blender_camera(bpy_scene,
     scene, cam = bpy_scene
     path, truth = blender_camera(scene, cam, lambda frame: BLENDER_MOVES["orbit"](cam, frame - 1), frames=FRAMES)
     cc = store.camera_control("cameractrl")
-    seen, handle = encoder_inputs(cc)
-    try:
+    with encoder_inputs(cc) as seen:
         cc.encode(torch.from_numpy(window_input(path, list(range(FRAMES)), SIZE, SIZE)[0]))
-    finally:
-        handle.remove()
     (received,) = seen
     assert received.shape == (1, 6, FRAMES, SIZE, SIZE)
     expected = independent_plucker(truth, list(range(FRAMES)), SIZE, SIZE)
@@ -351,11 +353,8 @@ def test_static_and_moving_cameras_differ_and_the_same_path_repeats(v3, baseline
 def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
     pipe, cc = v3
     path = small(make_path(orbit, frames=8))
-    seen, handle = encoder_inputs(cc)
-    try:
+    with encoder_inputs(cc) as seen:
         generate(pipe, frames=8, steps=1, camera=poses(cc, path), context=ContextWindows(length=4, overlap=2))
-    finally:
-        handle.remove()
     windows = [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]
     assert len(seen) == len(windows)  # each window encoded once, not once per step
     for x, idx in zip(seen, windows):
@@ -380,11 +379,8 @@ def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
 def test_a_window_longer_than_the_clip_encodes_the_clip_once(v3):
     pipe, cc = v3
     path = small(make_path(orbit, frames=8))
-    seen, handle = encoder_inputs(cc)
-    try:
+    with encoder_inputs(cc) as seen:
         generate(pipe, frames=8, steps=1, camera=poses(cc, path), context=ContextWindows(length=24, overlap=4))
-    finally:
-        handle.remove()
     assert [x.shape[2] for x in seen] == [8]  # (batch, channels, frames, h, w): the 8 frames, within 16 positions
 
 
