@@ -299,7 +299,10 @@ class Batch:
         return fingerprint.digest(
             {
                 "spec": spec,
-                "models": {k: plan.get(k) for k in ("base", "vae", "motion_module", "controlnets", "loras")},
+                # with their files' sha256 (the plan waited for them): a changed file redoes the action
+                "models": {
+                    k: plan.get(k) for k in ("base", "vae", "motion_module", "controlnets", "loras", "embeddings")
+                },
                 "frames": [frames[0], frames[-1]],
                 "action": fingerprint.action_keys(action),
                 "armature": self.armature.name,

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import blender_command
@@ -242,6 +243,41 @@ def test_resume_redoes_what_changed_only(extension, tiny_server, tmp_path, capfd
     assert len(np.unique(alpha)) > 4 and iou_of(alpha >= 128, expected) >= 0.95, iou_of(alpha >= 128, expected)
 
 
+@contextmanager
+def nudged(path: Path):
+    """A safetensors file with its first weight's lowest byte changed (a file as valid, its hash another), restored
+    after."""
+    original = path.read_bytes()
+    start = 8 + int.from_bytes(original[:8], "little")  # the data, after the header's length and the JSON header
+    path.write_bytes(original[:start] + bytes([original[start] ^ 1]) + original[start + 1 :])
+    try:
+        yield
+    finally:
+        path.write_bytes(original)
+
+
+def test_a_changed_embedding_or_vae_file_redoes_the_action(extension, tiny_server, tiny_models, tmp_path, capfd):
+    """The fingerprint holds the sha256 of the embeddings the prompts name and of the VAE."""
+    blend = tmp_path / "hero.blend"
+    hero(blend, actions=((MIXAMO, 2, 0.6),))
+    out = tmp_path / "out"
+    args = server_args(tiny_server, out, "--negative", "blurry, EasyNegative", "--vae", "tiny-ft")
+    assert command(extension, blend, *args) == 0
+    first = record(out, "Armature_mixamo.com_Layer0")["fingerprint"]
+    capfd.readouterr()
+    with nudged(tiny_models / "embeddings" / "EasyNegative.safetensors"):
+        assert command(extension, blend, *args) == 0
+        assert "skipped" not in capfd.readouterr().out
+        embedding = record(out, "Armature_mixamo.com_Layer0")["fingerprint"]
+        assert command(extension, blend, *args) == 0
+        assert "skipped" in capfd.readouterr().out  # unchanged since: kept
+    with nudged(tiny_models / "vae" / "tiny-ft-mse.safetensors"):
+        assert command(extension, blend, *args) == 0
+        assert "skipped" not in capfd.readouterr().out
+        vae = record(out, "Armature_mixamo.com_Layer0")["fingerprint"]
+    assert len({first, embedding, vae}) == 3
+
+
 def test_eight_directions_make_eight_rows_45_degrees_apart(extension, tiny_server, tmp_path, capfd):
     blend = tmp_path / "hero.blend"
     hero(blend, actions=((MIXAMO, 2, 0.6),))
@@ -437,7 +473,9 @@ def test_a_model_the_server_lacks_is_named_by_its_option(extension, tiny_server,
     blend = tmp_path / "hero.blend"
     hero(blend)
     out = tmp_path / "out"
-    assert command(extension, blend, *server_args(tiny_server, out, "--base", "sd99")) == 1
+    args = server_args(tiny_server, out, "--base", "sd99", "--prompt", "embedding:nope, a knight")
+    assert command(extension, blend, *args) == 1
     said = capfd.readouterr().out
     assert "The checkpoint 'sd99' (--base) is not on the server. Pick one of: sd15, sd15-single." in said
+    assert "The server also says: prompt: unknown embedding 'nope'" in said  # every problem in the one answer
     assert "base:" not in said and not list(out.rglob("*.png")), "refused before anything rendered"

@@ -6,6 +6,7 @@ through the server with ControlNet, SparseCtrl keyframes and context windows in 
 from __future__ import annotations
 
 import math
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -80,11 +81,15 @@ def generate(pipe, frames=FRAMES, **kw):
     return pipe.generate(**args)
 
 
-def encoder_inputs(cc: CameraCtrl) -> tuple[list, object]:
-    """Record every Plücker tensor the pose encoder receives."""
+@contextmanager
+def encoder_inputs(cc: CameraCtrl):
+    """Every Plücker tensor the pose encoder receives inside the block."""
     seen = []
     handle = cc.encoder.register_forward_pre_hook(lambda module, args: seen.append(args[0].detach().clone()))
-    return seen, handle
+    try:
+        yield seen
+    finally:
+        handle.remove()
 
 
 # --- the checkpoint layout -----------------------------------------------------------------------------------------
@@ -274,11 +279,8 @@ def test_encoder_receives_the_plucker_embedding_of_the_blender_camera(bpy_scene,
     scene, cam = bpy_scene
     path, truth = blender_camera(scene, cam, lambda frame: BLENDER_MOVES["orbit"](cam, frame - 1), frames=FRAMES)
     cc = store.camera_control("cameractrl")
-    seen, handle = encoder_inputs(cc)
-    try:
+    with encoder_inputs(cc) as seen:
         cc.encode(torch.from_numpy(window_input(path, list(range(FRAMES)), SIZE, SIZE)[0]))
-    finally:
-        handle.remove()
     (received,) = seen
     assert received.shape == (1, 6, FRAMES, SIZE, SIZE)
     expected = independent_plucker(truth, list(range(FRAMES)), SIZE, SIZE)
@@ -351,11 +353,8 @@ def test_static_and_moving_cameras_differ_and_the_same_path_repeats(v3, baseline
 def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
     pipe, cc = v3
     path = small(make_path(orbit, frames=8))
-    seen, handle = encoder_inputs(cc)
-    try:
+    with encoder_inputs(cc) as seen:
         generate(pipe, frames=8, steps=1, camera=poses(cc, path), context=ContextWindows(length=4, overlap=2))
-    finally:
-        handle.remove()
     windows = [[0, 1, 2, 3], [2, 3, 4, 5], [4, 5, 6, 7]]
     assert len(seen) == len(windows)  # each window encoded once, not once per step
     for x, idx in zip(seen, windows):
@@ -375,6 +374,14 @@ def test_each_context_window_gets_poses_relative_to_its_own_first_frame(v3):
         for n, m in enumerate(rel):
             assert np.allclose(emb[n, :3, 5, 9], np.cross(m[:3, 3] / unit, emb[n, 3:, 5, 9]), atol=1e-5)
             assert np.allclose(emb[n, 3:, 5, 9], m[:3, :3] @ emb[0, 3:, 5, 9], atol=1e-5)
+
+
+def test_a_window_longer_than_the_clip_encodes_the_clip_once(v3):
+    pipe, cc = v3
+    path = small(make_path(orbit, frames=8))
+    with encoder_inputs(cc) as seen:
+        generate(pipe, frames=8, steps=1, camera=poses(cc, path), context=ContextWindows(length=24, overlap=4))
+    assert [x.shape[2] for x in seen] == [8]  # (batch, channels, frames, h, w): the 8 frames, within 16 positions
 
 
 # --- the spec and the server ---------------------------------------------------------------------------------------
@@ -422,6 +429,18 @@ def test_more_than_16_frames_need_windows():
     assert parsed.cameractrl.model == "cameractrl" and parsed.cameractrl.scale == 1.0
 
 
+def test_a_clip_that_fits_in_one_window_takes_any_context_length():
+    """No window runs when the clip fits in one: CameraCtrl's pose encoder (16 positions, the original's
+    temporal_position_encoding_max_len) then sees the clip's own frames. Longer windows are still refused."""
+    assert parse_spec(spec(small(make_path(still, frames=16)), context={"length": 24, "overlap": 4})).context
+    assert parse_spec(spec(small(make_path(still, frames=12)), context={"length": 64, "loop": True})).context
+    longer = small(make_path(still, frames=20))
+    with pytest.raises(SpecError) as e:
+        parse_spec(spec(longer, context={"length": 18, "overlap": 4}))
+    assert [f for f, _ in e.value.errors] == ["context.length"] and "at most 16" in e.value.errors[0][1]
+    assert parse_spec(spec(longer, context={"length": 16, "overlap": 4})).context.length == 16
+
+
 @pytest.fixture(scope="module")
 def client(models, tmp_path_factory):
     from fastapi.testclient import TestClient
@@ -445,6 +464,8 @@ def test_plan_reports_cameractrl_and_its_windows(client):
     assert [w["frames"] for w in c["windows"]] == [list(range(8)), list(range(4, 12))]
     assert c["windows"][1]["first"] == 4 and c["windows"][0]["scene_scale"] == pytest.approx(10.0)
     assert plan["motion_loras"] == [] and any("guidance 14" in n for n in plan["notes"])
+    whole = client.post("/plan", json=spec(path, context={"length": 24, "overlap": 4})).json()["cameractrl"]
+    assert [w["frames"] for w in whole["windows"]] == [list(range(12))]  # one window: the clip
     v2 = client.post("/plan", json=spec(path, motion_module="v2", context={"length": 8, "overlap": 4})).json()
     assert any("v3" in n for n in v2["notes"])
     unknown = client.post("/plan", json=spec(path, context={"length": 8}, cameractrl={"model": "nope"}))

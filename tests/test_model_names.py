@@ -11,9 +11,8 @@ from test_camera_motion import MOTIONS, make_path
 
 from backend.client import ServerError
 from backend.model_errors import artist_message
-from server.api.checks import check_models
 from server.api.errors import spec_error_response
-from server.api.model_names import UnknownModels
+from server.api.spec_checks import SpecProblems, check_spec
 from server.loaders import ModelConfig
 from server.protocol import parse_spec
 
@@ -32,8 +31,8 @@ def test_names_the_config_lacks_by_default_or_by_the_camera(tiny_models):
             camera=make_path(MOTIONS["pan left by turning"][0], frames=16),
         )
     )
-    with pytest.raises(UnknownModels) as e:
-        check_models(ModelConfig(entries), spec)
+    with pytest.raises(SpecProblems) as e:
+        check_spec(ModelConfig(entries), spec)
     errors = dict(e.value.errors)
     assert list(errors) == ["controlnets[0].model", "camera_motion"]
     assert "empty model means the one named as its kind" in errors["controlnets[0].model"]
@@ -64,8 +63,8 @@ def test_each_model_choice_is_named_where_the_artist_sets_it(tiny_models):
             vae="kl-f8",
         )
     )
-    with pytest.raises(UnknownModels) as e:
-        check_models(ModelConfig.load(tiny_models / "models.toml"), spec)
+    with pytest.raises(SpecProblems) as e:
+        check_spec(ModelConfig.load(tiny_models / "models.toml"), spec)
     fields = [f for f, _ in e.value.errors]
     assert fields == ["loras[0].name", "motion_loras[0].name", "sparsectrl.model", "references[1].model", "vae"]
     answer = json.loads(spec_error_response(e.value.errors, e.value.details).body)["detail"]

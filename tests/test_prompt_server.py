@@ -59,3 +59,17 @@ def test_unreadable_prompts_are_field_exact_422s(tiny_server):
     assert list(negative) == ["negative_prompt"] and "bad_hands" in negative["negative_prompt"]
     weight = fields(prompt="(a man:1.2.3)")
     assert list(weight) == ["prompt"] and "1.2.3" in weight["prompt"]
+
+
+def test_plan_names_the_embeddings_the_prompts_use_with_their_hashes(tiny_server, tiny_models):
+    """What a batch's fingerprint takes, so that a changed embedding file redoes the action: by reference or by a
+    name in the text (case and spaces aside), in config order; an embedding no prompt names is left out."""
+    spec = tiny_spec(prompt="a man, embedding:marionette_style.pt", negative_prompt="blurry, easy negative")
+    with httpx.Client(base_url=tiny_server.url, headers=HEADERS, timeout=60) as client:
+        r = client.post("/plan", params={"hashes": "wait"}, json=spec)
+    assert r.status_code == 200, r.text
+    folder = tiny_models / "embeddings"
+    assert [(e["name"], e["sha256"]) for e in r.json()["embeddings"]] == [
+        (n, {f: hashlib.sha256((folder / f).read_bytes()).hexdigest()})
+        for n, f in (("EasyNegative", "EasyNegative.safetensors"), ("marionette_style", "marionette_style.pt"))
+    ]

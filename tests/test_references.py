@@ -347,7 +347,7 @@ def test_bad_references_are_field_exact_422s(tiny_server):
 def test_missing_files_are_the_409_other_kinds_give(tmp_path):
     from fastapi import HTTPException
 
-    from server.api.checks import check_models
+    from server.api.spec_checks import check_spec
     from server.protocol import parse_spec
 
     (tmp_path / "m.toml").write_text(
@@ -359,5 +359,5 @@ def test_missing_files_are_the_409_other_kinds_give(tmp_path):
     (tmp_path / "m" / "config.json").write_text('{"motion_max_seq_length": 32}')
     spec = parse_spec({**tiny_spec(), "references": [{}]})
     with pytest.raises(HTTPException) as e:
-        check_models(ModelConfig.load(tmp_path / "m.toml"), spec)
+        check_spec(ModelConfig.load(tmp_path / "m.toml"), spec)
     assert e.value.status_code == 409 and e.value.detail["kind"] == "ip_adapter" and e.value.detail["missing"]

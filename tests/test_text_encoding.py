@@ -7,6 +7,7 @@ context windows."""
 from __future__ import annotations
 
 import copy
+import os
 
 import numpy as np
 import pytest
@@ -160,6 +161,28 @@ def test_embeddings_folders_and_a_wrong_size(tmp_path, pipe):
     text = prompt_encoder(pipe, config, 1)
     with pytest.raises(CheckpointError, match=f"768 values; this checkpoint's text encoder takes {TEXT_DIM}"):
         text.encode("embedding:sd15_sized")
+
+
+def test_embeddings_are_kept_across_jobs_until_their_file_changes(tmp_path, pipe):
+    """Each job's encoder tokenizes the configured names once per tokenizer and reads a file once per version
+    (path, size, mtime): the next job reuses both; an edited file is read again."""
+    from safetensors.torch import save_file
+
+    file = tmp_path / "embeddings" / "kept.safetensors"
+    file.parent.mkdir()
+    save_file({"emb_params": torch.ones(2, TEXT_DIM)}, file)
+    (tmp_path / "m.toml").write_text('[folders]\nembedding = ["embeddings"]\n')
+    config = ModelConfig.load(tmp_path / "m.toml")
+    first, second = (prompt_encoder(pipe, config, 1) for _ in range(2))
+    assert first.embeddings._by_first is second.embeddings._by_first  # tokenized once
+    assert second.embeddings.vectors("kept") is first.embeddings.vectors("kept")  # read once
+    before = first.encode("a man, kept")
+    save_file({"emb_params": torch.full((2, TEXT_DIM), 3.0)}, file)
+    os.utime(file, ns=(file.stat().st_atime_ns, file.stat().st_mtime_ns + 10**9))  # a later mtime, whatever the clock
+    changed = prompt_encoder(pipe, config, 1)
+    assert torch.equal(changed.embeddings.vectors("kept"), torch.full((2, TEXT_DIM), 3.0))
+    assert not torch.equal(changed.encode("a man, kept"), before)
+    assert torch.equal(prompt_encoder(pipe, config, 1).encode("a man, kept"), changed.encode("a man, kept"))
 
 
 def test_long_weighted_prompts_run_with_every_conditioning(pipe, store):

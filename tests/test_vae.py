@@ -14,8 +14,7 @@ from helpers import tiny_spec
 from test_checkpoints import _fake_hub_repo
 
 from server import loaders as C
-from server.api.checks import check_models
-from server.api.model_names import UnknownModels
+from server.api.spec_checks import SpecProblems, check_spec
 from server.engine.conditioning import Keyframes
 from server.engine.init_video import InitVideo, encode
 from server.engine.store import ModelStore
@@ -313,8 +312,8 @@ def test_unknown_or_missing_vae_is_refused_before_the_job(store, tiny_models, tm
 
     monkeypatch.setattr(hub, "CACHE", tmp_path / "empty-hub-cache")  # whatever this machine has downloaded
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    with pytest.raises(UnknownModels) as unknown:
-        check_models(store.config, parse_spec(tiny_spec(vae="no-such-vae")))
+    with pytest.raises(SpecProblems) as unknown:
+        check_spec(store.config, parse_spec(tiny_spec(vae="no-such-vae")))
     assert [field for field, _ in unknown.value.errors] == ["vae"]
     assert unknown.value.details[0]["name"] == "no-such-vae" and "tiny-ft" in unknown.value.details[0]["known"]
 
@@ -325,10 +324,10 @@ def test_unknown_or_missing_vae_is_refused_before_the_job(store, tiny_models, tm
         '[vae.mse]\nsource = "stabilityai/sd-vae-ft-mse"\n'
     )
     config = C.ModelConfig.load(toml)
-    check_models(config, parse_spec(tiny_spec()))  # the base and motion module are here
+    check_spec(config, parse_spec(tiny_spec()))  # the base and motion module are here
     for name in ("gone", "mse"):  # a local file that is not there; a hub id not in the cache
         with pytest.raises(HTTPException) as info:
-            check_models(config, parse_spec(tiny_spec(vae=name)))
+            check_spec(config, parse_spec(tiny_spec(vae=name)))
         assert info.value.status_code == 409
         assert info.value.detail["kind"] == "vae" and info.value.detail["name"] == name
     assert info.value.detail["downloadable"] is True

@@ -12,7 +12,7 @@ from helpers import read_events, tiny_spec
 from test_checkpoints import _fake_hub_repo
 
 from server import loaders as C
-from server.api.checks import check_models
+from server.api.spec_checks import check_spec
 from server.protocol import SpecError, parse_spec
 
 SDXL = "an SDXL VAE (scaling 0.13025) does not fit this SD1.5 checkpoint (0.18215); pick an SD1.5 VAE such as "
@@ -42,7 +42,7 @@ def config_with(tiny_models, tmp_path, vaes: dict) -> C.ModelConfig:
 
 def refusal(config, vae: str, base: str = "sd15") -> list:
     with pytest.raises(SpecError) as info:
-        check_models(config, parse_spec(tiny_spec(vae=vae, base=base)))
+        check_spec(config, parse_spec(tiny_spec(vae=vae, base=base)))
     return info.value.errors
 
 
@@ -69,7 +69,7 @@ def test_a_vae_of_another_latent_space_is_refused_from_its_config(tiny_models, t
     assert refusal(config, "sdxl", base="sd15-single")[0][1].startswith(f"'sdxl': {SDXL}")  # its config's VAE
     for name in ("tiny-ft", "tiny-ft-ckpt", "tiny-ft-diffusers"):  # VAEs that fit pass
         for base in ("sd15", "sd15-single"):
-            check_models(config, parse_spec(tiny_spec(vae=name, base=base)))
+            check_spec(config, parse_spec(tiny_spec(vae=name, base=base)))
 
 
 def test_plan_and_submit_refuse_it_before_anything_loads_and_the_server_keeps_serving(tiny_models, tmp_path):

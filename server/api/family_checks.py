@@ -30,14 +30,14 @@ _WORDS = {  # model kind -> (one, many) as the artist knows them
 SD15_READABLE_EMBEDDINGS = (None, "sd15", "sdxl")
 
 
-def family_problems(models, spec, named: dict) -> list[tuple[str, str]]:
+def family_problems(models, spec, named: list) -> list[tuple[str, str]]:
     """(spec field, message) for every chosen model, and every embedding a prompt uses, whose family is known and
-    not SD1.5 (SDXL embeddings excepted: SD15_READABLE_EMBEDDINGS). `named`: field -> model entry, as
-    resolve_models gives it."""
+    not SD1.5 (SDXL embeddings excepted: SD15_READABLE_EMBEDDINGS). `named`: (field, model entry) pairs,
+    as resolve_models gives them."""
     out = []
-    for field, entry in named.items():
+    for field, entry in named:
         if entry.kind == "vae" and not os.path.isfile(entry.source):
-            continue  # a VAE folder or hub id: api/checks.check_vae_fits reads its config and says what does not fit
+            continue  # a VAE folder or hub id: api/spec_checks.vae_fit reads its config and says what does not fit
         family = entry_family(entry)
         if family not in (None, "sd15"):
             out.append((field, _message(entry.name, entry.kind, family)))

@@ -1,4 +1,4 @@
-"""Uploaded guides: checked before a job is queued (PNG headers first, then a decode one image at a time), then
+"""Uploaded guides: checked before a job is queued (counts, PNG headers, then a decode one image at a time), then
 kept in the job folder as the PNG files that were sent; the job decodes them when it runs."""
 
 from __future__ import annotations
@@ -9,7 +9,16 @@ from dataclasses import asdict
 from PIL import Image
 
 from ..engine.jobs import Job, write_atomic
-from ..protocol import FORM_DEPTH, FORM_INIT, FORM_KEYFRAME, FORM_NORMAL, FORM_POSE, FORM_REFERENCE, SpecError
+from ..protocol import (
+    FORM_DEPTH,
+    FORM_INIT,
+    FORM_KEYFRAME,
+    FORM_NORMAL,
+    FORM_POSE,
+    FORM_REFERENCE,
+    SpecError,
+    guide_errors,
+)
 from ..protocol.inputs import MAX_PIXELS, check_png_header, decode_json, png_size
 
 GUIDE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_POSE, FORM_KEYFRAME, FORM_REFERENCE, FORM_INIT)
@@ -17,48 +26,53 @@ IMAGE_FIELDS = (FORM_DEPTH, FORM_NORMAL, FORM_KEYFRAME, FORM_REFERENCE, FORM_INI
 ANY_SIZE = (FORM_REFERENCE,)  # reference images are resized for the image encoder: any size up to MAX_PIXELS
 
 
-def check_headers(spec, parts: dict[str, list[bytes]]):
-    """The declared format and size of every image, from its header alone (cheap: runs on the event loop)."""
-    errors = []
-    for name in IMAGE_FIELDS:
-        for i, data in enumerate(parts.get(name, [])):
-            try:
-                if name in ANY_SIZE:
-                    png_size(data, f"{name}[{i}]")
-                else:
-                    check_png_header(data, f"{name}[{i}]", spec.width, spec.height)
-            except SpecError as e:
-                errors += e.errors
-    if errors:
-        raise SpecError(errors[:20])
+MAX_PROBLEMS = 20  # of the images: a folder of wrong images answers with the first ones, not thousands
 
 
-def check_decodes(spec, parts: dict[str, list[bytes]]):
-    """Each image decodes in full, and the pose file is valid; nothing decoded is kept (blocking: executor)."""
+def upload_problems(spec, parts: dict[str, list[bytes]]) -> list[tuple[str, str]]:
+    """(field, message) for every problem of the uploads: their counts against the spec, then each image's
+    declared format and size (its header), then each image whose header is right decoded in full (one at a time,
+    nothing kept), then the pose file. Blocking: runs on the executor."""
+    problems = guide_errors(spec, {k: len(v) for k, v in parts.items()})
+    images = []
     for name in IMAGE_FIELDS:
         for i, data in enumerate(parts.get(name, [])):
             where = f"{name}[{i}]"
             try:
-                with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
-                    wrong_size = name not in ANY_SIZE and image.size != (spec.width, spec.height)
-                    if wrong_size or image.size[0] * image.size[1] > MAX_PIXELS:
-                        raise SpecError(
-                            [(where, f"is {image.size[0]}x{image.size[1]}, the job is {spec.width}x{spec.height}")]
-                        )
-                    image.load()
-            except SpecError:
-                raise
-            except Exception as e:  # noqa: BLE001 - PIL raises many kinds for a corrupt file: "cannot decode"
-                raise SpecError([(where, f"cannot be decoded as a PNG ({type(e).__name__}); send a PNG")]) from None
+                if name in ANY_SIZE:
+                    png_size(data, where)
+                else:
+                    check_png_header(data, where, spec.width, spec.height)
+            except SpecError as e:
+                images += e.errors
+            else:
+                images += _decode_problems(spec, name, where, data)
+            if len(images) >= MAX_PROBLEMS:
+                break
+    problems += images[:MAX_PROBLEMS]
     if parts.get(FORM_POSE):
-        from ..engine import (
-            pose,  # controlnet-aux is slow to import: only when a job has a pose guide
-        )
+        from ..engine import pose  # controlnet-aux is slow to import: only when a job has a pose guide
 
         try:
             pose.parse_frames(decode_json(parts[FORM_POSE][0], FORM_POSE), spec.frames, spec.width, spec.height)
-        except ValueError as e:  # SpecError is one
-            raise (e if isinstance(e, SpecError) else SpecError([(FORM_POSE, str(e))])) from None
+        except SpecError as e:
+            problems += e.errors
+        except ValueError as e:
+            problems.append((FORM_POSE, str(e)))
+    return problems
+
+
+def _decode_problems(spec, name: str, where: str, data: bytes) -> list[tuple[str, str]]:
+    """The image decodes in full to the size its header declared (the header is checked: no decompression bomb)."""
+    try:
+        with Image.open(io.BytesIO(data), formats=["PNG"]) as image:
+            wrong_size = name not in ANY_SIZE and image.size != (spec.width, spec.height)
+            if wrong_size or image.size[0] * image.size[1] > MAX_PIXELS:
+                return [(where, f"is {image.size[0]}x{image.size[1]}, the job is {spec.width}x{spec.height}")]
+            image.load()
+    except Exception as e:  # noqa: BLE001 - PIL raises many kinds for a corrupt file: "cannot decode"
+        return [(where, f"cannot be decoded as a PNG ({type(e).__name__}); send a PNG")]
+    return []
 
 
 def store_submission(job: Job, parts: dict[str, list[bytes]]):

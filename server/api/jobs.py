@@ -17,14 +17,14 @@ from ..protocol import (
     SpecError,
     format_event,
     frame_filename,
-    guide_errors,
     parse_spec,
 )
 from ..protocol.inputs import decode_json, parse_event_id
 from .blocking import off_loop
-from .checks import check_models, job_or_404
+from .checks import job_or_404
 from .errors import disk_full_response, public
-from .guides import GUIDE_FIELDS, check_decodes, check_headers, store_submission
+from .guides import GUIDE_FIELDS, store_submission, upload_problems
+from .spec_checks import check_spec
 
 router = APIRouter()
 KEEPALIVE_S = 15.0
@@ -60,10 +60,6 @@ async def submit(request: Request):
     state = request.app.state
     data, parts = await _read_submission(request)
     spec = parse_spec(data)
-    errors = guide_errors(spec, {k: len(v) for k, v in parts.items()})
-    if errors:
-        raise SpecError(errors)
-    check_headers(spec, parts)
     try:
         job = await off_loop(request, _prepare, state, spec, parts)  # one hop: the loop waits on it only once
     except OSError as e:
@@ -80,10 +76,9 @@ async def submit(request: Request):
 
 
 def _prepare(state, spec, parts):
-    """Check the models and the guides in full, then make the job folder with the guides and the queued manifest;
-    nothing is left behind if that fails (blocking: runs on the executor)."""
-    check_models(state.settings.models, spec)  # may read a checkpoint's keys
-    check_decodes(spec, parts)
+    """Check the spec and the guides in full (every problem in one answer), then make the job folder with the
+    guides and the queued manifest; nothing is left behind if that fails (blocking: runs on the executor)."""
+    check_spec(state.settings.models, spec, lambda: upload_problems(spec, parts))  # may read a checkpoint's keys
     job = state.queue.new_job(spec)
     try:
         store_submission(job, parts)

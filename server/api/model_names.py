@@ -1,11 +1,11 @@
-"""Every model a spec names, by the spec field that names it, and the one answer for names the server lacks: a 422
-in the validation layer's shape, one item per unknown name, each naming the configured names of its kind."""
+"""Every model a spec names, by the spec field that names it, and the words for names the server lacks: one 422 item
+per unknown name, each naming the configured names of its kind."""
 
 from __future__ import annotations
 
 from ..engine.planning import motion_lora_names
 from ..loaders import UnknownModel
-from ..protocol import CAMERA_DIRECTIONS, CONTROL_KINDS, SpecError
+from ..protocol import CAMERA_DIRECTIONS, CONTROL_KINDS
 from .family_checks import usable
 
 
@@ -31,15 +31,6 @@ def camera_motion_loras(spec) -> set[str]:
     return motion_lora_names(spec) - {m.name for m in spec.motion_loras}
 
 
-class UnknownModels(SpecError):
-    """Names the model config lacks. `details` holds, per error, the kind, the name and the configured names
-    (`known`), which clients use to say which choice to change and what to pick instead."""
-
-    def __init__(self, found: list[tuple[str, UnknownModel]]):
-        self.details = [{"kind": e.kind, "name": e.name, "known": e.known} for _, e in found]
-        super().__init__([(field, _message(field, e)) for field, e in found])
-
-
 def _message(field: str, e: UnknownModel) -> str:
     known = f"configured: {', '.join(e.known)}" if e.known else f"the server's model config has no {e.kind} at all"
     if field == "camera_motion":
@@ -53,15 +44,14 @@ def _message(field: str, e: UnknownModel) -> str:
     return f"unknown {e.kind} {e.name!r}; {known}"
 
 
-def resolve_models(models, spec) -> dict[str, object]:
-    """field path -> model entry for every model the spec names. Raises UnknownModels listing every unknown name."""
-    entries, unknown = {}, []
+def resolve_models(models, spec) -> tuple[list[tuple[str, object]], list[tuple[str, str, dict]]]:
+    """([(field path, model entry)] for every configured name the spec names, [(field, message, detail)] for every
+    name the config lacks). The detail (kind, name, configured names `known`) lets clients say what to pick."""
+    entries, unknown = [], []
     for field, kind, name in named_models(spec):
         try:
-            entries[field] = models.get(kind, name)
+            entries.append((field, models.get(kind, name)))
         except UnknownModel as e:
             e.known = usable(models, kind, e.known)  # an SDXL, Flux, ... model is no choice to offer
-            unknown.append((field, e))
-    if unknown:
-        raise UnknownModels(unknown)
-    return entries
+            unknown.append((field, _message(field, e), {"kind": e.kind, "name": e.name, "known": e.known}))
+    return entries, unknown

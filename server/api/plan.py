@@ -7,14 +7,15 @@ from fastapi import APIRouter, Request
 from ..engine.planning import plan
 from ..protocol import SpecError, parse_spec
 from .blocking import off_loop
-from .checks import check_models, json_body
+from .checks import json_body
 from .errors import public
+from .spec_checks import check_spec
 
 router = APIRouter()
 
 
 def _checked_plan(models, spec, store, wait: bool):
-    check_models(models, spec)  # may read a checkpoint's keys
+    check_spec(models, spec)  # may read a checkpoint's keys
     # Draws the camera plot. Without `wait`, answers at once: file hashes not known yet are listed as
     # sha256_pending and computed in the background (a job records them when it finishes).
     return plan(spec, store, wait).to_dict()

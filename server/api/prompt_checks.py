@@ -3,15 +3,12 @@
 from __future__ import annotations
 
 from ..engine.prompt_syntax import prompt_errors
-from ..protocol import SpecError
 
 
-def check_prompts(models, spec):
-    """Raises SpecError (422) naming each prompt field with a problem."""
+def prompt_problems(models, spec) -> list[tuple[str, str]]:
+    """(prompt field, message) for each problem of each prompt (422s, collected by api/spec_checks.py)."""
     known = models.names("embedding")
-    errors = [(field, message) for field, text in prompt_fields(spec) for message in prompt_errors(text, known)]
-    if errors:
-        raise SpecError(errors)
+    return [(field, message) for field, text in prompt_fields(spec) for message in prompt_errors(text, known)]
 
 
 def prompt_fields(spec) -> list[tuple[str, str]]:

@@ -7,12 +7,14 @@ manifest keeps.
 from __future__ import annotations
 
 import base64
+import re
 from dataclasses import dataclass, field
 
 from ..camera import match, plot_png, scene_scale, with_overrides
 from ..loaders import file_identity, motion_adapter_info
 from ..protocol import CAMERACTRL_GUIDANCE, JobSpec
 from .init_video import kept_steps
+from .prompt_syntax import EMBEDDING_REF, resolve_embedding
 from .store import ModelStore
 from .windows import context_windows
 
@@ -34,6 +36,7 @@ class Plan:
     references: list[dict] = field(default_factory=list)  # IP-Adapter image references (references_plan)
     sampling: dict = field(default_factory=dict)  # denoising steps, FreeInit's cost, motion scales (sampling_plan)
     vae: dict | None = None  # identity of the separate VAE; None: the base's own decodes
+    embeddings: list[dict] = field(default_factory=list)  # identities of the embeddings the prompts name
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -51,6 +54,7 @@ class Plan:
             "base": self.base,
             "motion_module": self.motion_module,
             "vae": self.vae,
+            "embeddings": self.embeddings,
             "controlnets": self.controlnets,
             "sparsectrl": self.sparsectrl,
             "motion_loras": self.motion_loras,
@@ -136,7 +140,19 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         cameractrl=cameractrl,
         references=references_plan(spec, store, wait),
         sampling=sampling_plan(spec, notes),
+        embeddings=[file_identity(config.get("embedding", n), wait) for n in embeddings_named(spec, config)],
     )
+
+
+def embeddings_named(spec: JobSpec, config) -> list[str]:
+    """The configured embeddings the prompts name, in config order: by `embedding:NAME`, or by a name the text
+    holds (letter case and spaces aside). The encoder matches names in tokens, so a name inside a longer word is
+    listed here and not used; one the encoder uses is never left out (a batch redoes what a changed file shapes)."""
+    texts = [spec.prompt, spec.negative_prompt, *(k.prompt for k in spec.prompts)]
+    names = config.names("embedding")
+    flat = [re.sub(r"\s+", "", text.lower()) for text in texts]
+    referenced = {resolve_embedding(m.group(1), names) for text in texts for m in EMBEDDING_REF.finditer(text)}
+    return [n for n in names if n in referenced or any(re.sub(r"\s+", "", n.lower()) in t for t in flat)]
 
 
 def references_plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> list[dict]:

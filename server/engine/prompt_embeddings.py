@@ -3,22 +3,43 @@ each embedding's tokenized name, longest first) or by an `embedding:NAME` refere
 
 from __future__ import annotations
 
+import threading
+from weakref import WeakKeyDictionary
+
 from ..loaders import CheckpointError, file_identity, resolve_source
 from ..loaders.embeddings import load_embedding
+from ..loaders.file_versions import PerVersion
 from .prompt_chunks import EmbeddingSource, Tokenizer
 from .prompt_syntax import resolve_embedding
 
+# Kept across jobs: the names tokenized once per tokenizer and set of names, each file's vectors per file version
+# (an edited or replaced file is read again).
+_NAME_INDEX: WeakKeyDictionary = WeakKeyDictionary()  # the pipeline's tokenizer -> {names: index}
+_NAME_LOCK = threading.Lock()
+_VECTORS = PerVersion()
+
+
+def name_index(tok: Tokenizer, names: list[str], tokenizer) -> dict[int, list[tuple[list[int], str]]]:
+    """first token id -> [(the name's token ids, name)], longest first; `tokenizer` (the pipeline's) keys the cache."""
+    with _NAME_LOCK:
+        index = _NAME_INDEX.setdefault(tokenizer, {}).get(tuple(names))
+    if index is None:
+        index = {}
+        for name, ids in zip(names, tok.encode(names)):
+            if ids:
+                index.setdefault(ids[0], []).append((ids, name))
+        for found in index.values():
+            found.sort(key=lambda item: len(item[0]), reverse=True)
+        with _NAME_LOCK:
+            _NAME_INDEX.setdefault(tokenizer, {})[tuple(names)] = index
+    return index
+
 
 class Embeddings(EmbeddingSource):
-    def __init__(self, config, tok: Tokenizer, dim: int):
+    def __init__(self, config, tok: Tokenizer, dim: int, tokenizer):
         self.config, self.dim = config, dim
         self.names = config.names("embedding")
-        self._by_first: dict[int, list[tuple[list[int], str]]] = {}
-        for name, ids in zip(self.names, tok.encode(self.names)):
-            if ids:
-                self._by_first.setdefault(ids[0], []).append((ids, name))
-        for found in self._by_first.values():
-            found.sort(key=lambda item: len(item[0]), reverse=True)
+        self._by_first = name_index(tok, self.names, tokenizer)
         self._vectors: dict[str, object] = {}
         self.used: list[str] = []  # in the order the prompts first used them
 
@@ -44,7 +65,7 @@ class Embeddings(EmbeddingSource):
             kind, where = resolve_source(entry.source, entry.weight_name)
             if kind != "file":
                 raise CheckpointError(f"{entry.source}: an embedding is one file (.pt or .safetensors), not a folder")
-            vectors = load_embedding(where)
+            vectors = _VECTORS.get(where, load_embedding)
             if vectors.shape[1] != self.dim:
                 raise CheckpointError(
                     f"{where}: embedding {name!r} has vectors of {vectors.shape[1]} values; this checkpoint's text "

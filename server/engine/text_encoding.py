@@ -101,7 +101,7 @@ def prompt_encoder(pipe, config, clip_skip: int) -> PromptEncoder:
     from .prompt_embeddings import Embeddings
 
     tok = Tokenizer.of(pipe.tokenizer)
-    embeddings = Embeddings(config, tok, pipe.text_encoder.config.hidden_size)
+    embeddings = Embeddings(config, tok, pipe.text_encoder.config.hidden_size, pipe.tokenizer)
     return PromptEncoder(tok, pipe.text_encoder, embeddings, clip_skip)
 
 

@@ -33,5 +33,5 @@ def load_controlnet(source, config=None, weight_name=None, dtype=None):
             sd = {k: v for k, v in sd.items() if k.startswith("control_model.")}
     config_dir = config_folder(config) or CONFIGS / "controlnet_sd15"
     cfg = dict(ControlNetModel.load_config(str(config_dir)))
-    converted = sd.keys() if found == "controlnet_diffusers" else convert_controlnet_checkpoint(sd, cfg).keys()
+    converted = sd if found == "controlnet_diffusers" else convert_controlnet_checkpoint(sd, cfg)
     return strict_single_file(ControlNetModel, sd, where, config_dir, converted, dtype=dtype)

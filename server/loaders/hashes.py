@@ -13,6 +13,8 @@ import threading
 from concurrent.futures import Future
 from pathlib import Path
 
+from .file_versions import file_version
+
 _DIGEST = re.compile(r"[0-9a-f]{64}")
 
 
@@ -45,10 +47,7 @@ class FileHashes:
                     self._futures[key] = Future()
                     self._futures[key].set_result(digest)
 
-    @staticmethod
-    def version(path) -> tuple:
-        st = os.stat(path)
-        return str(path), st.st_size, st.st_mtime_ns
+    version = staticmethod(file_version)
 
     def start(self, path) -> Future:
         """The hash of this version of the file, being computed (or already known)."""

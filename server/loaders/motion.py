@@ -87,7 +87,7 @@ def load_motion_adapter(source, config=None, weight_name=None, dtype=None):
             )
         version, _ = _motion_version_from_shapes(shapes)
         config_dir = CONFIGS / f"motion_adapter_{version if version in MOTION_VERSIONS else 'v3'}"
-    converted = convert_animatediff_checkpoint_to_diffusers(sd).keys()
+    converted = convert_animatediff_checkpoint_to_diffusers(sd)
     return strict_single_file(MotionAdapter, sd, where, config_dir, converted, dtype=dtype)
 
 

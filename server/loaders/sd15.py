@@ -135,9 +135,7 @@ def load_base(source, config=None, weight_name=None, dtype=None) -> dict:
         unet_sd,
         where,
         config_dir,
-        convert_ldm_unet_checkpoint(
-            unet_sd, dict(UNet2DConditionModel.load_config(str(config_dir), subfolder="unet"))
-        ).keys(),
+        convert_ldm_unet_checkpoint(unet_sd, dict(UNet2DConditionModel.load_config(str(config_dir), subfolder="unet"))),
         subfolder="unet",
         dtype=dtype,
     )
@@ -151,7 +149,7 @@ def load_base(source, config=None, weight_name=None, dtype=None) -> dict:
         vae_sd,
         where,
         config_dir,
-        convert_ldm_vae_checkpoint(vae_sd, dict(AutoencoderKL.load_config(str(config_dir), subfolder="vae"))).keys(),
+        convert_ldm_vae_checkpoint(vae_sd, dict(AutoencoderKL.load_config(str(config_dir), subfolder="vae"))),
         subfolder="vae",
         dtype=dtype,
     )

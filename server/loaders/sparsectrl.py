@@ -33,5 +33,5 @@ def load_sparsectrl(source, config=None, weight_name=None, dtype=None):
             f"(controlnet_cond_embedding.conv_in.weight) model; it has neither"
         )
     config_dir = config_folder(config) or CONFIGS / f"sparsectrl_{variant}"
-    converted = convert_animatediff_checkpoint_to_diffusers(sd).keys()
+    converted = convert_animatediff_checkpoint_to_diffusers(sd)
     return strict_single_file(SparseControlNetModel, sd, where, config_dir, converted, dtype=dtype)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from .files import CheckpointError, classify, describe_kind, read_state_dict
 from .folders import check_folder_class, load_pretrained, read_json
-from .single_file import cast, mismatch_error
+from .single_file import strict_single_file
 from .sources import CONFIGS, config_folder, resolve_source
 
 LDM_PREFIXES = ("first_stage_model.", "vae.")
@@ -22,6 +22,7 @@ TRAINING_ONLY = ("loss.", "model_ema.")
 SD15_LATENT_CHANNELS = 4
 SDXL_SCALING = 0.13025
 WHAT = "an SD1.5 VAE (AutoencoderKL)"
+PICK = "pick an SD1.5 VAE such as vae-ft-mse-840000 (stabilityai/sd-vae-ft-mse)"
 
 
 def vae_weights(sd: dict, path) -> tuple[dict, str]:
@@ -52,54 +53,38 @@ def _latent_channels(sd: dict) -> int | None:
     return None if conv_out is None or conv_out.ndim != 4 else conv_out.shape[0] // 2
 
 
-def _latents_error(where, latent: int, needed: int) -> CheckpointError:
-    return CheckpointError(
-        f"{where}: a VAE with {latent} latent channels (SD3 and Flux VAEs have 16); SD1.5 needs {needed}: pick an "
-        f"SD1.5 VAE such as vae-ft-mse-840000-ema-pruned (stabilityai/sd-vae-ft-mse)"
-    )
+def latents_misfit(channels: int, needed: int) -> str:
+    family = " (an SD3 or Flux VAE)" if channels == 16 else ""
+    return f"a VAE with {channels} latent channels{family} does not fit this SD1.5 checkpoint ({needed}); {PICK}"
 
 
-def _config(config, path) -> tuple[dict, str]:
-    """The AutoencoderKL config for a single file: `config` (a VAE folder with config.json, or a pipeline folder
-    with vae/), else SD1.5's shipped in server/configs/sd15/vae."""
+def _config_at(config, path) -> tuple[Path, str | None, dict]:
+    """(folder, subfolder, AutoencoderKL config) for a single file: `config` (a VAE folder with config.json, or a
+    pipeline folder with vae/), else SD1.5's shipped in server/configs/sd15/vae."""
     from diffusers import AutoencoderKL
 
     folder = config_folder(config) or CONFIGS / "sd15"
-    where = folder if (folder / "config.json").is_file() else folder / "vae"
+    subfolder = None if (folder / "config.json").is_file() else "vae"
     try:
-        return dict(AutoencoderKL.load_config(str(where))), str(where)
+        return folder, subfolder, dict(AutoencoderKL.load_config(str(folder), subfolder=subfolder))
     except Exception as e:
+        where = folder / (subfolder or "")
         raise CheckpointError(f"{path}: no readable AutoencoderKL config at {where} ({type(e).__name__}: {e})") from e
 
 
 def _from_file(path: Path, config, dtype):
-    import torch
     from diffusers import AutoencoderKL
     from diffusers.loaders.single_file_utils import convert_ldm_vae_checkpoint
 
     sd, layout = vae_weights(read_state_dict(path), path)
-    cfg, where = _config(config, path)
+    folder, subfolder, cfg = _config_at(config, path)
     latent = _latent_channels(sd)
     if latent is not None and latent != cfg["latent_channels"]:
-        raise _latents_error(path, latent, cfg["latent_channels"])
-    weights = sd if layout == "diffusers" else convert_ldm_vae_checkpoint(sd, cfg)
-    with torch.device("meta"):
-        model = AutoencoderKL.from_config(cfg)
-    expected = model.state_dict()
-    missing, unexpected = sorted(set(expected) - set(weights)), sorted(set(weights) - set(expected))
-    if layout == "ldm":  # the file's own names of what the conversion found no place for
-        unexpected = _unplaced(sd, cfg)
-    if missing or unexpected:
-        raise mismatch_error(path, where, missing, unexpected)
-    wrong = [(k, tuple(weights[k].shape), tuple(v.shape)) for k, v in expected.items() if weights[k].shape != v.shape]
-    if wrong:
-        key, got, want = wrong[0]
-        raise CheckpointError(
-            f"{path}: {len(wrong)} weights do not have the shapes of {WHAT} with the config {where} (e.g. {key}: "
-            f"{got} in the file, {want} expected): a VAE of another model family or size"
-        )
-    model.load_state_dict(cast(weights, dtype), strict=True, assign=True)
-    return model
+        raise CheckpointError(f"{path}: {latents_misfit(latent, cfg['latent_channels'])}")
+    ldm = layout == "ldm"
+    converted = convert_ldm_vae_checkpoint(sd, cfg) if ldm else sd
+    unplaced = _unplaced(sd, cfg) if ldm else ()  # the file's own names of what the conversion found no place for
+    return strict_single_file(AutoencoderKL, sd, path, folder, converted, subfolder, dtype, WHAT, unplaced)
 
 
 def _unplaced(sd: dict, cfg: dict) -> list[str]:
@@ -131,7 +116,7 @@ def load_vae(source, config=None, weight_name=None, dtype=None):
             check_folder_class(where / subfolder.get("subfolder", ""), ("AutoencoderKL",), WHAT)
         model = load_pretrained(AutoencoderKL, where, WHAT, dtype, **subfolder)
         if model.config.latent_channels != SD15_LATENT_CHANNELS:
-            raise _latents_error(where, model.config.latent_channels, SD15_LATENT_CHANNELS)
+            raise CheckpointError(f"{where}: {latents_misfit(model.config.latent_channels, SD15_LATENT_CHANNELS)}")
     return model.eval().requires_grad_(False)
 
 
@@ -145,7 +130,7 @@ def vae_config(source, config=None, weight_name=None) -> dict:
 
     kind, where = resolve_source(source, weight_name)
     if kind == "file":
-        cfg, _ = _config(config, where)
+        _, _, cfg = _config_at(config, where)
     else:
         folder = where if kind == "dir" else config_folder(where)
         folder = folder if (folder / "config.json").is_file() else folder / "vae"
@@ -157,21 +142,15 @@ def vae_config(source, config=None, weight_name=None) -> dict:
 def misfit(vae: dict, base: dict) -> str | None:
     """Why a VAE (its config) cannot stand in for a base model's own (config `base`), in an artist's words; None
     when it fits: the same latent space (channels, downscaling, scaling factor)."""
-    pick = "pick an SD1.5 VAE such as vae-ft-mse-840000 (stabilityai/sd-vae-ft-mse)"
-    channels = vae["latent_channels"]
-    if channels != base["latent_channels"]:
-        family = " (an SD3 or Flux VAE)" if channels == 16 else ""
-        return (
-            f"a VAE with {channels} latent channels{family} does not fit this SD1.5 checkpoint "
-            f"({base['latent_channels']}); {pick}"
-        )
+    if vae["latent_channels"] != base["latent_channels"]:
+        return latents_misfit(vae["latent_channels"], base["latent_channels"])
     shrink, needed = (2 ** (len(c["block_out_channels"]) - 1) for c in (vae, base))
     if shrink != needed:
-        return f"a VAE that shrinks images {shrink}x does not fit this SD1.5 checkpoint ({needed}x); {pick}"
+        return f"a VAE that shrinks images {shrink}x does not fit this SD1.5 checkpoint ({needed}x); {PICK}"
     scaling, wanted = vae["scaling_factor"], base["scaling_factor"]
     if abs(scaling - wanted) > 1e-6:
         what = "an SDXL VAE" if abs(scaling - SDXL_SCALING) < 1e-6 else "a VAE"
-        return f"{what} (scaling {scaling:g}) does not fit this SD1.5 checkpoint ({wanted:g}); {pick}"
+        return f"{what} (scaling {scaling:g}) does not fit this SD1.5 checkpoint ({wanted:g}); {PICK}"
     return None
 
 

@@ -163,7 +163,9 @@ def parse_spec(data) -> JobSpec:
                 )
         frames, context = data.get("frames", 16), data.get("context")
         length = context.get("length", 16) if isinstance(context, dict) else None
-        if isinstance(length, int) and length > CAMERACTRL_MAX_FRAMES:
+        # a clip that fits in one window runs as it is (no window): then only its own length counts
+        seen = min(length, frames) if isinstance(length, int) and isinstance(frames, int) else length
+        if isinstance(seen, int) and seen > CAMERACTRL_MAX_FRAMES:
             errors.append(
                 (
                     "context.length",

@@ -49,7 +49,9 @@ CONTROL_KINDS = ("depth", "normal", "openpose")
 MODEL_FAMILIES = {"sd15": "SD1.5", "sd2": "SD2", "sdxl": "SDXL", "sd3": "SD3", "flux": "Flux", "sd3_flux": "SD3/Flux"}
 SCHEDULERS = ("ddim", "euler", "dpmpp_2m", "lcm", "euler_trailing")
 CAMERA_MOTION_MODES = ("manual", "auto", "cameractrl")
-CAMERACTRL_MAX_FRAMES = 16  # CameraCtrl's pose encoder has 16 positions: it sees at most 16 frames at once
+# CameraCtrl's pose encoder has a temporal position table of 16 (the original's pose_encoder_kwargs
+# temporal_position_encoding_max_len: 16; its motion module's is 32): it sees at most 16 frames at once
+CAMERACTRL_MAX_FRAMES = 16
 CAMERACTRL_GUIDANCE = 14.0  # the guidance CameraCtrl's authors sample with (inference.py's default)
 EVENT_TYPES = ("queued", "loading", "step", "frame", "done", "error", "cancelled", "interrupted")
 JOB_STATES = ("queued", "running", "done", "error", "cancelled", "interrupted")
