@@ -1,17 +1,23 @@
-"""The prompts of a spec can be read: A1111 weights that are numbers, and every `embedding:NAME` configured."""
+"""The prompts of a spec can be read: A1111 weights that are numbers, every `embedding:NAME` configured, and
+extra-network tags Marionette reads (`<lora:NAME:WEIGHT>`; whether the LoRA is configured is model_names.py's)."""
 
 from __future__ import annotations
 
+from ..engine.prompt_schedule import schedule
 from ..engine.prompt_syntax import prompt_errors
+from ..engine.prompt_tags import prompt_fields, strip_tags, tag_loras
 
 
 def prompt_problems(models, spec) -> list[tuple[str, str]]:
     """(prompt field, message) for each problem of each prompt (422s, collected by api/spec_checks.py)."""
     known = models.names("embedding")
-    return [(field, message) for field, text in prompt_fields(spec) for message in prompt_errors(text, known)]
+    problems = list(tag_loras(spec)[1])
+    for field, text in prompt_fields(spec):
+        # each text the prompt takes over the steps (prompt editing), once
+        texts = dict.fromkeys(t for _, t in schedule(strip_tags(text), spec.steps))
+        messages = dict.fromkeys(m for t in texts for m in prompt_errors(t, known))
+        problems += [(field, m) for m in messages]
+    return problems
 
 
-def prompt_fields(spec) -> list[tuple[str, str]]:
-    """(spec field, text) of every prompt of the spec."""
-    fields = [("prompt", spec.prompt), ("negative_prompt", spec.negative_prompt)]
-    return fields + [(f"prompts[{i}].prompt", k.prompt) for i, k in enumerate(spec.prompts)]
+__all__ = ["prompt_fields", "prompt_problems"]  # prompt_fields: family_checks.py reads the prompts with it

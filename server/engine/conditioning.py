@@ -62,8 +62,8 @@ class CameraPoses:
 class Conditioning:
     """Everything one generation conditions each prediction on, prepared once before the loop."""
 
-    positive: torch.Tensor  # (frames, tokens, dim) prompt embeddings, per frame for prompt travel
-    negative: torch.Tensor | None  # (1, tokens, dim)
+    positive: torch.Tensor  # (frames, tokens, dim) prompt embeddings, per frame for prompt travel (first step)
+    negative: torch.Tensor | None  # (1, tokens, dim) (first step)
     guidance: float
     controls: list[Control]
     images: list[torch.Tensor]  # each control's guides on the device, (frames, 3, H, W)
@@ -74,6 +74,24 @@ class Conditioning:
     references: ImageReferences | None = None  # IP-Adapter image references (engine/references.py)
     motion_scales: list[float] | None = None  # per window; None: the motion modules as trained
     motion: MotionScale | None = None  # the hooks that apply them in mode "unet"
+    # Prompt editing (prompt_steps.py): per step index, the (positive, negative) to use; None: the prompts hold
+    text_steps: list[tuple[torch.Tensor, torch.Tensor | None]] | None = None
+
+    def text_at(self, step: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """(positive, negative) at the 0-based index of a step among those that run."""
+        if self.text_steps is None:
+            return self.positive, self.negative
+        return self.text_steps[min(step, len(self.text_steps) - 1)]
+
+    def embeds(self, step: int, frames: list[int] | None = None) -> torch.Tensor:
+        """The text embeddings of one prediction: the frames' (all when None) positive, after the negative with
+        CFG."""
+        positive, negative = self.text_at(step)
+        if frames is not None:
+            positive = positive[frames]
+        if not self.cfg:
+            return positive
+        return torch.cat([negative.expand(positive.shape[0], -1, -1), positive])
 
     @property
     def cfg(self) -> bool:

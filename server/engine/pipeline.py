@@ -2,8 +2,9 @@
 
 diffusers has a pipeline for ControlNets (AnimateDiffControlNetPipeline) and one for SparseCtrl
 (AnimateDiffSparseControlNetPipeline) but none for both at once. This pipeline reuses AnimateDiffPipeline's
-latent preparation and LoRA loading, encodes prompts as A1111 does (engine/text_encoding.py), and runs its own
-loop in which the residuals of every ControlNet and of SparseCtrl are summed before they reach the motion UNet.
+latent preparation and LoRA loading, encodes prompts as A1111 does (engine/text_encoding.py; prompt editing step by
+step, engine/prompt_steps.py), and runs its own loop in which the residuals of every ControlNet and of SparseCtrl are
+summed before they reach the motion UNet.
 With only dense ControlNets (and a plain prompt of up to 75 tokens) it computes exactly what
 AnimateDiffControlNetPipeline computes (a test pins that).
 
@@ -29,9 +30,10 @@ from diffusers import AnimateDiffPipeline
 from diffusers.utils.torch_utils import randn_tensor
 
 from . import free_init as free_init_
-from .conditioning import CameraPoses, Conditioning, Control, Keyframes, control_active, travel
+from .conditioning import CameraPoses, Conditioning, Control, Keyframes, control_active
 from .init_video import InitVideo, encode, schedule, start_latents
 from .motion_scale import MotionScale, window_scales
+from .prompt_steps import text_conditioning
 from .references import ImageReferences, Reference
 from .temporal_windows import TemporalWindows
 from .text_encoding import PromptEncoder
@@ -109,10 +111,10 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         batch = 2 if cfg else 1
         keys = list(prompt_keys) or [(0, prompt)]
         text = text or PromptEncoder(self.tokenizer, self.text_encoder)
-        # One chunk count for all of them: travel interpolates the keys, and CFG batches negative with positive.
-        encoded = text.encode_all([p for _, p in keys] + ([negative_prompt] if cfg else []))
-        positive = travel([(f, e[0]) for (f, _), e in zip(keys, encoded)], num_frames)  # (F, 77·chunks, dim)
-        negative = encoded[-1] if cfg else None  # (1, 77·chunks, dim)
+        # (F, 77·chunks, dim) and (1, 77·chunks, dim) at the first step; per step when a prompt is edited
+        positive, negative, text_steps = text_conditioning(
+            text, keys, negative_prompt if cfg else None, num_frames, steps
+        )
 
         init = init if init is not None and init.active else None
         timesteps = schedule(self.scheduler, steps, init, device)
@@ -135,7 +137,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
             context = dataclasses.replace(context, mode="unet")
         windows = context_windows(num_frames, context.length, context.overlap, context.loop)
         table = fusion_table(num_frames, windows, context.fuse).to(device, latents.dtype)
-        cond = Conditioning(positive, negative, guidance, controls, images, sparse, keyframes)
+        cond = Conditioning(positive, negative, guidance, controls, images, sparse, keyframes, text_steps=text_steps)
         cond.motion_scales = window_scales(motion_scale, context.motion_scales, len(windows))
         # No step kept (strength 0): nothing to re-initialise either.
         iterations = 1 if free_init is None or not len(timesteps) else free_init.iterations
@@ -178,15 +180,12 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                     loop.on_window(w, idx)
                 if cond.motion is not None:
                     cond.motion.use(w)
-                embeds = cond.positive[idx]
-                if cond.cfg:
-                    embeds = torch.cat([cond.negative.expand(len(idx), -1, -1), embeds])
                 noise = self._predict(
                     latents[:, :, idx],
                     t,
                     i,
                     len(loop.timesteps),
-                    embeds,
+                    cond.embeds(i, idx),
                     cond,
                     [torch.cat([im[idx]] * batch) for im in cond.images],
                     None if cond.sparse is None else (cond.sparse[0][:, :, idx], cond.sparse[1][:, :, idx]),
@@ -202,7 +201,7 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
         windowed inside it (TemporalWindows). on_window is called once per window and step before the prediction;
         per-window LoRA weights cannot differ inside one prediction, so the caller uses mode "unet" for those."""
         frames = latents.shape[2]
-        embeds = cond.positive if not cond.cfg else torch.cat([cond.negative.expand(frames, -1, -1), cond.positive])
+        embeds = cond.embeds(0)
         control_images = [torch.cat([im] * cond.batch) for im in cond.images]
         models = [self.unet] + ([cond.keyframes.model] if cond.keyframes is not None else [])
         with contextlib.ExitStack() as stack:
@@ -216,6 +215,8 @@ class GuidedAnimateDiffPipeline(AnimateDiffPipeline):
                 if loop.on_window is not None:
                     for w, idx in enumerate(loop.windows):
                         loop.on_window(w, idx)
+                if cond.text_steps is not None:
+                    embeds = cond.embeds(i)
                 noise = self._predict(
                     latents,
                     t,

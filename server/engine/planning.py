@@ -15,6 +15,7 @@ from ..loaders import file_identity, motion_adapter_info
 from ..protocol import CAMERACTRL_GUIDANCE, JobSpec
 from .init_video import kept_steps
 from .prompt_syntax import EMBEDDING_REF, resolve_embedding
+from .prompt_tags import job_loras
 from .store import ModelStore
 from .windows import context_windows
 
@@ -131,7 +132,7 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
             "source": config.get("sparsectrl", spec.sparsectrl.model).source,
         },
         motion_loras=motion_loras,
-        loras=[{"name": m.name, "weight": m.weight} for m in spec.loras],
+        loras=job_loras(spec),  # the spec's and those the prompts' <lora:...> tags name
         camera_motion=spec.camera_motion,
         scheduler=spec.scheduler,
         notes=notes,

@@ -92,7 +92,7 @@ def run_job(job: Job, store: ModelStore):
         with store.lock:  # loading only: /release and /health must not wait for a whole generation
             pipe = store.pipeline(spec.base, spec.motion_module, spec.vae)
             motion_loras = resolved.motion_loras  # the camera's, with camera_motion "auto"
-            image_loras = [("lora", m.name, m.weight) for m in spec.loras]
+            image_loras = [("lora", m["name"], m["weight"]) for m in resolved.loras]  # with the prompts' tags
             store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in motion_loras])
             controls = [
                 Control(store.controlnet(c.model), _to_tensor(job.guides[c.kind]), c.weight, c.start, c.end)

@@ -190,7 +190,8 @@ class ModelStore:
                     apply_motion_norm(obj, "v3", mode)
 
     def set_loras(self, pipe, loras: list[tuple[str, str, float]]):
-        """Activate exactly these (kind, name, weight) LoRAs on the pipeline, loading any not loaded yet."""
+        """Activate exactly these (kind, name, weight) LoRAs on the pipeline, loading any not loaded yet. A weight
+        may be a [text encoder, UNet] pair."""
         from .. import loaders
 
         with self.lock:
@@ -212,7 +213,9 @@ class ModelStore:
                     self.loads.append(f"{kind}:{name}")
                     self._refresh()
                 names.append(adapter)
-                weights.append(weight)
+                # [text encoder, UNet]: A1111's <lora:NAME:TE:UNET>, each part at its own weight
+                pair = isinstance(weight, (list, tuple))
+                weights.append({"text_encoder": weight[0], "unet": weight[1]} if pair else weight)
             self._applied = list(loras)
             if not self._adapters:
                 return

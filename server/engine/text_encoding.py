@@ -20,6 +20,8 @@ import contextlib
 import torch
 
 from .prompt_chunks import Chunk, EmbeddingSource, Tokenizer, chunk_prompt
+from .prompt_schedule import schedule
+from .prompt_tags import prompt_fields, strip_tags
 
 
 class PromptEncoder:
@@ -33,6 +35,12 @@ class PromptEncoder:
         self.tok = tokenizer if isinstance(tokenizer, Tokenizer) else Tokenizer.of(tokenizer)
         self.text_encoder, self.embeddings, self.clip_skip = text_encoder, embeddings, clip_skip
         self.chunk_counts: dict[str, int] = {}  # what each encoded text took, for the manifest
+        self.schedules: dict[str, list[tuple[int, str]]] = {}  # each prompt's texts by step (prompt editing)
+
+    def schedule(self, text: str, steps: int) -> list[tuple[int, str]]:
+        """The prompt's A1111 schedule over `steps` (prompt_schedule.py), kept for the manifest."""
+        self.schedules[text] = schedule(text, steps)
+        return self.schedules[text]
 
     def chunks(self, text: str) -> list[Chunk]:
         return chunk_prompt(text, self.tok, self.embeddings)
@@ -106,11 +114,21 @@ def prompt_encoder(pipe, config, clip_skip: int) -> PromptEncoder:
 
 
 def prompt_record(spec, text: PromptEncoder) -> dict:
-    """What the manifest keeps of the prompts' encoding: clip skip, chunks per prompt field, embeddings used."""
-    fields = {"prompt": spec.prompt, "negative_prompt": spec.negative_prompt}
-    fields.update({f"prompts[{i}]": k.prompt for i, k in enumerate(spec.prompts)})
-    return {
+    """What the manifest keeps of the prompts' encoding: clip skip, chunks per prompt field (the most of its texts),
+    each edited field's schedule ([end step, text], prompt_schedule.py), embeddings used."""
+    chunks, editing = {}, {}
+    for field, raw in prompt_fields(spec):
+        entries = text.schedules.get(strip_tags(raw))
+        if entries is None:  # not encoded: the negative prompt without CFG
+            continue
+        chunks[field] = max(text.chunk_counts[t] for _, t in entries)
+        if len(entries) > 1:
+            editing[field] = [[end, t] for end, t in entries]
+    out = {
         "clip_skip": text.clip_skip,
-        "chunks": {f: text.chunk_counts[t] for f, t in fields.items() if t in text.chunk_counts},
+        "chunks": chunks,
         "embeddings": text.embeddings.identities() if text.embeddings is not None else [],
     }
+    if editing:
+        out["prompt_editing"] = editing
+    return out
