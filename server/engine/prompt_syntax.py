@@ -10,8 +10,8 @@ Attention follows A1111's `parse_prompt_attention` (modules/prompt_parser.py), r
 - `BREAK` (the word, upper case) ends the current 75-token chunk.
 - Runs with equal weights are merged; an empty prompt is one empty run of weight 1.
 
-A1111's prompt editing (`[a:b:0.5]`, `[a|b]`) is another parser that runs before this one and is not supported:
-such text is read by the attention rules above.
+A1111's prompt editing (`[a:b:0.5]`, `[a|b]`) is another parser that runs before this one (prompt_schedule.py);
+this one reads each text it yields, with the `<lora:...>` tags already cut out (prompt_tags.py).
 
 An embedding is used by its name, as in A1111 (matched in the tokens, text_encoding.py), or explicitly as ComfyUI
 writes it, `embedding:NAME` (a file extension after NAME is ignored). Pure Python: the API checks prompts with it.
