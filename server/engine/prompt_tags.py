@@ -108,28 +108,20 @@ def tag_loras(spec) -> tuple[list[tuple[str, TagLora]], list[tuple[str, str]]]:
         errors += [(field, p) for p in problems]
         names_here = set()
         for lora in loras:
-            if lora.name in names_here:
-                errors.append(
-                    (
-                        field,
-                        f"{lora.tag}: {lora.name!r} is named twice here; A1111 would apply it twice, "
-                        f"write one tag with the weight you want",
-                    )
-                )
-                continue
-            names_here.add(lora.name)
             seen = first.get(lora.name)
-            if seen is not None and seen[1].weight != lora.weight:
-                errors.append(
-                    (
-                        field,
-                        f"{lora.tag}: {seen[0]} gives {lora.name!r} as {seen[1].tag}; a LoRA acts on "
-                        f"the whole clip, so give it the same weight in every prompt",
-                    )
+            if lora.name in names_here:
+                problem = f"{lora.name!r} is named twice here; A1111 would apply it twice, write one tag"
+            elif seen is not None and seen[1].weight != lora.weight:
+                problem = (
+                    f"{seen[0]} gives {lora.name!r} as {seen[1].tag}; a LoRA acts on the whole clip, so give it "
+                    f"the same weight in every prompt"
                 )
+            else:
+                names_here.add(lora.name)
+                first.setdefault(lora.name, (field, lora))
+                found.append((field, lora))
                 continue
-            first.setdefault(lora.name, (field, lora))
-            found.append((field, lora))
+            errors.append((field, f"{lora.tag}: {problem}"))
     return found, errors
 
 
