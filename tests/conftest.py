@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
@@ -65,20 +66,34 @@ def ray_server(tmp_path_factory, tiny_models):
 
 
 @pytest.fixture(scope="session")
-def extension(tmp_path_factory):
+def installed_extension(tmp_path_factory):
     """The extension built by Blender's own tool and installed from its zip, once per test session (into the
-    throwaway user folder tests/marionette_pytest.py sets up); returns its module."""
+    throwaway user folder tests/marionette_pytest.py sets up). Tests take `extension`, never this."""
     import zipfile
 
     import bpy
 
     from cli import extension as extension_cli
 
+    # A second install in one session would re-register the add-on over whatever the tests before left running
+    # (a job, its timers and handlers), and hand out a module that is not the one registered: import no fixture
+    # by name into a test module (tests/test_fixture_sharing.py), conftest's are seen everywhere.
+    assert extension_cli.PACKAGE not in bpy.context.preferences.addons, "the extension is installed once a session"
     zip_path = extension_cli.build(tmp_path_factory.mktemp("ext"))
     names = zipfile.ZipFile(zip_path).namelist()
     assert "blender_manifest.toml" in names and "server/protocol/__init__.py" in names and "batch/run.py" in names
     assert not [n for n in names if n.startswith(("tests/", "bench/", ".venv", "demo/", "cli/"))]
-    module = extension_cli.install(zip_path)
-    assert extension_cli.PACKAGE in bpy.context.preferences.addons
-    yield module
+    extension_cli.install(zip_path)
+    yield extension_cli.PACKAGE
     bpy.ops.preferences.addon_disable(module=extension_cli.PACKAGE)
+
+
+@pytest.fixture
+def extension(installed_extension):
+    """The installed extension's module, enabled: a test before may have read Blender's factory settings, which
+    switch extensions off."""
+    import bpy
+
+    if installed_extension not in bpy.context.preferences.addons:
+        bpy.ops.preferences.addon_enable(module=installed_extension)
+    return sys.modules[installed_extension]

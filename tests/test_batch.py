@@ -348,7 +348,8 @@ def test_ctrl_c_cancels_the_servers_job_keeps_what_arrived_and_exits_130(tiny_se
     blend = tmp_path / "hero.blend"
     hero(blend)
     out = tmp_path / "out"
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    # Blender's user folder of its own: the batch installs the extension there, not over this session's copy
+    env = dict(os.environ, PYTHONUNBUFFERED="1", BLENDER_USER_RESOURCES=str(tmp_path / "blender-user"))
     process = subprocess.Popen(
         [sys.executable, "-m", "cli.batch", str(blend), *server_args(tiny_server, out), "--steps", str(steps)],
         cwd=ROOT,

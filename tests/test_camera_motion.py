@@ -28,8 +28,8 @@ from server.camera import (
 from server.engine.windows import context_windows
 from server.protocol import CAMERA_DIRECTIONS, MOTION_LORAS, SpecError, Weighted, parse_spec
 
-try:  # the installed-extension fixture (builds the zip with Blender's tool and installs it)
-    from test_extension import PACKAGE, extension  # noqa: F401
+try:
+    from test_extension import PACKAGE
 except ImportError:  # no bpy
     PACKAGE = None
 

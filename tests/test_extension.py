@@ -12,7 +12,7 @@ from types import SimpleNamespace
 import bpy
 import numpy as np
 import pytest
-from conftest import TOKEN, extension  # noqa: F401 - the session's installed extension
+from conftest import TOKEN
 
 from cli import extension as extension_cli
 

@@ -15,7 +15,7 @@ import pytest
 import rig_builders  # noqa: E402
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
-from test_extension import PACKAGE, extension  # noqa: E402, F401  (registers the Bone Map properties)
+from test_extension import PACKAGE  # noqa: E402
 
 from backend import camera, pose_capture, rig_structure, rig_tables, rigs  # noqa: E402
 

@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from bpy_extras.object_utils import world_to_camera_view  # noqa: E402
 from mathutils import Vector  # noqa: E402
-from test_extension import PACKAGE, extension, point_at, scene_with_camera  # noqa: E402, F401
+from test_extension import PACKAGE, point_at, scene_with_camera  # noqa: E402
 
 from backend import camera, face_points, passes, pose_capture, rigs  # noqa: E402
 
