@@ -5,12 +5,16 @@ the others finish. The API battery itself runs against this server in test_serve
 
 from __future__ import annotations
 
+import asyncio
 import io
 import os
 import re
+import shutil
 import signal
+import tempfile
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -22,7 +26,10 @@ from ray.serve.schema import ServeDeploySchema
 
 from backend import launcher
 from server.cluster.deployments import build
-from server.protocol import frame_filename, parse_events
+from server.cluster.replica import Replica
+from server.engine.store import ModelStore
+from server.loaders import ModelConfig
+from server.protocol import frame_filename, parse_events, parse_spec
 
 PAIR_A = {"base": "sd15", "motion_module": "v2"}
 PAIR_B = {"base": "sd15", "motion_module": "v3"}
@@ -105,20 +112,40 @@ def test_cancel_reaches_the_replica_within_a_step(client):
     assert m["timings"]["started_at"] - cancelled_at < 3.0, m["timings"]
 
 
-KILL_FRAMES, KILL_SIZE = 32, 128  # decoding takes about 0.8 s on a loaded machine: the kill lands inside it
+KILL_FRAMES, KILL_SIZE = 32, 64  # small frames decode faster than a frame crosses to the client
+KILL_AT = 3  # the replica is killed as soon as it has written this frame
+
+
+def scratch_of(job_id: str, timeout: float = 60) -> Path:
+    """The job's scratch folder on its replica (Ray runs the replicas on this machine), made before its first step."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        found = list(Path(tempfile.gettempdir()).glob(f"marionette-replica-*/{job_id}"))
+        if found:
+            return found[0]
+        time.sleep(0.01)
+    raise AssertionError(f"no scratch folder for job {job_id}")
+
+
+def kill_once_written(frame: Path, pid: int, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while not frame.exists() and time.monotonic() < deadline:
+        time.sleep(0.002)
+    os.kill(pid, signal.SIGKILL)
 
 
 def test_a_replica_killed_mid_job_ends_that_job_with_an_error_and_the_others_finish(client):
-    """The victim's replica is killed as soon as its first frame reaches the client, while it decodes the others:
-    every frame that reached the ingress stays on disk and is served (a failure loses nothing), the previews too;
-    the job ends with an error naming the replica; the job on the other replica finishes."""
+    """The victim's replica is killed as soon as it has written frame KILL_AT to its scratch folder, while it
+    decodes the others: of the frames it had written (the kill leaves the folder behind), none is lost but the one
+    it was handing over; every frame that reached the ingress stays on disk and is served (a failure loses nothing),
+    the previews too; the job ends with an error naming the replica; the job on the other replica finishes."""
     other = submit(client, steps=150, frames=8, **PAIR_A)
     running_on(client, other)
     victim = submit(client, steps=2, frames=KILL_FRAMES, width=KILL_SIZE, height=KILL_SIZE, **PAIR_B)
     other_events = []
     reader = threading.Thread(target=lambda: other_events.extend(events_of(client, other)))
     reader.start()
-    events, replica = [], None
+    events, replica, killer = [], None, None
     with client.stream("GET", f"/jobs/{victim}/events") as response:
         for event in parse_events(response.iter_lines()):
             events.append(event)
@@ -126,12 +153,19 @@ def test_a_replica_killed_mid_job_ends_that_job_with_an_error_and_the_others_fin
                 replica = manifest(client, victim)["replica"]
                 assert replica["replica"] != manifest(client, other)["replica"]["replica"]
                 assert client.get(f"/jobs/{other}").json()["state"] == "running"
-            elif event[1] == "frame" and event[2]["index"] == 0:
-                os.kill(replica["pid"], signal.SIGKILL)
+                scratch = scratch_of(victim)
+                frame = scratch / "frames" / frame_filename(KILL_AT)
+                killer = threading.Thread(target=kill_once_written, args=(frame, replica["pid"]))
+                killer.start()
+    killer.join()
     kind, data = events[-1][1:]
     assert kind == "error" and "died" in data["message"] and replica["replica"] in data["message"], data
     frames = [d["index"] for _, k, d in events if k == "frame"]
-    assert 1 <= len(frames) < KILL_FRAMES, f"the kill came after the last frame ({len(frames)} frames)"
+    made = [i for i in range(KILL_FRAMES) if (scratch / "frames" / frame_filename(i)).is_file()]
+    shutil.rmtree(scratch)
+    print(f"killed replica: {len(made)} frames written on it, {len(frames)} served")
+    assert KILL_AT in made and len(made) < KILL_FRAMES, f"the kill came after the last frame ({made})"
+    assert set(frames) <= set(made) and [i for i in made if i not in frames] in ([], made[-1:]), (made, frames)
     status = client.get(f"/jobs/{victim}").json()
     assert frames == list(range(len(frames))) == status["frames_ready"] and data["frames"] == len(frames)
     for i in frames:
@@ -146,6 +180,41 @@ def test_a_replica_killed_mid_job_ends_that_job_with_an_error_and_the_others_fin
     assert other_events[-1][1] == "done"
     again = submit(client, **PAIR_B)  # the pair again: the surviving replica or the one Ray restarted
     assert events_of(client, again)[-1][1] == "done"
+
+
+HANDOVER_FRAMES = 5
+
+
+def test_a_replica_makes_a_frame_only_once_the_ingress_has_stored_the_one_before(tiny_models, tmp_path):
+    """The replica's half without Ray, driven as the Generator deployment drives it, the test playing the ingress
+    that is slow to store each frame: while it holds frame k, frame k+1 is not written, so a replica killed at any
+    moment has at most one frame the ingress lacks."""
+    store = ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
+    replica = Replica(store, tmp_path, {"replica": "here", "pid": os.getpid(), "node": "local", "device": "cpu"})
+    spec = parse_spec(tiny_spec(steps=1, frames=HANDOVER_FRAMES))
+    request = {"id": "handover", "created": time.time(), "manifest": {"spec": spec.to_dict()}}
+    request.update(guide_counts={}, guides={})
+    stored, changed = set(), threading.Condition()
+
+    def is_stored(index: int) -> bool:
+        with changed:
+            return changed.wait_for(lambda: index in stored, timeout=1.0)
+
+    async def ingress() -> list[list[str]]:
+        on_disk = []
+        async for message in replica.run(request, stored=is_stored):
+            if message["event"] == "frame":
+                index = message["data"]["index"]
+                assert f"frames/{frame_filename(index)}" in message["files"], "a frame travels with its event"
+                await asyncio.sleep(0.3)  # slow to store it: the replica waits meanwhile
+                on_disk.append(sorted(p.name for p in (tmp_path / "handover" / "frames").glob("frame_*.png")))
+                with changed:
+                    stored.add(index)
+                    changed.notify_all()
+        return on_disk
+
+    on_disk = asyncio.run(ingress())
+    assert on_disk == [[frame_filename(j) for j in range(i + 1)] for i in range(HANDOVER_FRAMES)]
 
 
 def test_ray_stays_out_of_the_addons_server_environment():

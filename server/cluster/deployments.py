@@ -5,6 +5,7 @@ multiplexing, otherwise to the least busy one."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import sys
 import tempfile
@@ -62,7 +63,7 @@ class Generator:
 
     async def run(self, request: dict):
         await self._pair(serve.get_multiplexed_model_id())
-        board, job_id = request["cancels"], request["id"]
+        board, job_id = request["board"], request["id"]
 
         def asked() -> bool:  # on the job's thread, after every step and frame: one small round trip
             try:
@@ -70,7 +71,13 @@ class Generator:
             except Exception:  # noqa: BLE001 - the ingress is gone: nobody to cancel for; the job runs on
                 return False
 
-        async for message in self.replica.run(request, asked):
+        def stored(index: int) -> bool:  # on the job's thread, after every frame: waits a second at most
+            try:
+                return ray.get(board.wait_stored.remote(job_id, index, 1.0), timeout=10)
+            except Exception:  # noqa: BLE001 - the ingress is gone: nobody to hand the frame to
+                return True
+
+        async for message in self.replica.run(request, asked, stored):
             yield {**message, "loaded": self.replica.store.loaded()}
 
     def describe(self) -> dict:
@@ -87,20 +94,38 @@ class Generator:
 
 
 @ray.remote(num_cpus=0)
-class CancelBoard:
-    """The jobs whose cancel was asked for, kept by the ingress and read by the replica running each."""
+class JobBoard:
+    """What the ingress tells the replica running a job: that its cancel was asked for, and which of its frames
+    the ingress has stored (the replica makes the next frame only then)."""
 
     def __init__(self):
-        self.ids: set[str] = set()
+        self.cancelled: set[str] = set()
+        self.stored: dict[str, set[int]] = {}
+        self.changed = asyncio.Condition()
 
-    def cancel(self, job_id: str):
-        self.ids.add(job_id)
+    async def cancel(self, job_id: str):
+        self.cancelled.add(job_id)
 
-    def asked(self, job_id: str) -> bool:
-        return job_id in self.ids
+    async def asked(self, job_id: str) -> bool:
+        return job_id in self.cancelled
 
-    def forget(self, job_id: str):
-        self.ids.discard(job_id)
+    async def store(self, job_id: str, index: int):
+        async with self.changed:
+            self.stored.setdefault(job_id, set()).add(index)
+            self.changed.notify_all()
+
+    async def wait_stored(self, job_id: str, index: int, timeout: float) -> bool:
+        """Whether frame `index` of the job is stored, waiting for it `timeout` seconds at most."""
+        async with self.changed:
+            try:
+                await asyncio.wait_for(self.changed.wait_for(lambda: index in self.stored.get(job_id, ())), timeout)
+            except TimeoutError:
+                return False
+        return True
+
+    async def forget(self, job_id: str):
+        self.cancelled.discard(job_id)
+        self.stored.pop(job_id, None)
 
 
 @serve.deployment(name="Ingress", num_replicas=1, max_ongoing_requests=10_000, ray_actor_options={"num_cpus": 0.1})
@@ -120,7 +145,7 @@ class Ingress:
                 f"give the application a token argument"
             )
         describe = await self.generator.describe.remote()
-        executor = RayExecutor(self.generator, self.slots, describe, CancelBoard.remote())
+        executor = RayExecutor(self.generator, self.slots, describe, JobBoard.remote())
         data = Path(s["data"])
         settings = Settings(
             models=_model_config(s),

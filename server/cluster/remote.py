@@ -40,9 +40,9 @@ def _describe_replica(identity: dict | None) -> str:
 class RayExecutor:
     """Runs jobs on the generator deployment behind `handle`, `slots` at once (one per replica)."""
 
-    def __init__(self, handle, slots: int, describe: dict, cancels):
+    def __init__(self, handle, slots: int, describe: dict, board):
         self.handle = handle
-        self.cancels = cancels  # the CancelBoard actor the replicas read
+        self.board = board  # the JobBoard actor the replicas read: cancels asked, frames stored
         self.slots = slots
         self._device = describe  # device, dtype, device_reason of the replicas, asked once at start
         self._lock = threading.Condition()
@@ -106,7 +106,7 @@ class RayExecutor:
 
     def _run_once(self, job: Job) -> None:
         pair = _pair(job)
-        request = {**payload(job), "cancels": self.cancels}
+        request = {**payload(job), "board": self.board}
         with self._lock:
             self._streams += 1
         try:
@@ -130,6 +130,8 @@ class RayExecutor:
                     job.manifest["replica"] = identity
                     log.info("job %s runs on %s", job.id, _describe_replica(identity))
                 self._apply(job, message)
+                if message["event"] == "frame":  # stored: the replica may make the next one
+                    self.board.store.remote(job.id, message["data"]["index"])
                 if identity is not None:
                     self._seen(identity, message["loaded"], pair, busy=message["event"] not in FINAL_EVENTS)
         except Exception as e:  # noqa: BLE001 - every way a remote call fails ends this job, not the worker
@@ -142,6 +144,7 @@ class RayExecutor:
                 return
         finally:
             ended.set()
+            self.board.forget.remote(job.id)
         if job.finished:
             return
         if job.cancel_requested.is_set():
@@ -157,7 +160,7 @@ class RayExecutor:
             return
         # The replica reads the board after every step and frame, ends the job with its own cancelled event and
         # manifest, and its stream ends as usual. One that does not answer in time has its call cancelled.
-        self.cancels.cancel.remote(job.id)
+        self.board.cancel.remote(job.id)
         if not ended.wait(CANCEL_GRACE_S):
             log.warning(
                 "job %s: its replica did not stop within %.0f s of the cancel; cancelling the call",
@@ -165,7 +168,7 @@ class RayExecutor:
                 CANCEL_GRACE_S,
             )
             response.cancel()
-        self.cancels.forget.remote(job.id)
+        self.board.forget.remote(job.id)
 
     def _apply(self, job: Job, message: dict):
         for name, data in message["files"].items():

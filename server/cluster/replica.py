@@ -1,6 +1,7 @@
 """A job on a generator replica: the engine's `run_job` on a scratch copy of the job folder, every event streamed
 back with the files it wrote since the last one (frames, previews, the manifest), so the ingress's job folder fills
-as the replica works. Nothing here imports Ray: `deployments.py` drives it."""
+as the replica works. A frame is handed over before the next is made: a killed replica loses at most the frame it
+was making. Nothing here imports Ray: `deployments.py` drives it."""
 
 from __future__ import annotations
 
@@ -9,11 +10,13 @@ import os
 import queue
 import shutil
 import threading
+import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 
 from ..engine.jobs import Job
 from ..engine.store import ModelStore
+from ..log import log
 from ..protocol import FINAL_EVENTS, parse_spec
 
 
@@ -34,14 +37,25 @@ def payload(job: Job) -> dict:
     }
 
 
+HANDOVER_LIMIT_S = 120.0  # an ingress that stores no frame for this long is not waited for any more
+
+
 class RelayJob(Job):
     """A job whose events also go to a thread-safe queue, read by the replica's response stream, and whose cancel
-    check (after every step and frame) also asks the ingress (`asked`)."""
+    check (after every step and frame) also asks the ingress (`asked`). After a frame's event, the job waits until
+    `stored(index)` says the ingress has that frame (it waits a second at most per call) before it makes the next:
+    frames made and not yet streamed would die with the replica."""
 
-    def __init__(self, *args, asked: Callable[[], bool] | None = None, **kwargs):
+    def __init__(
+        self,
+        *args,
+        asked: Callable[[], bool] | None = None,
+        stored: Callable[[int], bool] | None = None,
+        **kwargs,
+    ):
         super().__init__(*args, **kwargs)
         self.outbox: queue.SimpleQueue = queue.SimpleQueue()
-        self.asked = asked
+        self.asked, self.stored = asked, stored
 
     def check_cancel(self):
         if not self.cancel_requested.is_set() and self.asked is not None and self.asked():
@@ -53,6 +67,18 @@ class RelayJob(Job):
         super().emit(kind, **data)
         if len(self._events) > before:  # not one dropped after the final event
             self.outbox.put((kind, data))
+            if kind == "frame" and self.stored is not None:
+                self._hand_over(data["index"])
+
+    def _hand_over(self, index: int):
+        deadline = time.monotonic() + HANDOVER_LIMIT_S
+        while not self.cancel_requested.is_set():  # a cancelled stream is read by nobody
+            if self.stored(index):
+                return
+            if time.monotonic() > deadline:  # then it reads this stream no more: the rest is not waited for
+                log.warning("job %s: the ingress did not store frame %d in time; going on", self.id, index)
+                self.stored = None
+                return
 
 
 class Changes:
@@ -93,29 +119,35 @@ class Replica:
         self.idle = threading.Event()  # clear while a job's thread runs: after a cancel it may still end its step
         self.idle.set()
 
-    def _job(self, request: dict, asked) -> RelayJob:
+    def _job(self, request: dict, asked, stored) -> RelayJob:
         folder = self.scratch / request["id"]
         shutil.rmtree(folder, ignore_errors=True)
         for sub in ("frames", "guides", "previews"):
             (folder / sub).mkdir(parents=True)
         for name, data in request["guides"].items():
             (folder / "guides" / os.path.basename(name)).write_bytes(data)
-        job = RelayJob(parse_spec(request["manifest"]["spec"]), folder, request["id"], asked=asked)
+        job = RelayJob(parse_spec(request["manifest"]["spec"]), folder, request["id"], asked=asked, stored=stored)
         job.created = request["created"]
         job.guide_counts = dict(request["guide_counts"])
         job.manifest = {**request["manifest"], "replica": self.identity}
         return job
 
-    async def run(self, request: dict, asked: Callable[[], bool] | None = None) -> AsyncIterator[dict]:
+    async def run(
+        self,
+        request: dict,
+        asked: Callable[[], bool] | None = None,
+        stored: Callable[[int], bool] | None = None,
+    ) -> AsyncIterator[dict]:
         """Run one job, yielding {event, data, files} as it goes. The job is cancelled at its next step or frame
-        once `asked()` says so, or when this stream is cancelled."""
+        once `asked()` says so, or when this stream is cancelled; with `stored`, each frame waits for the ingress
+        to have stored the one before (see RelayJob)."""
         from ..engine.runner import run_job
 
         while not self.idle.is_set():  # checked and cleared on the event loop: no two jobs pass
             await asyncio.to_thread(self.idle.wait, 1.0)
         self.idle.clear()
         try:
-            job = self._job(request, asked)
+            job = self._job(request, asked, stored)
         except BaseException:
             self.idle.set()
             raise
