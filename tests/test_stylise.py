@@ -13,10 +13,10 @@ from pathlib import Path
 import bpy
 import numpy as np
 import pytest
-from conftest import TOKEN, extension  # noqa: F401 - the session's installed extension
+from conftest import TOKEN
+from panel_driver import draw_all, shown
 from test_batch import MIXAMO, command, hero, record, server_args, server_folder
 from test_extension import PACKAGE, point_at, scene_with_camera
-from test_panel import draw_all, shown
 
 from backend.client import Client
 from backend.png import read_png, write_png
