@@ -2,10 +2,10 @@
 the server's own loaders offline with the shipped configs, and the assembled full-size pipelines run a denoising
 step on the CPU.
 
-Each test runs its work in a child process (`python -m fullsize TASK`): the child writes the files into a temporary
-folder, deletes each one as soon as it is checked, and reports its peak resident memory, which must stay under
-MAX_RSS_GB. The children run offline (HF_HUB_OFFLINE=1, an empty Hugging Face home; the single-file SD1.5 loader
-takes the CLIP tokenizer shipped in server/configs/sd15/tokenizer)."""
+Each test runs its work in a child process (`python -m fullsize_checks TASK`): the child writes the files into a
+temporary folder, deletes each one as soon as it is checked, and reports its peak resident memory, which must stay
+under MAX_RSS_GB. The children run offline (HF_HUB_OFFLINE=1, an empty Hugging Face home; the single-file SD1.5
+loader takes the CLIP tokenizer shipped in server/configs/sd15/tokenizer)."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ def run_child(task: str, tmp_path: Path, timeout: int = 900, **kwargs) -> dict:
     )
     args = json.dumps({"root": str(tmp_path / "files"), **kwargs})
     result = subprocess.run(
-        [sys.executable, "-m", "fullsize", task, args],
+        [sys.executable, "-m", "fullsize_checks", task, args],
         cwd=REPO,
         env=env,
         capture_output=True,
