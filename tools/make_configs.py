@@ -28,6 +28,14 @@ HERE = Path(__file__).resolve().parent.parent / "server" / "configs"
 SD15_DOWN = ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D")
 SD15_UP = ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D")
 SD15_CHANNELS = (320, 640, 1280, 1280)
+# The SD1.5 UNet's encoder, which ControlNet and SparseCtrl copy (their weights start as the UNet's).
+SD15_ENCODER = {
+    "block_out_channels": SD15_CHANNELS,
+    "layers_per_block": 2,
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
 
 
 def _meta(cls, **kwargs):
@@ -77,13 +85,9 @@ def make(root: Path = HERE) -> None:
             sample_size=64,
             in_channels=4,
             out_channels=4,
-            layers_per_block=2,
-            block_out_channels=SD15_CHANNELS,
             down_block_types=SD15_DOWN,
             up_block_types=SD15_UP,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            norm_num_groups=32,
+            **SD15_ENCODER,
         ),
         sd15 / "unet",
     )
@@ -166,11 +170,7 @@ def make(root: Path = HERE) -> None:
                 in_channels=4,
                 conditioning_channels=channels,
                 down_block_types=motion_down,
-                block_out_channels=SD15_CHANNELS,
-                layers_per_block=2,
-                cross_attention_dim=768,
-                attention_head_dim=8,
-                norm_num_groups=32,
+                **SD15_ENCODER,
                 conditioning_embedding_out_channels=(16, 32, 96, 256),
                 motion_max_seq_length=32,
                 motion_num_attention_heads=8,
@@ -186,11 +186,7 @@ def make(root: Path = HERE) -> None:
             in_channels=4,
             conditioning_channels=3,
             down_block_types=SD15_DOWN,
-            block_out_channels=SD15_CHANNELS,
-            layers_per_block=2,
-            cross_attention_dim=768,
-            attention_head_dim=8,
-            norm_num_groups=32,
+            **SD15_ENCODER,
             conditioning_embedding_out_channels=(16, 32, 96, 256),
         ),
         root / "controlnet_sd15",
