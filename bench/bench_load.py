@@ -39,11 +39,20 @@ class FirstStep(Exception):
     """Raised by a forward pre-hook on the first call of the UNet or a ControlNet: the cold start ends there."""
 
 
-def stop_at_first_step(*models):
+def until_first_step(generate, *models) -> None:
+    """Call `generate()` and stop it where the first of `models` (the UNet, the ControlNets) is first called."""
+
     def hook(module, args, kwargs):
         raise FirstStep
 
-    return [m.register_forward_pre_hook(hook, with_kwargs=True) for m in models]
+    hooks = [m.register_forward_pre_hook(hook, with_kwargs=True) for m in models]
+    try:
+        generate()
+    except FirstStep:
+        pass
+    finally:
+        for h in hooks:
+            h.remove()
 
 
 def peak_rss_gb() -> float:
@@ -180,21 +189,18 @@ def child_marionette(files: dict, dtype: str, adapters: bool = False) -> dict:
         extra = [store.camera_control("cameractrl"), *store.ip_adapter("plus")]
     loaded_s = time.perf_counter() - t0
     guide = torch.rand(2, 3, 64, 64)
-    hooks = stop_at_first_step(pipe.unet, *nets)
-    try:
-        pipe.generate(
+    until_first_step(
+        lambda: pipe.generate(
             prompt="a marionette",
             num_frames=2,
             height=64,
             width=64,
             steps=1,
             controls=[Control(n, guide) for n in nets],
-        )
-    except FirstStep:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
+        ),
+        pipe.unet,
+        *nets,
+    )
     first_step_s = time.perf_counter() - t0
     parts = store._component("base", "sd15")
     touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets, *extra)
@@ -245,9 +251,8 @@ def child_diffusers(files: dict, dtype: str) -> dict:
     pipe.to(dtype=torch_dtype)  # from_pipe builds the motion UNet in float32 (diffusers' from_unet2d)
     pipe.set_progress_bar_config(disable=True)
     loaded_s = time.perf_counter() - t0
-    hooks = stop_at_first_step(pipe.unet, *nets)
-    try:
-        pipe(
+    until_first_step(
+        lambda: pipe(
             prompt="a marionette",
             num_frames=2,
             height=64,
@@ -255,12 +260,10 @@ def child_diffusers(files: dict, dtype: str) -> dict:
             num_inference_steps=1,
             output_type="np",
             conditioning_frames=[[torch.rand(3, 64, 64)] * 2] * len(nets),
-        )
-    except FirstStep:
-        pass
-    finally:
-        for h in hooks:
-            h.remove()
+        ),
+        pipe.unet,
+        *nets,
+    )
     first_step_s = time.perf_counter() - t0
     touch(pipe.unet, pipe.vae, pipe.text_encoder, *nets)
     return {
