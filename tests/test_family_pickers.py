@@ -8,9 +8,9 @@ import os
 
 import bpy
 import pytest
-from conftest import TOKEN, extension  # noqa: F401 - the session's installed extension
+from conftest import TOKEN
+from panel_driver import Recorder, ext
 from test_extension import point_at, scene_with_camera
-from test_panel import Recorder, ext
 
 from tests.support import tiny_families
 

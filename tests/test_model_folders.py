@@ -11,9 +11,8 @@ import sys
 
 import bpy
 import pytest
-from conftest import extension  # noqa: F401 - the session's installed extension
+from panel_driver import Recorder, labels
 from test_extension import PACKAGE
-from test_panel import Recorder, labels
 
 from tests.support import model_roots
 
