@@ -16,7 +16,8 @@ Folders, as the projects define them:
 - A plain folder: its subfolders by the names either project uses (so `ComfyUI/models` or `webui/models` work
   too), and the files directly in it by their well-known names only.
 Both projects list their folders recursively; so does this. A one-click package's outer folder (`webui/`,
-`ComfyUI/` inside) is looked into.
+`ComfyUI/` inside) is looked into. The folders an install's own settings add (ComfyUI's extra_model_paths.yaml,
+A1111's COMMANDLINE_ARGS in webui-user.bat/.sh) are listed too, in the install's order (install_configs.py).
 
 Well-known public files (`files = [...]` on the entries of default_models.toml) are found under the default name
 of the model they are (`v3_sd15_mm.ckpt` -> motion_module `v3`); every other file under its stem.
@@ -30,6 +31,8 @@ import struct
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+
+from .install_configs import COMFYUI_YAML, a1111_folders, comfyui_folders
 
 WEIGHT_SUFFIXES = (".safetensors", ".ckpt", ".pt", ".pth", ".bin")
 DEFAULT_CONFIG = Path(__file__).resolve().parent / "default_models.toml"
@@ -190,17 +193,28 @@ def _walk(folder: str, depth: int = 0):
                 yield from _walk(entry.path, depth + 1)
 
 
+def folders(layout: str, base: Path) -> list[tuple[str, str]]:
+    """(folder, kind) of every folder of an install in the order it lists them, existing or not: its standard
+    folders with those its settings add (install_configs.py)."""
+    if layout == "a1111":
+        return a1111_folders(base, A1111)
+    standard = [(str(base / sub), kind) for sub, kind in LAYOUTS[layout][1]]
+    if layout != "comfyui":
+        return standard
+    extra = comfyui_folders(base)
+    return [(f, k) for f, k, first in extra if first] + standard + [(f, k) for f, k, first in extra if not first]
+
+
 def scan(root) -> list[Found]:
-    """Every model in a root, in a fixed order (the layout's folders, then file names); the first file of a
-    (kind, name) wins over later ones. A missing root holds nothing."""
+    """Every model in a root, in a fixed order (the install's folders in its order, then file names); the first file
+    of a (kind, name) wins over later ones. A missing root holds nothing."""
     layout, base = detect(root)
     table = well_known()
-    found, seen, folders = [], set(), []
-    for sub, kind in LAYOUTS[layout][1]:
-        folder = base / sub
-        if folder.is_dir() and (real := os.path.realpath(folder)) not in folders:
-            folders.append(real)  # vae and VAE are one folder on Windows and macOS
-            found.extend(_scan_folder(str(folder), kind, table))
+    found, seen, listed = [], set(), []
+    for folder, kind in folders(layout, base):
+        if os.path.isdir(folder) and (real := os.path.realpath(folder)) not in listed:
+            listed.append(real)  # vae and VAE are one folder on Windows and macOS
+            found.extend(_scan_folder(folder, kind, table))
     if layout == "folder":
         found.extend(_top_level_well_known(base, table))
     out = []
@@ -241,8 +255,28 @@ def summary(root) -> str:
     counts: dict[str, int] = {}
     for item in scan(root):
         counts[item.kind] = counts.get(item.kind, 0) + 1
-    label = LAYOUTS[layout][0]
+    label = LAYOUTS[layout][0] + _settings_note(root)
     if not counts:
         return f"{label}: no models found in this folder" if label else "no models found in this folder"
     parts = [f"{n} {WORDS[k][0 if n == 1 else 1]}" for k in WORDS if (n := counts.get(k))]
     return f"{label}: {', '.join(parts)}" if label else f"Folder: {', '.join(parts)}"
+
+
+def added_folders(root) -> tuple[str, list[str]]:
+    """(where they are named, the folders) an install's own settings add to its standard folders."""
+    layout, base = detect(root)
+    if layout == "folder":
+        return "", []
+    standard = {os.path.normpath(base / sub) for sub, _ in LAYOUTS[layout][1]}
+    added = list(dict.fromkeys(f for f, _ in folders(layout, base) if f not in standard))
+    return (COMFYUI_YAML if layout == "comfyui" else "COMMANDLINE_ARGS"), added
+
+
+def _settings_note(root) -> str:
+    """ " (+ 2 folders from extra_model_paths.yaml, 1 not found)": the folders an install's settings add."""
+    where, added = added_folders(root)
+    if not added:
+        return ""
+    missing = sum(not os.path.isdir(f) for f in added)
+    note = f" (+ {len(added)} folder{'s' if len(added) > 1 else ''} from {where}"
+    return note + (f", {missing} not found)" if missing else ")")

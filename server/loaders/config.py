@@ -17,7 +17,7 @@ from pathlib import Path
 
 from .files import WEIGHT_SUFFIXES
 from .hashes import HASHES
-from .roots import add_found
+from .roots import add_found, warn_missing_folders
 from .sources import is_hub_source
 
 KINDS = (
@@ -111,6 +111,7 @@ class ModelConfig:
         for folder in all_roots:
             if not os.path.isdir(folder):
                 raise ValueError(f"model root {folder}: {'not a folder' if os.path.exists(folder) else 'not found'}")
+        warn_missing_folders(all_roots)
 
         def build() -> dict[str, dict[str, ModelEntry]]:
             entries = {kind: dict(names) for kind, names in explicit.items()}

@@ -17,7 +17,7 @@ import dataclasses
 import logging
 import os
 
-from ..model_layouts import scan
+from ..model_layouts import added_folders, scan
 
 log = logging.getLogger("marionette")
 DEFAULT_ENCODER = "vit_h"
@@ -56,6 +56,15 @@ def add_found(entries: dict, roots: list[str], file_configs: dict[str, str], mak
             if item.kind == "ip_adapter":
                 found_adapters.append(name)
     _link_found_adapters(entries, found_adapters)
+
+
+def warn_missing_folders(roots: list[str]) -> None:
+    """Log the folders an install's settings name that are not there (as ComfyUI and A1111 go on without them)."""
+    for root in roots:
+        where, added = added_folders(root)
+        for folder in added:
+            if not os.path.isdir(folder):
+                log.warning("model root %s: %s names %s, which is not a folder", root, where, folder)
 
 
 def _link_found_adapters(entries: dict, names: list[str]) -> None:
