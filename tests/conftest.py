@@ -47,20 +47,26 @@ RAY_REPLICAS = 2
 @pytest.fixture(scope="session")
 def ray_server(tmp_path_factory, tiny_models):
     """The same server as a Ray Serve application (`python -m server --ray`) on a local Ray cluster started by it:
-    two generator replicas on CPU (half a CPU each), the tiny models, TOKEN. Needs the ray extra."""
+    two generator replicas on CPU (half a CPU each), the tiny models, TOKEN, and a model root (`server.model_root`,
+    a folder holding the tiny LoRA as loras/rootStyle.safetensors). Needs the ray extra."""
+    import shutil
+
     from backend import launcher
 
     data = tmp_path_factory.mktemp("served-ray")
+    root = tmp_path_factory.mktemp("ray-model-root")
+    (root / "loras").mkdir()
+    shutil.copyfile(tiny_models / "lora" / "style.safetensors", root / "loras" / "rootStyle.safetensors")
     args = ["--ray", "--replicas", str(RAY_REPLICAS), "--replica-gpus", "0", "--replica-cpus", "0.5"]
     server = launcher.start(
         os.environ.get("MARIONETTE_SERVER_PYTHON"),
         args=[*args, "--models", str(tiny_models / "models.toml"), "--port", "0", "--data", str(data)]
-        + ["--token", TOKEN, "--max-upload-mb", "4"],
+        + ["--token", TOKEN, "--max-upload-mb", "4", "--model-root", str(root)],
         log=data / "stdout.log",
         timeout=300,
         env={"RAY_ADDRESS": "", "RAY_DEDUP_LOGS": "0"},
     )
-    server.data = data
+    server.data, server.model_root = data, root
     yield server
     server.stop(timeout=60)
 

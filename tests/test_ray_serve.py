@@ -134,6 +134,22 @@ def kill_once_written(frame: Path, pid: int, timeout: float = 300):
     os.kill(pid, signal.SIGKILL)
 
 
+def test_a_model_root_reaches_the_ingress_and_every_replica(client):
+    """--model-root with --ray: GET /models lists the root's LoRA, /plan takes it, and a job on each replica (two
+    pairs, one per replica) applies it."""
+    loras = {m["name"]: m for m in client.get("/models").json()["lora"]}
+    assert loras["rootStyle"]["source"] == "rootStyle.safetensors" and loras["rootStyle"]["available"]
+    lora = [{"name": "rootStyle", "weight": 0.7}]
+    r = client.post("/plan", json=tiny_spec(loras=lora))
+    assert r.status_code == 200, r.text
+    assert r.json()["loras"] == lora
+    jobs = [submit(client, loras=lora, **pair) for pair in (PAIR_A, PAIR_B)]
+    for job_id in jobs:
+        assert events_of(client, job_id)[-1][1] == "done"
+    replicas = {str(manifest(client, job_id)["replica"]) for job_id in jobs}
+    assert len(replicas) == 2, replicas  # each replica holds one pair since the first test
+
+
 def test_a_replica_killed_mid_job_ends_that_job_with_an_error_and_the_others_finish(client):
     """The victim's replica is killed as soon as it has written frame KILL_AT to its scratch folder, while it
     decodes the others: of the frames it had written (the kill leaves the folder behind), none is lost but the one
