@@ -95,10 +95,14 @@ def task_base(root: Path) -> dict:
     from diffusers.loaders.single_file_utils import convert_ldm_unet_checkpoint, convert_ldm_vae_checkpoint
     from safetensors import safe_open
 
-    written = write_sd15(root / "v1-5-pruned-emaonly.safetensors")
+    # Where an artist's portable ComfyUI keeps it: the default config's name sd15 serves it from there
+    # (server/model_layouts.py), and it loads as the server loads it, with the shipped config and CLIP tokenizer.
+    comfy = root / "ComfyUI_windows_portable"
+    written = write_sd15(comfy / "ComfyUI" / "models" / "checkpoints" / "v1-5-pruned-emaonly.safetensors")
     path = Path(written["path"])
+    entry = C.ModelConfig.load(None, roots=[comfy]).get("base", "sd15")
     t0 = time.perf_counter()
-    parts = C.load_base(path)  # shipped config and CLIP tokenizer
+    parts = C.load_base(entry.source, entry.config, weight_name=entry.weight_name)
     load_s = time.perf_counter() - t0
     with safe_open(str(path), framework="pt") as f:
         file_keys = set(f.keys())
@@ -110,6 +114,11 @@ def task_base(root: Path) -> dict:
     clip_names = set(parts["text_encoder"].state_dict())  # current transformers names them without "text_model."
     clip_keys = {k if k in clip_names else k.removeprefix("text_model.") for k in clip_keys}
     out = {
+        "served": {
+            "source": str(Path(entry.source).relative_to(root)),
+            "config": entry.config,
+            "weight_name": entry.weight_name,
+        },
         "bytes": written["bytes"],
         "load_s": round(load_s, 1),
         "prefixes": sorted({k.split(".")[0] for k in file_keys if "." in k}),

@@ -80,11 +80,32 @@ def assert_values(values: dict, at_least: int):
     assert values["checked"] >= at_least, values
 
 
-def test_sd15_single_file(tmp_path):
+@pytest.fixture(scope="module")
+def sd15_in_comfyui(tmp_path_factory):
+    """The child that writes v1-5-pruned-emaonly.safetensors into a portable ComfyUI's models/checkpoints and loads
+    it under the default name sd15 (once for the two tests below), and its Hugging Face home."""
+    tmp_path = tmp_path_factory.mktemp("sd15")
+    return run_child("base", tmp_path), tmp_path / "hf"
+
+
+def test_sd15_in_a_comfyui_root_is_served_as_sd15_offline(sd15_in_comfyui):
+    """The public SD1.5 file at full size in an artist's ComfyUI (a model root) takes the default name sd15 and
+    loads from there with the shipped configs and tokenizer: no network, nothing written to the Hugging Face home."""
+    out, hf_home = sd15_in_comfyui
+    assert out["served"] == {
+        "source": "ComfyUI_windows_portable/ComfyUI/models/checkpoints/v1-5-pruned-emaonly.safetensors",
+        "config": None,
+        "weight_name": None,
+    }
+    assert out["tokenizer"] == ["CLIPTokenizer", 49408] and m(out["params"]["unet"]) == UNET_M
+    assert not [p for p in hf_home.rglob("*") if p.is_file()]
+
+
+def test_sd15_single_file(sd15_in_comfyui):
     """v1-5-pruned-emaonly.safetensors (LDM layout) -> UNet 859.5 M, VAE 83.7 M, CLIP 123.1 M, fp32, with the shipped
     sd15 config and its shipped CLIP tokenizer; every key of the three models maps onto the model and
     every value lands where the original layout says."""
-    out = run_child("base", tmp_path)
+    out, _ = sd15_in_comfyui
     assert out["prefixes"] == ["cond_stage_model", "first_stage_model", "model"]
     assert "alphas_cumprod" in out["other_keys"]  # the schedule buffers of the published file are ignored
     assert (m(out["params"]["unet"]), m(out["params"]["vae"]), m(out["params"]["text_encoder"])) == (
