@@ -146,8 +146,10 @@ def _sh_value(text: str) -> str | None:
 
 
 def a1111_arguments(install: Path) -> list[str]:
-    """The words of COMMANDLINE_ARGS in webui-user.bat (Windows) or webui-user.sh, [] when neither sets it."""
-    for script, read in zip(A1111_SCRIPTS, (_bat_value, _sh_value)):
+    """The words of COMMANDLINE_ARGS in webui-user.bat or webui-user.sh (A1111 ships both; the one this system
+    runs is read first), [] when neither sets it."""
+    scripts = list(zip(A1111_SCRIPTS, (_bat_value, _sh_value)))
+    for script, read in scripts if os.name == "nt" else scripts[::-1]:
         try:
             value = read((install / script).read_text(encoding="utf-8", errors="replace"))
         except OSError:

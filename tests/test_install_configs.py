@@ -196,8 +196,9 @@ def test_a1111_honours_the_model_folders_of_commandline_args(tmp_path):
     assert ("lora", "loha") in found and ("vae", "kl-f8-anime2") in found
     assert model_layouts.summary(root).startswith("A1111/Forge install (+ 3 folders from COMMANDLINE_ARGS): ")
 
+    (root / "webui-user.sh").write_text(SH.format(disk=disk))  # the one this system runs is read first
+    assert "--ckpt-dir" not in install_configs.a1111_arguments(root)
     (root / "webui-user.bat").unlink()
-    (root / "webui-user.sh").write_text(SH.format(disk=disk))
     found = {(f.kind, f.name): f.path for f in model_layouts.scan(root)}
     assert ("embedding", "bad-hands") in found and ("embedding", "EasyNegative") not in found
     assert found[("controlnet", "openpose")] == str(disk / "cn/control_v11p_sd15_openpose.pth")
