@@ -47,15 +47,15 @@ _TRUE = {"true", "yes", "on"}
 
 
 def _scalar(text: str) -> str:
-    """A YAML scalar on one line: quotes removed ('' in single quotes is one quote), a trailing comment dropped."""
+    """A YAML scalar on one line: quotes removed ('' in single quotes is one quote; in double quotes a backslash
+    keeps the character after it), a trailing comment dropped."""
     text = text.strip()
-    if text[:1] in ("'", '"'):
-        quote = text[0]
-        end = text.find(quote, 1)
-        while quote == "'" and end != -1 and text[end + 1 : end + 2] == "'":
-            end = text.find(quote, end + 2)
-        body = text[1:end] if end != -1 else text[1:]
-        return body.replace("''", "'") if quote == "'" else body.replace('\\"', '"').replace("\\\\", "\\")
+    if text[:1] == "'":
+        m = re.match(r"'((?:[^']|'')*)'?", text)
+        return m[1].replace("''", "'")
+    if text[:1] == '"':
+        m = re.match(r'"((?:[^"\\]|\\.)*)"?', text)
+        return re.sub(r"\\(.)", r"\1", m[1])
     return re.split(r"\s#", text, maxsplit=1)[0].strip()
 
 

@@ -93,7 +93,7 @@ def test_the_yaml_reader_reads_what_pyyaml_reads(comfy):
     for name, section in theirs.items():
         expected = {k: str(v).lower() if isinstance(v, bool) else v for k, v in (section or {}).items()}
         assert ours[name] == expected, name
-    quoted = "w:\n  base_path: 'C:\\Models\\It''s'\n  loras: \"D:\\\\loras\"  # comment\n  vae: a # b\n"
+    quoted = "w:\n  base_path: 'C:\\Models\\It''s'\n  loras: \"D:\\\\lo\\\"ras\"  # comment\n  vae: a # b\n"
     assert install_configs._yaml_sections(quoted) == yaml.safe_load(quoted)
 
 
