@@ -10,12 +10,14 @@ library only (model_layouts.py uses it, and the add-on imports that).
 - AUTOMATIC1111/Forge: `COMMANDLINE_ARGS` of `webui-user.bat` / `webui-user.sh`, split as A1111 splits it
   (modules/paths_internal.py: shlex). `--ckpt-dir` comes before models/Stable-diffusion (modelloader.load_models
   lists it first), `--vae-dir` and `--controlnet-dir` after their defaults; `--lora-dir` (the Lora extension's
-  preload.py), `--embeddings-dir` and `--data-dir` replace the defaults they name. Forge's
-  `--forge-ref-a1111-home` adds another install's standard folders after this one's.
+  preload.py), `--embeddings-dir` and `--data-dir` replace the defaults they name, as sd-webui-animatediff's
+  `animatediff_model_path` setting (config.json) replaces its model folder. Forge's `--forge-ref-a1111-home` adds
+  another install's standard folders after this one's.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -42,6 +44,8 @@ A1111_ARGS = {
     "--controlnet-dir": ("controlnet", "after"),
     "--lora-dir": ("lora", "replace"),
     "--embeddings-dir": ("embedding", "replace"),
+    # not an argument: sd-webui-animatediff's "Path to save AnimateDiff motion modules" setting (config.json)
+    "animatediff_model_path": ("motion_module", "replace"),
 }
 _TRUE = {"true", "yes", "on"}
 
@@ -162,6 +166,15 @@ def a1111_arguments(install: Path) -> list[str]:
     return []
 
 
+def _setting(path: Path, key: str) -> str | None:
+    """A string setting of A1111's config.json (the settings page), None when unset, empty or unreadable."""
+    try:
+        value = json.loads(path.read_text(encoding="utf-8")).get(key)
+    except (OSError, ValueError, AttributeError):
+        return None
+    return value if isinstance(value, str) and value.strip() else None
+
+
 def a1111_folders(install: Path, standard) -> list[tuple[str, str]]:
     """(folder, kind) of an A1111/Forge install in the order A1111 lists them: `standard` ((sub-path, kind) pairs
     under the install) with what COMMANDLINE_ARGS adds, moves or replaces."""
@@ -172,7 +185,10 @@ def a1111_folders(install: Path, standard) -> list[tuple[str, str]]:
             value = inline or (args[i + 1] if i + 1 < len(args) else "")
             if value:
                 options[name] = str(install / _expand(value))
-    data = Path(options.get("--data-dir", install))  # A1111's models, embeddings and extensions live under it
+    data = Path(options.get("--data-dir", install))  # A1111's models, embeddings, extensions and settings live there
+    motion = _setting(data / "config.json", "animatediff_model_path")
+    if motion:
+        options["animatediff_model_path"] = str(install / _expand(motion))
     folders = [(str(data / sub), kind) for sub, kind in standard]
     for arg, (kind, where) in A1111_ARGS.items():
         if arg in options:

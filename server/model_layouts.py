@@ -269,7 +269,7 @@ def added_folders(root) -> tuple[str, list[str]]:
         return "", []
     standard = {os.path.normpath(base / sub) for sub, _ in LAYOUTS[layout][1]}
     added = list(dict.fromkeys(f for f, _ in folders(layout, base) if f not in standard))
-    return (COMFYUI_YAML if layout == "comfyui" else "COMMANDLINE_ARGS"), added
+    return (COMFYUI_YAML if layout == "comfyui" else "COMMANDLINE_ARGS or settings"), added
 
 
 def _settings_note(root) -> str:

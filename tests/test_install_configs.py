@@ -151,9 +151,11 @@ def a1111_install(tmp_path):
         "models/LyCORIS/loha.safetensors",
         "embeddings/EasyNegative.pt",
         "models/ControlNet/control_v11f1p_sd15_depth.pth",
+        "extensions/sd-webui-animatediff/model/mm_sd_v15_v2.ckpt",
     )
     touch(
         tmp_path / "big disk",
+        "motion/v3_sd15_mm.ckpt",
         "ckpt/dreamy.safetensors",
         "loras/pencil.safetensors",
         "vae/kl-f8-anime2.ckpt",
@@ -194,7 +196,9 @@ def test_a1111_honours_the_model_folders_of_commandline_args(tmp_path):
     assert found[("base", "dreamy")] == str(disk / "ckpt/dreamy.safetensors")  # --ckpt-dir is listed first
     assert ("lora", "pencil") in found and ("lora", "ink") not in found  # --lora-dir replaces models/Lora
     assert ("lora", "loha") in found and ("vae", "kl-f8-anime2") in found
-    assert model_layouts.summary(root).startswith("A1111/Forge install (+ 3 folders from COMMANDLINE_ARGS): ")
+    assert model_layouts.summary(root).startswith(
+        "A1111/Forge install (+ 3 folders from COMMANDLINE_ARGS or settings): "
+    )
 
     (root / "webui-user.sh").write_text(SH.format(disk=disk))  # the one this system runs is read first
     assert "--ckpt-dir" not in install_configs.a1111_arguments(root)
@@ -208,6 +212,16 @@ def test_a1111_honours_the_model_folders_of_commandline_args(tmp_path):
     assert found[("lora", "ink")] == str(root / "models/Lora/ink.safetensors")
     config = ModelConfig.load(None, roots=[root])
     assert config.get("embedding", "bad-hands").source == str(disk / "emb/bad-hands.pt")
+    assert config.get("motion_module", "v2").source.endswith("sd-webui-animatediff/model/mm_sd_v15_v2.ckpt")
+
+    # sd-webui-animatediff's own setting (the settings page, config.json) moves its motion modules
+    (root / "config.json").write_text('{"animatediff_model_path": "../big disk/motion", "sd_model_checkpoint": "x"}')
+    found = {(f.kind, f.name): f.path for f in model_layouts.scan(root)}
+    assert found[("motion_module", "v3")] == str(disk / "motion/v3_sd15_mm.ckpt")
+    assert ("motion_module", "v2") not in found
+    for unset in ('{"animatediff_model_path": ""}', "[1]", "{"):
+        (root / "config.json").write_text(unset)
+        assert ("motion_module", "v2") in {(f.kind, f.name) for f in model_layouts.scan(root)}
 
     for broken in ('export COMMANDLINE_ARGS="--ckpt-dir', "COMMANDLINE_ARGS=--a --b", ""):
         (root / "webui-user.sh").write_text(broken + "\n")
