@@ -14,6 +14,7 @@ from diffusers import MotionAdapter, StableDiffusionPipeline
 
 from server import model_layouts
 from server.loaders import ModelConfig, image_lora_source, load_motion_adapter, motion_adapter_info
+from server.loaders.family import family_of
 from tests.support import tiny_motion_files as files
 
 DEFAULT_NAMES = {  # the default config's name of each file, None: found under its stem
@@ -63,6 +64,7 @@ def test_each_motion_file_takes_its_default_name_and_loads_its_weights(filename,
 
     version, frames = VERSIONS[folder]
     assert motion_adapter_info(str(path)) == {"version": version, "max_frames": frames}
+    assert family_of(str(path)) == "sd15"  # the spec checks' family test lets it through
     got = load_motion_adapter(str(path), tiny_models / folder).state_dict()  # the tiny config; the real ones ship
     reference = MotionAdapter.from_pretrained(tiny_models / folder).state_dict()
     assert set(got) == set(reference)
@@ -78,6 +80,7 @@ def test_the_v3_domain_adapter_is_an_image_lora_in_both_installs_and_loads(writt
         for filename in files.ADAPTER_FILES:
             root, path = install(tmp_path / filename, layout, folder, filename, written)
             assert [(f.kind, f.name) for f in model_layouts.scan(root)] == [("lora", path.stem)], (layout, filename)
+            assert family_of(str(path)) == "sd15"
             entry = ModelConfig.load(None, roots=[root]).get("lora", path.stem)
             adapter = f"{layout}_{path.stem}"
             pipe.load_lora_weights(image_lora_source(entry.source), adapter_name=adapter)
