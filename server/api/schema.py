@@ -18,6 +18,7 @@ from ..protocol import (
     FREE_INIT_FILTERS,
     FUSE_MODES,
     LIMITS,
+    PROMPT_WEIGHTINGS,
     PROTOCOL_VERSION,
     SCHEDULERS,
     WINDOW_MODES,
@@ -199,6 +200,11 @@ JOB_SPEC = {
         },
         "vae": {"type": "string", "default": "", "description": "empty: the base checkpoint's own VAE"},
         "clip_skip": _range("integer", *LIMITS["clip_skip"], 1),
+        "prompt_weighting": {
+            "enum": list(PROMPT_WEIGHTINGS),
+            "default": "a1111",
+            "description": "a1111: A1111's prompt syntax and emphasis; comfy: ComfyUI's (see README 'Prompts')",
+        },
         "version": {"enum": [PROTOCOL_VERSION], "default": PROTOCOL_VERSION},
     },
 }

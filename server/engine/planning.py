@@ -38,6 +38,7 @@ class Plan:
     sampling: dict = field(default_factory=dict)  # denoising steps, FreeInit's cost, motion scales (sampling_plan)
     vae: dict | None = None  # identity of the separate VAE; None: the base's own decodes
     embeddings: list[dict] = field(default_factory=list)  # identities of the embeddings the prompts name
+    prompt_weighting: str = "a1111"  # whose prompt syntax and weighting the prompts follow (README "Prompts")
 
     def window_motion_loras(self) -> list[list[dict]] | None:
         """Per context window, the motion LoRAs it applies: with "auto" and context windows the camera was matched
@@ -56,6 +57,7 @@ class Plan:
             "motion_module": self.motion_module,
             "vae": self.vae,
             "embeddings": self.embeddings,
+            "prompt_weighting": self.prompt_weighting,
             "controlnets": self.controlnets,
             "sparsectrl": self.sparsectrl,
             "motion_loras": self.motion_loras,
@@ -142,6 +144,7 @@ def plan(spec: JobSpec, store: ModelStore, wait: bool = True) -> Plan:
         references=references_plan(spec, store, wait),
         sampling=sampling_plan(spec, notes),
         embeddings=[file_identity(config.get("embedding", n), wait) for n in embeddings_named(spec, config)],
+        prompt_weighting=spec.prompt_weighting,
     )
 
 

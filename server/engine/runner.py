@@ -155,7 +155,7 @@ def run_job(job: Job, store: ModelStore):
             def on_window(w, idx):
                 store.set_loras(pipe, image_loras + [("motion_lora", m["name"], m["weight"]) for m in schedule[w]])
 
-        text = prompt_encoder(pipe, store.config, spec.clip_skip)
+        text = prompt_encoder(pipe, store.config, spec.clip_skip, spec.prompt_weighting)
         generator = torch.Generator("cpu").manual_seed(spec.seed)
         pipe.generate(
             prompt=spec.prompt,

@@ -17,6 +17,7 @@ from .vocabulary import (
     FORM_POSE,
     FORM_REFERENCE,
     GUIDE_FORM,
+    PROMPT_WEIGHTINGS,
     PROTOCOL_VERSION,
     SCHEDULERS,
 )
@@ -190,6 +191,14 @@ def parse_spec(data) -> JobSpec:
     free_init = _free_init(errors, data.get("free_init"))
     _number(errors, "motion_scale", data.get("motion_scale", 1.0), *LIMITS["motion_scale"])
     _number(errors, "clip_skip", data.get("clip_skip", 1), *LIMITS["clip_skip"], integer=True)
+    if data.get("prompt_weighting", "a1111") not in PROMPT_WEIGHTINGS:
+        errors.append(
+            (
+                "prompt_weighting",
+                f"unknown prompt weighting {data.get('prompt_weighting')!r}; choose one of "
+                f"{', '.join(PROMPT_WEIGHTINGS)} (A1111's or ComfyUI's way of reading (word:1.2))",
+            )
+        )
     if not isinstance(data.get("vae", ""), str):
         errors.append(("vae", "must be a string: a vae name of the server's model config, or empty for the base's own"))
     if errors:

@@ -127,6 +127,7 @@ class JobSpec:
     motion_scale: float = 1.0  # x + s·(module(x) − x) on every motion module (ADE's "effect"); 1: as trained
     vae: str = ""  # vae name in the server's model config; empty: the base checkpoint's own VAE
     clip_skip: int = 1  # A1111's "Clip skip": 1 the text encoder's last layer, 2 the one before it (anime models)
+    prompt_weighting: str = "a1111"  # PROMPT_WEIGHTINGS: whose prompt syntax and weighting the prompts follow
     version: int = PROTOCOL_VERSION
 
     def to_dict(self) -> dict:

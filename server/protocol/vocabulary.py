@@ -73,6 +73,9 @@ FUSE_MODES = ("pyramid", "flat")
 WINDOW_MODES = ("temporal", "unet")
 # FreeInit's low-pass filters (the FreeInit paper's and diffusers' names)
 FREE_INIT_FILTERS = ("butterworth", "gaussian", "ideal", "box")
+# How prompt weights like (word:1.2) are read and applied (README "Prompts"): A1111's parser and "Original"
+# emphasis, or ComfyUI's parser and its lerp from the empty prompt (ComfyUI_ADV_CLIP_emb's names, lower case)
+PROMPT_WEIGHTINGS = ("a1111", "comfy")
 
 
 def frame_filename(index: int) -> str:
