@@ -139,6 +139,25 @@ class MARIONETTE_PG_settings(bpy.types.PropertyGroup):
         description="How the prompt is read: 1 for most checkpoints, 2 for anime checkpoints made for it (their model "
         "page says so). The same as Clip skip in AUTOMATIC1111, or CLIP Set Last Layer at -2 in ComfyUI",
     )
+    prompt_weighting: EnumProperty(
+        name="Prompt weighting",
+        items=[
+            (
+                "a1111",
+                "A1111",
+                "Read the prompt as AUTOMATIC1111 does: (word:1.2), [word] weaker, BREAK, "
+                "[from:to:when] prompt editing",
+            ),
+            (
+                "comfy",
+                "ComfyUI",
+                "Read the prompt as ComfyUI's CLIP Text Encode does: (word:1.2) leans from the "
+                "empty prompt, square brackets are plain text",
+            ),
+        ],
+        default="a1111",
+        description="Whose way to read weights like (word:1.2): pick the program the prompt was written for",
+    )
     motion_module: StringProperty(
         name="Motion module",
         default="v2",

@@ -44,6 +44,7 @@ def snapshot(settings, scene) -> dict:
             "base",
             "vae",
             "clip_skip",
+            "prompt_weighting",
             "motion_module",
             "camera_motion",
             "keyframe_weight",
@@ -146,6 +147,7 @@ def build_spec(snap: dict, camera_path: dict | None = None) -> JobSpec:
         base=snap["base"],
         vae=snap.get("vae", "").strip(),
         clip_skip=snap["clip_skip"],
+        prompt_weighting=snap.get("prompt_weighting", "a1111"),
         motion_module=snap["motion_module"],
         loras=[Weighted(n, w) for n, w in snap["loras"]],
         controlnets=[

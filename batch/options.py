@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from ..server.protocol import PROMPT_WEIGHTINGS
+
 PROG = "blender -b FILE.blend --command marionette batch"
 
 
@@ -84,6 +86,11 @@ def parse(argv: list[str]) -> argparse.Namespace:
         metavar="N",
         help="A1111's Clip skip, 1-12: 1 the text encoder's last layer, 2 for anime checkpoints made for it "
         "(default: the scene's setting)",
+    )
+    g.add_argument(
+        "--prompt-weighting",
+        choices=PROMPT_WEIGHTINGS,
+        help="how (word:1.2) weights are read: a1111 (AUTOMATIC1111) or comfy (ComfyUI) (default: the scene's setting)",
     )
     g.add_argument("--motion-module", help="motion module name in the server's model config")
     g.add_argument("--size", type=size, help="WIDTHxHEIGHT (default: the scene's render size)")

@@ -92,6 +92,7 @@ def configure(args, scene):
         ("base", args.base),
         ("vae", args.vae),
         ("clip_skip", args.clip_skip),
+        ("prompt_weighting", args.prompt_weighting),
         ("motion_module", args.motion_module),
     ):
         if value is not None:

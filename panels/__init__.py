@@ -114,6 +114,7 @@ class MARIONETTE_PT_prompt(_Panel, bpy.types.Panel):
         row.operator("marionette.refresh_models", text="", icon="FILE_REFRESH")
         col.prop(s, "vae", **_VAE_PLACEHOLDER)
         col.prop(s, "clip_skip")
+        col.prop(s, "prompt_weighting")
         col.prop(s, "motion_module")
         col.label(text=_motion_support(s), icon="INFO")
         col = layout.column(align=True)

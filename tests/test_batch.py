@@ -129,7 +129,7 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
             extension,
             blend,
             *server_args(tiny_server, out, "--pose", "0.8", "--depth", "0.5", "--columns", "2", "--alpha-samples", "1")
-            + ["--clip-skip", "2"],
+            + ["--clip-skip", "2", "--prompt-weighting", "comfy"],
         )
         == 0
     )
@@ -147,6 +147,7 @@ def test_the_command_makes_rgba_sprites_with_the_silhouette_as_alpha(extension, 
         assert (server_job / "guides" / "pose.json").read_bytes() == (job / "guides" / "pose.json").read_bytes()
         manifest = json.loads((server_job / "manifest.json").read_text())
         assert manifest["spec"]["clip_skip"] == 2 and manifest["prompt_encoding"]["clip_skip"] == 2
+        assert manifest["spec"]["prompt_weighting"] == manifest["prompt_encoding"]["weighting"] == "comfy"
         assert [(c["kind"], round(c["weight"], 4)) for c in manifest["spec"]["controlnets"]] == [
             ("depth", 0.5),
             ("openpose", 0.8),

@@ -51,9 +51,10 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     assert [k.frame for k in s.keyframes] == [1, 4]
     s.vae = "tiny-ft"
     s.clip_skip = 2
+    s.prompt_weighting = "comfy"
     assert bpy.ops.marionette.generate() == {"FINISHED"}
     spec = ext("operators.generate")._active.spec.to_dict()
-    assert spec["clip_skip"] == 2
+    assert spec["clip_skip"] == 2 and spec["prompt_weighting"] == "comfy"
     assert spec["loras"] == [{"name": "style", "weight": pytest.approx(0.8)}]
     assert spec["vae"] == "tiny-ft"
     assert spec["sparsectrl"]["keyframes"] == [0, 3]
@@ -64,6 +65,7 @@ def test_pickers_fill_from_the_servers_models_and_lists_reach_the_job(extension,
     assert ("list", "MARIONETTE_UL_loras") in log and ("list", "MARIONETTE_UL_keyframes") in log
     assert ("prop", "vae") in log
     assert ("prop", "clip_skip") in log
+    assert log.index(("prop", "prompt_weighting")) == log.index(("prop", "clip_skip")) + 1  # drawn beside it
     assert any("v3: up to" in t for t in labels(log))
 
 
