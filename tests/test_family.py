@@ -247,3 +247,11 @@ def test_an_unknown_name_is_answered_with_the_usable_names_only(client):
     assert r.status_code == 422
     known = {item["field"]: item["known"] for item in r.json()["detail"]}
     assert known == {"base": ["sd15"], "controlnets[0].model": ["depth"]}  # no pony_v6, flux1-dev, xl_canny, ...
+
+
+def test_comfy_prompts_use_embeddings_by_reference_only(client):
+    """ComfyUI reads an embedding's bare name as words: only `embedding:NAME` brings another family's embedding."""
+    words = client.post("/plan", json=tiny_spec(negative_prompt="blurry, SD2_NEG", prompt_weighting="comfy"))
+    assert words.status_code == 200, words.text
+    named = client.post("/plan", json=tiny_spec(prompt="a marionette, embedding:sd2_neg", prompt_weighting="comfy"))
+    assert named.status_code == 422 and [e["field"] for e in named.json()["detail"]] == ["prompt"]

@@ -43,7 +43,7 @@ def family_problems(models, spec, named: list) -> list[tuple[str, str]]:
             out.append((field, _message(entry.name, entry.kind, family)))
     embeddings = models.names("embedding")
     for field, text in prompt_fields(spec):
-        for name, written in _embeddings_in(text, embeddings):
+        for name, written in _embeddings_in(text, embeddings, spec.prompt_weighting != "comfy"):
             family = entry_family(models.get("embedding", name))
             if family in SD15_READABLE_EMBEDDINGS:
                 continue
@@ -75,16 +75,16 @@ def _article(family: str) -> str:
     return "an" if label(family).startswith("S") else "a"
 
 
-def _embeddings_in(text: str, embeddings: list[str]):
-    """(configured name, text as written) of each embedding the prompt uses: `embedding:NAME`, or the name itself as
-    a word (A1111 reads an embedding's name anywhere in a prompt as the embedding)."""
+def _embeddings_in(text: str, embeddings: list[str], by_name: bool = True):
+    """(configured name, text as written) of each embedding the prompt uses: `embedding:NAME`, or (`by_name`) the
+    name itself as a word (A1111 reads an embedding's name anywhere in a prompt as the embedding; ComfyUI does not)."""
     seen = set()
     for m in EMBEDDING_REF.finditer(text):
         name = resolve_embedding(m.group(1), embeddings)
         if name is not None and name not in seen:
             seen.add(name)
             yield name, m.group(0)
-    for name in embeddings:
+    for name in embeddings if by_name else ():
         found = re.search(rf"(?<![\w:]){re.escape(name)}(?!\w)", text, re.IGNORECASE)
         if found and name not in seen:
             seen.add(name)
