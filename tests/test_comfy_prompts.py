@@ -197,3 +197,12 @@ def test_a_weighted_embedding_and_prompts_of_different_lengths(pipe, comfy, a111
         assert two.shape == three.shape == one.shape == (1, 6 * 77, TEXT_DIM)
         assert torch.equal(one, text.encode("dog").repeat(1, 6, 1)) and torch.equal(two[:, :154], two[:, 154:308])
         assert text.chunk_counts["man " * 160] == 3
+
+
+def test_no_prompt_editing_or_break_in_comfyui(comfy, a1111):
+    prompt = "a [man:dog:0.5] BREAK walking"
+    assert comfy().schedule(prompt, 10) == [(10, prompt)]
+    assert len(a1111().schedule(prompt, 10)) == 2
+    text = comfy()
+    chunks = text.chunks(prompt)  # one chunk: the brackets, colons and BREAK are words
+    assert len(chunks) == 1 and body(chunks[0], text.tok) == ids(text.tok, prompt)
