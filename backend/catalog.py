@@ -68,8 +68,9 @@ def load(cache_file: Path) -> dict:
 
 
 def names(kind: str) -> list[str]:
-    """The names of `kind` a picker offers: SD1.5 models and those of unknown family, in picker order."""
-    return [name for name, _ in _offer(kind)]
+    """The names of `kind` a picker offers: SD1.5 models and those of unknown family, in the server's order (its
+    first is the default a job takes)."""
+    return _usable(_catalog, kind)
 
 
 def search(kind: str, text: str) -> list[str]:
