@@ -175,6 +175,16 @@ def test_no_server_then_a_few_models_in_folded_sections_with_their_counts(extens
         (m["name"] for m in answer["base"]), key=ext("backend.catalog").natural_key
     )
 
+    # rows older than the cached list (a file opened, the list of a previous session): filled on the next tick
+    view().rows.clear()
+    view().source = ""
+    assert texts(draw()) == ["Reading the model list…"]
+    models_ops = ext("operators.models")
+    assert bpy.app.timers.is_registered(models_ops._sync_now)
+    bpy.app.timers.unregister(models_ops._sync_now)
+    models_ops._sync_now()  # what the timer runs
+    assert [t for t in texts(draw()) if t.split(" (")[0] in titles.values()] == expected
+
 
 def test_no_models_says_where_to_add_them(extension, tmp_path):
     from backend import launcher
