@@ -3,8 +3,8 @@
 `refresh(client, cache_file)` asks `GET /models` and, per motion module, `POST /plan` for its version and frame
 limit (the panel says what a module supports before anything runs). The answer is kept in memory and written to
 `cache_file`; `load(cache_file)` reads it back in a new Blender session. The pickers offer SD1.5 models and those
-whose family the server could not tell: SDXL, Flux, ... files (their `family` in GET /models) are left out. Names
-come in the order artists expect (case-insensitive, "lora2" before "lora10"), sorted once per refresh: a picker's
+whose family the server could not tell: SDXL, Flux, ... files (their `family` in GET /models) are left out. A picker
+offers them in the order artists expect (case-insensitive, "lora2" before "lora10"), sorted once per catalogue: its
 search callback runs on every keystroke and only filters (`search`). No bpy here.
 """
 

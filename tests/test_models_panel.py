@@ -276,6 +276,8 @@ def test_pickers_sort_as_artists_do_and_search_only_filters(extension, big_serve
     refresh(extension, big_server.url)
     assert bpy.ops.marionette.refresh_models() == {"FINISHED"}
     catalog, search = ext("backend.catalog"), ext("properties")._search("lora")
+    mixed = ["lora10", "Lora2", "lora_a", "LORA_B", "lora1", "lora2", "a9"]
+    assert sorted(mixed, key=catalog.natural_key) == ["a9", "lora1", "Lora2", "lora2", "lora10", "lora_a", "LORA_B"]
     names = search(None, bpy.context, "")
     assert names == sorted(names, key=catalog.natural_key) and len(names) >= 600
     assert names.index("inkStyle2") < names.index("inkStyle10") < names.index("inkStyle100")
