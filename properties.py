@@ -11,7 +11,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from . import properties_stylise
+from . import properties_models, properties_stylise
 from .backend import catalog, estimate
 from .backend.rigs import BODY_POINTS, HEAD
 from .server.protocol import MOTION_LORAS, SCHEDULERS
@@ -25,8 +25,7 @@ def _search(kind):
     any other text can still be typed."""
 
     def search(self, context, edit_text):
-        text = edit_text.lower()
-        return [name for name in catalog.names(kind) if text in name.lower()]
+        return catalog.search(kind, edit_text)
 
     return search
 
@@ -35,8 +34,7 @@ CHECKPOINTS_OWN = "Checkpoint's own"  # the VAE picker's first entry: no separat
 
 
 def _search_vae(self, context, edit_text):
-    text = edit_text.lower()
-    return [CHECKPOINTS_OWN] + [name for name in catalog.names("vae") if text in name.lower()]
+    return [CHECKPOINTS_OWN] + catalog.search("vae", edit_text)
 
 
 def _vae_picked(self, context):
@@ -339,6 +337,7 @@ CLASSES = properties_stylise.CLASSES + (
 
 
 def register():
+    properties_models.register()
     for cls in CLASSES:
         bpy.utils.register_class(cls)
     bpy.types.Scene.marionette = PointerProperty(type=MARIONETTE_PG_settings)
@@ -352,3 +351,4 @@ def unregister():
     del bpy.types.Scene.marionette
     for cls in reversed(CLASSES):
         bpy.utils.unregister_class(cls)
+    properties_models.unregister()

@@ -18,8 +18,7 @@ _BLEND_RELATIVE = {"options": {"PATH_SUPPORTS_BLEND_RELATIVE"}} if bpy.app.versi
 
 
 def _ip_adapters(self, context, edit_text):
-    text = edit_text.lower()
-    return [name for name in catalog.names("ip_adapter") if text in name.lower()]
+    return catalog.search("ip_adapter", edit_text)
 
 
 def _is_camera(self, obj):

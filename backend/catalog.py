@@ -3,13 +3,15 @@
 `refresh(client, cache_file)` asks `GET /models` and, per motion module, `POST /plan` for its version and frame
 limit (the panel says what a module supports before anything runs). The answer is kept in memory and written to
 `cache_file`; `load(cache_file)` reads it back in a new Blender session. The pickers offer SD1.5 models and those
-whose family the server could not tell: SDXL, Flux, ... files (their `family` in GET /models) are left out. No bpy
-here.
+whose family the server could not tell: SDXL, Flux, ... files (their `family` in GET /models) are left out. A picker
+offers them in the order artists expect (case-insensitive, "lora2" before "lora10"), sorted once per catalogue: its
+search callback runs on every keystroke and only filters (`search`). No bpy here.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 from .client import Client, ServerError
@@ -17,6 +19,13 @@ from .client import Client, ServerError
 KINDS = ("base", "motion_module", "controlnet", "sparsectrl", "lora", "ip_adapter", "vae")
 
 _catalog: dict = {}
+_offers: dict[str, list[tuple[str, str]]] = {}  # kind -> (name, name.casefold()) in picker order, per catalogue
+
+
+def natural_key(name: str) -> tuple:
+    """Sort key: case-insensitive, digit runs as numbers ("lora2" < "lora10"); the name itself breaks ties."""
+    parts = re.split(r"(\d+)", name.casefold())
+    return tuple(int(p) if i % 2 else p for i, p in enumerate(parts)), name
 
 
 def refresh(client: Client, cache_file: Path | None = None) -> dict:
@@ -40,6 +49,7 @@ def refresh(client: Client, cache_file: Path | None = None) -> dict:
         catalog["motion_info"][name] = {"version": info.get("version", "unknown"), "max_frames": info.get("max_frames")}
     _catalog.clear()
     _catalog.update(catalog)
+    _offers.clear()
     if cache_file is not None:
         cache_file.parent.mkdir(parents=True, exist_ok=True)
         cache_file.write_text(json.dumps(catalog, indent=1))
@@ -53,12 +63,27 @@ def load(cache_file: Path) -> dict:
             _catalog.update(json.loads(cache_file.read_text()))
         except (OSError, ValueError):
             pass
+        _offers.clear()
     return _catalog
 
 
 def names(kind: str) -> list[str]:
-    """The names of `kind` a picker offers: SD1.5 models and those of unknown family."""
+    """The names of `kind` a picker offers: SD1.5 models and those of unknown family, in the server's order (its
+    first is the default a job takes)."""
     return _usable(_catalog, kind)
+
+
+def search(kind: str, text: str) -> list[str]:
+    """The names of `kind` that contain `text` (case-insensitive), in picker order: a picker's search callback."""
+    text = text.casefold()
+    return [name for name, folded in _offer(kind) if text in folded]
+
+
+def _offer(kind: str) -> list[tuple[str, str]]:
+    offer = _offers.get(kind)
+    if offer is None:
+        offer = _offers[kind] = [(n, n.casefold()) for n in sorted(_usable(_catalog, kind), key=natural_key)]
+    return offer
 
 
 def _usable(catalog: dict, kind: str) -> list[str]:
@@ -73,3 +98,4 @@ def motion_info(name: str) -> dict | None:
 
 def clear():
     _catalog.clear()
+    _offers.clear()

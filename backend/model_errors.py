@@ -1,8 +1,9 @@
-"""The server's answer for model names it lacks, in the artist's words: which choice names a model the server does
-not have, where that choice is, and what to pick instead. Standard library only.
+"""The server's 422 in the artist's words: for a model name it lacks, which choice names it, where that choice is,
+and what to pick instead; for any other problem, the panel's label of its field before the server's message
+("Checkpoint: pony_v6 is an SDXL checkpoint; ..."). Standard library only.
 
-The server answers such names with a 422 whose items carry the spec field, the model `kind`, the `name` and the
-configured names (`known`); other items (and other answers) keep the server's own "field: message" wording.
+The server answers unknown names with 422 items that carry the spec field, the model `kind`, the `name` and the
+configured names (`known`); every item names its field (backend/field_labels.py turns it into the panel's label).
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import re
 
 from .client import ServerError
+from .field_labels import label
 from .protocol import CAMERA_DIRECTIONS
 
 CONTROLNET_LABELS = {"depth": "Depth", "normal": "Normal", "openpose": "Pose"}
@@ -69,11 +71,18 @@ def _controlnet_kind(spec: dict, index) -> str:
 
 
 def artist_message(error: ServerError, spec: dict, batch: bool = False) -> str:
-    """The error as the artist should read it: a sentence per model name the server lacks, then the rest of the
-    server's answer as it is. Any other error: its own text."""
+    """The error as the artist should read it, a line per problem of a 422 in the server's order: a sentence per
+    model name the server lacks, "label: message" for the rest (with `batch`, one line: the batch's table row).
+    Any other error: its own text."""
     detail = error.detail
-    if error.status != 422 or not isinstance(detail, list) or not any(map(is_unknown_model, detail)):
+    if error.status != 422 or not isinstance(detail, list) or not detail:
         return str(error)
-    sentences = [unknown_model_sentence(d, spec, batch) for d in detail if is_unknown_model(d)]
-    rest = [f"{d.get('field')}: {d.get('message')}" for d in detail if isinstance(d, dict) and not is_unknown_model(d)]
-    return " ".join(sentences + ([f"The server also says: {'; '.join(rest)}"] if rest else []))
+    lines = [_line(d, spec, batch) for d in detail if isinstance(d, dict)]
+    return " ".join(line if line.endswith(".") else f"{line}." for line in lines) if batch else "\n".join(lines)
+
+
+def _line(item: dict, spec: dict, batch: bool) -> str:
+    if is_unknown_model(item):
+        return unknown_model_sentence(item, spec, batch)
+    field = str(item.get("field") or "")
+    return f"{label(field, spec)}: {item.get('message')}" if field else str(item.get("message"))

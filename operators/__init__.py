@@ -44,6 +44,7 @@ def register():
 
 
 def unregister():
+    models.unregister()
     camera_match.unregister()
     generate.unregister()
     _unregister()

@@ -1,13 +1,16 @@
 """marionette.models_refresh / model_download: the server's models, whether they are here, and fetching them."""
 
 import json
+import zlib
 
 import bpy
 from bpy.props import StringProperty
 
 from .. import preferences
 from ..backend import server_control
+from ..backend.catalog import natural_key
 from ..backend.client import ServerError
+from ..properties_models import KINDS
 
 # (kind, name) -> the server's last download report; the Models panel draws progress bars from it.
 downloads: dict[tuple[str, str], dict] = {}
@@ -18,6 +21,41 @@ def cached_models(prefs) -> dict:
         return json.loads(prefs.models_cache) if prefs.models_cache else {}
     except ValueError:
         return {}
+
+
+_key = ["", "00000000-0"]  # the last list and its checksum
+
+
+def source_key(cache: str) -> str:
+    """A checksum of the cached list (the rows remember the one they were filled from), computed once per list."""
+    if cache != _key[0]:
+        _key[:] = cache, f"{zlib.crc32(cache.encode()):08x}-{len(cache)}"
+    return _key[1]
+
+
+def sync_rows(prefs, view):
+    """The panel's rows from the cached list: per kind, the models that are not here first (they need the artist),
+    then by name as artists sort ("lora2" before "lora10")."""
+    view.rows.clear()
+    models = cached_models(prefs)
+    for kind in KINDS:
+        for entry in sorted(models.get(kind) or [], key=lambda e: (bool(e.get("available")), natural_key(e["name"]))):
+            row = view.rows.add()
+            row.name, row.kind, row.family = entry["name"], kind, entry.get("family") or ""
+            row.available, row.downloadable = bool(entry.get("available")), bool(entry.get("downloadable"))
+            row.size = entry.get("size") or 0
+    view.source = source_key(prefs.models_cache)
+
+
+def _sync_now():
+    sync_rows(preferences.get(), bpy.context.window_manager.marionette_models)
+    _redraw()
+
+
+def sync_later():
+    """Fill the rows on the next tick: a draw cannot write them (the list of a previous session, a file opened)."""
+    if not bpy.app.timers.is_registered(_sync_now):
+        bpy.app.timers.register(_sync_now, first_interval=0.0)
 
 
 def _redraw():
@@ -38,7 +76,9 @@ class MARIONETTE_OT_models_refresh(bpy.types.Operator):
         except ServerError as e:
             self.report({"ERROR"}, f"{e}; the list shown is the one from the last time the server answered")
             return {"CANCELLED"}
-        preferences.get(context).models_cache = json.dumps(models)
+        prefs = preferences.get(context)
+        prefs.models_cache = json.dumps(models)
+        sync_rows(prefs, context.window_manager.marionette_models)
         return {"FINISHED"}
 
 
@@ -86,3 +126,8 @@ class MARIONETTE_OT_model_download(bpy.types.Operator):
 
 
 CLASSES = (MARIONETTE_OT_models_refresh, MARIONETTE_OT_model_download)
+
+
+def unregister():
+    if bpy.app.timers.is_registered(_sync_now):
+        bpy.app.timers.unregister(_sync_now)

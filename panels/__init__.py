@@ -6,7 +6,7 @@ from ..backend import catalog, compositing, estimate, job_spec, pose_capture, ri
 from ..operators import camera_match, generate
 from ..properties import CHECKPOINTS_OWN
 from ..server.protocol import MOTION_LORAS
-from . import cache, lists, model_roots, models, stylise
+from . import cache, lists, model_roots, models, models_list, stylise
 from .text import wrap as _wrap
 
 # Where a Blender's text fields have no placeholder, an empty VAE field simply shows nothing.
@@ -65,8 +65,9 @@ class MARIONETTE_PT_main(_Panel, bpy.types.Panel):
             layout.label(text=runtime.status)
         if runtime.error:
             box = layout.box()
-            for i, line in enumerate(_wrap(runtime.error, 48)):
-                box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
+            for problem in runtime.error.splitlines():  # a 422 names one problem a line
+                for i, line in enumerate(_wrap(problem, 48)):
+                    box.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
 
 
 class MARIONETTE_PT_server(_Panel, bpy.types.Panel):
@@ -354,7 +355,9 @@ CLASSES = (
     + models.CLASSES
 )
 
-_register, _unregister = bpy.utils.register_classes_factory(lists.CLASSES + model_roots.CLASSES + CLASSES)
+_register, _unregister = bpy.utils.register_classes_factory(
+    lists.CLASSES + model_roots.CLASSES + models_list.CLASSES + CLASSES
+)
 
 
 def register():

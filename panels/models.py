@@ -1,29 +1,53 @@
-"""The Models sub-panel: every model of the server's config, whether its files are here, Download for the rest;
-models of another family than SD1.5 (SDXL, Flux, ...) greyed with their family."""
+"""The Models sub-panel, for a few models or an A1111 install's hundreds: a Filter field, then a folding section
+per kind with its count ("LoRA (312)"), each a scrolling list (panels/models_list.py) that Blender draws a few
+rows of. Sections open by themselves when they need the artist (a model to download, a download running or
+failed); models of another family than SD1.5 (SDXL, Flux, ...) are listed on request, greyed with their family."""
 
 import bpy
 
 from .. import preferences
-from ..backend.protocol import MODEL_FAMILIES
 from ..operators import model_roots as root_ops
 from ..operators import models as model_ops
+from ..properties_models import KINDS
+from . import models_list
 from .model_roots import RESTART
+from .text import wrap
 
-KINDS = (
-    "base",
-    "vae",
-    "motion_module",
-    "controlnet",
-    "sparsectrl",
-    "motion_lora",
-    "lora",
-    "ip_adapter",
-    "image_encoder",
-)
+ROWS = 8  # rows a kind's list shows before it scrolls (the artist can drag it taller)
+NO_SERVER = "Start the server, then Refresh"
+NO_MODELS = "The server lists no models: add a model folder in the preferences, then Refresh"
 
 
-def _size(size) -> str:
-    return f"{size / 1e9:.1f} GB" if size and size >= 1e8 else f"{size / 1e6:.0f} MB" if size else "size unknown"
+def heading(title: str, kind: models_list.Kind, view) -> str:
+    """ "LoRA (312)", "LoRA (3 of 312)" while filtering, with what is missing and what is hidden."""
+    count = kind.total + (kind.others if view.other_families else 0)
+    parts = [f"{len(kind.shown)} of {count}" if view.filter else str(count)]
+    if kind.missing:
+        parts.append(f"{kind.missing} missing")
+    if kind.others and not view.other_families:
+        parts.append(f"{kind.others} of other families hidden")
+    return f"{title} ({', '.join(parts)})"
+
+
+def _section(layout, view, name: str, title: str, kind: models_list.Kind):
+    reports = [(n, r) for (k, n), r in model_ops.downloads.items() if k == name]
+    failed = [(n, r) for n, r in reports if r.get("state") == "error"]
+    attention = kind.missing or failed or any(r.get("state") == "running" for _, r in reports)
+    # A section's fold is Blender's own panel state; one that needs the artist, or holds what the filter found,
+    # has a state of its own, open until the artist folds it.
+    state = "_attention" if attention else "_found" if view.filter else ""
+    header, body = layout.panel(f"marionette_models_{name}{state}", default_closed=not (attention or view.filter))
+    header.label(text=heading(title, kind, view), icon="ERROR" if kind.missing or failed else "NONE")
+    if body is None:
+        return
+    if kind.shown:
+        rows = min(len(kind.shown), ROWS)
+        body.template_list("MARIONETTE_UL_models", name, view, "rows", view, "index", rows=rows, maxrows=rows)
+    else:
+        body.label(text="Only models of other families: tick Other families to list them", icon="INFO")
+    for model, report in failed:
+        for i, line in enumerate(wrap(f"{model}: {report.get('error', '')}", 48)):
+            body.label(text=line, icon="ERROR" if i == 0 else "BLANK1")
 
 
 class MARIONETTE_PT_models(bpy.types.Panel):
@@ -36,42 +60,36 @@ class MARIONETTE_PT_models(bpy.types.Panel):
 
     def draw(self, context):
         layout = self.layout
+        prefs = preferences.get(context)
         layout.operator("marionette.models_refresh", icon="FILE_REFRESH")
-        if root_ops.restart_needed(preferences.get(context)):
+        if root_ops.restart_needed(prefs):
             layout.label(text=RESTART, icon="ERROR")
-        models = model_ops.cached_models(preferences.get(context))
-        if not models:
-            layout.label(text="Start the server, then Refresh")
-        for kind in KINDS:
-            entries = models.get(kind) or []
-            if not entries:
+        if not prefs.models_cache:
+            layout.label(text=NO_SERVER)
+            return
+        view = context.window_manager.marionette_models
+        if view.source != model_ops.source_key(prefs.models_cache):
+            model_ops.sync_later()
+            layout.label(text="Reading the model list…")
+            return
+        kinds = models_list.summary(view)
+        if not kinds:
+            layout.label(text=NO_MODELS)
+            return
+        row = layout.row(align=True)
+        row.prop(view, "filter", text="", icon="VIEWZOOM")
+        others = sum(kind.others for kind in kinds.values())
+        if others:
+            row.prop(view, "other_families", text=f"Other families ({others})", toggle=True)
+        drawn = 0
+        for name, title in KINDS.items():
+            kind = kinds.get(name)
+            if kind is None or (view.filter and not kind.shown):
                 continue
-            col = layout.column(align=True)
-            col.label(text=kind.replace("_", " ").capitalize())
-            for entry in entries:
-                report = model_ops.downloads.get((kind, entry["name"]))
-                row = col.row(align=True)
-                family = entry.get("family")
-                if family not in (None, "sd15"):
-                    row.active = False
-                    named = MODEL_FAMILIES.get(family, family)
-                    row.label(text=f"{entry['name']}: {named} — not usable with SD1.5", icon="CANCEL")
-                    continue
-                if report and report.get("state") == "running" and report.get("total"):
-                    row.progress(
-                        factor=report["done"] / report["total"],
-                        text=f"{entry['name']}: {report['done'] / 1e6:.0f} / {report['total'] / 1e6:.0f} MB",
-                    )
-                    continue
-                if entry.get("available"):
-                    row.label(text=entry["name"], icon="CHECKMARK")
-                    continue
-                row.label(text=f"{entry['name']} (missing, {_size(entry.get('size'))})", icon="ERROR")
-                if entry.get("downloadable"):
-                    op = row.operator("marionette.model_download", text="Download", icon="IMPORT")
-                    op.kind, op.name = kind, entry["name"]
-                if report and report.get("state") == "error":
-                    col.label(text=report.get("error", "")[:120])
+            _section(layout, view, name, title, kind)
+            drawn += 1
+        if not drawn:
+            layout.label(text=f"No model name contains {view.filter!r}", icon="INFO")
 
 
 CLASSES = (MARIONETTE_PT_models,)

@@ -80,6 +80,9 @@ class Recorder:
         assert 0.0 <= factor <= 1.0
         self.log.append(("progress", text))
 
+    def panel(self, idname, default_closed=False):  # a layout panel, in its default state
+        return Recorder(self.log), None if default_closed else Recorder(self.log)
+
     def template_icon(self, icon_value=0, scale=1.0):
         self.log.append(("icon", icon_value))
 

@@ -479,5 +479,5 @@ def test_a_model_the_server_lacks_is_named_by_its_option(extension, tiny_server,
     assert command(extension, blend, *args) == 1
     said = capfd.readouterr().out
     assert "The checkpoint 'sd99' (--base) is not on the server. Pick one of: sd15, sd15-single." in said
-    assert "The server also says: prompt: unknown embedding 'nope'" in said  # every problem in the one answer
+    assert "sd15-single. Prompt: unknown embedding 'nope'" in said  # every problem in the one answer
     assert "base:" not in said and not list(out.rglob("*.png")), "refused before anything rendered"

@@ -14,6 +14,7 @@ BLENDER_SIDE = [
     "__init__.py",
     "properties.py",
     "properties_stylise.py",
+    "properties_models.py",
     "preferences.py",
     "backend",
     "operators",

@@ -9,8 +9,9 @@ import os
 import bpy
 import pytest
 from conftest import TOKEN
-from panel_driver import Recorder, ext
+from panel_driver import ext
 from test_extension import point_at, scene_with_camera
+from test_models_panel import draw, texts
 
 from tests.support import tiny_families
 
@@ -34,18 +35,6 @@ def family_server(tmp_path_factory, tiny_models):
     server.stop()
 
 
-class Greyed(Recorder):
-    """Records each label with whether its layout is drawn active (not greyed)."""
-
-    def _child(self, *args, **kwargs):
-        return Greyed(self.log)
-
-    row = column = box = split = column_flow = grid_flow = _child
-
-    def label(self, text="", **kwargs):
-        self.log.append(("label", text, self.active))
-
-
 def offered(search, text=""):
     return search(bpy.context.scene.marionette, bpy.context, text)
 
@@ -65,12 +54,16 @@ def test_pickers_offer_sd15_and_unknown_names_and_the_models_panel_greys_the_res
     assert ext("backend.catalog").motion_info("v2")["max_frames"] == 32  # asked with the SD1.5 base
 
     assert bpy.ops.marionette.models_refresh() == {"FINISHED"}
-    log = []
-    panel = type("P", (), {"layout": Greyed(log)})()
-    ext("panels.models").MARIONETTE_PT_models.draw(panel, bpy.context)
-    shown = {text: active for _, text, active in (entry for entry in log if entry[0] == "label")}
+    view = bpy.context.window_manager.marionette_models
+    view.filter, view.other_families = "", True  # listed on request, greyed
+    kinds = ext("properties_models").KINDS
+    log = draw(
+        folds={f"marionette_models_{kind}{state}": True for kind in kinds for state in ("", "_attention")}, scroll=True
+    )
+    greyed = set(texts(log, "greyed"))
+    shown = {text: text not in greyed for text in texts(log)}
     for name, (kind, family, _) in tiny_families.FILES.items():
-        if kind not in ext("panels.models").KINDS:
+        if kind not in kinds:
             continue  # embeddings are not listed there
         if family in (None, "sd15"):
             assert shown[name] is True, name
@@ -96,6 +89,6 @@ def test_a_typed_sdxl_checkpoint_is_refused_in_the_artists_words_before_any_rend
     s.base = "pony_v6"  # typed by hand: the picker does not offer it
     with pytest.raises(RuntimeError, match="pony_v6 is an SDXL checkpoint"):
         bpy.ops.marionette.generate()
-    error = bpy.context.window_manager.marionette.error
-    assert "Marionette runs SD1.5 checkpoints — pick an SD1.5 one" in error
+    error = bpy.context.window_manager.marionette.error  # the panel's label for the field, then the server's words
+    assert "Checkpoint: pony_v6 is an SDXL checkpoint; Marionette runs SD1.5 checkpoints — pick an SD1.5 one" in error
     assert ext("operators.generate")._active.capture is None, "refused before any guide was rendered"

@@ -76,7 +76,7 @@ def test_each_model_choice_is_named_where_the_artist_sets_it(tiny_models):
     assert "The SparseCtrl model 'scribble' (Keyframes) is not on the server. Pick one of: rgb, rgb-original." in said
     assert "The IP-Adapter 'plus' of image reference 2 (Image References) is not on the server." in said
     assert "Pick one of: ip_adapter, ip_adapter_bin," in said and "The VAE 'kl-f8' (Prompt & Models)" in said
-    assert said.endswith("The server also says: depth: 3 depth images for 4 frames; send one per frame")
+    assert said.endswith("\nDepth guide: 3 depth images for 4 frames; send one per frame")  # a line a problem
     batch = artist_message(error, spec.to_dict(), batch=True)
     assert (
         "of image reference 2 (--reference-model)" in batch and "'stlye' (the scene's Prompt & Models panel)" in batch

@@ -21,6 +21,7 @@ SHIPPED_ROOTS = (
     "blender_manifest.toml",
     "properties.py",
     "properties_stylise.py",
+    "properties_models.py",
     "preferences.py",
     "README.md",
     "backend/",

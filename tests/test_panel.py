@@ -154,7 +154,7 @@ def test_models_the_server_lacks_are_named_as_the_panel_choices(extension, tiny_
     error = runtime().error
     assert "The checkpoint 'sd99' (Prompt & Models) is not on the server. Pick one of: sd15, sd15-single." in error
     assert "The Depth ControlNet 'foo' (Guides) is not on the server. Pick one of: depth, depth-original," in error
-    assert "The server also says: prompt: unknown embedding 'nope'" in error  # every problem in the one answer
+    assert "\nPrompt: unknown embedding 'nope'" in error  # every problem in the one answer
     assert "controlnets[" not in error and "base:" not in error and "422" not in error
     assert ext("operators.generate")._active.capture is None, "refused before any guide was rendered"
     assert "The Depth ControlNet 'foo' (Guides) is not on the server." in shown(draw_all())
