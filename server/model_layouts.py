@@ -130,19 +130,31 @@ def well_known() -> dict[str, tuple[str, str]]:
 _WELL_KNOWN: dict[str, tuple[str, str]] = {}
 
 
+def safetensors_header(path) -> dict:
+    """The JSON header of a .safetensors file (tensor name -> dtype, shape, offsets; "__metadata__"), read alone.
+    Raises OSError or ValueError when the file is not one."""
+    with open(path, "rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ValueError("shorter than a safetensors header")
+        (size,) = struct.unpack("<Q", raw)
+        if not 0 < size <= HEADER_LIMIT:
+            raise ValueError(f"a header of {size} bytes")
+        return json.loads(f.read(size))
+
+
+HEADER_LIMIT = 100 << 20  # real headers are under 2 MB; anything near this is not a safetensors file
+
+
 def safetensors_keys(path: str) -> list[str]:
-    """The tensor names in a .safetensors file's header (only the header is read; remembered per file version);
-    [] when unreadable."""
+    """The tensor names in a .safetensors file's header (remembered per file version); [] when unreadable."""
     try:
         st = os.stat(path)
         key = (path, st.st_size, st.st_mtime_ns)
         if key not in _keys:
-            with open(path, "rb") as f:
-                (size,) = struct.unpack("<Q", f.read(8))
-                header = json.loads(f.read(size)) if 0 < size < 64 * 2**20 else {}
-            _keys[key] = [k for k in header if k != "__metadata__"]
+            _keys[key] = [k for k in safetensors_header(path) if k != "__metadata__"]
         return _keys[key]
-    except (OSError, ValueError, struct.error):
+    except (OSError, ValueError):
         return []
 
 

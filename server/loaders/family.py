@@ -33,15 +33,13 @@ from __future__ import annotations
 import json
 import os
 import re
-import struct
 import threading
 from pathlib import Path
 
+from ..model_layouts import safetensors_header
 from ..protocol import MODEL_FAMILIES
 from .files import WEIGHT_SUFFIXES, classify
 from .hashes import FileHashes
-
-HEADER_LIMIT = 100 << 20  # real headers are under 2 MB; anything near this is not a safetensors file
 
 _FLUX = re.compile(r"(?:^|[._])(?:double_blocks|single_blocks|single_transformer_blocks)[._]\d")
 _SD3 = re.compile(r"(?:^|[._])joint_blocks[._]\d|(?:^|\.)transformer_blocks\.\d+\.(?:attn\.|ff_context\.)")
@@ -188,16 +186,9 @@ def _sd15_layout(keys) -> bool:
 # --- reading headers ---------------------------------------------------------------------------------------------
 
 
-def safetensors_header(path) -> tuple[dict[str, tuple], dict]:
+def safetensors_shapes(path) -> tuple[dict[str, tuple], dict]:
     """Key -> shape and the metadata of a .safetensors file, from its JSON header alone."""
-    with open(path, "rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ValueError("shorter than a safetensors header")
-        (size,) = struct.unpack("<Q", raw)
-        if size > HEADER_LIMIT:
-            raise ValueError(f"a header of {size} bytes")
-        header = json.loads(f.read(size))
+    header = safetensors_header(path)
     metadata = header.pop("__metadata__", None) or {}
     return {k: tuple(v["shape"]) for k, v in header.items()}, metadata
 
@@ -290,7 +281,7 @@ def file_family(path) -> str | None:
     path = Path(path)
     try:
         if path.suffix.lower() == ".safetensors":
-            found = family_of_keys(*safetensors_header(path))
+            found = family_of_keys(*safetensors_shapes(path))
         elif path.suffix.lower() in WEIGHT_SUFFIXES:
             found = family_of_keys(pickle_shapes(path))
     except Exception:  # noqa: BLE001 - a broken file has no family; loading it names the problem
