@@ -29,6 +29,7 @@ LABELS = {
     "motion_module": "Motion module",
     "vae": "VAE",
     "clip_skip": "Clip skip",
+    "prompt_weighting": "Prompt weighting",
     "loras": "Image LoRAs",
     "loras[]": "LoRA {n} ({name})",
     "loras[].name": "LoRA {n} ({name})",
