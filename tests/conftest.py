@@ -22,6 +22,23 @@ def tiny_models(tmp_path_factory):
     return root
 
 
+@pytest.fixture(scope="module")
+def store(tiny_models):
+    """A ModelStore on the tiny models (CPU, float32), one per test module: modules change its pipelines."""
+    from server.engine.store import ModelStore
+    from server.loaders import ModelConfig
+
+    return ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
+
+
+@pytest.fixture(scope="module")
+def pipe(store):
+    """The store's (sd15, v2) pipeline with no LoRA."""
+    pipe = store.pipeline("sd15", "v2")
+    store.set_loras(pipe, [])
+    return pipe
+
+
 @pytest.fixture(scope="session")
 def tiny_server(tmp_path_factory, tiny_models):
     """The real server as a subprocess on a free loopback port, on the tiny models, requiring TOKEN.

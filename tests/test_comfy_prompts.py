@@ -11,9 +11,7 @@ from transformers import CLIPTokenizer
 
 from server.engine.comfy_prompt import comfy_chunks, comfy_prompt_errors, weighted_parts
 from server.engine.prompt_chunks import PLACEHOLDER, Tokenizer
-from server.engine.store import ModelStore
 from server.engine.text_encoding import prompt_encoder
-from server.loaders import ModelConfig
 from tests.support.tiny_models import TEXT_DIM, write_tokenizer
 
 
@@ -93,18 +91,6 @@ def test_prompt_errors_are_unknown_embeddings_and_weights_that_are_not_finite():
 
 
 # --- the weighting, on the tiny CLIP ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def store(tiny_models):
-    return ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def pipe(store):
-    pipe = store.pipeline("sd15", "v2")
-    store.set_loras(pipe, [])
-    return pipe
 
 
 @pytest.fixture(scope="module")

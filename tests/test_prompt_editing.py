@@ -15,25 +15,11 @@ from server.engine.conditioning import Control
 from server.engine.free_init import FreeInit
 from server.engine.init_video import InitVideo
 from server.engine.references import Reference
-from server.engine.store import ModelStore
 from server.engine.text_encoding import prompt_encoder
 from server.engine.windows import ContextWindows
-from server.loaders import ModelConfig
 
 A, B = "a man walking", "a dog running"
 EDITED = f"[{A}:{B}:0.5]"  # at 4 steps: "a" at step indices 0-2 (A1111: index <= 2), "b" at 3
-
-
-@pytest.fixture(scope="module")
-def store(tiny_models):
-    return ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def pipe(store):
-    pipe = store.pipeline("sd15", "v2")
-    store.set_loras(pipe, [])
-    return pipe
 
 
 def run(pipe, store, steps=4, frames=4, **kw):

@@ -17,7 +17,6 @@ from transformers import CLIPTextModel
 
 from server.engine.conditioning import Control, Keyframes
 from server.engine.references import Reference, clip_pixels
-from server.engine.store import ModelStore
 from server.engine.text_encoding import PromptEncoder, prompt_encoder
 from server.engine.windows import ContextWindows
 from server.loaders import CheckpointError, ModelConfig
@@ -26,18 +25,6 @@ from tests.support import tiny_embeddings
 from tests.support.tiny_models import TEXT_DIM
 
 LONG = "a man walking in the city at night, " * 10  # 90 tokens on the tiny tokenizer: two chunks
-
-
-@pytest.fixture(scope="module")
-def store(tiny_models):
-    return ModelStore(ModelConfig.load(tiny_models / "models.toml"), device="cpu", dtype="float32")
-
-
-@pytest.fixture(scope="module")
-def pipe(store):
-    pipe = store.pipeline("sd15", "v2")
-    store.set_loras(pipe, [])
-    return pipe
 
 
 def encoder(pipe, store, clip_skip=1):
