@@ -26,6 +26,9 @@ from cli import extension
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     blend = argv.pop(0) if argv and not argv[0].startswith("-") else None
+    if blend and not Path(blend).is_file():
+        print(f"batch: {blend}: no such .blend file", file=sys.stderr)
+        return 2
     tiny = "--tiny" in argv
     if tiny:
         argv.remove("--tiny")
